@@ -1,0 +1,36 @@
+// The error vocabulary the client can see. Components throw these typed classes;
+// edge/ maps them to HTTP statuses in one place (edge/errors.ts). Messages are
+// short, public and never contain stack traces, paths or secrets.
+
+export abstract class EdgeError extends Error {
+  override readonly name: string = this.constructor.name;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** No route for this host/path, or the program is unknown. -> 404 */
+export class NotFoundError extends EdgeError {}
+
+/** Malformed hash, host or request. -> 400 */
+export class BadRequestError extends EdgeError {}
+
+/** The node cannot take this request now (capacity, queue full, draining). -> 503 + Retry-After */
+export class UnavailableError extends EdgeError {
+  constructor(
+    message: string,
+    readonly retryAfterS: number,
+    readonly reason: 'capacity' | 'queue_full' | 'draining' | 'backoff',
+  ) {
+    super(message);
+  }
+}
+
+/** The program failed to boot (bad image, crash at start, boot timeout). -> 502 */
+export class BootFailedError extends EdgeError {}
+
+/** The program's execution went away while serving (crash, reset). -> 502 */
+export class UpstreamError extends EdgeError {}
+
+/** The program did not answer within the request timeout. -> 504 */
+export class UpstreamTimeoutError extends EdgeError {}

@@ -1,0 +1,3 @@
+export * from './errors.js';
+export * from './hash.js';
+export * from './log.js';

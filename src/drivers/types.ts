@@ -1,0 +1,43 @@
+import type { Program } from '../programs/index.js';
+
+/** Where the proxy reaches a running program. */
+export type Endpoint =
+  | { kind: 'tcp'; host: string; port: number }
+  | { kind: 'unix'; path: string };
+
+/** Per-execution identity handed to a driver (used for names, logs, resources). */
+export interface Slot {
+  executionId: string; // unique per execution, e.g. '<short hash>-<n>'
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** True when the exit was caused by instance.stop(). */
+  requested: boolean;
+}
+
+/** A started program. Readiness is checked by the orchestrator, not the driver. */
+export interface Instance {
+  endpoint: Endpoint;
+  pid: number | undefined;
+  /** Stops the program (graceful, then forced after the grace period); idempotent. */
+  stop(): Promise<void>;
+  /** Settles once the program has exited, for whatever reason. Never rejects. */
+  exited: Promise<ExitInfo>;
+}
+
+export interface Driver {
+  readonly name: string;
+  /** Launches the program; rejects with DriverStartError when it cannot be launched. */
+  start(program: Program, slot: Slot): Promise<Instance>;
+}
+
+/** The driver could not launch the program (missing binary, bad image...). */
+export class DriverStartError extends Error {
+  override readonly name = 'DriverStartError';
+}
+
+export function formatEndpoint(endpoint: Endpoint): string {
+  return endpoint.kind === 'tcp' ? `${endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host}:${endpoint.port}` : `unix:${endpoint.path}`;
+}

@@ -1,0 +1,2 @@
+export { MetricsRegistry, Counter, Gauge, Histogram, DEFAULT_SECONDS_BUCKETS } from './registry.js';
+export type { Labels } from './registry.js';

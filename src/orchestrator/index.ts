@@ -1,0 +1,1 @@
+export type { Lease, ExecutionGateway, ExecutionInfo, ExecutionState } from './types.js';

@@ -1,0 +1,39 @@
+import type { Endpoint } from '../drivers/index.js';
+
+/** A request's hold on a ready execution; release exactly once when the exchange ends. */
+export interface Lease {
+  hash: string;
+  endpoint: Endpoint;
+  /** Per-request timeout for this program (program override or node default). */
+  requestTimeoutMs: number;
+  release(): void;
+  /** Tells the orchestrator the execution failed while serving (reset, refused). */
+  reportFailure(reason: string): void;
+}
+
+/** What edge/ asks of the orchestrator. Async on purpose (IPC seam for workers). */
+export interface ExecutionGateway {
+  /** Returns a lease on a ready execution, booting one if needed. Throws EdgeError subclasses. */
+  acquire(hash: string, signal?: AbortSignal): Promise<Lease>;
+}
+
+export type ExecutionState = 'starting' | 'ready' | 'draining' | 'stopping' | 'stopped' | 'failed';
+
+/** One execution as listed by the status API. */
+export interface ExecutionInfo {
+  hash: string;
+  name: string;
+  state: ExecutionState;
+  driver: string;
+  endpoint: string;
+  pid: number | null;
+  started_at: string;
+  ready_at: string | null;
+  last_request_at: string | null;
+  boot_ms: number | null;
+  requests: number;
+  in_flight: number;
+  memory_mib: number;
+  restarts: number;
+  last_error: string | null;
+}

@@ -1,0 +1,1 @@
+export type { Program, ProgramSource, Launch, ProcessLaunch } from './types.js';

@@ -1,0 +1,1 @@
+export type { Route, RouteRequest, TxtLookup } from './types.js';

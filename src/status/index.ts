@@ -1,0 +1,1 @@
+export type { StatusProvider, StatusSnapshot, ReloadResult } from './types.js';

@@ -1,0 +1,30 @@
+import type { ExecutionInfo } from '../orchestrator/index.js';
+import type { CertInfo } from '../tls/index.js';
+
+export interface StatusSnapshot {
+  version: string;
+  uptime_s: number;
+  listeners: string[]; // e.g. 'https 127.0.0.1:8443', 'http [::]:80', 'fd:3 https'
+  draining: boolean;
+  vms: ExecutionInfo[];
+  certs: { count: number; by_source: Record<string, number> };
+  counters: Record<string, number>; // requests, errors by status class, boots, ...
+}
+
+export interface ReloadResult {
+  ok: boolean;
+  errors: string[]; // 'file:line:col: message' lines when !ok
+}
+
+/** What the status server reads and controls; implemented by the node assembly. */
+export interface StatusProvider {
+  status(): Promise<StatusSnapshot>;
+  vms(): Promise<ExecutionInfo[]>;
+  certs(): Promise<CertInfo[]>;
+  metrics(): Promise<string>;
+  /** Stops the program's execution; false when none is running. */
+  stopVm(hash: string): Promise<boolean>;
+  reload(): Promise<ReloadResult>;
+  /** Starts draining; resolves once draining has begun (the process exits later). */
+  drain(): Promise<void>;
+}

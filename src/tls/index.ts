@@ -1,0 +1,1 @@
+export type { CertInfo, CertificateResolver, IssuancePolicy } from './types.js';

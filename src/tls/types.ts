@@ -1,0 +1,28 @@
+import type { SecureContext } from 'node:tls';
+
+/** One certificate as listed by the status API. */
+export interface CertInfo {
+  host: string;
+  source: 'internal' | 'files' | 'acme';
+  notBefore: string; // ISO 8601
+  notAfter: string;
+  issuer: string;
+}
+
+/**
+ * What edge/ asks of the TLS component. Async and PEM-free on purpose: a
+ * multi-core edge can implement it in workers by asking a primary over IPC.
+ */
+export interface CertificateResolver {
+  /** Secure context for an SNI name; undefined when no certificate can be served. */
+  secureContext(servername: string): Promise<SecureContext | undefined>;
+  /** Key authorization for an HTTP-01 token, when a challenge is pending. */
+  httpChallenge(token: string): Promise<string | undefined>;
+  /** Certificates currently loaded or stored. */
+  list(): Promise<CertInfo[]>;
+}
+
+/** Decides whether a host may get a certificate on demand (ACME issue seam). */
+export interface IssuancePolicy {
+  allow(host: string): Promise<boolean>;
+}
