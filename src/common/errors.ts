@@ -34,3 +34,6 @@ export class UpstreamError extends EdgeError {}
 
 /** The program did not answer within the request timeout. -> 504 */
 export class UpstreamTimeoutError extends EdgeError {}
+
+/** The request body is larger than the node accepts. -> 413 */
+export class PayloadTooLargeError extends EdgeError {}

@@ -7,8 +7,11 @@ export interface Lease {
   /** Per-request timeout for this program (program override or node default). */
   requestTimeoutMs: number;
   release(): void;
-  /** Tells the orchestrator the execution failed while serving (reset, refused). */
-  reportFailure(reason: string): void;
+  /**
+   * Tells the orchestrator the exchange failed upstream. `fatal` means the program
+   * no longer accepts connections (refused): its execution is replaced.
+   */
+  reportFailure(reason: string, fatal: boolean): void;
 }
 
 /** What edge/ asks of the orchestrator. Async on purpose (IPC seam for workers). */

@@ -1,1 +1,2 @@
 export type { Program, ProgramSource, Launch, ProcessLaunch } from './types.js';
+export { LocalProgramSource } from './local.js';

@@ -1,0 +1,2 @@
+export { AlephEdgeNode } from './node.js';
+export type { NodeOptions } from './node.js';

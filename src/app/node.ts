@@ -1,0 +1,190 @@
+import { isDeepStrictEqual } from 'node:util';
+import { ConfigError, loadConfig, type RoutingSettings, type Settings } from '../config/index.js';
+import { createLogger } from '../common/index.js';
+import { createDriver, waitForHttp } from '../drivers/index.js';
+import { Edge, type InheritedSocket } from '../edge/index.js';
+import { MetricsRegistry } from '../metrics/index.js';
+import { Orchestrator, type ReadinessProbe } from '../orchestrator/index.js';
+import { LocalProgramSource } from '../programs/index.js';
+import { Forwarder } from '../proxy/index.js';
+import { DnsTxtLookup, Router } from '../routing/index.js';
+import { startStatusServer, type ReloadResult, type StatusProvider, type StatusServer, type StatusSnapshot } from '../status/index.js';
+import { createCertificateManager, type CertificateResolver } from '../tls/index.js';
+import { SwappablePrograms } from './swappable-programs.js';
+import { restartOnlyChanges } from './reload-diff.js';
+
+const log = createLogger('node');
+
+export interface NodeOptions {
+  version: string;
+  /** Sockets handed over by systemd; default: read from the environment. */
+  inherited?: InheritedSocket[];
+  /** Called when a drain is requested over the status socket; default: drain(). */
+  onDrainRequested?: () => void;
+}
+
+const probe: ReadinessProbe = async (endpoint, { path, signal }) => {
+  // The orchestrator bounds the wait with boot_timeout through the signal.
+  await waitForHttp(endpoint, { path, signal, deadline: Number.MAX_SAFE_INTEGER });
+};
+
+/**
+ * One aleph-edge node: builds every component from the settings and wires them
+ * edge -> routing -> orchestrator -> driver, edge -> proxy.
+ */
+export class AlephEdgeNode {
+  readonly metrics = new MetricsRegistry();
+  private settings: Settings;
+  private readonly startedAt = Date.now();
+  private readonly programs: SwappablePrograms;
+  private readonly orchestrator: Orchestrator;
+  private readonly forwarder = new Forwarder();
+  private router: Router;
+  private txt: { settings: RoutingSettings; lookup: DnsTxtLookup } | undefined;
+  private certs!: CertificateResolver;
+  private edge!: Edge;
+  private status: StatusServer | undefined;
+  private draining: Promise<void> | undefined;
+
+  private constructor(settings: Settings, private readonly options: NodeOptions) {
+    this.settings = settings;
+    this.programs = new SwappablePrograms(new LocalProgramSource(settings.programs.local));
+    this.router = this.buildRouter(settings);
+    this.orchestrator = new Orchestrator({
+      settings: settings.orchestrator,
+      programs: this.programs,
+      driver: createDriver(settings.orchestrator.driver, { stopGraceMs: settings.orchestrator.stopGraceMs }),
+      probe,
+      metrics: this.metrics,
+    });
+  }
+
+  static async start(settings: Settings, options: NodeOptions): Promise<AlephEdgeNode> {
+    const node = new AlephEdgeNode(settings, options);
+    await node.startComponents();
+    return node;
+  }
+
+  get gateway(): Orchestrator {
+    return this.orchestrator;
+  }
+
+  listeners(): string[] {
+    return this.edge.describe();
+  }
+
+  port(kind: 'https' | 'http'): number | undefined {
+    return this.edge.port(kind);
+  }
+
+  /** Re-reads the config file; an invalid file changes nothing. */
+  async reload(): Promise<ReloadResult> {
+    let next: Settings;
+    try {
+      next = await loadConfig(this.settings.file);
+    } catch (error) {
+      const errors = error instanceof ConfigError ? error.format().split('\n') : [String((error as Error).message)];
+      log.error('reload rejected, keeping the running config', { errors: errors.length, first: errors[0] });
+      return { ok: false, errors };
+    }
+    for (const key of restartOnlyChanges(this.settings, next)) {
+      log.warn('setting changed but needs a restart to apply', { key });
+    }
+    const removed = this.programs.known().filter((p) => !next.programs.local.some((l) => l.hash === p.hash));
+    this.programs.replace(new LocalProgramSource(next.programs.local));
+    this.router = this.buildRouter(next);
+    this.edge.setRoutes(this.router);
+    this.orchestrator.updateSettings(next.orchestrator);
+    this.settings = { ...next, server: this.settings.server, tls: this.settings.tls };
+    for (const program of removed) void this.orchestrator.stop(program.hash, 'removed');
+    log.info('config reloaded', { programs: next.programs.local.length, routes: next.routes.length, removed: removed.length });
+    return { ok: true, errors: [] };
+  }
+
+  /** Stops accepting, finishes in-flight requests until the drain deadline, stops every program. */
+  drain(): Promise<void> {
+    this.draining ??= (async () => {
+      const deadline = Date.now() + this.settings.server.drainTimeoutMs;
+      log.info('draining', { in_flight: this.edge.pipeline.active, deadline_s: Math.round(this.settings.server.drainTimeoutMs / 1000) });
+      this.edge.stopAccepting();
+      await Promise.all([this.edge.finish(deadline), this.orchestrator.drain(Math.max(0, deadline - Date.now()))]);
+      this.forwarder.close();
+      await this.status?.close();
+      log.info('drained');
+    })();
+    return this.draining;
+  }
+
+  private buildRouter(settings: Settings): Router {
+    // Keep the TXT cache across reloads unless its own settings changed.
+    if (!this.txt || !isDeepStrictEqual(this.txt.settings, settings.routing)) {
+      this.txt = { settings: settings.routing, lookup: new DnsTxtLookup(settings.routing, { metrics: this.metrics }) };
+    }
+    return new Router({ domain: settings.server.domain, routes: settings.routes, txt: this.txt.lookup, metrics: this.metrics });
+  }
+
+  private async startComponents(): Promise<void> {
+    this.certs = await createCertificateManager(this.settings.tls, {
+      // On-demand policy: a certificate only for hosts that route to a program (or the node itself).
+      policy: { allow: (host) => this.router.routesTo(host) },
+      metrics: this.metrics,
+    });
+    this.edge = new Edge({
+      server: this.settings.server,
+      certs: this.certs,
+      gateway: this.orchestrator,
+      routes: this.router,
+      forwarder: this.forwarder,
+      metrics: this.metrics,
+      version: this.options.version,
+      inherited: this.options.inherited,
+    });
+    await this.edge.start();
+    try {
+      this.status = await startStatusServer({
+        path: this.settings.server.statusSocket,
+        mode: this.settings.server.statusSocketMode,
+        provider: this.statusProvider(),
+      });
+    } catch (error) {
+      await this.edge.close();
+      throw error;
+    }
+  }
+
+  private statusProvider(): StatusProvider {
+    return {
+      status: async (): Promise<StatusSnapshot> => {
+        const certs = await this.certs.list();
+        const bySource: Record<string, number> = {};
+        for (const cert of certs) bySource[cert.source] = (bySource[cert.source] ?? 0) + 1;
+        return {
+          version: this.options.version,
+          uptime_s: Math.round((Date.now() - this.startedAt) / 1000),
+          listeners: this.edge.describe(),
+          draining: this.draining !== undefined,
+          vms: this.orchestrator.list(),
+          certs: { count: certs.length, by_source: bySource },
+          counters: this.counters(),
+        };
+      },
+      vms: async () => this.orchestrator.list(),
+      certs: () => this.certs.list(),
+      metrics: async () => this.metrics.render(),
+      stopVm: (hash) => this.orchestrator.stop(hash, 'requested'),
+      reload: () => this.reload(),
+      drain: async () => {
+        // Answer the caller first; the owner decides what follows the drain (the CLI exits).
+        setImmediate(() => (this.options.onDrainRequested ?? (() => void this.drain()))());
+      },
+    };
+  }
+
+  private counters(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const name of ['aleph_edge_requests_total', 'aleph_edge_errors_total', 'aleph_edge_boots_total', 'aleph_edge_boot_failures_total', 'aleph_edge_evictions_total']) {
+      out[name.replace(/^aleph_edge_/, '').replace(/_total$/, '')] = this.metrics.counter(name, '').total();
+    }
+    return out;
+  }
+}

@@ -1,0 +1,152 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { AlephEdgeNode } from './app/index.js';
+import { createLogger } from './common/index.js';
+import { ConfigError, checkConfig, formatIssue, loadConfig } from './config/index.js';
+import { isStatusCommand, runStatusCommand } from './status/index.js';
+
+const DEFAULT_CONFIG = '/etc/aleph-edge/aleph-edge.toml';
+
+const USAGE = `usage: aleph-edge <command> [options]
+
+commands:
+  run [--config FILE]          run the node (default config: $ALEPH_EDGE_CONFIG or ${DEFAULT_CONFIG})
+  check-config FILE            validate a config file; prints every error as file:line:column
+  status                       node status (listeners, programs, certificates, counters)
+  vms                          running programs
+  certs                        certificates with their expiry
+  metrics                      Prometheus metrics
+  stop HASH                    stop a program's execution
+  reload                       re-read the config file (same as SIGHUP)
+  drain                        finish in-flight requests, stop programs, exit
+  version                      print the version
+
+Status commands talk to the status socket: --socket PATH (default $ALEPH_EDGE_SOCKET or
+/run/aleph-edge/status.sock) or --config FILE to read it from the config; --json for scripts.`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function option(argv: string[], name: string): string | undefined {
+  const index = argv.indexOf(name);
+  if (index < 0) return undefined;
+  const value = argv[index + 1];
+  if (value === undefined || value.startsWith('--')) throw new UsageError(`${name} needs a value`);
+  argv.splice(index, 2);
+  return value;
+}
+
+class UsageError extends Error {}
+
+async function run(argv: string[]): Promise<number> {
+  const file = option(argv, '--config') ?? process.env.ALEPH_EDGE_CONFIG ?? DEFAULT_CONFIG;
+  if (argv.length > 0) throw new UsageError(`unexpected argument ${argv[0]}`);
+  const log = createLogger('node');
+  let settings;
+  try {
+    settings = await loadConfig(file);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.format()}\n`);
+      return 1;
+    }
+    throw error;
+  }
+  let exitCode = 0;
+  let node: AlephEdgeNode | undefined;
+  let done!: (code: number) => void;
+  const finished = new Promise<number>((resolve) => (done = resolve));
+  const shutdown = (reason: string) => {
+    if (!node) return;
+    log.info('shutting down', { reason });
+    node.drain().then(() => done(exitCode), (error: Error) => {
+      log.error('drain failed', { error: error.message });
+      done(1);
+    });
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => {
+    void node?.reload().then((result) => {
+      if (!result.ok) for (const line of result.errors) log.error('config error', { error: line });
+    });
+  });
+  process.on('uncaughtException', (error) => {
+    // Unknown state: log everything, stop programs, exit non-zero (systemd restarts us).
+    log.error('uncaught exception', { error: error.stack ?? error.message });
+    exitCode = 1;
+    if (node) shutdown('uncaught exception');
+    else done(1);
+  });
+  try {
+    node = await AlephEdgeNode.start(settings, { version: version(), onDrainRequested: () => shutdown('drain requested') });
+  } catch (error) {
+    log.error('failed to start', { error: (error as Error).message });
+    return 1;
+  }
+  log.info('aleph-edge ready', { version: version(), domain: settings.server.domain, listeners: node.listeners().join(', '), status_socket: settings.server.statusSocket });
+  return finished;
+}
+
+async function checkConfigCommand(argv: string[]): Promise<number> {
+  if (argv.length !== 1) throw new UsageError('check-config takes exactly one FILE');
+  const issues = await checkConfig(argv[0]!);
+  if (issues.length === 0) {
+    process.stdout.write(`${argv[0]}: ok\n`);
+    return 0;
+  }
+  for (const issue of issues) process.stderr.write(`${formatIssue(issue)}\n`);
+  return 1;
+}
+
+async function statusCommand(command: string, argv: string[]): Promise<number> {
+  // --config FILE: take the socket path from the node's config.
+  const configFile = option(argv, '--config');
+  if (configFile && !argv.some((a) => a === '--socket' || a.startsWith('--socket='))) {
+    const settings = await loadConfig(configFile);
+    argv.push('--socket', settings.server.statusSocket);
+  }
+  return runStatusCommand([command, ...argv], { stdout: process.stdout, stderr: process.stderr });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'run':
+        return await run(rest);
+      case 'check-config':
+        return await checkConfigCommand(rest);
+      case 'version':
+      case '--version':
+        process.stdout.write(`aleph-edge ${version()}\n`);
+        return 0;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(`${USAGE}\n`);
+        return command === undefined ? 2 : 0;
+      default:
+        if (isStatusCommand(command)) return await statusCommand(command, rest);
+        throw new UsageError(`unknown command ${command}`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`aleph-edge: ${error.message}\n${USAGE}\n`);
+      return 2;
+    }
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.format()}\n`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+const code = await main(process.argv.slice(2));
+// `run` exits explicitly: after a drain nothing of ours should keep the process alive.
+if (process.argv[2] === 'run') process.exit(code);
+process.exitCode = code;

@@ -1,0 +1,204 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { ListenAddress, ServerSettings } from '../config/index.js';
+import { createLogger } from '../common/index.js';
+import type { MetricsRegistry } from '../metrics/index.js';
+import type { ExecutionGateway } from '../orchestrator/index.js';
+import type { Forwarder } from '../proxy/index.js';
+import type { CertificateResolver } from '../tls/index.js';
+import { createHttpHandler } from './http-listener.js';
+import { Pipeline, type RouteTable } from './pipeline.js';
+import { inheritedSockets, type InheritedSocket } from './systemd.js';
+
+const log = createLogger('edge');
+
+export interface EdgeDeps {
+  server: ServerSettings;
+  certs: CertificateResolver;
+  gateway: ExecutionGateway;
+  routes: RouteTable;
+  forwarder: Forwarder;
+  metrics: MetricsRegistry;
+  version: string;
+  /** Sockets from systemd; default: read from the environment. */
+  inherited?: InheritedSocket[];
+}
+
+type Kind = 'https' | 'http';
+
+interface Listener {
+  kind: Kind;
+  server: http.Server | https.Server;
+  label: string;
+}
+
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** The node's listeners (:443 and :80, or inherited fds) and their request pipeline. */
+export class Edge {
+  readonly pipeline: Pipeline;
+  private readonly listeners: Listener[] = [];
+  private readonly tunnels = new Set<Duplex>();
+  private readonly handshakeFailures;
+
+  constructor(private readonly deps: EdgeDeps) {
+    this.pipeline = new Pipeline({
+      routes: deps.routes,
+      gateway: deps.gateway,
+      forwarder: deps.forwarder,
+      metrics: deps.metrics,
+      page: { domain: deps.server.domain, version: deps.version, startedAt: Date.now() },
+      maxBodyBytes: deps.server.limits.maxBodyBytes,
+    });
+    this.handshakeFailures = deps.metrics.counter('aleph_edge_tls_handshake_failures_total', 'TLS handshakes that failed, by reason');
+  }
+
+  /** Swaps the routing table (reload); requests in flight keep the one they started with. */
+  setRoutes(routes: RouteTable): void {
+    this.pipeline.routes = routes;
+  }
+
+  async start(): Promise<void> {
+    const inherited = this.deps.inherited ?? inheritedSockets();
+    try {
+      if (inherited.length > 0) {
+        for (const socket of inherited) {
+          if (socket.name !== 'https' && socket.name !== 'http') {
+            throw new Error(`inherited socket fd ${socket.fd} is named "${socket.name}"; name it "https" or "http" (FileDescriptorName=)`);
+          }
+          await this.listen(socket.name, { fd: socket.fd }, `fd:${socket.fd}`);
+        }
+      } else {
+        for (const address of this.deps.server.httpsListen) await this.listen('https', address, formatAddress(address));
+        for (const address of this.deps.server.httpListen) await this.listen('http', address, formatAddress(address));
+      }
+    } catch (error) {
+      await this.close();
+      throw error;
+    }
+  }
+
+  /** 'https 127.0.0.1:8443', 'http fd:4', ... with the ports actually bound. */
+  describe(): string[] {
+    return this.listeners.map((l) => `${l.kind} ${boundLabel(l)}`);
+  }
+
+  /** Bound port of the first listener of a kind (tests bind port 0). */
+  port(kind: Kind): number | undefined {
+    const listener = this.listeners.find((l) => l.kind === kind);
+    const address = listener?.server.address();
+    return address && typeof address === 'object' ? address.port : undefined;
+  }
+
+  /** Stops accepting connections; idle keep-alive connections are closed, active ones finish. */
+  stopAccepting(): void {
+    for (const { server } of this.listeners) {
+      server.close();
+      server.closeIdleConnections();
+    }
+  }
+
+  /** Waits for in-flight requests up to the deadline, then cuts whatever is left. */
+  async finish(deadline: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.pipeline.idle(),
+      new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.max(0, deadline - Date.now())); }),
+    ]);
+    clearTimeout(timer);
+    await this.close();
+  }
+
+  /** Closes every listener and connection now. */
+  async close(): Promise<void> {
+    for (const tunnel of this.tunnels) tunnel.destroy();
+    await Promise.all(this.listeners.map(({ server }) => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    })));
+    this.listeners.length = 0;
+  }
+
+  private async listen(kind: Kind, target: ListenAddress | { fd: number }, label: string): Promise<void> {
+    const server = kind === 'https' ? this.createHttpsServer() : this.createHttpServer();
+    this.applyLimits(server);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      const options = 'fd' in target ? { fd: target.fd } : { host: target.host, port: target.port, ipv6Only: target.host.includes(':') };
+      server.listen(options, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    }).catch((error: NodeJS.ErrnoException) => {
+      const hint = error.code === 'EACCES' ? ' (ports below 1024 need root, CAP_NET_BIND_SERVICE or systemd socket activation)'
+        : error.code === 'EADDRINUSE' ? ' (another process is listening there)' : '';
+      throw new Error(`cannot listen on ${kind} ${label}: ${error.code ?? error.message}${hint}`);
+    });
+    server.on('error', (error) => log.error('listener error', { listener: label, error: error.message }));
+    const listener = { kind, server, label };
+    this.listeners.push(listener);
+    log.info('listening', { kind, address: boundLabel(listener) });
+  }
+
+  private createHttpsServer(): https.Server {
+    const server = https.createServer({
+      SNICallback: (servername, callback) => {
+        this.deps.certs.secureContext(servername).then(
+          (context) => (context ? callback(null, context) : callback(new Error(`no certificate for ${servername}`))),
+          (error: Error) => callback(error),
+        );
+      },
+      minVersion: 'TLSv1.2',
+      ALPNProtocols: ['http/1.1'],
+      handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+      maxHeaderSize: this.deps.server.limits.maxHeaderBytes,
+    });
+    server.on('request', (req, res) => void this.pipeline.handle(req, res, 'https'));
+    server.on('upgrade', (req, socket: Duplex, head: Buffer) => {
+      this.tunnels.add(socket);
+      socket.once('close', () => this.tunnels.delete(socket));
+      void this.pipeline.upgrade(req, socket, head);
+    });
+    server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
+      this.handshakeFailures.inc({ reason: error.code ?? 'error' });
+      log.debug('tls handshake failed', { sni: (socket as TLSSocket & { servername?: string }).servername || undefined, error: error.message });
+    });
+    return server;
+  }
+
+  private createHttpServer(): http.Server {
+    const handler = createHttpHandler(this.deps.certs, () => this.port('https'));
+    const server = http.createServer({ maxHeaderSize: this.deps.server.limits.maxHeaderBytes });
+    server.on('request', (req, res) => void handler(req, res));
+    server.on('upgrade', (_req, socket: Duplex) => socket.destroy());
+    return server;
+  }
+
+  private applyLimits(server: http.Server | https.Server): void {
+    const limits = this.deps.server.limits;
+    server.headersTimeout = limits.headersTimeoutMs;
+    server.requestTimeout = limits.requestTimeoutMs;
+    server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+    if (limits.maxConnections > 0) server.maxConnections = limits.maxConnections;
+    server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+      // Malformed HTTP from the client: answer 4xx without involving the pipeline.
+      if (!socket.writable) return socket.destroy();
+      const status = error.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large'
+        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+      socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    });
+  }
+}
+
+function formatAddress(address: ListenAddress): string {
+  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}
+
+function boundLabel(listener: Listener): string {
+  const address = listener.server.address() as AddressInfo | string | null;
+  if (address && typeof address === 'object') return formatAddress({ host: address.address, port: address.port });
+  return listener.label;
+}

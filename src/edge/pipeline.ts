@@ -1,0 +1,167 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { BadRequestError, PayloadTooLargeError, createLogger, shortHash } from '../common/index.js';
+import type { MetricsRegistry } from '../metrics/index.js';
+import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
+import type { ForwardInfo, Forwarder } from '../proxy/index.js';
+import type { Route, RouteRequest } from '../routing/index.js';
+import { replyFor, writeHttpError, writeSocketError, type ErrorReply } from './errors.js';
+import { servePage, type PageInfo } from './pages.js';
+
+/** What the pipeline needs of routing; swapped whole on reload. */
+export interface RouteTable {
+  route(request: RouteRequest): Promise<Route>;
+}
+
+export interface PipelineDeps {
+  routes: RouteTable;
+  gateway: ExecutionGateway;
+  forwarder: Forwarder;
+  metrics: MetricsRegistry;
+  page: PageInfo;
+  maxBodyBytes: number;
+}
+
+const access = createLogger('access');
+
+const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+function statusClass(status: number): string {
+  return status === 0 ? 'none' : `${Math.floor(status / 100)}xx`;
+}
+
+function clientIp(req: IncomingMessage): string {
+  const address = req.socket.remoteAddress ?? '';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+/** listener -> routing -> orchestrator.acquire -> proxy -> lease.release, for each request. */
+export class Pipeline {
+  routes: RouteTable;
+  private readonly requests;
+  private readonly duration;
+  private readonly errors;
+  private inFlight = 0;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(private readonly deps: PipelineDeps) {
+    this.routes = deps.routes;
+    this.requests = deps.metrics.counter('aleph_edge_requests_total', 'Requests answered, by status class');
+    this.duration = deps.metrics.histogram('aleph_edge_request_duration_seconds', 'Request duration, by status class', DURATION_BUCKETS);
+    this.errors = deps.metrics.counter('aleph_edge_errors_total', 'Error replies, by kind');
+    deps.metrics.gauge('aleph_edge_requests_in_flight', 'Requests being served').collect(() => [[{}, this.inFlight]]);
+  }
+
+  /** Requests (and WebSocket tunnels) currently open. */
+  get active(): number {
+    return this.inFlight;
+  }
+
+  /** Resolves when no request is in flight. */
+  idle(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, proto: ForwardInfo['proto']): Promise<void> {
+    const started = performance.now();
+    const host = req.headers.host ?? '';
+    let hash: string | undefined;
+    this.begin();
+    res.once('close', () => {
+      this.end();
+      const seconds = (performance.now() - started) / 1000;
+      const status = res.headersSent ? res.statusCode : 0;
+      this.requests.inc({ class: statusClass(status) });
+      this.duration.observe(seconds, { class: statusClass(status) });
+      access.info(`${req.method} ${host}${req.url ?? ''}`, {
+        hash: hash ? shortHash(hash) : undefined, status, ms: Math.round(seconds * 1000), cut: res.writableFinished ? undefined : true,
+      });
+    });
+    let lease: Lease | undefined;
+    try {
+      this.checkBodySize(req);
+      const route = await this.routes.route({ host, path: req.url ?? '' });
+      if (route.kind === 'node') {
+        servePage(route.page, req, res, this.deps.page);
+        return;
+      }
+      hash = route.hash;
+      lease = await this.deps.gateway.acquire(route.hash, closeSignal(res));
+      if (res.destroyed) return; // the client left while the program booted
+      req.url = route.path;
+      await this.deps.forwarder.web(req, res, lease, { clientIp: clientIp(req), proto, host });
+    } catch (error) {
+      if (res.destroyed) return;
+      this.fail(res, replyFor(error), hash);
+    } finally {
+      lease?.release();
+    }
+  }
+
+  async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const host = req.headers.host ?? '';
+    let hash: string | undefined;
+    let lease: Lease | undefined;
+    this.begin();
+    try {
+      if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || req.method !== 'GET') {
+        throw new BadRequestError('unsupported upgrade');
+      }
+      const route = await this.routes.route({ host, path: req.url ?? '' });
+      if (route.kind === 'node') throw new BadRequestError('unsupported upgrade');
+      hash = route.hash;
+      const abort = new AbortController();
+      socket.once('close', () => abort.abort());
+      lease = await this.deps.gateway.acquire(route.hash, abort.signal);
+      if (socket.destroyed) return;
+      req.url = route.path;
+      const outcome = await this.deps.forwarder.ws(req, socket, head, lease, { clientIp: clientIp(req), proto: 'https', host });
+      access.info(`WS ${host}${req.url}`, { hash: shortHash(hash), status: outcome.status });
+    } catch (error) {
+      if (socket.destroyed) return;
+      const reply = replyFor(error);
+      this.errors.inc({ kind: reply.kind });
+      access.info(`WS ${host}${req.url ?? ''}`, { hash: hash ? shortHash(hash) : undefined, status: reply.status });
+      writeSocketError(socket, reply);
+    } finally {
+      lease?.release();
+      this.end();
+    }
+  }
+
+  private fail(res: ServerResponse, reply: ErrorReply, hash: string | undefined): void {
+    this.errors.inc({ kind: reply.kind });
+    if (reply.status >= 500 && reply.kind !== 'internal') {
+      createLogger('edge').warn(reply.message, { hash: hash ? shortHash(hash) : undefined, status: reply.status });
+    }
+    writeHttpError(res, reply);
+  }
+
+  private checkBodySize(req: IncomingMessage): void {
+    const max = this.deps.maxBodyBytes;
+    if (max > 0 && Number(req.headers['content-length'] ?? 0) > max) {
+      throw new PayloadTooLargeError(`request body larger than ${max} bytes`);
+    }
+  }
+
+  private begin(): void {
+    this.inFlight++;
+  }
+
+  private end(): void {
+    this.inFlight--;
+    if (this.inFlight === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+}
+
+/** Aborts when the client goes away before the response is done. */
+function closeSignal(res: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  res.once('close', () => controller.abort());
+  return controller.signal;
+}

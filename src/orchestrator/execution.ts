@@ -1,0 +1,93 @@
+import type { Instance } from '../drivers/index.js';
+import { formatEndpoint } from '../drivers/index.js';
+import type { Program } from '../programs/index.js';
+import type { ExecutionInfo, ExecutionState } from './types.js';
+
+// Legal transitions, in one place. `failed` and `stopped` are terminal.
+const TRANSITIONS: Record<ExecutionState, readonly ExecutionState[]> = {
+  starting: ['ready', 'stopping', 'failed'],
+  ready: ['draining', 'stopping', 'failed'],
+  draining: ['stopping', 'failed'],
+  stopping: ['stopped', 'failed'],
+  stopped: [],
+  failed: [],
+};
+
+export class IllegalTransitionError extends Error {}
+
+/** One running (or booting) instance of a program, with its request accounting. */
+export class Execution {
+  state: ExecutionState = 'starting';
+  program: Program | undefined;
+  instance: Instance | undefined;
+  readonly startedAt = Date.now();
+  readyAt: number | undefined;
+  lastRequestAt: number | undefined;
+  bootMs: number | undefined;
+  requests = 0;
+  inFlight = 0;
+  /** Requests waiting for this execution to become ready (bounded by hold_queue). */
+  waiters = 0;
+  lastError: string | undefined;
+  /** Settles when the boot ends: resolves when ready, rejects with the boot error. */
+  ready!: Promise<void>;
+  /** Aborted to cancel a boot (timeout, drain, stop while starting). */
+  readonly bootAbort = new AbortController();
+  idleTimer: NodeJS.Timeout | undefined;
+  stopping: Promise<void> | undefined;
+  /** Set while draining: called when the last in-flight request ends. */
+  whenIdle: (() => void) | undefined;
+
+  constructor(
+    readonly hash: string,
+    readonly id: string,
+    readonly driver: string,
+    private readonly onTransition: (execution: Execution, from: ExecutionState, to: ExecutionState) => void,
+  ) {}
+
+  transition(to: ExecutionState): void {
+    const from = this.state;
+    if (!TRANSITIONS[from].includes(to)) throw new IllegalTransitionError(`execution ${this.id}: ${from} -> ${to}`);
+    this.state = to;
+    this.onTransition(this, from, to);
+  }
+
+  /** True when nothing uses it: it may be evicted or reaped. */
+  get idle(): boolean {
+    return this.state === 'ready' && this.inFlight === 0 && this.waiters === 0;
+  }
+
+  get memoryMib(): number {
+    return this.program?.memoryMib ?? 0;
+  }
+
+  get lastUsedAt(): number {
+    return this.lastRequestAt ?? this.readyAt ?? this.startedAt;
+  }
+
+  clearIdleTimer(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  info(restarts: number): ExecutionInfo {
+    const iso = (t: number | undefined) => (t === undefined ? null : new Date(t).toISOString());
+    return {
+      hash: this.hash,
+      name: this.program?.name ?? '',
+      state: this.state,
+      driver: this.driver,
+      endpoint: this.instance ? formatEndpoint(this.instance.endpoint) : '',
+      pid: this.instance?.pid ?? null,
+      started_at: new Date(this.startedAt).toISOString(),
+      ready_at: iso(this.readyAt),
+      last_request_at: iso(this.lastRequestAt),
+      boot_ms: this.bootMs ?? null,
+      requests: this.requests,
+      in_flight: this.inFlight,
+      memory_mib: this.memoryMib,
+      restarts,
+      last_error: this.lastError ?? null,
+    };
+  }
+}

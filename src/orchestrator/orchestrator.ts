@@ -1,0 +1,365 @@
+import type { OrchestratorSettings } from '../config/index.js';
+import { BootFailedError, EdgeError, UnavailableError, UpstreamError, createLogger, shortHash } from '../common/index.js';
+import type { Driver, Endpoint } from '../drivers/index.js';
+import type { MetricsRegistry } from '../metrics/index.js';
+import type { ProgramSource } from '../programs/index.js';
+import { BootBackoff, type BackoffPolicy } from './backoff.js';
+import { Execution } from './execution.js';
+import { orchestratorMetrics, type OrchestratorMetrics } from './metrics.js';
+import type { ExecutionGateway, ExecutionInfo, ExecutionState, Lease } from './types.js';
+
+/** Resolves once the program answers at its endpoint; rejects when the signal aborts. */
+export type ReadinessProbe = (endpoint: Endpoint, options: { path: string; signal: AbortSignal }) => Promise<void>;
+
+export interface OrchestratorDeps {
+  settings: OrchestratorSettings;
+  programs: ProgramSource;
+  driver: Driver;
+  probe: ReadinessProbe;
+  metrics: MetricsRegistry;
+  backoff?: BackoffPolicy;
+}
+
+export type StopReason = 'idle' | 'evicted' | 'requested' | 'drain' | 'removed' | 'unhealthy';
+
+const log = createLogger('orchestrator');
+
+class BootTimeout extends Error {}
+class BootCancelled extends Error {}
+
+/**
+ * The pool of executions: one current execution per program hash, booted lazily by
+ * the first request (single flight), reused while warm, stopped when idle.
+ */
+export class Orchestrator implements ExecutionGateway {
+  private settings: OrchestratorSettings;
+  private readonly programs: ProgramSource;
+  private readonly driver: Driver;
+  private readonly probe: ReadinessProbe;
+  private readonly metrics: OrchestratorMetrics;
+  private readonly backoff: BootBackoff;
+  /** The current execution per hash (starting, ready or draining). */
+  private readonly current = new Map<string, Execution>();
+  /** Executions on their way out; they still count against capacity. */
+  private readonly retiring = new Set<Execution>();
+  /** Boots per hash, for the `restarts` figure. */
+  private readonly bootCounts = new Map<string, number>();
+  private sequence = 0;
+  private draining = false;
+
+  constructor(deps: OrchestratorDeps) {
+    this.settings = deps.settings;
+    this.programs = deps.programs;
+    this.driver = deps.driver;
+    this.probe = deps.probe;
+    this.metrics = orchestratorMetrics(deps.metrics);
+    this.backoff = new BootBackoff(deps.backoff);
+    this.metrics.executions.collect(() => {
+      const counts = new Map<ExecutionState, number>();
+      for (const e of this.all()) counts.set(e.state, (counts.get(e.state) ?? 0) + 1);
+      return [...counts].map(([state, n]) => [{ state }, n]);
+    });
+  }
+
+  async acquire(hash: string, signal?: AbortSignal): Promise<Lease> {
+    if (this.draining) throw this.reject('draining', new UnavailableError('node is draining', 5, 'draining'));
+    let execution = this.current.get(hash);
+    if (execution?.state === 'ready') return this.lease(execution);
+    if (execution?.state === 'draining') {
+      // Being replaced (stop requested or program removed): let it finish, boot anew.
+      execution = undefined;
+    }
+    if (!execution) {
+      const blocked = this.backoff.blocked(hash);
+      if (blocked) {
+        this.metrics.rejections.inc({ reason: 'backoff' });
+        throw new BootFailedError(`program failed to boot: ${blocked.reason} (next attempt in ${Math.ceil(blocked.remainingMs / 1000)}s)`);
+      }
+      execution = this.boot(hash);
+    }
+    if (execution.waiters >= this.settings.holdQueue) {
+      throw this.reject('queue_full', new UnavailableError('too many requests waiting for this program to start', 1, 'queue_full'));
+    }
+    execution.waiters++;
+    try {
+      await waitFor(execution.ready, signal);
+    } finally {
+      execution.waiters--;
+    }
+    if (execution.state !== 'ready') throw new UpstreamError('program stopped before it could serve the request');
+    return this.lease(execution);
+  }
+
+  /** Executions for the status API. */
+  list(): ExecutionInfo[] {
+    return this.all().map((e) => e.info(Math.max(0, (this.bootCounts.get(e.hash) ?? 1) - 1)));
+  }
+
+  /** Stops the program's current execution; false when none is running. */
+  async stop(hash: string, reason: StopReason = 'requested'): Promise<boolean> {
+    const execution = this.current.get(hash);
+    if (!execution) return false;
+    await this.retire(execution, reason);
+    return true;
+  }
+
+  /** Applies new settings (reload). Running executions keep going under the new limits. */
+  updateSettings(settings: OrchestratorSettings): void {
+    this.settings = settings;
+  }
+
+  /** Refuses new work, lets in-flight requests finish until the deadline, stops everything. */
+  async drain(deadlineMs: number): Promise<void> {
+    this.draining = true;
+    const deadline = Date.now() + deadlineMs;
+    await Promise.all([...this.current.values()].map((e) => this.retire(e, 'drain', deadline)));
+    await Promise.all([...this.retiring].map((e) => e.stopping));
+  }
+
+  /**
+   * Gracefully replaces an execution: it takes no new requests, finishes what it
+   * serves (until the deadline), then stops.
+   */
+  async retire(execution: Execution, reason: StopReason, deadline = Number.POSITIVE_INFINITY): Promise<void> {
+    if (execution.state === 'ready' && execution.inFlight > 0) {
+      execution.transition('draining');
+      execution.clearIdleTimer();
+      await new Promise<void>((resolve) => {
+        const timer = Number.isFinite(deadline) ? setTimeout(resolve, Math.max(0, deadline - Date.now())) : undefined;
+        execution.whenIdle = () => {
+          if (timer) clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    await this.stopExecution(execution, reason);
+  }
+
+  private all(): Execution[] {
+    return [...this.current.values(), ...this.retiring];
+  }
+
+  private reject(reason: string, error: EdgeError): EdgeError {
+    this.metrics.rejections.inc({ reason });
+    return error;
+  }
+
+  private lease(execution: Execution): Lease {
+    const instance = execution.instance!;
+    const program = execution.program!;
+    execution.clearIdleTimer();
+    execution.inFlight++;
+    execution.requests++;
+    execution.lastRequestAt = Date.now();
+    let released = false;
+    return {
+      hash: execution.hash,
+      endpoint: instance.endpoint,
+      requestTimeoutMs: program.requestTimeoutMs || this.settings.requestTimeoutMs,
+      release: () => {
+        if (released) return;
+        released = true;
+        execution.inFlight--;
+        execution.lastRequestAt = Date.now();
+        if (execution.inFlight === 0) this.onIdle(execution);
+      },
+      reportFailure: (reason, fatal) => {
+        execution.lastError = reason;
+        // The program no longer accepts connections although its process lives on:
+        // take it out so the next request boots a healthy one.
+        if (fatal && this.current.get(execution.hash) === execution) {
+          log.warn('program unreachable, replacing it', { hash: shortHash(execution.hash), reason });
+          void this.retire(execution, 'unhealthy', Date.now());
+        }
+      },
+    };
+  }
+
+  private onIdle(execution: Execution): void {
+    if (execution.whenIdle) {
+      const done = execution.whenIdle;
+      execution.whenIdle = undefined;
+      done();
+      return;
+    }
+    if (execution.state !== 'ready' || execution.waiters > 0) return;
+    execution.clearIdleTimer();
+    execution.idleTimer = setTimeout(() => {
+      if (execution.idle) void this.stopExecution(execution, 'idle');
+    }, this.settings.idleTimeoutMs);
+    execution.idleTimer.unref();
+  }
+
+  private boot(hash: string): Execution {
+    const id = `${shortHash(hash)}-${++this.sequence}`;
+    const execution = new Execution(hash, id, this.driver.name, (e, from, to) => this.onTransition(e, from, to));
+    this.current.set(hash, execution);
+    execution.ready = this.runBoot(execution);
+    // Waiters observe the rejection; this keeps an unwaited failure from being "unhandled".
+    execution.ready.catch(() => {});
+    return execution;
+  }
+
+  private async runBoot(execution: Execution): Promise<void> {
+    const { hash } = execution;
+    const signal = execution.bootAbort.signal;
+    const timer = setTimeout(() => execution.bootAbort.abort(new BootTimeout()), this.settings.bootTimeoutMs);
+    const t0 = performance.now();
+    try {
+      const program = await waitFor(this.programs.resolve(hash), signal);
+      execution.program = program;
+      await this.admit(execution);
+      log.info('program starting', { hash: shortHash(hash), name: program.name || undefined, driver: this.driver.name, id: execution.id });
+      this.bootCounts.set(hash, (this.bootCounts.get(hash) ?? 0) + 1);
+      const started = this.driver.start(program, { executionId: execution.id });
+      // A start that completes after a timeout must not leave the program running.
+      started.then((instance) => { if (signal.aborted) void instance.stop(); }, () => {});
+      const instance = await waitFor(started, signal);
+      execution.instance = instance;
+      void instance.exited.then((exit) => {
+        if (!exit.requested) this.onUnexpectedExit(execution, exit.code, exit.signal);
+      });
+      const t1 = performance.now();
+      const exited = handled(instance.exited.then((exit) => {
+        throw new Error(`program exited during boot (${exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`})`);
+      }));
+      await Promise.race([this.probe(instance.endpoint, { path: program.healthPath, signal }), exited, handled(abortion(signal))]);
+      const t2 = performance.now();
+      execution.bootMs = Math.round(t2 - t0);
+      execution.readyAt = Date.now();
+      execution.transition('ready');
+      this.backoff.succeed(hash);
+      this.metrics.boots.inc();
+      this.metrics.bootDuration.observe((t1 - t0) / 1000, { phase: 'start' });
+      this.metrics.bootDuration.observe((t2 - t1) / 1000, { phase: 'ready' });
+      this.metrics.bootDuration.observe((t2 - t0) / 1000, { phase: 'total' });
+      log.info('program ready', {
+        hash: shortHash(hash), id: execution.id, pid: instance.pid,
+        start_ms: Math.round(t1 - t0), ready_ms: Math.round(t2 - t1),
+      });
+      this.onIdle(execution);
+    } catch (error) {
+      await this.failBoot(execution, error);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Turns any boot error into what the client should see, and cleans up. Always throws. */
+  private async failBoot(execution: Execution, error: unknown): Promise<never> {
+    const { hash } = execution;
+    if (this.current.get(hash) === execution) this.current.delete(hash);
+    const cause = execution.bootAbort.signal.aborted ? execution.bootAbort.signal.reason : error;
+    if (execution.state === 'starting') execution.transition('failed');
+    // Kill a half-started program before anyone retries.
+    if (execution.instance) {
+      this.retiring.add(execution);
+      try { await execution.instance.stop(); } finally { this.retiring.delete(execution); }
+    }
+    // A request-level refusal (unknown program, no capacity) is not a broken program.
+    if (cause instanceof EdgeError && !(cause instanceof BootFailedError)) throw cause;
+    const reason = cause instanceof BootTimeout
+      ? `boot timed out after ${this.settings.bootTimeoutMs} ms`
+      : cause instanceof BootCancelled ? 'boot cancelled' : describe(cause);
+    execution.lastError = reason;
+    const delay = cause instanceof BootCancelled ? 0 : this.backoff.fail(hash, reason);
+    this.metrics.bootFailures.inc({ reason: cause instanceof BootTimeout ? 'timeout' : 'error' });
+    log.warn('program failed to boot', { hash: shortHash(hash), id: execution.id, reason, retry_in_ms: delay });
+    throw new BootFailedError(`program failed to boot: ${reason}`);
+  }
+
+  /** Makes room under max_vms and memory_budget_mib, evicting idle executions LRU-first. */
+  private async admit(execution: Execution): Promise<void> {
+    const need = execution.memoryMib;
+    if (need > this.settings.memoryBudgetMib) {
+      throw new BootFailedError(`program needs ${need} MiB, more than this node's budget of ${this.settings.memoryBudgetMib} MiB`);
+    }
+    for (;;) {
+      const others = this.all().filter((e) => e !== execution);
+      const memory = others.reduce((sum, e) => sum + e.memoryMib, 0);
+      if (others.length + 1 <= this.settings.maxVms && memory + need <= this.settings.memoryBudgetMib) return;
+      const victim = others.filter((e) => e.idle).sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0];
+      if (!victim) throw this.reject('capacity', new UnavailableError('node is at capacity', 5, 'capacity'));
+      this.metrics.evictions.inc();
+      log.info('evicting idle program', { hash: shortHash(victim.hash), for: shortHash(execution.hash) });
+      await this.stopExecution(victim, 'evicted');
+    }
+  }
+
+  private stopExecution(execution: Execution, reason: StopReason): Promise<void> {
+    if (execution.stopping) return execution.stopping;
+    if (execution.state === 'starting') {
+      // Cancel the boot; runBoot's failure path kills whatever was started.
+      execution.bootAbort.abort(new BootCancelled());
+      return execution.ready.then(() => this.stopExecution(execution, reason), () => {});
+    }
+    if (execution.state === 'stopped' || execution.state === 'failed') return Promise.resolve();
+    execution.clearIdleTimer();
+    execution.transition('stopping');
+    if (this.current.get(execution.hash) === execution) this.current.delete(execution.hash);
+    this.retiring.add(execution);
+    const uptimeMs = Date.now() - execution.startedAt;
+    execution.stopping = (async () => {
+      try {
+        await execution.instance?.stop();
+      } finally {
+        this.retiring.delete(execution);
+        if (execution.state === 'stopping') execution.transition('stopped');
+        this.metrics.stops.inc({ reason });
+        log.info('program stopped', { hash: shortHash(execution.hash), id: execution.id, reason, uptime_s: Math.round(uptimeMs / 1000), requests: execution.requests });
+      }
+    })();
+    return execution.stopping;
+  }
+
+  private onUnexpectedExit(execution: Execution, code: number | null, signal: string | null): void {
+    const how = signal ? `signal ${signal}` : `code ${code}`;
+    execution.lastError = `exited unexpectedly (${how})`;
+    execution.clearIdleTimer();
+    if (this.current.get(execution.hash) === execution) this.current.delete(execution.hash);
+    this.retiring.delete(execution);
+    if (execution.state === 'starting') return; // the boot path reports it
+    if (execution.state !== 'stopped' && execution.state !== 'failed') execution.transition('failed');
+    this.metrics.stops.inc({ reason: 'crashed' });
+    log.warn('program exited unexpectedly', { hash: shortHash(execution.hash), id: execution.id, exit: how, in_flight: execution.inFlight });
+  }
+
+  private onTransition(execution: Execution, from: ExecutionState, to: ExecutionState): void {
+    this.metrics.transitions.inc({ to });
+    log.debug('execution transition', { hash: shortHash(execution.hash), id: execution.id, from, to });
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message.split('\n')[0]!.slice(0, 200);
+  return String(error).slice(0, 200);
+}
+
+/** Marks a promise's rejection as handled; the returned promise still rejects. */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
+}
+
+function abortion(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+}
+
+/** Awaits a promise unless the signal aborts first (the promise itself goes on). */
+async function waitFor<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) throw signal.reason;
+  let onAbort!: () => void;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([promise, aborted]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}

@@ -1,0 +1,63 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+// Hop-by-hop headers (RFC 9110 7.6.1) apply to one connection and are never forwarded.
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
+  'te', 'trailer', 'transfer-encoding', 'upgrade',
+]);
+
+// Forwarding headers a client could forge; we set our own and drop theirs.
+const CLIENT_FORWARDING = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip']);
+
+/** Facts about the client connection, established by edge/, never by the client. */
+export interface ForwardInfo {
+  clientIp: string;
+  proto: 'https' | 'http';
+  host: string; // Host as received (validated by routing)
+}
+
+function connectionTokens(value: string | string[] | undefined): string[] {
+  if (!value) return [];
+  const text = Array.isArray(value) ? value.join(',') : value;
+  return text.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean);
+}
+
+/**
+ * Headers sent to the program: hop-by-hop and client forwarding headers removed,
+ * our X-Forwarded-* set. For a WebSocket upgrade, Connection/Upgrade are kept.
+ */
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, info: ForwardInfo, upgrade: boolean): IncomingHttpHeaders {
+  const nominated = connectionTokens(incoming.connection);
+  const out: IncomingHttpHeaders = {};
+  for (const name in incoming) {
+    if (HOP_BY_HOP.has(name) || CLIENT_FORWARDING.has(name) || name === 'expect') continue;
+    if (nominated.includes(name)) continue;
+    out[name] = incoming[name];
+  }
+  // The body was de-chunked by our parser; re-frame it the same way upstream so a
+  // body without Content-Length is never sent unframed (request smuggling).
+  if (incoming['transfer-encoding'] !== undefined) {
+    out['transfer-encoding'] = 'chunked';
+    delete out['content-length'];
+  }
+  if (upgrade) {
+    out.connection = 'Upgrade';
+    out.upgrade = incoming.upgrade;
+  }
+  out['x-forwarded-for'] = info.clientIp;
+  out['x-forwarded-proto'] = info.proto;
+  out['x-forwarded-host'] = info.host;
+  return out;
+}
+
+/** Headers sent back to the client: hop-by-hop removed, program identity added. */
+export function downstreamResponseHeaders(incoming: IncomingHttpHeaders, hash: string): OutgoingHttpHeaders {
+  const nominated = connectionTokens(incoming.connection);
+  const out: OutgoingHttpHeaders = {};
+  for (const name in incoming) {
+    if (HOP_BY_HOP.has(name) || nominated.includes(name)) continue;
+    out[name] = incoming[name];
+  }
+  out['aleph-program-itemhash'] = hash;
+  return out;
+}
