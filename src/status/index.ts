@@ -1,1 +1,10 @@
 export type { StatusProvider, StatusSnapshot, ReloadResult } from './types.js';
+export { startStatusServer } from './server.js';
+export type { StatusServer, StatusServerOptions } from './server.js';
+export { StatusClient, StatusClientError } from './client.js';
+export type { StatusMethod } from './client.js';
+export { runStatusCommand, isStatusCommand, STATUS_COMMANDS, STATUS_USAGE } from './commands.js';
+export type { CommandIO, TextSink, StatusCommand } from './commands.js';
+export { formatStatus, formatVms, formatCerts, formatDuration, shortenHash } from './format.js';
+export { DEFAULT_STATUS_SOCKET, DEFAULT_SOCKET_MODE, certToWire, certFromWire } from './wire.js';
+export type { CertRecord, StopResult, DrainResult, ErrorBody } from './wire.js';

@@ -1,0 +1,55 @@
+// What travels over the status socket. Field names are snake_case on the wire
+// (DESIGN.md "Status socket"); in-process types that use camelCase are mapped here,
+// in one place, so the server and the client cannot drift apart.
+
+import type { CertInfo } from '../tls/index.js';
+
+/** Where the CLI looks for the socket when neither --socket nor ALEPH_EDGE_SOCKET is given. */
+export const DEFAULT_STATUS_SOCKET = '/run/aleph-edge/status.sock';
+
+/** Default file mode of the socket: owner and group may connect, nobody else. */
+export const DEFAULT_SOCKET_MODE = 0o660;
+
+/** One certificate as served by `GET /certs`. */
+export interface CertRecord {
+  host: string;
+  source: CertInfo['source'];
+  not_before: string;
+  not_after: string;
+  issuer: string;
+}
+
+/** Body of a successful `POST /vms/<hash>/stop`. */
+export interface StopResult {
+  stopped: string;
+}
+
+/** Body of an accepted `POST /drain`. */
+export interface DrainResult {
+  draining: true;
+}
+
+/** Body of every non-2xx JSON response. */
+export interface ErrorBody {
+  error: string;
+}
+
+export function certToWire(cert: CertInfo): CertRecord {
+  return {
+    host: cert.host,
+    source: cert.source,
+    not_before: cert.notBefore,
+    not_after: cert.notAfter,
+    issuer: cert.issuer,
+  };
+}
+
+export function certFromWire(record: CertRecord): CertInfo {
+  return {
+    host: record.host,
+    source: record.source,
+    notBefore: record.not_before,
+    notAfter: record.not_after,
+    issuer: record.issuer,
+  };
+}
