@@ -1,1 +1,5 @@
+// Public surface of the config component.
 export type * from './types.js';
+export { ConfigError, formatIssue, type ConfigIssue } from './errors.js';
+export { checkConfig, defaultSettings, loadConfig, parseConfig } from './load.js';
+export { parseDuration, parseSize } from './duration.js';

@@ -1,0 +1,327 @@
+// The config schema: every key, its default and its checks, in one place. Built
+// on TableReader so an empty document yields the defaults and every problem
+// becomes an issue with its key path.
+
+import { resolve } from 'node:path';
+import { normalizeHash } from '../common/hash.js';
+import { IssueSink, TableReader, tomlType, type RawIssue, type RawTable } from './reader.js';
+import type {
+  ChallengeType,
+  DriverName,
+  LocalProgramSettings,
+  OrchestratorSettings,
+  ProgramsSettings,
+  RouteSettings,
+  RoutingSettings,
+  ServerSettings,
+  Settings,
+  TlsFilePair,
+  TlsMode,
+  TlsSettings,
+} from './types.js';
+import {
+  checkDnsServer,
+  checkHostname,
+  checkHostPattern,
+  checkHttpUrl,
+  checkListenAddress,
+  type Checked,
+} from './validate.js';
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const KIB = 1024;
+
+export const DEFAULTS = {
+  statusSocket: '/run/aleph-edge/status.sock',
+  statusSocketMode: 0o660,
+  tlsStorage: '/var/lib/aleph-edge/certs',
+  acmeDirectory: 'https://acme-v02.api.letsencrypt.org/directory',
+  alephApi: 'https://api2.aleph.im',
+} as const;
+
+const TLS_MODES: readonly TlsMode[] = ['acme', 'internal', 'files'];
+const CHALLENGES: readonly ChallengeType[] = ['tls-alpn-01', 'http-01'];
+const DRIVERS: readonly DriverName[] = ['process', 'qemu', 'firecracker'];
+const SOURCES: readonly ProgramsSettings['source'][] = ['local', 'aleph'];
+
+export interface SchemaContext {
+  /** Directory relative paths resolve against (the config file's directory). */
+  baseDir: string;
+  /** Absolute path of the config file, or ''. */
+  file: string;
+}
+
+export interface SchemaResult {
+  settings: Settings;
+  issues: RawIssue[];
+}
+
+/** Validates a parsed document; `settings` is only meaningful when `issues` is empty. */
+export function buildSettings(document: RawTable, context: SchemaContext): SchemaResult {
+  const sink = new IssueSink();
+  const root = new TableReader(sink, [], document);
+  const paths = new PathResolver(context.baseDir);
+
+  const server = readServer(root.table('server'), paths);
+  const tls = readTls(root.table('tls'), paths);
+  const orchestrator = readOrchestrator(root.table('orchestrator'));
+  const programs = readPrograms(root.table('programs'), paths);
+  const routes = readRoutes(root);
+  const routing = readRouting(root.table('routing'));
+  root.finish();
+
+  return {
+    settings: { file: context.file, server, tls, orchestrator, programs, routes, routing },
+    issues: sink.issues,
+  };
+}
+
+class PathResolver {
+  constructor(private readonly baseDir: string) {}
+  /** '' stays '' (meaning "not set"); anything else becomes absolute. */
+  resolve(path: string): string {
+    return path === '' ? '' : resolve(this.baseDir, path);
+  }
+  get base(): string {
+    return this.baseDir;
+  }
+}
+
+function readServer(t: TableReader, paths: PathResolver): ServerSettings {
+  const domain = t.checked('domain', '', checkHostname, true);
+  const httpsListen = t.checkedArray('https_listen', [{ host: '0.0.0.0', port: 443 }, { host: '::', port: 443 }], checkListenAddress);
+  const httpListen = t.checkedArray('http_listen', [{ host: '0.0.0.0', port: 80 }, { host: '::', port: 80 }], checkListenAddress);
+  const statusSocket = paths.resolve(t.checked('status_socket', DEFAULTS.statusSocket, nonEmpty));
+  const statusSocketMode = readFileMode(t, 'status_socket_mode', DEFAULTS.statusSocketMode);
+  const drainTimeoutMs = t.duration('drain_timeout', 30 * SECOND);
+
+  const l = t.table('limits');
+  const limits: ServerSettings['limits'] = {
+    maxHeaderBytes: l.size('max_header_bytes', 16 * KIB, 1),
+    headersTimeoutMs: l.duration('headers_timeout', 10 * SECOND),
+    requestTimeoutMs: l.duration('request_timeout', 0),
+    keepAliveTimeoutMs: l.duration('keep_alive_timeout', 5 * SECOND),
+    maxBodyBytes: l.size('max_body_bytes', 0),
+    maxConnections: l.int('max_connections', 0, { min: 0 }),
+  };
+  l.finish();
+  t.finish();
+  return { domain, httpsListen, httpListen, statusSocket, statusSocketMode, drainTimeoutMs, limits };
+}
+
+// Unix permission bits: TOML octal (0o660) or a string of octal digits ("0660").
+function readFileMode(t: TableReader, key: string, fallback: number): number {
+  const value = t.take(key);
+  if (value === undefined) return fallback;
+  let mode: number;
+  if (typeof value === 'bigint') {
+    mode = Number(value);
+  } else if (typeof value === 'string' && /^(?:0o)?[0-7]{1,4}$/.test(value)) {
+    mode = parseInt(value.replace(/^0o/, ''), 8);
+  } else {
+    t.issue(key, `expected a file mode like 0o660 or "0660", got ${typeof value === 'string' ? `"${value}"` : tomlType(value)}`);
+    return fallback;
+  }
+  if (mode < 0 || mode > 0o777) {
+    t.issue(key, `mode ${value} is out of range 0..0o777 (write octal as 0o660)`);
+    return fallback;
+  }
+  return mode;
+}
+
+function readTls(t: TableReader, paths: PathResolver): TlsSettings {
+  const mode = t.oneOf('mode', 'acme', TLS_MODES);
+  // Checks that depend on the mode are skipped when the mode itself is wrong.
+  const acme = mode === 'acme' && !t.hasIssue('mode');
+  const storage = paths.resolve(t.checked('storage', DEFAULTS.tlsStorage, nonEmpty));
+  const email = t.string('email', '');
+  if (email !== '' && !/^[^@\s]+@[^@\s]+$/.test(email)) t.issue('email', `"${email}" is not an email address`);
+  else if (acme && email === '' && !t.hasIssue('email')) t.issue('email', 'is required when mode = "acme"');
+
+  const directory = t.checked('directory', DEFAULTS.acmeDirectory, checkHttpUrl);
+  const directoryCa = paths.resolve(t.string('directory_ca', ''));
+  const challenges = readChallenges(t, acme);
+  const onDemand = t.bool('on_demand', true);
+  const ask = t.checked('ask', '', (text) => (text === '' ? { ok: true, value: '' } : checkHttpUrl(text)));
+
+  const rate = t.table('issue_rate');
+  const issueRate = { burst: rate.int('burst', 5, { min: 1 }), intervalMs: rate.duration('interval', 60 * SECOND, 1) };
+  rate.finish();
+
+  const w = t.table('wildcard');
+  const wildcard = { enabled: w.bool('enabled', false), dnsHook: w.string('dns_hook', '') };
+  // A hook written with a slash is a path relative to the config; a bare name is looked up in PATH.
+  if (wildcard.dnsHook.includes('/')) wildcard.dnsHook = paths.resolve(wildcard.dnsHook);
+  if (wildcard.enabled && wildcard.dnsHook === '') w.issue('dns_hook', 'is required when wildcard is enabled');
+  w.finish();
+
+  const files = t.tables('files').map((entry) => readFilePair(entry, paths));
+  if (mode === 'files' && files.length === 0) t.issue('mode', 'mode = "files" needs at least one [[tls.files]] entry');
+
+  const cacheSize = t.int('cache_size', 1000, { min: 1 });
+
+  let eab: TlsSettings['eab'] = null;
+  const e = t.optionalTable('eab');
+  if (e) {
+    const kid = e.checked('kid', '', nonEmpty, true);
+    const hmacKey = e.checked('hmac_key', '', nonEmpty, true);
+    e.finish();
+    eab = { kid, hmacKey };
+  }
+  t.finish();
+  return { mode, storage, email, directory, directoryCa, challenges, onDemand, ask, issueRate, wildcard, files, cacheSize, eab };
+}
+
+function readChallenges(t: TableReader, acme: boolean): ChallengeType[] {
+  const challenges = t.checkedArray<ChallengeType>('challenges', [...CHALLENGES], (text) =>
+    (CHALLENGES as readonly string[]).includes(text)
+      ? { ok: true, value: text as ChallengeType }
+      : { ok: false, message: `must be one of ${CHALLENGES.join(', ')}; got "${text}"` },
+  );
+  const unique = [...new Set(challenges)];
+  if (unique.length !== challenges.length) t.issue('challenges', 'lists a challenge twice');
+  if (acme && unique.length === 0 && !t.hasIssue('challenges')) {
+    t.issue('challenges', 'must not be empty when mode = "acme"');
+  }
+  return unique;
+}
+
+function readFilePair(t: TableReader, paths: PathResolver): TlsFilePair {
+  let hosts: string[] = [];
+  if (t.require('hosts')) {
+    hosts = t.checkedArray('hosts', [], checkHostPattern);
+    if (hosts.length === 0 && !t.hasIssue('hosts')) t.issue('hosts', 'must list at least one host');
+  }
+  const cert = paths.resolve(t.checked('cert', '', nonEmpty, true));
+  const key = paths.resolve(t.checked('key', '', nonEmpty, true));
+  t.finish();
+  return { hosts, cert, key };
+}
+
+function readOrchestrator(t: TableReader): OrchestratorSettings {
+  const settings: OrchestratorSettings = {
+    driver: t.oneOf('driver', 'process', DRIVERS),
+    idleTimeoutMs: t.duration('idle_timeout', 60 * MINUTE),
+    bootTimeoutMs: t.duration('boot_timeout', 20 * SECOND, 1),
+    requestTimeoutMs: t.duration('request_timeout', 30 * SECOND),
+    maxVms: t.int('max_vms', 64, { min: 1 }),
+    memoryBudgetMib: t.int('memory_budget_mib', 8192, { min: 1 }),
+    holdQueue: t.int('hold_queue', 100, { min: 1 }),
+    stopGraceMs: t.duration('stop_grace', 5 * SECOND),
+  };
+  t.finish();
+  return settings;
+}
+
+function readPrograms(t: TableReader, paths: PathResolver): ProgramsSettings {
+  const source = t.oneOf('source', 'local', SOURCES);
+  const alephApi = t.checked('aleph_api', DEFAULTS.alephApi, checkHttpUrl);
+  const entries = t.tables('local');
+  const local = entries.map((entry) => readLocalProgram(entry, paths));
+
+  // Duplicates point at the later entry: the earlier one is the "real" definition.
+  const seenHashes = new Map<string, number>();
+  const seenNames = new Map<string, number>();
+  local.forEach((program, index) => {
+    const entry = entries[index]!;
+    if (program.hash !== '') {
+      const first = seenHashes.get(program.hash);
+      if (first !== undefined) entry.issue('hash', `duplicate hash: already used by programs.local[${first}]`);
+      else seenHashes.set(program.hash, index);
+    }
+    if (program.name !== '') {
+      const first = seenNames.get(program.name);
+      if (first !== undefined) entry.issue('name', `duplicate name "${program.name}": already used by programs.local[${first}]`);
+      else seenNames.set(program.name, index);
+    }
+  });
+  t.finish();
+  return { source, alephApi, local };
+}
+
+function readLocalProgram(t: TableReader, paths: PathResolver): LocalProgramSettings {
+  const hash = t.checked('hash', '', checkHash, true);
+  const name = t.string('name', '');
+  let command: string[] = [];
+  if (t.require('command', 'is required: the program and its arguments, like ["node", "server.js"]')) {
+    command = t.stringArray('command', []);
+    if (!t.hasIssue('command') && (command.length === 0 || command[0] === '')) {
+      t.issue('command', 'must start with a non-empty program name');
+    }
+  }
+  // Relative to the config file, like every other path; '' or absent means that directory.
+  const cwdText = t.string('cwd', '');
+  const cwd = cwdText === '' ? paths.base : paths.resolve(cwdText);
+  const env = readEnv(t);
+  const settings: LocalProgramSettings = {
+    hash,
+    name,
+    command,
+    cwd,
+    env,
+    memoryMib: t.int('memory_mib', 128, { min: 1 }),
+    vcpus: t.int('vcpus', 1, { min: 1 }),
+    healthPath: t.checked('health_path', '', (text) =>
+      text === '' || text.startsWith('/') ? { ok: true, value: text } : { ok: false, message: `must start with "/", got "${text}"` },
+    ),
+    requestTimeoutMs: t.duration('request_timeout', 0),
+  };
+  t.finish();
+  return settings;
+}
+
+function readEnv(t: TableReader): Record<string, string> {
+  const table = t.table('env');
+  const env: Record<string, string> = {};
+  for (const name of table.keys()) {
+    if (name === '' || name.includes('=')) {
+      table.issue(name, 'is not a valid environment variable name');
+      table.take(name);
+      continue;
+    }
+    const value = table.take(name);
+    if (typeof value === 'string') env[name] = value;
+    else table.issue(name, `expected a string, got ${tomlType(value)}`);
+  }
+  table.finish();
+  return env;
+}
+
+function readRoutes(root: TableReader): RouteSettings[] {
+  const entries = root.tables('routes');
+  const seen = new Map<string, number>();
+  return entries.map((t, index) => {
+    const host = t.checked('host', '', checkHostname, true);
+    const program = t.checked('program', '', checkHash, true);
+    t.finish();
+    if (host !== '') {
+      const first = seen.get(host);
+      if (first !== undefined) t.issue('host', `duplicate route for "${host}": already defined by routes[${first}]`);
+      else seen.set(host, index);
+    }
+    return { host, program };
+  });
+}
+
+function readRouting(t: TableReader): RoutingSettings {
+  const settings: RoutingSettings = {
+    dnsServers: t.checkedArray('dns_servers', [], checkDnsServer),
+    txtCacheSize: t.int('txt_cache_size', 10_000, { min: 1 }),
+    negativeTtlMs: t.duration('negative_ttl', 60 * SECOND),
+    maxTtlMs: t.duration('max_ttl', HOUR),
+    lookupTimeoutMs: t.duration('lookup_timeout', 2 * SECOND, 1),
+  };
+  t.finish();
+  return settings;
+}
+
+function checkHash(text: string): Checked<string> {
+  const hash = normalizeHash(text);
+  return hash ? { ok: true, value: hash } : { ok: false, message: `"${text}" is not a program hash (64 hex characters)` };
+}
+
+function nonEmpty(text: string): Checked<string> {
+  return text === '' ? { ok: false, message: 'must not be empty' } : { ok: true, value: text };
+}
