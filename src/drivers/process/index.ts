@@ -1,0 +1,71 @@
+// The `process` driver: runs a program as a local child process listening on a
+// loopback port. The development default and the driver most tests use.
+
+import { createLogger, shortHash, type Logger } from '../../common/index.js';
+import type { Program } from '../../programs/index.js';
+import { DriverStartError, type Driver, type Instance, type Slot } from '../types.js';
+import { buildProgramEnv } from './env.js';
+import { ProcessInstance } from './instance.js';
+import { captureOutput, DEFAULT_OUTPUT_LIMITS, type OutputLimits } from './output.js';
+import { LOOPBACK_HOST, pickFreePort } from './port.js';
+import { spawnProgram } from './spawn.js';
+
+export interface ProcessDriverOptions {
+  /** Time between SIGTERM and SIGKILL when stopping a program's process group. */
+  stopGraceMs: number;
+  /** Bounds on captured program output (defaults: 4 KiB lines, 200 lines/s, burst 1000). */
+  output?: Partial<OutputLimits>;
+}
+
+export class ProcessDriver implements Driver {
+  readonly name = 'process';
+  private readonly log = createLogger('driver.process');
+  private readonly programLog = createLogger('program');
+  private readonly outputLimits: OutputLimits;
+
+  constructor(private readonly options: ProcessDriverOptions) {
+    if (!Number.isFinite(options.stopGraceMs) || options.stopGraceMs < 0) {
+      throw new RangeError(`stopGraceMs must be a non-negative number, got ${options.stopGraceMs}`);
+    }
+    this.outputLimits = { ...DEFAULT_OUTPUT_LIMITS, ...options.output };
+  }
+
+  async start(program: Program, slot: Slot): Promise<Instance> {
+    const { launch } = program;
+    if (launch.kind !== 'process') {
+      throw new DriverStartError(`the process driver cannot launch a ${String((launch as { kind: unknown }).kind)} program`);
+    }
+    const hash = shortHash(program.hash);
+    const port = await pickFreePort(LOOPBACK_HOST);
+    const env = buildProgramEnv(launch, { host: LOOPBACK_HOST, port });
+    const child = await spawnProgram(launch, env);
+
+    const log: Logger = childLogger(this.log, { hash, exec: slot.executionId, pid: child.pid });
+    captureOutput(
+      child,
+      {
+        line: (stream, text) => this.programLog.info(text, { hash, stream }),
+        dropped: (count) => this.programLog.warn('program output rate-limited, lines dropped', { hash, dropped: count }),
+      },
+      this.outputLimits,
+    );
+    // After 'spawn', errors only come from kill() on a gone process; exit handling covers it.
+    child.on('error', (err) => log.debug('child process error', { error: err.message }));
+
+    log.info('program started', { port, command: launch.command[0] });
+    return new ProcessInstance(child, { kind: 'tcp', host: LOOPBACK_HOST, port }, this.options.stopGraceMs, log);
+  }
+}
+
+/** A logger that adds fixed fields to every record. */
+function childLogger(base: Logger, fixed: Record<string, string | number>): Logger {
+  return {
+    debug: (m, f) => base.debug(m, { ...fixed, ...f }),
+    info: (m, f) => base.info(m, { ...fixed, ...f }),
+    warn: (m, f) => base.warn(m, { ...fixed, ...f }),
+    error: (m, f) => base.error(m, { ...fixed, ...f }),
+    child: (name) => childLogger(base.child(name), fixed),
+  };
+}
+
+export type { OutputLimits } from './output.js';
