@@ -44,6 +44,8 @@ export class Orchestrator implements ExecutionGateway {
   private readonly retiring = new Set<Execution>();
   /** Boots per hash, for the `restarts` figure. */
   private readonly bootCounts = new Map<string, number>();
+  /** The last failed execution per hash, shown by list() until the program runs again (crash loops stay visible). */
+  private readonly failures = new Map<string, Execution>();
   private sequence = 0;
   private draining = false;
 
@@ -92,7 +94,8 @@ export class Orchestrator implements ExecutionGateway {
 
   /** Executions for the status API. */
   list(): ExecutionInfo[] {
-    return this.all().map((e) => e.info(Math.max(0, (this.bootCounts.get(e.hash) ?? 1) - 1)));
+    const failed = [...this.failures.values()].filter((e) => !this.current.has(e.hash));
+    return [...this.all(), ...failed].map((e) => e.info(Math.max(0, (this.bootCounts.get(e.hash) ?? 1) - 1)));
   }
 
   /** Stops the program's current execution; false when none is running. */
@@ -223,12 +226,20 @@ export class Orchestrator implements ExecutionGateway {
       const exited = handled(instance.exited.then((exit) => {
         throw new Error(`program exited during boot (${exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`})`);
       }));
-      await Promise.race([this.probe(instance.endpoint, { path: program.healthPath, signal }), exited, handled(abortion(signal))]);
+      // The probe stops when the race is decided either way (a program that died must not be polled forever).
+      const probing = new AbortController();
+      try {
+        const probeSignal = AbortSignal.any([signal, probing.signal]);
+        await Promise.race([this.probe(instance.endpoint, { path: program.healthPath, signal: probeSignal }), exited, handled(abortion(signal))]);
+      } finally {
+        probing.abort();
+      }
       const t2 = performance.now();
       execution.bootMs = Math.round(t2 - t0);
       execution.readyAt = Date.now();
       execution.transition('ready');
       this.backoff.succeed(hash);
+      this.failures.delete(hash);
       this.metrics.boots.inc();
       this.metrics.bootDuration.observe((t1 - t0) / 1000, { phase: 'start' });
       this.metrics.bootDuration.observe((t2 - t1) / 1000, { phase: 'ready' });
@@ -258,11 +269,12 @@ export class Orchestrator implements ExecutionGateway {
     }
     // A request-level refusal (unknown program, no capacity) is not a broken program.
     if (cause instanceof EdgeError && !(cause instanceof BootFailedError)) throw cause;
-    const reason = cause instanceof BootTimeout
-      ? `boot timed out after ${this.settings.bootTimeoutMs} ms`
-      : cause instanceof BootCancelled ? 'boot cancelled' : describe(cause);
+    // Stopped while booting (drain, stop verb): not the program's fault either.
+    if (cause instanceof BootCancelled) throw new UnavailableError('program was stopped while starting', 1, 'draining');
+    const reason = cause instanceof BootTimeout ? `boot timed out after ${this.settings.bootTimeoutMs} ms` : describe(cause);
     execution.lastError = reason;
-    const delay = cause instanceof BootCancelled ? 0 : this.backoff.fail(hash, reason);
+    this.failures.set(hash, execution);
+    const delay = this.backoff.fail(hash, reason);
     this.metrics.bootFailures.inc({ reason: cause instanceof BootTimeout ? 'timeout' : 'error' });
     log.warn('program failed to boot', { hash: shortHash(hash), id: execution.id, reason, retry_in_ms: delay });
     throw new BootFailedError(`program failed to boot: ${reason}`);
@@ -320,6 +332,7 @@ export class Orchestrator implements ExecutionGateway {
     this.retiring.delete(execution);
     if (execution.state === 'starting') return; // the boot path reports it
     if (execution.state !== 'stopped' && execution.state !== 'failed') execution.transition('failed');
+    this.failures.set(execution.hash, execution);
     this.metrics.stops.inc({ reason: 'crashed' });
     log.warn('program exited unexpectedly', { hash: shortHash(execution.hash), id: execution.id, exit: how, in_flight: execution.inFlight });
   }

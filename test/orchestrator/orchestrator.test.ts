@@ -110,9 +110,12 @@ describe('orchestrator with the process driver', () => {
     startsFile = path.join(dir, 'starts-timeout');
     const o = orchestrator(programs([{ n: 4, env: { START_DELAY_MS: '60000' } }]), { bootTimeoutMs: 300 });
     await assert.rejects(o.acquire(hashOf(4)), (e: Error) => e instanceof BootFailedError && /timed out/.test(e.message));
-    const [pid] = await starts();
+    const [pid] = (await starts())[0]!.split(' ');
     await until(() => !alive(Number(pid)), 3000, 'the half-started program to be killed');
-    assert.equal(o.list().length, 0);
+    // The failure stays visible in the list (crash loops must be seen), with its reason.
+    const [failed] = o.list();
+    assert.equal(failed?.state, 'failed');
+    assert.match(failed?.last_error ?? '', /timed out/);
     // Backoff: the next request does not boot it again at once.
     await assert.rejects(o.acquire(hashOf(4)), /next attempt in/);
     assert.equal((await starts()).length, 1);
@@ -125,9 +128,11 @@ describe('orchestrator with the process driver', () => {
     const endpoint = lease.endpoint;
     lease.release();
     await fetch(`http://127.0.0.1:${endpoint.kind === 'tcp' ? endpoint.port : 0}/crash`).catch(() => {});
-    await until(() => o.list().length === 0, 3000, 'crashed execution removal');
+    await until(() => o.list()[0]?.state === 'failed', 3000, 'crashed execution removal');
+    assert.match(o.list()[0]!.last_error!, /exited unexpectedly \(code 7\)/);
     (await o.acquire(hashOf(5))).release();
     assert.equal((await starts()).length, 2);
+    assert.deepEqual(o.list().map((v) => [v.state, v.restarts]), [['ready', 1]]);
   });
 
   it('evicts the least recently used idle execution under the memory budget, never a busy one', async () => {
@@ -144,6 +149,56 @@ describe('orchestrator with the process driver', () => {
     assert.deepEqual(o.list().map((v) => v.hash).sort(), [hashOf(7), hashOf(8)]);
     busy.release();
     held.release();
+  });
+
+  it('refuses waiters beyond hold_queue with 503 while a boot is in progress', async () => {
+    startsFile = path.join(dir, 'starts-queue');
+    const o = orchestrator(programs([{ n: 11, env: { START_DELAY_MS: '300' } }]), { holdQueue: 5 });
+    const results = await Promise.allSettled(Array.from({ length: 8 }, () => o.acquire(hashOf(11))));
+    const refused = results.filter((r) => r.status === 'rejected');
+    assert.equal(refused.length, 3);
+    for (const r of refused) {
+      const error = (r as PromiseRejectedResult).reason as UnavailableError;
+      assert.ok(error instanceof UnavailableError && error.reason === 'queue_full' && error.retryAfterS > 0);
+    }
+    for (const r of results) if (r.status === 'fulfilled') r.value.release();
+    assert.equal((await starts()).length, 1);
+  });
+
+  it('evicts in least-recently-used order', async () => {
+    startsFile = path.join(dir, 'starts-lru');
+    const o = orchestrator(programs([12, 13, 14, 15].map((n) => ({ n, memoryMib: 100 }))), { memoryBudgetMib: 300 });
+    const use = async (n: number) => { (await o.acquire(hashOf(n))).release(); await new Promise((r) => setTimeout(r, 15)); };
+    await use(12);
+    await use(13);
+    await use(14);
+    await use(12); // 13 is now the least recently used
+    await use(15);
+    assert.deepEqual(o.list().map((v) => v.hash).sort(), [hashOf(12), hashOf(14), hashOf(15)]);
+  });
+
+  it('backs off exponentially after repeated boot failures', async () => {
+    startsFile = path.join(dir, 'starts-backoff');
+    const o = new Orchestrator({
+      settings: settings(), programs: programs([{ n: 16, env: { EXIT_AT_START: '1' } }]),
+      driver: new ProcessDriver({ stopGraceMs: 500 }), probe, metrics: new MetricsRegistry(), backoff: { baseMs: 200, maxMs: 800 },
+    });
+    orchestrators.push(o);
+    const deadline = Date.now() + 1800;
+    let refusedWithoutBoot = 0;
+    while (Date.now() < deadline) {
+      const before = (await starts()).length;
+      await assert.rejects(o.acquire(hashOf(16)), BootFailedError);
+      if ((await starts()).length === before) refusedWithoutBoot++;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const times = (await starts()).map((line) => Number(line.split(' ')[1]));
+    // 1.8 s with delays 200, 400, 800 ms: 3 or 4 attempts, not one per request.
+    assert.ok(times.length >= 3 && times.length <= 4, `attempts: ${times.length}`);
+    assert.ok(refusedWithoutBoot > 10);
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    assert.ok(gaps[0]! >= 200 && gaps[1]! >= 400, `gaps ${gaps.join(',')}`);
+    assert.equal(o.list()[0]?.state, 'failed');
   });
 
   it('drains: stops every execution and refuses new work', async () => {
