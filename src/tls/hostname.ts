@@ -1,0 +1,49 @@
+// Host names as the TLS component accepts them. SNI names come from the network and
+// end up in file paths and in certificate orders, so they are checked strictly here,
+// once, before anything else sees them.
+
+import { isIP } from 'node:net';
+
+const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+const NUMERIC = /^[0-9]+$/;
+const MAX_NAME = 253;
+
+/** True for a lowercase DNS host name (LDH labels, no trailing dot, not an IP address). */
+export function isHostName(name: string): boolean {
+  if (name.length === 0 || name.length > MAX_NAME) return false;
+  if (isIP(name) !== 0) return false;
+  const labels = name.split('.');
+  for (const label of labels) if (!LABEL.test(label)) return false;
+  // An all-numeric last label is an IPv4 address in some spelling (1.2.3.4, 10.1), never a TLD.
+  return !NUMERIC.test(labels[labels.length - 1]!);
+}
+
+/** True for '*.example.org': one wildcard label over a valid host name. */
+export function isWildcardName(name: string): boolean {
+  return name.startsWith('*.') && isHostName(name.slice(2));
+}
+
+/** A name a certificate can be stored or configured for: a host name or a wildcard. */
+export function isCertName(name: string): boolean {
+  return isHostName(name) || isWildcardName(name);
+}
+
+/**
+ * Normalizes an SNI server name: lowercase, one trailing dot removed. Returns undefined
+ * for anything that is not a plain host name (IP literals, empty labels, '..', '/', NUL,
+ * overlong labels or names, wildcards).
+ */
+export function normalizeServerName(raw: unknown): string | undefined {
+  if (typeof raw !== 'string') return undefined;
+  let name = raw.toLowerCase();
+  if (name.endsWith('.')) name = name.slice(0, -1);
+  return isHostName(name) ? name : undefined;
+}
+
+/** The wildcard name that would cover a host ('a.example.org' -> '*.example.org'); one label only. */
+export function wildcardFor(host: string): string | undefined {
+  const dot = host.indexOf('.');
+  if (dot < 0) return undefined;
+  const parent = host.slice(dot + 1);
+  return parent.includes('.') ? `*.${parent}` : undefined;
+}

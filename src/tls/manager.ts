@@ -1,0 +1,276 @@
+// The certificate manager behind every TLS handshake. For an SNI name:
+//   memory cache -> storage -> (policy allows? -> issuer, under a per-host lock) -> storage -> cache
+// One lookup/issuance runs per host at a time; concurrent handshakes for that host
+// wait on it. A certificate with a third of its lifetime left is still served while
+// a replacement is ordered in the background. In files mode only operator pairs are
+// served and nothing is issued.
+
+import type { SecureContext } from 'node:tls';
+import { LRUCache } from 'lru-cache';
+import { createLogger, type Logger } from '../common/log.js';
+import type { TlsMode } from '../config/types.js';
+import type { Counter, MetricsRegistry } from '../metrics/registry.js';
+import { CertCache, type CachedCert } from './cache.js';
+import { ChallengeStore } from './challenges.js';
+import type { FileCertificates } from './files.js';
+import { normalizeServerName, wildcardFor } from './hostname.js';
+import type { Issuer } from './issuer.js';
+import type { LockOptions } from './lock.js';
+import { renewAt, secureContextFor } from './pair.js';
+import type { CertStorage, StoredCert } from './storage.js';
+import type { CertInfo, CertificateResolver, IssuancePolicy } from './types.js';
+
+export interface BackoffOptions {
+  /** First wait after a failed issuance for a host; doubles per failure. */
+  initialMs: number;
+  maxMs: number;
+}
+
+interface CommonOptions {
+  metrics: MetricsRegistry;
+  cacheSize: number;
+  log?: Logger;
+  /** Clock (epoch ms) for expiry and renewal decisions; tests move it. */
+  now?: () => number;
+}
+
+export interface IssuingOptions extends CommonOptions {
+  mode: Exclude<TlsMode, 'files'>;
+  storage: CertStorage;
+  issuer: Issuer;
+  policy: IssuancePolicy;
+  /** Serve a stored '*.parent' certificate for a host before issuing one for it. */
+  wildcardLookup?: boolean;
+  backoff?: BackoffOptions;
+  lock?: LockOptions;
+}
+
+export interface FilesOptions extends CommonOptions {
+  mode: 'files';
+  files: FileCertificates;
+}
+
+export type CertificateManagerOptions = IssuingOptions | FilesOptions;
+
+const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 10_000, maxMs: 10 * 60_000 };
+const DEFAULT_LOCK: LockOptions = { timeoutMs: 30_000 };
+const MAX_BACKOFF_ENTRIES = 10_000;
+
+interface Failure {
+  count: number;
+  until: number;
+}
+
+interface Metrics {
+  issued: Counter;
+  failures: Counter;
+  denials: Counter;
+}
+
+export class CertificateManager implements CertificateResolver {
+  /** Pending HTTP-01 challenges; the ACME issuer fills it. */
+  readonly challenges = new ChallengeStore();
+  readonly mode: TlsMode;
+
+  private readonly cache: CertCache;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly metrics: Metrics;
+  private readonly issuing: IssuingOptions | undefined;
+  private readonly files: FileCertificates | undefined;
+  private readonly backoff: BackoffOptions;
+  private readonly failures = new LRUCache<string, Failure>({ max: MAX_BACKOFF_ENTRIES });
+  private readonly lookups = new Map<string, Promise<CachedCert | undefined>>();
+  private readonly renewals = new Map<string, Promise<void>>();
+
+  constructor(options: CertificateManagerOptions) {
+    this.mode = options.mode;
+    this.cache = new CertCache(options.cacheSize);
+    this.log = options.log ?? createLogger('tls');
+    this.now = options.now ?? Date.now;
+    if (options.mode === 'files') {
+      this.files = options.files;
+      this.backoff = DEFAULT_BACKOFF;
+    } else {
+      this.issuing = options;
+      this.backoff = options.backoff ?? DEFAULT_BACKOFF;
+    }
+    const registry = options.metrics;
+    this.metrics = {
+      issued: registry.counter('aleph_edge_certs_issued_total', 'Certificates issued, by issuer'),
+      failures: registry.counter('aleph_edge_cert_issue_failures_total', 'Failed certificate issuances, by issuer'),
+      denials: registry.counter('aleph_edge_cert_policy_denials_total', 'On-demand certificates refused by the issuance policy'),
+    };
+    registry
+      .gauge('aleph_edge_certs_cached', 'Certificates held in the in-memory cache (files mode: configured names)')
+      .collect(() => [[{}, this.files ? this.files.size : this.cache.size]]);
+  }
+
+  /** Never throws: any failure means "no certificate", which fails that handshake only. */
+  async secureContext(servername: string): Promise<SecureContext | undefined> {
+    const host = normalizeServerName(servername);
+    if (!host || (this.issuing && !this.issuing.storage.accepts(host))) {
+      this.log.debug('server name refused', { servername: String(servername).slice(0, 300) });
+      return undefined;
+    }
+    if (this.files) return this.files.lookup(host);
+    try {
+      const cached = this.cache.get(host);
+      if (cached) {
+        if (this.now() < cached.notAfter) {
+          this.maybeRenew(host, cached);
+          return cached.context;
+        }
+        this.cache.delete(host);
+      }
+      return (await this.lookup(host))?.context;
+    } catch (err) {
+      this.log.error('certificate lookup failed', { host, error: (err as Error).message });
+      return undefined;
+    }
+  }
+
+  async httpChallenge(token: string): Promise<string | undefined> {
+    return this.challenges.get(token);
+  }
+
+  /** Cached and stored certificates (files mode: the configured names), sorted by host. */
+  async list(): Promise<CertInfo[]> {
+    if (this.files) return this.files.list();
+    const byKey = new Map<string, CertInfo>();
+    for (const meta of await this.issuing!.storage.list()) {
+      byKey.set(`${meta.source}|${meta.host}`, {
+        host: meta.host,
+        source: meta.source,
+        notBefore: meta.notBefore,
+        notAfter: meta.notAfter,
+        issuer: meta.issuerName,
+      });
+    }
+    for (const entry of this.cache.values()) byKey.set(`${entry.info.source}|${entry.info.host}`, entry.info);
+    return [...byKey.values()].sort((a, b) => a.host.localeCompare(b.host) || a.source.localeCompare(b.source));
+  }
+
+  /** Resolves when no background renewal is running (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.renewals.size > 0) await Promise.allSettled([...this.renewals.values()]);
+  }
+
+  // Single flight per host: the first handshake does the work, the others share its promise.
+  private lookup(host: string): Promise<CachedCert | undefined> {
+    let flight = this.lookups.get(host);
+    if (!flight) {
+      flight = this.lookupOnce(host).finally(() => this.lookups.delete(host));
+      this.lookups.set(host, flight);
+    }
+    return flight;
+  }
+
+  private async lookupOnce(host: string): Promise<CachedCert | undefined> {
+    const { storage, issuer, policy } = this.issuing!;
+    const stored = await this.loadUsable(host);
+    if (stored) return stored;
+    if (this.inBackoff(host)) return undefined;
+    if (!(await policy.allow(host))) {
+      this.metrics.denials.inc();
+      this.log.info('certificate refused by policy', { host });
+      return undefined;
+    }
+    try {
+      return await this.issueAndStore(host, storage, issuer);
+    } catch {
+      return undefined; // logged and backed off in issueAndStore
+    }
+  }
+
+  /** A stored, unexpired certificate for host (or its wildcard), now cached. */
+  private async loadUsable(host: string): Promise<CachedCert | undefined> {
+    const { storage, issuer, wildcardLookup } = this.issuing!;
+    const names = [host];
+    const wildcard = wildcardLookup ? wildcardFor(host) : undefined;
+    if (wildcard) names.push(wildcard);
+    for (const name of names) {
+      const stored = await storage.load(issuer.name, name);
+      if (!stored) continue;
+      if (this.now() >= stored.pair.notAfter.getTime()) {
+        this.log.info('stored certificate expired', { host: name, not_after: stored.meta.notAfter });
+        continue;
+      }
+      const entry = this.remember(host, stored);
+      this.maybeRenew(host, entry);
+      return entry;
+    }
+    return undefined;
+  }
+
+  private async issueAndStore(host: string, storage: CertStorage, issuer: Issuer): Promise<CachedCert> {
+    const started = this.now();
+    try {
+      const held = await storage.lock(issuer.name, host, this.issuing!.lock ?? DEFAULT_LOCK);
+      try {
+        // Another process sharing the folder may have issued while we waited for the lock.
+        const fresh = await storage.load(issuer.name, host);
+        if (fresh && this.now() < renewAt(fresh.pair.notBefore, fresh.pair.notAfter)) return this.remember(host, fresh);
+        const pem = await issuer.issue(host);
+        const stored = await storage.save(issuer.name, host, pem);
+        this.metrics.issued.inc({ issuer: issuer.name });
+        this.failures.delete(host);
+        this.log.info('certificate issued', { host, issuer: issuer.name, not_after: stored.meta.notAfter, ms: this.now() - started });
+        return this.remember(host, stored);
+      } finally {
+        await held.release();
+      }
+    } catch (err) {
+      this.metrics.failures.inc({ issuer: issuer.name });
+      const waitMs = this.recordFailure(host);
+      this.log.warn('certificate issuance failed', { host, issuer: issuer.name, error: (err as Error).message, retry_in_ms: waitMs });
+      throw err;
+    }
+  }
+
+  private remember(host: string, stored: StoredCert): CachedCert {
+    const { pair, meta } = stored;
+    const entry: CachedCert = {
+      context: secureContextFor(pair),
+      info: { host: meta.host, source: meta.source, notBefore: meta.notBefore, notAfter: meta.notAfter, issuer: meta.issuerName },
+      notAfter: pair.notAfter.getTime(),
+      renewAt: renewAt(pair.notBefore, pair.notAfter),
+      fingerprint256: pair.fingerprint256,
+    };
+    this.cache.set(host, entry);
+    return entry;
+  }
+
+  /** Orders a replacement in the background once a third of the lifetime remains; the current cert keeps being served. */
+  private maybeRenew(host: string, entry: CachedCert): void {
+    if (!this.issuing || this.now() < entry.renewAt) return;
+    // A wildcard found for this host is renewed under its own name by the issuer that orders wildcards.
+    if (entry.info.host !== host) return;
+    if (this.renewals.has(host) || this.inBackoff(host)) return;
+    const { storage, issuer, policy } = this.issuing;
+    const renewal = (async () => {
+      if (!(await policy.allow(host))) {
+        this.metrics.denials.inc();
+        this.recordFailure(host); // do not ask again on every handshake
+        this.log.info('renewal refused by policy; serving the current certificate until it expires', { host, not_after: entry.info.notAfter });
+        return;
+      }
+      await this.issueAndStore(host, storage, issuer);
+    })()
+      .catch(() => undefined) // logged in issueAndStore
+      .finally(() => this.renewals.delete(host));
+    this.renewals.set(host, renewal);
+  }
+
+  private inBackoff(host: string): boolean {
+    const failure = this.failures.get(host);
+    return failure !== undefined && this.now() < failure.until;
+  }
+
+  private recordFailure(host: string): number {
+    const count = (this.failures.get(host)?.count ?? 0) + 1;
+    const waitMs = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** (count - 1));
+    this.failures.set(host, { count, until: this.now() + waitMs });
+    return waitMs;
+  }
+}
