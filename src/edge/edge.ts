@@ -25,6 +25,8 @@ export interface EdgeDeps {
   version: string;
   /** Sockets from systemd; default: read from the environment. */
   inherited?: InheritedSocket[];
+  /** TLS session ticket keys (48 bytes) shared by every worker, so resumption works across them. */
+  ticketKeys?: Buffer;
 }
 
 type Kind = 'https' | 'http';
@@ -81,6 +83,11 @@ export class Edge {
     }
   }
 
+  /** Rotates the session ticket keys of every HTTPS listener. */
+  setTicketKeys(keys: Buffer): void {
+    for (const { kind, server } of this.listeners) if (kind === 'https') (server as https.Server).setTicketKeys(keys);
+  }
+
   /** 'https 127.0.0.1:8443', 'http fd:4', ... with the ports actually bound. */
   describe(): string[] {
     return this.listeners.map((l) => `${l.kind} ${boundLabel(l)}`);
@@ -127,11 +134,12 @@ export class Edge {
     this.applyLimits(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      const options = 'fd' in target ? { fd: target.fd } : { host: target.host, port: target.port, ipv6Only: target.host.includes(':') };
-      server.listen(options, () => {
+      const ready = () => {
         server.off('error', reject);
         resolve();
-      });
+      };
+      if ('fd' in target) server.listen({ fd: target.fd }, ready);
+      else server.listen({ host: target.host, port: target.port, ipv6Only: target.host.includes(':') }, ready);
     }).catch((error: NodeJS.ErrnoException) => {
       const hint = error.code === 'EACCES' ? ' (ports below 1024 need root, CAP_NET_BIND_SERVICE or systemd socket activation)'
         : error.code === 'EADDRINUSE' ? ' (another process is listening there)' : '';
@@ -156,6 +164,7 @@ export class Edge {
       handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
       maxHeaderSize: this.deps.server.limits.maxHeaderBytes,
     });
+    if (this.deps.ticketKeys) server.setTicketKeys(this.deps.ticketKeys);
     server.on('request', (req, res) => void this.pipeline.handle(req, res, 'https'));
     server.on('upgrade', (req, socket: Duplex, head: Buffer) => {
       this.tunnels.add(socket);

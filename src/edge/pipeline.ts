@@ -66,6 +66,7 @@ export class Pipeline {
   async handle(req: IncomingMessage, res: ServerResponse, proto: ForwardInfo['proto']): Promise<void> {
     const started = performance.now();
     const host = req.headers.host ?? '';
+    const target = req.url ?? '';
     let hash: string | undefined;
     this.begin();
     res.once('close', () => {
@@ -74,7 +75,7 @@ export class Pipeline {
       const status = res.headersSent ? res.statusCode : 0;
       this.requests.inc({ class: statusClass(status) });
       this.duration.observe(seconds, { class: statusClass(status) });
-      access.info(`${req.method} ${host}${req.url ?? ''}`, {
+      access.info(`${req.method} ${host}${target}`, {
         hash: hash ? shortHash(hash) : undefined, status, ms: Math.round(seconds * 1000), cut: res.writableFinished ? undefined : true,
       });
     });
@@ -101,6 +102,7 @@ export class Pipeline {
 
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const host = req.headers.host ?? '';
+    const target = req.url ?? '';
     let hash: string | undefined;
     let lease: Lease | undefined;
     this.begin();
@@ -117,12 +119,12 @@ export class Pipeline {
       if (socket.destroyed) return;
       req.url = route.path;
       const outcome = await this.deps.forwarder.ws(req, socket, head, lease, { clientIp: clientIp(req), proto: 'https', host });
-      access.info(`WS ${host}${req.url}`, { hash: shortHash(hash), status: outcome.status });
+      access.info(`WS ${host}${target}`, { hash: shortHash(hash), status: outcome.status });
     } catch (error) {
       if (socket.destroyed) return;
       const reply = replyFor(error);
       this.errors.inc({ kind: reply.kind });
-      access.info(`WS ${host}${req.url ?? ''}`, { hash: hash ? shortHash(hash) : undefined, status: reply.status });
+      access.info(`WS ${host}${target}`, { hash: hash ? shortHash(hash) : undefined, status: reply.status });
       writeSocketError(socket, reply);
     } finally {
       lease?.release();

@@ -5,10 +5,13 @@
 
 import type { SecureContext } from 'node:tls';
 import { LRUCache } from 'lru-cache';
+import type { PemPair } from './pair.js';
 import type { CertInfo } from './types.js';
 
 export interface CachedCert {
   context: SecureContext;
+  /** Kept so worker processes can be handed the certificate (they build their own contexts). */
+  pem: PemPair;
   info: CertInfo;
   /** Epoch ms. */
   notAfter: number;

@@ -9,7 +9,7 @@ import type { Logger } from '../common/log.js';
 import type { TlsFilePair } from '../config/types.js';
 import { TlsSetupError } from './errors.js';
 import { isCertName, wildcardFor } from './hostname.js';
-import { covers, parsePair, secureContextFor, type ParsedPair } from './pair.js';
+import { covers, parsePair, secureContextFor, type ParsedPair, type PemPair } from './pair.js';
 import type { CertInfo } from './types.js';
 
 interface FileCert {
@@ -69,12 +69,11 @@ export class FileCertificates {
     return new FileCertificates(byName, infos);
   }
 
-  /** The context for a normalized host name: exact match first, then a one-label wildcard. */
-  lookup(host: string): SecureContext | undefined {
-    const exact = this.byName.get(host);
-    if (exact) return exact.context;
+  /** The certificate for a normalized host name: exact match first, then a one-label wildcard. */
+  lookup(host: string): { context: SecureContext; pem: PemPair } | undefined {
     const wildcard = wildcardFor(host);
-    return wildcard ? this.byName.get(wildcard)?.context : undefined;
+    const found = this.byName.get(host) ?? (wildcard ? this.byName.get(wildcard) : undefined);
+    return found ? { context: found.context, pem: found.pair } : undefined;
   }
 
   list(): CertInfo[] {

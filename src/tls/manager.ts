@@ -16,7 +16,7 @@ import type { FileCertificates } from './files.js';
 import { normalizeServerName, wildcardFor } from './hostname.js';
 import type { Issuer } from './issuer.js';
 import type { LockOptions } from './lock.js';
-import { renewAt, secureContextFor } from './pair.js';
+import { renewAt, secureContextFor, type PemPair } from './pair.js';
 import type { CertStorage, StoredCert } from './storage.js';
 import type { CertInfo, CertificateResolver, IssuancePolicy } from './types.js';
 
@@ -108,6 +108,15 @@ export class CertificateManager implements CertificateResolver {
 
   /** Never throws: any failure means "no certificate", which fails that handshake only. */
   async secureContext(servername: string): Promise<SecureContext | undefined> {
+    return (await this.find(servername))?.context;
+  }
+
+  /** The PEM pair behind secureContext(), for worker processes that build their own contexts. */
+  async certificate(servername: string): Promise<PemPair | undefined> {
+    return (await this.find(servername))?.pem;
+  }
+
+  private async find(servername: string): Promise<{ context: SecureContext; pem: PemPair } | undefined> {
     const host = normalizeServerName(servername);
     if (!host || (this.issuing && !this.issuing.storage.accepts(host))) {
       this.log.debug('server name refused', { servername: String(servername).slice(0, 300) });
@@ -119,11 +128,11 @@ export class CertificateManager implements CertificateResolver {
       if (cached) {
         if (this.now() < cached.notAfter) {
           this.maybeRenew(host, cached);
-          return cached.context;
+          return cached;
         }
         this.cache.delete(host);
       }
-      return (await this.lookup(host))?.context;
+      return await this.lookup(host);
     } catch (err) {
       this.log.error('certificate lookup failed', { host, error: (err as Error).message });
       return undefined;
@@ -232,6 +241,7 @@ export class CertificateManager implements CertificateResolver {
     const { pair, meta } = stored;
     const entry: CachedCert = {
       context: secureContextFor(pair),
+      pem: { certPem: pair.certPem, keyPem: pair.keyPem },
       info: { host: meta.host, source: meta.source, notBefore: meta.notBefore, notAfter: meta.notAfter, issuer: meta.issuerName },
       notAfter: pair.notAfter.getTime(),
       renewAt: renewAt(pair.notBefore, pair.notAfter),
