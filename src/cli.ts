@@ -1,5 +1,7 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
+import { runWorker } from './cluster/index.js';
 import { AlephEdgeNode } from './app/index.js';
 import { createLogger } from './common/index.js';
 import { ConfigError, checkConfig, formatIssue, loadConfig } from './config/index.js';
@@ -146,7 +148,11 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-const code = await main(process.argv.slice(2));
-// `run` exits explicitly: after a drain nothing of ours should keep the process alive.
-if (process.argv[2] === 'run') process.exit(code);
-process.exitCode = code;
+if (cluster.isWorker && process.argv[2] === 'worker') {
+  runWorker();
+} else {
+  const code = await main(process.argv.slice(2));
+  // `run` exits explicitly: after a drain nothing of ours should keep the process alive.
+  if (process.argv[2] === 'run') process.exit(code);
+  process.exitCode = code;
+}

@@ -1,15 +1,19 @@
+import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { ConfigError, loadConfig, type RoutingSettings, type Settings } from '../config/index.js';
 import { createLogger } from '../common/index.js';
 import { createDriver, waitForHttp } from '../drivers/index.js';
-import { Edge, type InheritedSocket } from '../edge/index.js';
+import { inheritedSockets, type InheritedSocket } from '../edge/index.js';
 import { MetricsRegistry } from '../metrics/index.js';
+import { sumFamily } from '../metrics/merge.js';
 import { Orchestrator, type ReadinessProbe } from '../orchestrator/index.js';
 import { LocalProgramSource } from '../programs/index.js';
 import { Forwarder } from '../proxy/index.js';
 import { DnsTxtLookup, Router } from '../routing/index.js';
 import { startStatusServer, type ReloadResult, type StatusProvider, type StatusServer, type StatusSnapshot } from '../status/index.js';
-import { createCertificateManager, type CertificateResolver } from '../tls/index.js';
+import { createCertificateManager, type CertificateManager } from '../tls/index.js';
+import { availableParallelism } from 'node:os';
+import { ClusterFrontend, LocalFrontend, type Frontend } from './frontend.js';
 import { SwappablePrograms } from './swappable-programs.js';
 import { restartOnlyChanges } from './reload-diff.js';
 
@@ -41,8 +45,8 @@ export class AlephEdgeNode {
   private readonly forwarder = new Forwarder();
   private router: Router;
   private txt: { settings: RoutingSettings; lookup: DnsTxtLookup } | undefined;
-  private certs!: CertificateResolver;
-  private edge!: Edge;
+  private certs!: CertificateManager;
+  private frontend!: Frontend;
   private status: StatusServer | undefined;
   private draining: Promise<void> | undefined;
 
@@ -53,7 +57,12 @@ export class AlephEdgeNode {
     this.orchestrator = new Orchestrator({
       settings: settings.orchestrator,
       programs: this.programs,
-      driver: createDriver(settings.orchestrator.driver, { stopGraceMs: settings.orchestrator.stopGraceMs }),
+      driver: createDriver(settings.orchestrator.driver, {
+        stopGraceMs: settings.orchestrator.stopGraceMs,
+        // Next to the status socket (RuntimeDirectory under systemd): records of running
+        // programs, so a node restarted after SIGKILL kills what the last one left.
+        stateDir: path.join(path.dirname(settings.server.statusSocket), 'executions'),
+      }),
       probe,
       metrics: this.metrics,
     });
@@ -70,11 +79,14 @@ export class AlephEdgeNode {
   }
 
   listeners(): string[] {
-    return this.edge.describe();
+    return this.frontend.describe();
   }
 
+  /** Bound port of the first listener of a kind (tests bind port 0). */
   port(kind: 'https' | 'http'): number | undefined {
-    return this.edge.port(kind);
+    const listener = this.listeners().find((l) => l.startsWith(`${kind} `));
+    const port = listener ? Number(listener.slice(listener.lastIndexOf(':') + 1)) : NaN;
+    return Number.isInteger(port) ? port : undefined;
   }
 
   /** Re-reads the config file; an invalid file changes nothing. */
@@ -93,7 +105,7 @@ export class AlephEdgeNode {
     const removed = this.programs.known().filter((p) => !next.programs.local.some((l) => l.hash === p.hash));
     this.programs.replace(new LocalProgramSource(next.programs.local));
     this.router = this.buildRouter(next);
-    this.edge.setRoutes(this.router);
+    this.frontend.update(next, this.router);
     this.orchestrator.updateSettings(next.orchestrator);
     this.settings = { ...next, server: this.settings.server, tls: this.settings.tls };
     for (const program of removed) void this.orchestrator.stop(program.hash, 'removed');
@@ -105,9 +117,8 @@ export class AlephEdgeNode {
   drain(): Promise<void> {
     this.draining ??= (async () => {
       const deadline = Date.now() + this.settings.server.drainTimeoutMs;
-      log.info('draining', { in_flight: this.edge.pipeline.active, deadline_s: Math.round(this.settings.server.drainTimeoutMs / 1000) });
-      this.edge.stopAccepting();
-      await Promise.all([this.edge.finish(deadline), this.orchestrator.drain(Math.max(0, deadline - Date.now()))]);
+      log.info('draining', { deadline_s: Math.round(this.settings.server.drainTimeoutMs / 1000) });
+      await Promise.all([this.frontend.drain(deadline), this.orchestrator.drain(Math.max(0, deadline - Date.now()))]);
       this.forwarder.close();
       await this.status?.close();
       log.info('drained');
@@ -129,17 +140,28 @@ export class AlephEdgeNode {
       policy: { allow: (host) => this.router.routesTo(host) },
       metrics: this.metrics,
     });
-    this.edge = new Edge({
-      server: this.settings.server,
-      certs: this.certs,
-      gateway: this.orchestrator,
-      routes: this.router,
-      forwarder: this.forwarder,
-      metrics: this.metrics,
-      version: this.options.version,
-      inherited: this.options.inherited,
-    });
-    await this.edge.start();
+    const workers = this.settings.server.workers === 0 ? availableParallelism() : this.settings.server.workers;
+    const inherited = this.options.inherited ?? inheritedSockets();
+    this.frontend = workers > 1
+      ? new ClusterFrontend({
+        settings: this.settings, version: this.options.version, workers, inherited,
+        services: {
+          gateway: this.orchestrator,
+          certificate: (name) => this.certs.certificate(name),
+          httpChallenge: (token) => this.certs.httpChallenge(token),
+        },
+      })
+      : new LocalFrontend({
+        server: this.settings.server,
+        certs: this.certs,
+        gateway: this.orchestrator,
+        routes: this.router,
+        forwarder: this.forwarder,
+        metrics: this.metrics,
+        version: this.options.version,
+        inherited,
+      });
+    await this.frontend.start();
     try {
       this.status = await startStatusServer({
         path: this.settings.server.statusSocket,
@@ -147,7 +169,7 @@ export class AlephEdgeNode {
         provider: this.statusProvider(),
       });
     } catch (error) {
-      await this.edge.close();
+      await this.frontend.drain(Date.now());
       throw error;
     }
   }
@@ -161,16 +183,17 @@ export class AlephEdgeNode {
         return {
           version: this.options.version,
           uptime_s: Math.round((Date.now() - this.startedAt) / 1000),
-          listeners: this.edge.describe(),
+          listeners: this.frontend.describe(),
           draining: this.draining !== undefined,
           vms: this.orchestrator.list(),
           certs: { count: certs.length, by_source: bySource },
-          counters: this.counters(),
+          counters: await this.counters(),
+          workers: this.frontend.workers(),
         };
       },
       vms: async () => this.orchestrator.list(),
       certs: () => this.certs.list(),
-      metrics: async () => this.metrics.render(),
+      metrics: async () => this.metrics.render() + (await this.frontend.metrics()),
       stopVm: (hash) => this.orchestrator.stop(hash, 'requested'),
       reload: () => this.reload(),
       drain: async () => {
@@ -180,10 +203,12 @@ export class AlephEdgeNode {
     };
   }
 
-  private counters(): Record<string, number> {
+  /** Headline counters, summed over this process and its workers. */
+  private async counters(): Promise<Record<string, number>> {
+    const text = this.metrics.render() + (await this.frontend.metrics());
     const out: Record<string, number> = {};
     for (const name of ['aleph_edge_requests_total', 'aleph_edge_errors_total', 'aleph_edge_boots_total', 'aleph_edge_boot_failures_total', 'aleph_edge_evictions_total']) {
-      out[name.replace(/^aleph_edge_/, '').replace(/_total$/, '')] = this.metrics.counter(name, '').total();
+      out[name.replace(/^aleph_edge_/, '').replace(/_total$/, '')] = sumFamily(text, name);
     }
     return out;
   }

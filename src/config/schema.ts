@@ -96,6 +96,8 @@ function readServer(t: TableReader, paths: PathResolver): ServerSettings {
   const statusSocket = paths.resolve(t.checked('status_socket', DEFAULTS.statusSocket, nonEmpty));
   const statusSocketMode = readFileMode(t, 'status_socket_mode', DEFAULTS.statusSocketMode);
   const drainTimeoutMs = t.duration('drain_timeout', 30 * SECOND);
+  // 0 = one worker per core; 1 = a single process (no workers).
+  const workers = t.int('workers', 0, { min: 0, max: 256 });
 
   const l = t.table('limits');
   const limits: ServerSettings['limits'] = {
@@ -108,7 +110,7 @@ function readServer(t: TableReader, paths: PathResolver): ServerSettings {
   };
   l.finish();
   t.finish();
-  return { domain, httpsListen, httpListen, statusSocket, statusSocketMode, drainTimeoutMs, limits };
+  return { domain, httpsListen, httpListen, statusSocket, statusSocketMode, drainTimeoutMs, workers, limits };
 }
 
 // Unix permission bits: TOML octal (0o660) or a string of octal digits ("0660").

@@ -14,6 +14,7 @@ export interface ServerSettings {
   statusSocket: string; // absolute path
   statusSocketMode: number; // default 0o660
   drainTimeoutMs: number; // default 30s
+  workers: number; // default 0 = one worker process per core; 1 = everything in one process
   limits: {
     maxHeaderBytes: number; // default 16 KiB
     headersTimeoutMs: number; // default 10s: time to receive complete headers (slowloris)

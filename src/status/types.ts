@@ -9,6 +9,8 @@ export interface StatusSnapshot {
   vms: ExecutionInfo[];
   certs: { count: number; by_source: Record<string, number> };
   counters: Record<string, number>; // requests, errors by status class, boots, ...
+  /** Worker processes serving requests ([] when everything runs in one process). */
+  workers?: Array<{ index: number; pid: number | undefined; leases: number }>;
 }
 
 export interface ReloadResult {

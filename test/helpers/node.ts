@@ -27,6 +27,8 @@ export interface TestNodeOptions {
   /** Extra TOML appended as is (routes, routing...). */
   extra?: string;
   dir?: string;
+  /** server.workers; default 1 (everything in the test process). */
+  workers?: number;
 }
 
 export function programHash(name: string): string {
@@ -42,6 +44,7 @@ export function toml(options: TestNodeOptions, dir: string): string {
     'http_listen = ["127.0.0.1:8080"]',
     `status_socket = "${path.join(dir, 'status.sock')}"`,
     'drain_timeout = "5s"',
+    `workers = ${options.workers ?? 1}`,
     '[tls]',
     'mode = "internal"',
     `storage = "${path.join(dir, 'certs')}"`,

@@ -1,0 +1,83 @@
+import type { Settings } from '../config/index.js';
+import { Edge, type EdgeDeps, type RouteTable } from '../edge/index.js';
+import { WorkerPool, type PoolOptions } from '../cluster/index.js';
+
+/**
+ * Where requests are served: in this process (one Edge), or by worker processes
+ * (a WorkerPool) while this process keeps the orchestrator and the certificates.
+ */
+export interface Frontend {
+  start(): Promise<void>;
+  describe(): string[];
+  update(settings: Settings, routes: RouteTable): void;
+  /** Stops accepting, lets requests finish until the deadline, then closes everything. */
+  drain(deadline: number): Promise<void>;
+  /** Extra metrics text (workers); '' in process. */
+  metrics(): Promise<string>;
+  workers(): Array<{ index: number; pid: number | undefined; leases: number }>;
+}
+
+export class LocalFrontend implements Frontend {
+  readonly edge: Edge;
+
+  constructor(deps: EdgeDeps) {
+    this.edge = new Edge(deps);
+  }
+
+  start(): Promise<void> {
+    return this.edge.start();
+  }
+
+  describe(): string[] {
+    return this.edge.describe();
+  }
+
+  update(_settings: Settings, routes: RouteTable): void {
+    this.edge.setRoutes(routes);
+  }
+
+  async drain(deadline: number): Promise<void> {
+    this.edge.stopAccepting();
+    await this.edge.finish(deadline);
+  }
+
+  async metrics(): Promise<string> {
+    return '';
+  }
+
+  workers(): [] {
+    return [];
+  }
+}
+
+export class ClusterFrontend implements Frontend {
+  private readonly pool: WorkerPool;
+
+  constructor(options: PoolOptions) {
+    this.pool = new WorkerPool(options);
+  }
+
+  start(): Promise<void> {
+    return this.pool.start();
+  }
+
+  describe(): string[] {
+    return this.pool.describe();
+  }
+
+  update(settings: Settings): void {
+    this.pool.update(settings);
+  }
+
+  drain(deadline: number): Promise<void> {
+    return this.pool.drain(deadline);
+  }
+
+  metrics(): Promise<string> {
+    return this.pool.metrics();
+  }
+
+  workers() {
+    return this.pool.workers();
+  }
+}

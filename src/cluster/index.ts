@@ -1,0 +1,3 @@
+export { WorkerPool } from './pool.js';
+export type { PoolOptions, PoolServices } from './pool.js';
+export { runWorker } from './worker.js';

@@ -1,0 +1,227 @@
+import cluster, { type Worker } from 'node:cluster';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { createLogger } from '../common/index.js';
+import type { Settings } from '../config/index.js';
+import type { InheritedSocket } from '../edge/index.js';
+import { mergeExpositions } from '../metrics/merge.js';
+import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
+import { toWire } from './errors.js';
+import type { PrimaryMessage, WireLease, WirePem, WorkerMessage } from './protocol.js';
+
+const log = createLogger('cluster');
+
+/** What the primary serves to its workers. */
+export interface PoolServices {
+  gateway: ExecutionGateway;
+  certificate(servername: string): Promise<{ certPem: string; keyPem: string } | undefined>;
+  httpChallenge(token: string): Promise<string | undefined>;
+}
+
+export interface PoolOptions {
+  settings: Settings;
+  version: string;
+  workers: number;
+  inherited: InheritedSocket[];
+  services: PoolServices;
+  /** Session ticket keys are replaced this often (resumption across workers keeps working). */
+  ticketRotationMs?: number;
+}
+
+interface WorkerState {
+  worker: Worker;
+  index: number;
+  listeners: string[];
+  leases: Map<number, Lease>;
+  acquiring: Map<number, AbortController>;
+  metricsWaiters: Map<number, (text: string) => void>;
+  drained: boolean;
+}
+
+const RESTART_DELAY_MS = 1_000;
+
+/**
+ * The primary's side of a multi-core node: forks workers that own the listeners,
+ * TLS and proxying, and answers their calls for executions and certificates.
+ */
+export class WorkerPool {
+  private readonly states = new Map<number, WorkerState>();
+  private settings: Settings;
+  private ticketKeys = randomBytes(48);
+  private ticketTimer: NodeJS.Timeout | undefined;
+  private draining = false;
+  private nextLeaseId = 1;
+  private nextMetricsId = 1;
+  restarts = 0;
+
+  constructor(private readonly options: PoolOptions) {
+    this.settings = options.settings;
+  }
+
+  async start(): Promise<void> {
+    // Workers accept on the shared sockets themselves: no hop through the primary per connection.
+    cluster.schedulingPolicy = cluster.SCHED_NONE;
+    cluster.setupPrimary({ exec: fileURLToPath(new URL('../cli.js', import.meta.url)), args: ['worker'], silent: false });
+    await Promise.all(Array.from({ length: this.options.workers }, (_, index) => this.fork(index)));
+    this.ticketTimer = setInterval(() => this.rotateTicketKeys(), this.options.ticketRotationMs ?? 12 * 3600_000);
+    this.ticketTimer.unref();
+  }
+
+  describe(): string[] {
+    const first = [...this.states.values()].find((s) => s.listeners.length > 0);
+    return first ? first.listeners : [];
+  }
+
+  workers(): Array<{ index: number; pid: number | undefined; leases: number }> {
+    return [...this.states.values()].map((s) => ({ index: s.index, pid: s.worker.process.pid, leases: s.leases.size }));
+  }
+
+  update(settings: Settings): void {
+    this.settings = settings;
+    this.broadcast({ type: 'settings', settings });
+  }
+
+  /** Workers stop accepting, finish their requests until the deadline, and exit. */
+  async drain(deadline: number): Promise<void> {
+    this.draining = true;
+    clearInterval(this.ticketTimer);
+    const exits = [...this.states.values()].map((s) => new Promise<void>((resolve) => {
+      if (s.worker.isDead()) return resolve();
+      s.worker.once('exit', () => resolve());
+    }));
+    this.broadcast({ type: 'drain', deadline });
+    const hardStop = setTimeout(() => {
+      for (const s of this.states.values()) if (!s.worker.isDead()) s.worker.kill('SIGKILL');
+    }, Math.max(0, deadline - Date.now()) + 2_000);
+    await Promise.all(exits);
+    clearTimeout(hardStop);
+  }
+
+  /** Metrics of every worker, labelled worker="<index>". */
+  async metrics(): Promise<string> {
+    const parts = await Promise.all([...this.states.values()].map(async (s) => ({
+      label: 'worker', value: String(s.index), text: await this.workerMetrics(s),
+    })));
+    return mergeExpositions(parts);
+  }
+
+  private workerMetrics(state: WorkerState): Promise<string> {
+    if (state.worker.isDead()) return Promise.resolve('');
+    const id = this.nextMetricsId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { state.metricsWaiters.delete(id); resolve(''); }, 2_000);
+      state.metricsWaiters.set(id, (text) => { clearTimeout(timer); resolve(text); });
+      this.send(state, { type: 'metrics', id });
+    });
+  }
+
+  private fork(index: number): Promise<void> {
+    const worker = cluster.fork({ ALEPH_EDGE_WORKER: String(index) });
+    const state: WorkerState = {
+      worker, index, listeners: [], leases: new Map(), acquiring: new Map(), metricsWaiters: new Map(), drained: false,
+    };
+    this.states.set(worker.id, state);
+    return new Promise<void>((resolve, reject) => {
+      let ready = false;
+      worker.on('message', (message: WorkerMessage) => {
+        if (message.type === 'hello') {
+          this.send(state, {
+            type: 'init', settings: this.settings, version: this.options.version,
+            ticketKeys: this.ticketKeys.toString('base64'), inherited: this.options.inherited,
+          });
+          return;
+        }
+        if (message.type === 'ready') {
+          state.listeners = message.listeners;
+          if (!ready) {
+            ready = true;
+            log.info('worker ready', { worker: index, pid: worker.process.pid });
+            resolve();
+          }
+          return;
+        }
+        this.onMessage(state, message);
+      });
+      worker.once('exit', (code, signal) => {
+        this.onExit(state, code, signal);
+        if (!ready) reject(new Error(`worker ${index} exited during start-up (${signal ?? `code ${code}`})`));
+      });
+    });
+  }
+
+  private onExit(state: WorkerState, code: number | null, signal: string | null): void {
+    this.states.delete(state.worker.id);
+    // Its requests are gone: give their leases back so idle timers run.
+    for (const lease of state.leases.values()) lease.release();
+    for (const controller of state.acquiring.values()) controller.abort();
+    if (this.draining) return;
+    this.restarts++;
+    log.error('worker died, restarting it', { worker: state.index, code, signal });
+    setTimeout(() => {
+      if (!this.draining) this.fork(state.index).catch((error: Error) => log.error('worker restart failed', { error: error.message }));
+    }, RESTART_DELAY_MS).unref();
+  }
+
+  private onMessage(state: WorkerState, message: WorkerMessage): void {
+    switch (message.type) {
+      case 'acquire': {
+        const controller = new AbortController();
+        state.acquiring.set(message.id, controller);
+        this.options.services.gateway.acquire(message.hash, controller.signal).then((lease) => {
+          state.acquiring.delete(message.id);
+          if (controller.signal.aborted || state.worker.isDead()) return lease.release();
+          const leaseId = this.nextLeaseId++;
+          state.leases.set(leaseId, lease);
+          const value: WireLease = { leaseId, hash: lease.hash, endpoint: lease.endpoint, requestTimeoutMs: lease.requestTimeoutMs };
+          this.send(state, { type: 'reply', id: message.id, ok: true, value });
+        }, (error: unknown) => {
+          state.acquiring.delete(message.id);
+          if (!controller.signal.aborted) this.send(state, { type: 'reply', id: message.id, ok: false, error: toWire(error) });
+        });
+        break;
+      }
+      case 'cancel':
+        state.acquiring.get(message.id)?.abort();
+        break;
+      case 'release':
+        state.leases.get(message.leaseId)?.release();
+        state.leases.delete(message.leaseId);
+        break;
+      case 'failure':
+        state.leases.get(message.leaseId)?.reportFailure(message.reason, message.fatal);
+        break;
+      case 'certificate':
+        this.options.services.certificate(message.servername).then((pem) => {
+          const value: WirePem | null = pem ? { cert: pem.certPem, key: pem.keyPem } : null;
+          this.send(state, { type: 'reply', id: message.id, ok: true, value });
+        }, (error: unknown) => this.send(state, { type: 'reply', id: message.id, ok: false, error: toWire(error) }));
+        break;
+      case 'challenge':
+        this.options.services.httpChallenge(message.token).then(
+          (value) => this.send(state, { type: 'reply', id: message.id, ok: true, value }),
+          (error: unknown) => this.send(state, { type: 'reply', id: message.id, ok: false, error: toWire(error) }),
+        );
+        break;
+      case 'reply':
+        state.metricsWaiters.get(message.id)?.(String(message.value ?? ''));
+        state.metricsWaiters.delete(message.id);
+        break;
+      case 'drained':
+        state.drained = true;
+        break;
+    }
+  }
+
+  private rotateTicketKeys(): void {
+    this.ticketKeys = randomBytes(48);
+    this.broadcast({ type: 'ticket-keys', ticketKeys: this.ticketKeys.toString('base64') });
+  }
+
+  private broadcast(message: PrimaryMessage): void {
+    for (const state of this.states.values()) this.send(state, message);
+  }
+
+  private send(state: WorkerState, message: PrimaryMessage): void {
+    if (!state.worker.isDead() && state.worker.isConnected()) state.worker.send(message);
+  }
+}

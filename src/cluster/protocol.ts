@@ -1,0 +1,57 @@
+// Messages between the primary (orchestrator, certificates, status) and the
+// workers (listeners, TLS, proxying) over the cluster IPC channel.
+import type { Settings } from '../config/index.js';
+import type { Endpoint } from '../drivers/index.js';
+import type { InheritedSocket } from '../edge/index.js';
+
+export interface WireError {
+  kind: 'not_found' | 'bad_request' | 'unavailable' | 'boot_failed' | 'upstream' | 'timeout' | 'internal';
+  message: string;
+  retryAfterS?: number;
+  reason?: 'capacity' | 'queue_full' | 'draining' | 'backoff';
+}
+
+export interface WireLease {
+  leaseId: number;
+  hash: string;
+  endpoint: Endpoint;
+  requestTimeoutMs: number;
+}
+
+export interface WirePem {
+  cert: string;
+  key: string;
+}
+
+/** Worker -> primary requests that expect a reply with the same id. */
+export type Call =
+  | { type: 'acquire'; id: number; hash: string }
+  | { type: 'certificate'; id: number; servername: string }
+  | { type: 'challenge'; id: number; token: string };
+
+/** Worker -> primary notifications. */
+export type Notice =
+  | { type: 'cancel'; id: number }
+  | { type: 'release'; leaseId: number }
+  | { type: 'failure'; leaseId: number; reason: string; fatal: boolean }
+  | { type: 'hello' }
+  | { type: 'ready'; listeners: string[] }
+  | { type: 'drained' };
+
+export type WorkerMessage = Call | Notice | ({ type: 'reply' } & Reply);
+
+export interface Reply {
+  id: number;
+  ok: boolean;
+  value?: unknown;
+  error?: WireError;
+}
+
+/** Primary -> worker. Workers listen through the cluster module, which shares the primary's sockets. */
+export type PrimaryMessage =
+  | { type: 'init'; settings: Settings; version: string; ticketKeys: string; inherited: InheritedSocket[] }
+  | { type: 'settings'; settings: Settings }
+  | { type: 'ticket-keys'; ticketKeys: string }
+  | { type: 'drain'; deadline: number }
+  | { type: 'metrics'; id: number }
+  | ({ type: 'reply' } & Reply);

@@ -1,0 +1,96 @@
+import { createLogger } from '../common/index.js';
+import type { Settings } from '../config/index.js';
+import { Edge } from '../edge/index.js';
+import { MetricsRegistry } from '../metrics/index.js';
+import { Forwarder } from '../proxy/index.js';
+import { DnsTxtLookup, Router } from '../routing/index.js';
+import type { PrimaryMessage, WorkerMessage } from './protocol.js';
+import { RemoteCertificates } from './remote-certs.js';
+import { RemoteGateway } from './remote-gateway.js';
+import { WorkerChannel } from './worker-channel.js';
+
+const log = createLogger('worker');
+
+function send(message: WorkerMessage): void {
+  process.send?.(message);
+}
+
+/**
+ * A worker process: owns listeners (handles shared by the primary), TLS and
+ * proxying; asks the primary for executions and certificates.
+ */
+export function runWorker(): void {
+  const channel = new WorkerChannel((message) => send(message as WorkerMessage));
+  const metrics = new MetricsRegistry();
+  let edge: Edge | undefined;
+  let settings: Settings | undefined;
+  const forwarder = new Forwarder();
+
+  const buildRouter = (s: Settings) => new Router({
+    domain: s.server.domain,
+    routes: s.routes,
+    txt: new DnsTxtLookup(s.routing, { metrics }),
+    metrics,
+  });
+
+  process.on('message', (message: PrimaryMessage) => {
+    switch (message.type) {
+      case 'init': {
+        settings = message.settings;
+        edge = new Edge({
+          server: settings.server,
+          certs: new RemoteCertificates(channel, settings.tls.cacheSize),
+          gateway: new RemoteGateway(channel),
+          routes: buildRouter(settings),
+          forwarder,
+          metrics,
+          version: message.version,
+          inherited: message.inherited,
+          ticketKeys: Buffer.from(message.ticketKeys, 'base64'),
+        });
+        edge.start().then(
+          () => send({ type: 'ready', listeners: edge!.describe() }),
+          (error: Error) => {
+            log.error('worker cannot listen', { error: error.message });
+            process.exit(1);
+          },
+        );
+        break;
+      }
+      case 'settings':
+        settings = message.settings;
+        edge?.setRoutes(buildRouter(settings));
+        break;
+      case 'ticket-keys':
+        edge?.setTicketKeys(Buffer.from(message.ticketKeys, 'base64'));
+        break;
+      case 'metrics':
+        send({ type: 'reply', id: message.id, ok: true, value: metrics.render() });
+        break;
+      case 'drain':
+        if (!edge) process.exit(0);
+        edge.stopAccepting();
+        void edge.finish(message.deadline).then(() => {
+          forwarder.close();
+          send({ type: 'drained' });
+          process.exit(0);
+        });
+        break;
+      case 'reply':
+        channel.settle(message);
+        break;
+    }
+  });
+  process.on('disconnect', () => {
+    // The primary is gone: nothing can be served correctly any more.
+    channel.failAll(new Error('primary went away'));
+    process.exit(1);
+  });
+  // Signals go to the whole process group; the primary coordinates the drain.
+  process.on('SIGTERM', () => {});
+  process.on('SIGINT', () => {});
+  process.on('SIGHUP', () => {});
+  // An ESM worker registers its listener after the IPC channel is up: messages sent
+  // before this would be lost, so the primary waits for this hello.
+  send({ type: 'hello' });
+}

@@ -1,0 +1,52 @@
+// Merges Prometheus text expositions from several processes into one: each
+// family's HELP/TYPE once, every sample tagged with a label naming its process.
+
+interface FamilyText {
+  header: string[];
+  samples: string[];
+}
+
+function addLabel(sample: string, name: string, value: string): string {
+  const brace = sample.indexOf('{');
+  const space = sample.indexOf(' ');
+  if (brace >= 0 && brace < space) return `${sample.slice(0, brace + 1)}${name}="${value}",${sample.slice(brace + 1)}`;
+  return `${sample.slice(0, space)}{${name}="${value}"}${sample.slice(space)}`;
+}
+
+export function mergeExpositions(parts: Array<{ label: string; value: string; text: string }>): string {
+  const families = new Map<string, FamilyText>();
+  for (const part of parts) {
+    let current: FamilyText | undefined;
+    for (const line of part.text.split('\n')) {
+      if (!line) continue;
+      const meta = /^# (HELP|TYPE) (\S+)/.exec(line);
+      if (meta) {
+        const name = meta[2]!;
+        current = families.get(name);
+        if (!current) {
+          current = { header: [], samples: [] };
+          families.set(name, current);
+        }
+        if (current.header.length < 2 && !current.header.some((h) => h.startsWith(`# ${meta[1]}`))) current.header.push(line);
+        continue;
+      }
+      if (line.startsWith('#')) continue;
+      current?.samples.push(addLabel(line, part.label, part.value));
+    }
+  }
+  const out: string[] = [];
+  for (const family of families.values()) out.push(...family.header, ...family.samples);
+  return out.join('\n') + '\n';
+}
+
+/** Sum of every sample of a family (all label sets) in an exposition. */
+export function sumFamily(text: string, name: string): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const next = line.charAt(name.length);
+    if (next !== '{' && next !== ' ') continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1)) || 0;
+  }
+  return sum;
+}

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import tls from 'node:tls';
+import { hashToLabel } from '../../src/common/index.js';
+import { StatusClient } from '../../src/status/index.js';
+import { example, fixtureProgram } from '../helpers/paths.js';
+import { alive, programHash, request, startTestNode, type TestNode } from '../helpers/node.js';
+
+describe('multi-core: worker processes serve, the primary orchestrates', () => {
+  let node: TestNode;
+  let startsFile: string;
+  const counter = programHash('counter');
+  const sockets = programHash('sockets');
+
+  before(async () => {
+    startsFile = `${process.env.TMPDIR ?? '/tmp'}/aleph-edge-workers-starts-${process.pid}`;
+    node = await startTestNode({
+      workers: 2,
+      programs: [
+        { name: 'counter', script: example('counter') },
+        { name: 'sockets', script: fixtureProgram('sockets.js'), env: { STARTS_FILE: startsFile, START_DELAY_MS: '300' } },
+      ],
+    });
+  });
+  after(() => node.close());
+
+  it('runs two workers and reports them', async () => {
+    const status = await new StatusClient(node.socket).status();
+    assert.equal(status.workers?.length, 2);
+    for (const worker of status.workers!) assert.ok(worker.pid && alive(worker.pid));
+  });
+
+  it('routes by path and by label through the workers, to one execution', async () => {
+    const replies: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const host = i % 2 ? node.domain : `${hashToLabel(counter)}.${node.domain}`;
+      const path = i % 2 ? `/vm/${counter}/state/increment` : '/state/increment';
+      const reply = await request(node, { host, path });
+      assert.equal(reply.status, 200);
+      replies.push(reply.body.trim());
+    }
+    assert.deepEqual(replies, ['1', '2', '3', '4', '5', '6']);
+  });
+
+  it('boots once for 40 concurrent cold requests spread over the workers', async () => {
+    const replies = await Promise.all(Array.from({ length: 40 }, () => request(node, { host: node.domain, path: `/vm/${sockets}/` })));
+    assert.ok(replies.every((r) => r.status === 200));
+    assert.equal(new Set(replies.map((r) => r.body)).size, 1);
+    const starts = (await readFile(startsFile, 'utf8')).trim().split('\n');
+    assert.equal(starts.length, 1);
+    const metrics = await new StatusClient(node.socket).metrics();
+    const perWorker = [...metrics.matchAll(/aleph_edge_requests_total\{worker="(\d)",class="2xx"\} (\d+)/g)];
+    assert.equal(perWorker.length, 2, 'both workers served requests');
+  });
+
+  it('resumes TLS sessions across workers (shared ticket keys)', async () => {
+    const connect = (session?: Buffer) => new Promise<tls.TLSSocket>((resolve, reject) => {
+      const socket = tls.connect({ host: '127.0.0.1', port: node.httpsPort, servername: node.domain, ca: node.ca, session, maxVersion: 'TLSv1.2' });
+      socket.once('secureConnect', () => resolve(socket));
+      socket.once('error', reject);
+    });
+    const first = await connect();
+    const session = await new Promise<Buffer>((resolve) => {
+      const existing = first.getSession();
+      if (existing) resolve(existing);
+      else first.once('session', resolve);
+    });
+    first.end();
+    let resumed = 0;
+    for (let i = 0; i < 8; i++) {
+      const socket = await connect(session);
+      if (socket.isSessionReused()) resumed++;
+      socket.end();
+    }
+    // The kernel spreads connections over both workers; all of them must resume.
+    assert.equal(resumed, 8);
+  });
+
+  it('reload reaches every worker', async () => {
+    const original = await readFile(node.configFile, 'utf8');
+    await writeFile(node.configFile, original + `\n[[routes]]\nhost = "app.example.com"\nprogram = "${counter}"\n`);
+    assert.equal((await new StatusClient(node.socket).reload()).ok, true);
+    for (let i = 0; i < 6; i++) {
+      assert.equal((await request(node, { host: 'app.example.com', path: '/state/increment' })).status, 200);
+    }
+  });
+
+  it('drain stops the workers and the programs', async () => {
+    const status = await new StatusClient(node.socket).status();
+    const pids = [...status.workers!.map((w) => w.pid!), ...status.vms.map((v) => v.pid!)];
+    await node.close();
+    for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still alive`);
+  });
+});
