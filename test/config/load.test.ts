@@ -55,6 +55,7 @@ describe('defaults', () => {
         statusSocket: '/run/aleph-edge/status.sock',
         statusSocketMode: 0o660,
         drainTimeoutMs: 30_000,
+        workers: 0,
         limits: {
           maxHeaderBytes: 16 * 1024,
           headersTimeoutMs: 10_000,

@@ -110,15 +110,15 @@ describe('orchestrator with the process driver', () => {
     startsFile = path.join(dir, 'starts-timeout');
     const o = orchestrator(programs([{ n: 4, env: { START_DELAY_MS: '60000' } }]), { bootTimeoutMs: 300 });
     await assert.rejects(o.acquire(hashOf(4)), (e: Error) => e instanceof BootFailedError && /timed out/.test(e.message));
-    const [pid] = (await starts())[0]!.split(' ');
-    await until(() => !alive(Number(pid)), 3000, 'the half-started program to be killed');
-    // The failure stays visible in the list (crash loops must be seen), with its reason.
+    // The failure stays visible in the list (crash loops must be seen), with its reason and pid.
     const [failed] = o.list();
     assert.equal(failed?.state, 'failed');
     assert.match(failed?.last_error ?? '', /timed out/);
+    assert.ok(failed?.pid);
+    await until(() => !alive(failed.pid!), 3000, 'the half-started program to be killed');
     // Backoff: the next request does not boot it again at once.
     await assert.rejects(o.acquire(hashOf(4)), /next attempt in/);
-    assert.equal((await starts()).length, 1);
+    assert.ok((await starts()).length <= 1);
   });
 
   it('removes a crashed execution at once; the next request boots a fresh one', async () => {
