@@ -21,6 +21,9 @@ export function formatStatus(snapshot: StatusSnapshot): string {
   field('uptime', [formatDuration(snapshot.uptime_s)]);
   field('state', [snapshot.draining ? 'draining' : 'serving']);
   field('listeners', snapshot.listeners);
+  field('workers', snapshot.workers && snapshot.workers.length > 0
+    ? snapshot.workers.map((w) => `#${w.index} pid ${w.pid ?? '-'}, ${w.leases} open lease${w.leases === 1 ? '' : 's'}`)
+    : ['none (single process)']);
   field('programs', [summarizeVms(snapshot.vms)]);
   field('certs', [summarizeCerts(snapshot.certs)]);
   const counters = Object.entries(snapshot.counters).sort(([a], [b]) => a.localeCompare(b));
