@@ -35,8 +35,8 @@ export class Execution {
   readonly bootAbort = new AbortController();
   idleTimer: NodeJS.Timeout | undefined;
   stopping: Promise<void> | undefined;
-  /** Set while draining: called when the last in-flight request ends. */
-  whenIdle: (() => void) | undefined;
+  /** While draining: called when the last in-flight request ends. */
+  idleWaiters: Array<() => void> = [];
 
   constructor(
     readonly hash: string,

@@ -67,10 +67,6 @@ export class Orchestrator implements ExecutionGateway {
     if (this.draining) throw this.reject('draining', new UnavailableError('node is draining', 5, 'draining'));
     let execution = this.current.get(hash);
     if (execution?.state === 'ready') return this.lease(execution);
-    if (execution?.state === 'draining') {
-      // Being replaced (stop requested or program removed): let it finish, boot anew.
-      execution = undefined;
-    }
     if (!execution) {
       const blocked = this.backoff.blocked(hash);
       if (blocked) {
@@ -124,15 +120,20 @@ export class Orchestrator implements ExecutionGateway {
    * serves (until the deadline), then stops.
    */
   async retire(execution: Execution, reason: StopReason, deadline = Number.POSITIVE_INFINITY): Promise<void> {
+    // From now on requests for this program boot a fresh execution.
+    if (this.current.get(execution.hash) === execution) this.current.delete(execution.hash);
+    if (execution.state === 'ready' || execution.state === 'draining') this.retiring.add(execution);
     if (execution.state === 'ready' && execution.inFlight > 0) {
       execution.transition('draining');
       execution.clearIdleTimer();
+    }
+    if (execution.state === 'draining' && execution.inFlight > 0) {
       await new Promise<void>((resolve) => {
         const timer = Number.isFinite(deadline) ? setTimeout(resolve, Math.max(0, deadline - Date.now())) : undefined;
-        execution.whenIdle = () => {
+        execution.idleWaiters.push(() => {
           if (timer) clearTimeout(timer);
           resolve();
-        };
+        });
       });
     }
     await this.stopExecution(execution, reason);
@@ -159,6 +160,7 @@ export class Orchestrator implements ExecutionGateway {
       hash: execution.hash,
       endpoint: instance.endpoint,
       requestTimeoutMs: program.requestTimeoutMs || this.settings.requestTimeoutMs,
+      codeRef: program.codeRef,
       release: () => {
         if (released) return;
         released = true;
@@ -179,10 +181,10 @@ export class Orchestrator implements ExecutionGateway {
   }
 
   private onIdle(execution: Execution): void {
-    if (execution.whenIdle) {
-      const done = execution.whenIdle;
-      execution.whenIdle = undefined;
-      done();
+    if (execution.idleWaiters.length > 0) {
+      const waiters = execution.idleWaiters;
+      execution.idleWaiters = [];
+      for (const done of waiters) done();
       return;
     }
     if (execution.state !== 'ready' || execution.waiters > 0) return;

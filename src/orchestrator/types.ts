@@ -6,6 +6,8 @@ export interface Lease {
   endpoint: Endpoint;
   /** Per-request timeout for this program (program override or node default). */
   requestTimeoutMs: number;
+  /** Programs from the Aleph network: the code's ref (`Aleph-Program-Code-Ref`). */
+  codeRef?: string;
   release(): void;
   /**
    * Tells the orchestrator the exchange failed upstream. `fatal` means the program

@@ -201,6 +201,26 @@ describe('orchestrator with the process driver', () => {
     assert.equal(o.list()[0]?.state, 'failed');
   });
 
+  it('stop lets in-flight requests finish while the next request boots a fresh execution', async () => {
+    startsFile = path.join(dir, 'starts-retire');
+    const o = orchestrator(programs([{ n: 17 }]));
+    const busy = await o.acquire(hashOf(17));
+    const stopped = o.stop(hashOf(17));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(o.list().map((v) => v.state), ['draining']);
+    const fresh = await o.acquire(hashOf(17));
+    assert.notDeepEqual(fresh.endpoint, busy.endpoint);
+    assert.deepEqual(o.list().map((v) => v.state).sort(), ['draining', 'ready']);
+    // Stopping again now stops the fresh one (it too finishes its request first).
+    const again = o.stop(hashOf(17));
+    busy.release();
+    await stopped;
+    fresh.release();
+    assert.equal(await again, true);
+    assert.deepEqual(o.list().map((v) => v.state), []);
+    assert.equal((await starts()).length, 2);
+  });
+
   it('drains: stops every execution and refuses new work', async () => {
     startsFile = path.join(dir, 'starts-drain');
     const o = orchestrator(programs([{ n: 9 }, { n: 10 }]));
