@@ -3,6 +3,12 @@
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const B32_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
+// char code -> 5-bit value (both cases), -1 for anything else: decoding is on the request path.
+const B32_VALUES = new Int8Array(128).fill(-1);
+for (let i = 0; i < 32; i++) {
+  B32_VALUES[B32_ALPHABET.charCodeAt(i)] = i;
+  B32_VALUES[B32_ALPHABET.toUpperCase().charCodeAt(i)] = i;
+}
 
 /** True for a canonical program hash (lowercase). */
 export function isProgramHash(value: string): boolean {
@@ -35,13 +41,13 @@ export function base32Encode(bytes: Uint8Array): string {
 
 /** Decodes case-insensitive unpadded base32; undefined on any invalid char or non-zero trailing bits. */
 export function base32Decode(text: string): Uint8Array | undefined {
-  const lower = text.toLowerCase();
-  const out = new Uint8Array(Math.floor((lower.length * 5) / 8));
+  const out = new Uint8Array(Math.floor((text.length * 5) / 8));
   let buffer = 0;
   let bits = 0;
   let index = 0;
-  for (const ch of lower) {
-    const value = B32_ALPHABET.indexOf(ch);
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    const value = code < 128 ? B32_VALUES[code]! : -1;
     if (value < 0) return undefined;
     buffer = (buffer << 5) | value;
     bits += 5;
