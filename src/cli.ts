@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 import cluster from 'node:cluster';
+import type { AlephEdgeNode as AlephEdgeNodeType } from './app/index.js';
 import { readFileSync } from 'node:fs';
-import { runWorker } from './cluster/index.js';
-import { AlephEdgeNode } from './app/index.js';
 import { createLogger } from './common/index.js';
 import { ConfigError, checkConfig, formatIssue, loadConfig } from './config/index.js';
 import { isStatusCommand, runStatusCommand } from './status/index.js';
@@ -56,8 +55,10 @@ async function run(argv: string[]): Promise<number> {
     }
     throw error;
   }
+  // Loaded here so that the status commands start fast.
+  const { AlephEdgeNode } = await import('./app/index.js');
   let exitCode = 0;
-  let node: AlephEdgeNode | undefined;
+  let node: AlephEdgeNodeType | undefined;
   let done!: (code: number) => void;
   const finished = new Promise<number>((resolve) => (done = resolve));
   const shutdown = (reason: string) => {
@@ -149,6 +150,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (cluster.isWorker && process.argv[2] === 'worker') {
+  const { runWorker } = await import('./cluster/index.js');
   runWorker();
 } else {
   const code = await main(process.argv.slice(2));

@@ -7,11 +7,12 @@ import { inheritedSockets, type InheritedSocket } from '../edge/index.js';
 import { MetricsRegistry } from '../metrics/index.js';
 import { sumFamily } from '../metrics/merge.js';
 import { Orchestrator, type ReadinessProbe } from '../orchestrator/index.js';
-import { LocalProgramSource } from '../programs/index.js';
+import { AlephProgramSource, LocalProgramSource, MessageStream } from '../programs/index.js';
+import { defaultAlephSettings } from '../config/schema.js';
 import { Forwarder } from '../proxy/index.js';
 import { DnsTxtLookup, Router } from '../routing/index.js';
 import { startStatusServer, type ReloadResult, type StatusProvider, type StatusServer, type StatusSnapshot } from '../status/index.js';
-import { createCertificateManager, type CertificateManager } from '../tls/index.js';
+import { createCertificateManager, type CertificateManager, type CertificateManagerDeps } from '../tls/index.js';
 import { availableParallelism } from 'node:os';
 import { ClusterFrontend, LocalFrontend, type Frontend } from './frontend.js';
 import { SwappablePrograms } from './swappable-programs.js';
@@ -25,6 +26,8 @@ export interface NodeOptions {
   inherited?: InheritedSocket[];
   /** Called when a drain is requested over the status socket; default: drain(). */
   onDrainRequested?: () => void;
+  /** ACME tuning (tests): polling, renewal scan period, handshake wait. */
+  acme?: CertificateManagerDeps['acme'];
 }
 
 const probe: ReadinessProbe = async (endpoint, { path, signal }) => {
@@ -49,6 +52,8 @@ export class AlephEdgeNode {
   private frontend!: Frontend;
   private status: StatusServer | undefined;
   private draining: Promise<void> | undefined;
+  /** programs.source = "aleph": the source and its message stream subscription. */
+  private aleph: { source: AlephProgramSource; stream: MessageStream | undefined } | undefined;
 
   private constructor(settings: Settings, private readonly options: NodeOptions) {
     this.settings = settings;
@@ -62,6 +67,7 @@ export class AlephEdgeNode {
         // Next to the status socket (RuntimeDirectory under systemd): records of running
         // programs, so a node restarted after SIGKILL kills what the last one left.
         stateDir: path.join(path.dirname(settings.server.statusSocket), 'executions'),
+        drivers: settings.drivers,
       }),
       probe,
       metrics: this.metrics,
@@ -102,8 +108,9 @@ export class AlephEdgeNode {
     for (const key of restartOnlyChanges(this.settings, next)) {
       log.warn('setting changed but needs a restart to apply', { key });
     }
-    const removed = this.programs.known().filter((p) => !next.programs.local.some((l) => l.hash === p.hash));
-    this.programs.replace(new LocalProgramSource(next.programs.local));
+    // The Aleph source (programs.source = "aleph") stays: its settings apply at restart.
+    const removed = this.aleph ? [] : this.programs.known().filter((p) => !next.programs.local.some((l) => l.hash === p.hash));
+    if (!this.aleph) this.programs.replace(new LocalProgramSource(next.programs.local));
     this.router = this.buildRouter(next);
     this.frontend.update(next, this.router);
     this.orchestrator.updateSettings(next.orchestrator);
@@ -120,7 +127,9 @@ export class AlephEdgeNode {
       log.info('draining', { deadline_s: Math.round(this.settings.server.drainTimeoutMs / 1000) });
       await Promise.all([this.frontend.drain(deadline), this.orchestrator.drain(Math.max(0, deadline - Date.now()))]);
       this.forwarder.close();
+      this.aleph?.stream?.close();
       await this.status?.close();
+      await this.certs.close();
       log.info('drained');
     })();
     return this.draining;
@@ -135,10 +144,13 @@ export class AlephEdgeNode {
   }
 
   private async startComponents(): Promise<void> {
+    if (this.settings.programs.source === 'aleph') await this.startAlephSource();
     this.certs = await createCertificateManager(this.settings.tls, {
       // On-demand policy: a certificate only for hosts that route to a program (or the node itself).
       policy: { allow: (host) => this.router.routesTo(host) },
       metrics: this.metrics,
+      domain: this.settings.server.domain,
+      acme: this.options.acme,
     });
     const workers = this.settings.server.workers === 0 ? availableParallelism() : this.settings.server.workers;
     const inherited = this.options.inherited ?? inheritedSockets();
@@ -149,6 +161,8 @@ export class AlephEdgeNode {
           gateway: this.orchestrator,
           certificate: (name) => this.certs.certificate(name),
           httpChallenge: (token) => this.certs.httpChallenge(token),
+          alpnChallengeCertificate: (name) => this.certs.alpnChallengeCertificate(name),
+          ocspResponse: this.certs.ocspResponse,
         },
       })
       : new LocalFrontend({
@@ -172,6 +186,31 @@ export class AlephEdgeNode {
       await this.frontend.drain(Date.now());
       throw error;
     }
+  }
+
+  /** Programs from the Aleph API; amended or forgotten ones are drained (the next request boots the new version). */
+  private async startAlephSource(): Promise<void> {
+    const settings = this.settings.programs.aleph ?? defaultAlephSettings();
+    const source = await AlephProgramSource.create({
+      api: this.settings.programs.alephApi, settings, driver: this.settings.orchestrator.driver, metrics: this.metrics,
+    });
+    this.programs.replace(source);
+    let stream: MessageStream | undefined;
+    if (settings.subscribe) {
+      stream = new MessageStream({
+        url: () => source.client.streamUrl(),
+        onMessage: (message) => {
+          void source.affected(message).then((hashes) => {
+            for (const hash of hashes) {
+              log.info('program amended or forgotten on the Aleph network, draining it', { hash: hash.slice(0, 12) });
+              void this.orchestrator.stop(hash, 'removed');
+            }
+          }, (error: Error) => log.warn('could not apply a stream message', { error: error.message }));
+        },
+      });
+      stream.start();
+    }
+    this.aleph = { source, stream };
   }
 
   private statusProvider(): StatusProvider {

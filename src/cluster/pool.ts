@@ -16,6 +16,10 @@ export interface PoolServices {
   gateway: ExecutionGateway;
   certificate(servername: string): Promise<{ certPem: string; keyPem: string } | undefined>;
   httpChallenge(token: string): Promise<string | undefined>;
+  /** TLS-ALPN-01 validation certificate while a challenge is pending (acme mode). */
+  alpnChallengeCertificate?(servername: string): { certPem: string; keyPem: string } | undefined;
+  /** Cached OCSP staple for a certificate (acme mode). */
+  ocspResponse?(certificate: Buffer, issuer: Buffer | null): Promise<Buffer | undefined>;
 }
 
 export interface PoolOptions {
@@ -172,7 +176,7 @@ export class WorkerPool {
           if (controller.signal.aborted || state.worker.isDead()) return lease.release();
           const leaseId = this.nextLeaseId++;
           state.leases.set(leaseId, lease);
-          const value: WireLease = { leaseId, hash: lease.hash, endpoint: lease.endpoint, requestTimeoutMs: lease.requestTimeoutMs };
+          const value: WireLease = { leaseId, hash: lease.hash, endpoint: lease.endpoint, requestTimeoutMs: lease.requestTimeoutMs, codeRef: lease.codeRef };
           this.send(state, { type: 'reply', id: message.id, ok: true, value });
         }, (error: unknown) => {
           state.acquiring.delete(message.id);
@@ -202,6 +206,22 @@ export class WorkerPool {
           (error: unknown) => this.send(state, { type: 'reply', id: message.id, ok: false, error: toWire(error) }),
         );
         break;
+      case 'alpn-certificate': {
+        const pem = this.options.services.alpnChallengeCertificate?.(message.servername);
+        const value: WirePem | null = pem ? { cert: pem.certPem, key: pem.keyPem } : null;
+        this.send(state, { type: 'reply', id: message.id, ok: true, value });
+        break;
+      }
+      case 'ocsp': {
+        const ocsp = this.options.services.ocspResponse;
+        const certificate = Buffer.from(message.certificate, 'base64');
+        const issuer = message.issuer === null ? null : Buffer.from(message.issuer, 'base64');
+        (ocsp ? ocsp(certificate, issuer) : Promise.resolve(undefined)).then(
+          (response) => this.send(state, { type: 'reply', id: message.id, ok: true, value: response ? response.toString('base64') : null }),
+          () => this.send(state, { type: 'reply', id: message.id, ok: true, value: null }),
+        );
+        break;
+      }
       case 'reply':
         state.metricsWaiters.get(message.id)?.(String(message.value ?? ''));
         state.metricsWaiters.delete(message.id);

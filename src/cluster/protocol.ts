@@ -16,6 +16,7 @@ export interface WireLease {
   hash: string;
   endpoint: Endpoint;
   requestTimeoutMs: number;
+  codeRef?: string;
 }
 
 export interface WirePem {
@@ -27,7 +28,9 @@ export interface WirePem {
 export type Call =
   | { type: 'acquire'; id: number; hash: string }
   | { type: 'certificate'; id: number; servername: string }
-  | { type: 'challenge'; id: number; token: string };
+  | { type: 'challenge'; id: number; token: string }
+  | { type: 'alpn-certificate'; id: number; servername: string }
+  | { type: 'ocsp'; id: number; certificate: string; issuer: string | null };
 
 /** Worker -> primary notifications. */
 export type Notice =

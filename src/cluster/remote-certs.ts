@@ -13,8 +13,25 @@ export class RemoteCertificates implements CertificateResolver {
   private readonly contexts: LRUCache<string, SecureContext>;
   private readonly inflight = new Map<string, Promise<SecureContext | undefined>>();
 
-  constructor(private readonly channel: WorkerChannel, cacheSize: number) {
+  /** Present in acme mode only, like the primary's manager (edge/ enables ALPN and stapling by their presence). */
+  readonly alpnChallenge?: (servername: string) => Promise<SecureContext | undefined>;
+  readonly ocspResponse?: (certificate: Buffer, issuer: Buffer | null) => Promise<Buffer | undefined>;
+
+  constructor(private readonly channel: WorkerChannel, cacheSize: number, acme: boolean) {
     this.contexts = new LRUCache({ max: Math.max(1, cacheSize), ttl: CONTEXT_TTL_MS });
+    if (acme) {
+      // Validation certificates live for seconds: never cached here.
+      this.alpnChallenge = async (servername) => {
+        const pem = await channel.call<WirePem | null>({ type: 'alpn-certificate', servername });
+        return pem ? createSecureContext({ cert: pem.cert, key: pem.key }) : undefined;
+      };
+      this.ocspResponse = async (certificate, issuer) => {
+        const staple = await channel.call<string | null>({
+          type: 'ocsp', certificate: certificate.toString('base64'), issuer: issuer ? issuer.toString('base64') : null,
+        });
+        return staple ? Buffer.from(staple, 'base64') : undefined;
+      };
+    }
   }
 
   secureContext(servername: string): Promise<SecureContext | undefined> {

@@ -13,6 +13,7 @@ export class RemoteGateway implements ExecutionGateway {
       hash: wire.hash,
       endpoint: wire.endpoint,
       requestTimeoutMs: wire.requestTimeoutMs,
+      codeRef: wire.codeRef,
       release: () => {
         if (released) return;
         released = true;

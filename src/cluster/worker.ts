@@ -39,7 +39,7 @@ export function runWorker(): void {
         settings = message.settings;
         edge = new Edge({
           server: settings.server,
-          certs: new RemoteCertificates(channel, settings.tls.cacheSize),
+          certs: new RemoteCertificates(channel, settings.tls.cacheSize, settings.tls.mode === 'acme'),
           gateway: new RemoteGateway(channel),
           routes: buildRouter(settings),
           forwarder,

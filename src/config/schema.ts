@@ -6,9 +6,12 @@ import { resolve } from 'node:path';
 import { normalizeHash } from '../common/hash.js';
 import { IssueSink, TableReader, tomlType, type RawIssue, type RawTable } from './reader.js';
 import type {
+  AlephProgramsSettings,
   ChallengeType,
   DriverName,
+  DriversSettings,
   LocalProgramSettings,
+  LocalVmSettings,
   OrchestratorSettings,
   ProgramsSettings,
   RouteSettings,
@@ -70,12 +73,12 @@ export function buildSettings(document: RawTable, context: SchemaContext): Schem
   const programs = readPrograms(root.table('programs'), paths);
   const routes = readRoutes(root);
   const routing = readRouting(root.table('routing'));
+  const drivers = readDrivers(root, paths);
   root.finish();
 
-  return {
-    settings: { file: context.file, server, tls, orchestrator, programs, routes, routing },
-    issues: sink.issues,
-  };
+  const settings: Settings = { file: context.file, server, tls, orchestrator, programs, routes, routing };
+  if (drivers) settings.drivers = drivers;
+  return { settings, issues: sink.issues };
 }
 
 class PathResolver {
@@ -239,15 +242,67 @@ function readPrograms(t: TableReader, paths: PathResolver): ProgramsSettings {
       else seenNames.set(program.name, index);
     }
   });
+  const aleph = readAlephPrograms(t, paths, source === 'aleph');
   t.finish();
-  return { source, alephApi, local };
+  const programs: ProgramsSettings = { source, alephApi, local };
+  if (aleph) programs.aleph = aleph;
+  return programs;
+}
+
+const ALEPH_KEYS = [
+  'cache_dir', 'cache_max_size', 'max_code_size', 'max_data_size', 'max_runtime_size', 'max_volume_size',
+  'volumes_dir', 'ipfs_gateway', 'download_timeout', 'download_retries', 'allow_process_for_network', 'subscribe',
+];
+
+/** Defaults of the [programs] keys for source = "aleph". */
+export function defaultAlephSettings(): AlephProgramsSettings {
+  return {
+    cacheDir: '/var/cache/aleph-edge/programs',
+    cacheMaxBytes: 10 * 1024 ** 3,
+    maxCodeBytes: 10 * 1024 ** 2,
+    maxDataBytes: 10 * 1024 ** 2,
+    maxRuntimeBytes: 2 * 1024 ** 3,
+    maxVolumeBytes: 2 * 1024 ** 3,
+    volumesDir: '/var/lib/aleph-edge/volumes',
+    ipfsGateway: 'https://ipfs.aleph.im',
+    downloadTimeoutMs: 120 * SECOND,
+    downloadRetries: 3,
+    allowProcessForNetwork: false,
+    subscribe: true,
+  };
+}
+
+// The [programs] keys of source = "aleph"; read when one is set or the source is aleph
+// (so the defaults of a plain local config stay as they were).
+function readAlephPrograms(t: TableReader, paths: PathResolver, enabled: boolean): AlephProgramsSettings | undefined {
+  if (!enabled && !ALEPH_KEYS.some((key) => t.has(key))) return undefined;
+  const d = defaultAlephSettings();
+  const settings: AlephProgramsSettings = {
+    cacheDir: paths.resolve(t.checked('cache_dir', d.cacheDir, nonEmpty)),
+    cacheMaxBytes: t.size('cache_max_size', d.cacheMaxBytes, 1),
+    maxCodeBytes: t.size('max_code_size', d.maxCodeBytes, 1),
+    maxDataBytes: t.size('max_data_size', d.maxDataBytes, 1),
+    maxRuntimeBytes: t.size('max_runtime_size', d.maxRuntimeBytes, 1),
+    maxVolumeBytes: t.size('max_volume_size', d.maxVolumeBytes, 1),
+    volumesDir: paths.resolve(t.checked('volumes_dir', d.volumesDir, nonEmpty)),
+    ipfsGateway: t.checked('ipfs_gateway', d.ipfsGateway, checkHttpUrl),
+    downloadTimeoutMs: t.duration('download_timeout', d.downloadTimeoutMs, 1),
+    downloadRetries: t.int('download_retries', d.downloadRetries, { min: 0, max: 10 }),
+    allowProcessForNetwork: t.bool('allow_process_for_network', d.allowProcessForNetwork),
+    subscribe: t.bool('subscribe', d.subscribe),
+  };
+  return settings;
 }
 
 function readLocalProgram(t: TableReader, paths: PathResolver): LocalProgramSettings {
   const hash = t.checked('hash', '', checkHash, true);
   const name = t.string('name', '');
   let command: string[] = [];
-  if (t.require('command', 'is required: the program and its arguments, like ["node", "server.js"]')) {
+  // A VM program (with `code`) needs no command; a process program does.
+  const vmProgram = t.has('code');
+  if (vmProgram && !t.has('command')) {
+    t.take('command');
+  } else if (t.require('command', 'is required: the program and its arguments, like ["node", "server.js"]')) {
     command = t.stringArray('command', []);
     if (!t.hasIssue('command') && (command.length === 0 || command[0] === '')) {
       t.issue('command', 'must start with a non-empty program name');
@@ -270,8 +325,105 @@ function readLocalProgram(t: TableReader, paths: PathResolver): LocalProgramSett
     ),
     requestTimeoutMs: t.duration('request_timeout', 0),
   };
+  if (vmProgram) settings.vm = readLocalVm(t, paths);
   t.finish();
   return settings;
+}
+
+function readLocalVm(t: TableReader, paths: PathResolver): LocalVmSettings {
+  return {
+    code: paths.resolve(t.checked('code', '', nonEmpty)),
+    entrypoint: t.checked('entrypoint', '/app/start', (text) =>
+      text.startsWith('/') ? { ok: true, value: text } : { ok: false, message: `must be an absolute path inside the guest, got "${text}"` },
+    ),
+    kernel: paths.resolve(t.string('kernel', '')),
+    initramfs: paths.resolve(t.string('initramfs', '')),
+    internet: t.bool('internet', false),
+  };
+}
+
+/** Defaults of the [drivers.*] sections (used when the file has no [drivers] table). */
+export function defaultDriversSettings(): DriversSettings {
+  return {
+    qemu: { binary: 'qemu-system-x86_64', kernel: '', initramfs: '', machine: 'auto', accel: 'auto', network: 'user', runDir: '/run/aleph-edge/vms' },
+    firecracker: {
+      binary: 'firecracker',
+      jailer: '',
+      kernel: '',
+      initramfs: '',
+      rootfs: '',
+      runDir: '/run/aleph-edge/firecracker',
+      chrootBaseDir: '/srv/jailer',
+      uid: 0,
+      gid: 0,
+      apiTimeoutMs: 5 * SECOND,
+    },
+    network: { pool: '172.16.0.0/24', prefix: 30, tapPrefix: 'aetap', stateDir: '/run/aleph-edge/net', outboundInterface: '' },
+  };
+}
+
+// [drivers.qemu], [drivers.firecracker], [drivers.network]. Whether the selected
+// driver has what it needs (kernel, initramfs, binaries) is checked when it starts
+// (checkQemuOptions, checkFirecrackerOptions), with one message per missing piece.
+function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | undefined {
+  const d = root.optionalTable('drivers');
+  if (!d) return undefined;
+  const defaults = defaultDriversSettings();
+  const q = d.table('qemu');
+  const qemu: DriversSettings['qemu'] = {
+    binary: q.checked('binary', defaults.qemu.binary, nonEmpty),
+    kernel: paths.resolve(q.string('kernel', '')),
+    initramfs: paths.resolve(q.string('initramfs', '')),
+    machine: q.oneOf('machine', defaults.qemu.machine, ['auto', 'microvm', 'q35'] as const),
+    accel: q.oneOf('accel', defaults.qemu.accel, ['auto', 'kvm', 'tcg'] as const),
+    network: q.oneOf('network', defaults.qemu.network, ['user', 'tap'] as const),
+    runDir: paths.resolve(q.checked('run_dir', defaults.qemu.runDir, nonEmpty)),
+  };
+  q.finish();
+
+  const f = d.table('firecracker');
+  const firecracker: DriversSettings['firecracker'] = {
+    binary: f.checked('binary', defaults.firecracker.binary, nonEmpty),
+    jailer: f.string('jailer', ''),
+    kernel: paths.resolve(f.string('kernel', '')),
+    initramfs: paths.resolve(f.string('initramfs', '')),
+    rootfs: paths.resolve(f.string('rootfs', '')),
+    runDir: paths.resolve(f.checked('run_dir', defaults.firecracker.runDir, nonEmpty)),
+    chrootBaseDir: paths.resolve(f.checked('chroot_base_dir', defaults.firecracker.chrootBaseDir, nonEmpty)),
+    uid: f.int('uid', 0, { min: 0 }),
+    gid: f.int('gid', 0, { min: 0 }),
+    apiTimeoutMs: f.duration('api_timeout', defaults.firecracker.apiTimeoutMs, 1),
+  };
+  if (firecracker.jailer.includes('/')) firecracker.jailer = paths.resolve(firecracker.jailer);
+  if (firecracker.binary.includes('/')) firecracker.binary = paths.resolve(firecracker.binary);
+  f.finish();
+  if (qemu.binary.includes('/')) qemu.binary = paths.resolve(qemu.binary);
+
+  const n = d.table('network');
+  const network: DriversSettings['network'] = {
+    pool: n.checked('pool', defaults.network.pool, checkIpv4Network),
+    prefix: n.int('prefix', defaults.network.prefix, { min: 8, max: 30 }),
+    tapPrefix: n.checked('tap_prefix', defaults.network.tapPrefix, (text) =>
+      /^[a-zA-Z][a-zA-Z0-9-]{0,9}$/.test(text) ? { ok: true, value: text } : { ok: false, message: 'must be 1-10 letters, digits or "-", starting with a letter' },
+    ),
+    stateDir: paths.resolve(n.checked('state_dir', defaults.network.stateDir, nonEmpty)),
+    outboundInterface: n.string('outbound_interface', ''),
+  };
+  n.finish();
+  d.finish();
+  return { qemu, firecracker, network };
+}
+
+// "a.b.c.d/n" with n <= 30 and no host bits set.
+function checkIpv4Network(text: string): Checked<string> {
+  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(text);
+  const octets = match ? match.slice(1, 5).map(Number) : [];
+  const prefix = match ? Number(match[5]) : NaN;
+  if (!match || octets.some((o) => o > 255) || prefix > 30) return { ok: false, message: `"${text}" is not an IPv4 CIDR like 172.16.0.0/24 (prefix at most /30)` };
+  const address = ((octets[0]! << 24) | (octets[1]! << 16) | (octets[2]! << 8) | octets[3]!) >>> 0;
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  if ((address & mask) >>> 0 !== address) return { ok: false, message: `"${text}" has host bits set; the network is ${[address & mask].map((a) => [a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join('.'))[0]}/${prefix}` };
+  return { ok: true, value: text };
 }
 
 function readEnv(t: TableReader): Record<string, string> {

@@ -73,12 +73,79 @@ export interface LocalProgramSettings {
   vcpus: number; // default 1
   healthPath: string; // '' = any HTTP answer on the port means ready
   requestTimeoutMs: number; // 0 = node default
+  /** VM drivers: present when the entry has `code` (then `command` is optional). */
+  vm?: LocalVmSettings;
+}
+
+export interface LocalVmSettings {
+  code: string; // absolute: a directory (becomes /app in the guest) or a disk image (read-only drive)
+  entrypoint: string; // inside the guest; default /app/start; must serve HTTP on :8080
+  kernel: string; // absolute or '' (the driver's kernel)
+  initramfs: string; // absolute or '' (the driver's base initramfs)
+  internet: boolean; // outbound access (NAT) for the guest; default false
+}
+
+export type QemuMachineName = 'microvm' | 'q35';
+
+export interface QemuDriverSettings {
+  binary: string; // default 'qemu-system-x86_64'
+  kernel: string; // absolute; bzImage (required when orchestrator.driver = "qemu")
+  initramfs: string; // absolute; base initramfs from the image builder (required likewise)
+  machine: 'auto' | QemuMachineName; // default auto: microvm with KVM, q35 with TCG (microvm has no timer to calibrate against under TCG)
+  accel: 'auto' | 'kvm' | 'tcg'; // default auto: KVM when /dev/kvm is usable
+  network: 'user' | 'tap'; // default user (loopback port forward); tap needs root and [drivers.network]
+  runDir: string; // per-VM files; default /run/aleph-edge/vms
+}
+
+export interface FirecrackerDriverSettings {
+  binary: string; // default 'firecracker'
+  jailer: string; // '' = run firecracker directly (development); production: path to jailer
+  kernel: string; // absolute; uncompressed ELF vmlinux (required when orchestrator.driver = "firecracker")
+  initramfs: string; // absolute or ''; base initramfs
+  rootfs: string; // absolute or ''; read-only root drive (ext4/squashfs) instead of the initramfs
+  runDir: string; // API sockets and per-VM files without the jailer; default /run/aleph-edge/firecracker
+  chrootBaseDir: string; // jailer --chroot-base-dir; default /srv/jailer
+  uid: number; // jailer --uid; default 0 (set an unprivileged one in production)
+  gid: number; // jailer --gid
+  apiTimeoutMs: number; // api_timeout: the API socket must appear (and each API call answer) within this; default 5s
+}
+
+export interface NetworkDriverSettings {
+  pool: string; // IPv4 CIDR; default 172.16.0.0/24
+  prefix: number; // per-VM subnet; default 30
+  tapPrefix: string; // tap names <prefix><slot>; default 'aetap'
+  stateDir: string; // lease records for crash recovery; default /run/aleph-edge/net
+  outboundInterface: string; // NAT egress for programs with internet = true; '' = none allowed
+}
+
+export interface DriversSettings {
+  qemu: QemuDriverSettings;
+  firecracker: FirecrackerDriverSettings;
+  network: NetworkDriverSettings;
 }
 
 export interface ProgramsSettings {
   source: 'local' | 'aleph';
   alephApi: string;
   local: LocalProgramSettings[];
+  /** source = "aleph": present when source is "aleph" or any of its keys is set (defaults: defaultAlephSettings()). */
+  aleph?: AlephProgramsSettings;
+}
+
+/** Keys under [programs] for programs from the Aleph network (src/programs/aleph/). */
+export interface AlephProgramsSettings {
+  cacheDir: string; // absolute; messages and artifacts; default /var/cache/aleph-edge/programs
+  cacheMaxBytes: number; // total artifact cache size, LRU-evicted; default 10 GiB
+  maxCodeBytes: number; // per kind caps on one artifact; code and data default 10 MiB
+  maxDataBytes: number;
+  maxRuntimeBytes: number; // default 2 GiB
+  maxVolumeBytes: number; // immutable volumes; default 2 GiB
+  volumesDir: string; // absolute; persistent (persistence = "host") volumes, one folder per program; default /var/lib/aleph-edge/volumes
+  ipfsGateway: string; // for item_type = "ipfs"; default https://ipfs.aleph.im
+  downloadTimeoutMs: number; // one attempt of one download; default 120s
+  downloadRetries: number; // extra attempts on transient errors; default 3
+  allowProcessForNetwork: boolean; // run downloaded code with the process driver (under bubblewrap); default false
+  subscribe: boolean; // follow /api/ws0/messages to drain amended/forgotten programs; default true
 }
 
 export interface RouteSettings {
@@ -103,4 +170,6 @@ export interface Settings {
   programs: ProgramsSettings;
   routes: RouteSettings[];
   routing: RoutingSettings;
+  /** VM driver settings; present when the file has a [drivers] table (defaults: defaultDriversSettings()). */
+  drivers?: DriversSettings;
 }

@@ -2,21 +2,34 @@
 
 import { ProcessDriver, type ProcessDriverOptions } from './process/index.js';
 import type { Driver } from './types.js';
+import type { DriversSettings } from '../config/types.js';
+import { defaultDriversSettings } from '../config/schema.js';
+import { QemuDriver } from './qemu/index.js';
+import { FirecrackerDriver } from './firecracker/index.js';
+import { NetworkPool } from './net/index.js';
 
 export type DriverName = 'process' | 'qemu' | 'firecracker';
 
 export const DRIVER_NAMES: readonly DriverName[] = ['process', 'qemu', 'firecracker'];
 
 /** Options every driver takes; driver-specific settings extend this. */
-export type DriverOptions = ProcessDriverOptions;
+export type DriverOptions = ProcessDriverOptions & {
+  /** [drivers.*] settings for the VM drivers (defaults when absent). */
+  drivers?: DriversSettings;
+};
 
 export function createDriver(name: DriverName, opts: DriverOptions): Driver {
   switch (name) {
     case 'process':
       return new ProcessDriver(opts);
-    case 'qemu':
-    case 'firecracker':
-      throw new Error(`driver ${name} is not available in this build`);
+    case 'qemu': {
+      const { qemu, network } = opts.drivers ?? defaultDriversSettings();
+      return new QemuDriver({ ...qemu, stopGraceMs: opts.stopGraceMs, pool: qemu.network === 'tap' ? new NetworkPool(network) : undefined });
+    }
+    case 'firecracker': {
+      const { firecracker, network } = opts.drivers ?? defaultDriversSettings();
+      return new FirecrackerDriver({ ...firecracker, stopGraceMs: opts.stopGraceMs, pool: new NetworkPool(network) });
+    }
     default:
       throw new Error(`unknown driver ${JSON.stringify(name as string)} (expected one of ${DRIVER_NAMES.join(', ')})`);
   }

@@ -3,3 +3,6 @@ export { DriverStartError, formatEndpoint } from './types.js';
 export { ProcessDriver, type ProcessDriverOptions, type OutputLimits } from './process/index.js';
 export { waitForHttp, ReadinessTimeoutError, type WaitForHttpOptions, type ReadinessResult } from './readiness.js';
 export { createDriver, DRIVER_NAMES, type DriverName, type DriverOptions } from './factory.js';
+export { QemuDriver, checkQemuOptions, type QemuDriverOptions } from './qemu/index.js';
+export { FirecrackerDriver, checkFirecrackerOptions, type FirecrackerDriverOptions } from './firecracker/index.js';
+export { NetworkPool, type Lease, type NetworkPoolOptions } from './net/index.js';

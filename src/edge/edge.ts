@@ -152,19 +152,31 @@ export class Edge {
   }
 
   private createHttpsServer(): https.Server {
+    const certs = this.deps.certs;
     const server = https.createServer({
-      SNICallback: (servername, callback) => {
-        this.deps.certs.secureContext(servername).then(
+      // Node calls SNICallback with the TLSSocket as `this`; it serves the TLS-ALPN-01
+      // validation certificate to sockets that negotiated 'acme-tls/1' (see alpnSelect).
+      SNICallback: function (this: TLSSocket, servername, callback) {
+        sniSeen.add(this);
+        const lookup = acmeValidation.has(this) && certs.alpnChallenge ? certs.alpnChallenge(servername) : certs.secureContext(servername);
+        lookup.then(
           (context) => (context ? callback(null, context) : callback(new Error(`no certificate for ${servername}`))),
           (error: Error) => callback(error),
         );
       },
       minVersion: 'TLSv1.2',
-      ALPNProtocols: ['http/1.1'],
+      ...(certs.alpnChallenge ? { ALPNCallback: alpnSelect } : { ALPNProtocols: ['http/1.1'] }),
       handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
       maxHeaderSize: this.deps.server.limits.maxHeaderBytes,
+      connectionsCheckingInterval: checkingInterval(this.deps.server.limits),
     });
     if (this.deps.ticketKeys) server.setTicketKeys(this.deps.ticketKeys);
+    if (certs.ocspResponse) {
+      // Staple when the resolver has a cached OCSP response; otherwise the handshake goes on without one.
+      server.on('OCSPRequest', (certificate: Buffer, issuer: Buffer | null, callback: (err: Error | null, response?: Buffer) => void) => {
+        certs.ocspResponse!(certificate, issuer).then((response) => callback(null, response), () => callback(null));
+      });
+    }
     server.on('request', (req, res) => void this.pipeline.handle(req, res, 'https'));
     server.on('upgrade', (req, socket: Duplex, head: Buffer) => {
       this.tunnels.add(socket);
@@ -180,7 +192,7 @@ export class Edge {
 
   private createHttpServer(): http.Server {
     const handler = createHttpHandler(this.deps.certs, () => this.port('https'));
-    const server = http.createServer({ maxHeaderSize: this.deps.server.limits.maxHeaderBytes });
+    const server = http.createServer({ maxHeaderSize: this.deps.server.limits.maxHeaderBytes, connectionsCheckingInterval: checkingInterval(this.deps.server.limits) });
     server.on('request', (req, res) => void handler(req, res));
     server.on('upgrade', (_req, socket: Duplex) => socket.destroy());
     return server;
@@ -200,6 +212,31 @@ export class Edge {
       socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     });
   }
+}
+
+// TLS-ALPN-01 (RFC 8737). With TLS 1.3 OpenSSL selects ALPN before the certificate
+// callback, so a client offering 'acme-tls/1' is marked here and SNICallback serves
+// it the validation certificate. When SNI came first (TLS 1.2) the certificate is
+// already chosen: 'acme-tls/1' is not selected and that validation fails cleanly.
+const sniSeen = new WeakSet<TLSSocket>();
+const acmeValidation = new WeakSet<TLSSocket>();
+
+function alpnSelect(this: TLSSocket, { protocols }: { servername: string; protocols: string[] }): string | undefined {
+  if (protocols.includes('acme-tls/1') && !sniSeen.has(this)) {
+    acmeValidation.add(this);
+    return 'acme-tls/1';
+  }
+  // Like ALPNProtocols: ['http/1.1'], except that a client offering neither is refused.
+  return protocols.includes('http/1.1') ? 'http/1.1' : undefined;
+}
+
+/**
+ * How often Node enforces headers_timeout / request_timeout. Its default (30 s) let a
+ * slow-header client keep its connection up to 30 s past headers_timeout.
+ */
+function checkingInterval(limits: ServerSettings['limits']): number {
+  const timeouts = [limits.headersTimeoutMs, limits.requestTimeoutMs].filter((t) => t > 0);
+  return Math.max(250, Math.min(1000, ...timeouts.map((t) => t / 4)));
 }
 
 function formatAddress(address: ListenAddress): string {

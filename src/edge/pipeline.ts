@@ -91,7 +91,7 @@ export class Pipeline {
       lease = await this.deps.gateway.acquire(route.hash, closeSignal(res));
       if (res.destroyed) return; // the client left while the program booted
       req.url = route.path;
-      await this.deps.forwarder.web(req, res, lease, { clientIp: clientIp(req), proto, host });
+      await this.deps.forwarder.web(req, res, lease, { clientIp: clientIp(req), proto, host }, { maxBodyBytes: this.deps.maxBodyBytes });
     } catch (error) {
       if (res.destroyed) return;
       this.fail(res, replyFor(error), hash);
@@ -110,6 +110,7 @@ export class Pipeline {
       if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || req.method !== 'GET') {
         throw new BadRequestError('unsupported upgrade');
       }
+      if (hostHeaders(req.rawHeaders) > 1) throw new BadRequestError('more than one Host header');
       const route = await this.routes.route({ host, path: req.url ?? '' });
       if (route.kind === 'node') throw new BadRequestError('unsupported upgrade');
       hash = route.hash;
@@ -141,6 +142,8 @@ export class Pipeline {
   }
 
   private checkBodySize(req: IncomingMessage): void {
+    // Node keeps the first of several Host headers; RFC 9112 says such a request is invalid.
+    if (hostHeaders(req.rawHeaders) > 1) throw new BadRequestError('more than one Host header');
     const max = this.deps.maxBodyBytes;
     if (max > 0 && Number(req.headers['content-length'] ?? 0) > max) {
       throw new PayloadTooLargeError(`request body larger than ${max} bytes`);
@@ -159,6 +162,12 @@ export class Pipeline {
       for (const resolve of waiters) resolve();
     }
   }
+}
+
+function hostHeaders(raw: string[]): number {
+  let count = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') count++;
+  return count;
 }
 
 /** Aborts when the client goes away before the response is done. */

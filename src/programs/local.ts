@@ -29,6 +29,8 @@ function toProgram(entry: LocalProgramSettings): Program {
     vcpus: entry.vcpus,
     healthPath: entry.healthPath,
     requestTimeoutMs: entry.requestTimeoutMs,
-    launch: { kind: 'process', command: entry.command, cwd: entry.cwd, env: entry.env },
+    launch: entry.vm
+      ? { kind: 'vm', ...entry.vm, env: entry.env }
+      : { kind: 'process', command: entry.command, cwd: entry.cwd, env: entry.env },
   };
 }

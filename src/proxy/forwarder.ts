@@ -1,7 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
+import { Transform, type Duplex, type TransformCallback } from 'node:stream';
 import { createProxyServer, type ProxyServer, type ProxyTarget } from 'http-proxy-3';
-import { EdgeError, UpstreamError, UpstreamTimeoutError, createLogger, shortHash } from '../common/index.js';
+import { EdgeError, PayloadTooLargeError, UpstreamError, UpstreamTimeoutError, createLogger, shortHash } from '../common/index.js';
 import type { Endpoint } from '../drivers/index.js';
 import type { Lease } from '../orchestrator/index.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders, type ForwardInfo } from './headers.js';
@@ -19,6 +19,29 @@ export interface ForwardOutcome {
   status: number;
   /** False when the exchange was cut (client or program went away mid-response). */
   complete: boolean;
+}
+
+/**
+ * Passes a request body through and fails once it exceeds `max` bytes. For bodies
+ * without Content-Length (chunked), whose size is only known as they stream.
+ */
+class BodyLimit extends Transform {
+  private seen = 0;
+
+  constructor(private readonly max: number, private readonly exceeded: () => void) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.seen += chunk.length;
+    if (this.seen > this.max) {
+      // Not one byte past the limit goes upstream; the exchange is cut, not completed.
+      this.exceeded();
+      callback();
+      return;
+    }
+    callback(null, chunk);
+  }
 }
 
 interface Exchange {
@@ -78,15 +101,35 @@ export class Forwarder {
    * Forwards one HTTP exchange. Resolves when it ends; rejects with an EdgeError
    * only when nothing has been sent to the client yet (edge/ writes the error).
    */
-  web(req: IncomingMessage, res: ServerResponse, lease: Lease, info: ForwardInfo): Promise<ForwardOutcome> {
+  web(req: IncomingMessage, res: ServerResponse, lease: Lease, info: ForwardInfo, limits: { maxBodyBytes?: number } = {}): Promise<ForwardOutcome> {
     return new Promise((resolve, reject) => {
       const exchange = this.begin(req, lease, (outcome) => {
         if (outcome instanceof EdgeError) reject(outcome);
         else resolve(outcome);
       });
       res.once('close', () => exchange.settle({ status: res.statusCode, complete: res.writableFinished }));
+      // A declared Content-Length was checked by edge/; a chunked body is counted as it streams.
+      const max = limits.maxBodyBytes ?? 0;
+      let body: BodyLimit | undefined;
+      let tooLarge = false;
+      if (max > 0 && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] !== undefined) {
+        body = new BodyLimit(max, () => {
+          if (tooLarge) return;
+          tooLarge = true;
+          req.unpipe(body);
+          exchange.upstream?.destroy();
+          if (res.headersSent) {
+            res.destroy();
+            exchange.settle({ status: res.statusCode, complete: false });
+          } else {
+            exchange.settle(new PayloadTooLargeError(`request body larger than ${max} bytes`));
+          }
+        });
+        req.pipe(body);
+      }
       req.headers = upstreamRequestHeaders(req.headers, info, false);
-      this.proxy.web(req, res, { target: target(lease.endpoint) }, (error) => {
+      this.proxy.web(req, res, { target: target(lease.endpoint), ...(body ? { buffer: body } : {}) }, (error) => {
+        if (tooLarge) return; // we cut the upstream request ourselves
         const { error: edgeError, fatal } = classify(error as NodeJS.ErrnoException, exchange);
         lease.reportFailure(edgeError.message, fatal);
         if (res.headersSent) {
@@ -177,7 +220,7 @@ export class Forwarder {
       upstreamRes.resume();
       return;
     }
-    res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, downstreamResponseHeaders(upstreamRes.headers, exchange.lease.hash));
+    res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, downstreamResponseHeaders(upstreamRes.headers, exchange.lease.hash, exchange.lease.codeRef));
     // A program that dies mid-response: cut the client's response too, so it is
     // not mistaken for a complete one.
     upstreamRes.once('close', () => {

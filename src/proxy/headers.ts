@@ -6,8 +6,15 @@ const HOP_BY_HOP = new Set([
   'te', 'trailer', 'transfer-encoding', 'upgrade',
 ]);
 
-// Forwarding headers a client could forge; we set our own and drop theirs.
-const CLIENT_FORWARDING = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip']);
+// Forwarding headers a client could forge; we set our own and drop theirs. Every
+// X-Forwarded-* counts (-Server, -Prefix, -Ssl... are trusted by some frameworks),
+// and '_' is read as '-' (CGI/WSGI servers map both to HTTP_X_FORWARDED_FOR).
+const CLIENT_FORWARDING = new Set(['forwarded', 'x-real-ip']);
+
+function isClientForwarding(name: string): boolean {
+  const normalized = name.includes('_') ? name.replaceAll('_', '-') : name;
+  return normalized.startsWith('x-forwarded-') || CLIENT_FORWARDING.has(normalized);
+}
 
 /** Facts about the client connection, established by edge/, never by the client. */
 export interface ForwardInfo {
@@ -30,7 +37,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, info: Forw
   const nominated = connectionTokens(incoming.connection);
   const out: IncomingHttpHeaders = {};
   for (const name in incoming) {
-    if (HOP_BY_HOP.has(name) || CLIENT_FORWARDING.has(name) || name === 'expect') continue;
+    if (HOP_BY_HOP.has(name) || isClientForwarding(name) || name === 'expect') continue;
     if (nominated.includes(name)) continue;
     out[name] = incoming[name];
   }
@@ -51,7 +58,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, info: Forw
 }
 
 /** Headers sent back to the client: hop-by-hop removed, program identity added. */
-export function downstreamResponseHeaders(incoming: IncomingHttpHeaders, hash: string): OutgoingHttpHeaders {
+export function downstreamResponseHeaders(incoming: IncomingHttpHeaders, hash: string, codeRef?: string): OutgoingHttpHeaders {
   const nominated = connectionTokens(incoming.connection);
   const out: OutgoingHttpHeaders = {};
   for (const name in incoming) {
@@ -59,5 +66,6 @@ export function downstreamResponseHeaders(incoming: IncomingHttpHeaders, hash: s
     out[name] = incoming[name];
   }
   out['aleph-program-itemhash'] = hash;
+  if (codeRef) out['aleph-program-code-ref'] = codeRef;
   return out;
 }

@@ -17,6 +17,8 @@ export interface CertRecord {
   not_before: string;
   not_after: string;
   issuer: string;
+  /** Present after a failed issuance or renewal (acme mode). */
+  renewal?: { failures: number; last_error?: string; last_attempt?: string; next_attempt?: string };
 }
 
 /** Body of a successful `POST /vms/<hash>/stop`. */
@@ -41,6 +43,14 @@ export function certToWire(cert: CertInfo): CertRecord {
     not_before: cert.notBefore,
     not_after: cert.notAfter,
     issuer: cert.issuer,
+    ...(cert.renewal ? {
+      renewal: {
+        failures: cert.renewal.failures,
+        last_error: cert.renewal.lastError,
+        last_attempt: cert.renewal.lastAttempt,
+        next_attempt: cert.renewal.nextAttempt,
+      },
+    } : {}),
   };
 }
 
@@ -51,5 +61,13 @@ export function certFromWire(record: CertRecord): CertInfo {
     notBefore: record.not_before,
     notAfter: record.not_after,
     issuer: record.issuer,
+    ...(record.renewal ? {
+      renewal: {
+        failures: record.renewal.failures,
+        lastError: record.renewal.last_error,
+        lastAttempt: record.renewal.last_attempt,
+        nextAttempt: record.renewal.next_attempt,
+      },
+    } : {}),
   };
 }

@@ -39,6 +39,11 @@ export class CertCache {
     this.entries.delete(host);
   }
 
+  /** Removes every entry the predicate selects. */
+  dropWhere(predicate: (entry: CachedCert) => boolean): void {
+    for (const [host, entry] of this.entries.entries()) if (predicate(entry)) this.entries.delete(host);
+  }
+
   get size(): number {
     return this.entries.size;
   }

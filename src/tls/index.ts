@@ -5,7 +5,16 @@
 import { createLogger } from '../common/log.js';
 import type { TlsSettings } from '../config/types.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
+import { setAcmeHttpRetry, trustDirectoryCa } from './acme-account.js';
+import { AcmeIssuer } from './acme-issuer.js';
+import { AlpnChallengeStore } from './alpn-challenges.js';
+import { ChallengeStore } from './challenges.js';
+import { DnsHook } from './dns-hook.js';
 import { TlsSetupError } from './errors.js';
+import { OcspStapler } from './ocsp.js';
+import { OnDemandPolicy } from './policy.js';
+import { TokenBucket } from './rate-limit.js';
+import { RenewalScheduler } from './renewal.js';
 import { FileCertificates } from './files.js';
 import { InternalCa } from './internal-ca.js';
 import type { Issuer } from './issuer.js';
@@ -21,10 +30,23 @@ export { TlsSetupError } from './errors.js';
 export { internalCaCertPath } from './internal-ca.js';
 
 export interface CertificateManagerDeps {
+  /** On-demand policy: in acme mode, the routing answer that OnDemandPolicy combines with ask/wildcard/on_demand. */
   policy: IssuancePolicy;
   metrics: MetricsRegistry;
-  /** Replaces the mode's issuer (required for mode "acme" until the ACME issuer lands). Its name is the storage folder. */
+  /** server.domain: the wildcard's domain. */
+  domain?: string;
+  /** Replaces the mode's issuer. Its name is the storage folder. */
   issuer?: Issuer;
+  /** Tuning for tests: ACME polling, renewal scan period, handshake wait, failure backoff. */
+  acme?: {
+    backoff?: { attempts: number; minMs: number; maxMs: number };
+    renewalIntervalMs?: number;
+    issueWaitMs?: number;
+    failureBackoff?: { initialMs: number; maxMs: number };
+    dnsHookTimeoutMs?: number;
+    /** acme-client's retries of failed HTTP requests (process-wide; default 5 attempts, 5 s apart). */
+    httpRetry?: { attempts: number; delaySeconds: number };
+  };
 }
 
 /**
@@ -40,6 +62,7 @@ export async function createCertificateManager(settings: TlsSettings, deps: Cert
     return new CertificateManager({ ...common, mode: 'files', files });
   }
   const storage = await CertStorage.open(settings.storage, log);
+  if (settings.mode === 'acme') return createAcmeManager(settings, deps, storage, log);
   let issuer = deps.issuer;
   if (!issuer) {
     if (settings.mode !== 'internal') throw new TlsSetupError(`tls.mode = "${settings.mode}" has no issuer yet`);
@@ -56,3 +79,78 @@ export async function createCertificateManager(settings: TlsSettings, deps: Cert
     wildcardLookup: settings.wildcard.enabled,
   });
 }
+
+/**
+ * mode = "acme": the ACME issuer, the on-demand policy (routing or ask URL, wildcard
+ * coverage, on_demand), the issue_rate bucket, and the renewal scheduler, which also
+ * obtains the configured wildcard at start-up.
+ */
+async function createAcmeManager(settings: TlsSettings, deps: CertificateManagerDeps, storage: CertStorage, log: ReturnType<typeof createLogger>): Promise<CertificateManager> {
+  try {
+    await trustDirectoryCa(settings.directoryCa);
+  } catch (err) {
+    throw new TlsSetupError(`tls.directory_ca: cannot read ${settings.directoryCa}: ${(err as Error).message}`);
+  }
+  const tuning = deps.acme ?? {};
+  if (tuning.httpRetry) await setAcmeHttpRetry(tuning.httpRetry.attempts, tuning.httpRetry.delaySeconds);
+  const challenges = new ChallengeStore();
+  const alpnChallenges = new AlpnChallengeStore();
+  const wildcardDomains: string[] = [];
+  let dns: DnsHook | undefined;
+  if (settings.wildcard.enabled) {
+    if (!deps.domain) throw new TlsSetupError('tls.wildcard needs server.domain');
+    wildcardDomains.push(deps.domain);
+    dns = new DnsHook({ command: settings.wildcard.dnsHook, log, timeoutMs: tuning.dnsHookTimeoutMs });
+  }
+  const issuer = deps.issuer ?? new AcmeIssuer({
+    directory: settings.directory,
+    email: settings.email,
+    eab: settings.eab,
+    storage,
+    challenges: settings.challenges,
+    http: challenges,
+    alpn: alpnChallenges,
+    dns,
+    metrics: deps.metrics,
+    log,
+    backoff: tuning.backoff,
+  });
+  const policy = new OnDemandPolicy({
+    onDemand: settings.onDemand,
+    routesTo: (host) => deps.policy.allow(host),
+    ask: settings.ask,
+    wildcardDomains,
+    log,
+  });
+  const manager = new CertificateManager({
+    mode: 'acme',
+    metrics: deps.metrics,
+    cacheSize: settings.cacheSize,
+    log,
+    storage,
+    issuer,
+    policy,
+    challenges,
+    alpnChallenges,
+    wildcardLookup: settings.wildcard.enabled,
+    wildcardDomains,
+    rateLimit: new TokenBucket(settings.issueRate),
+    issueWaitMs: tuning.issueWaitMs,
+    ocsp: new OcspStapler({ log, metrics: deps.metrics }),
+    backoff: tuning.failureBackoff,
+  });
+  const scheduler = new RenewalScheduler({
+    manager,
+    storage,
+    issuerName: issuer.name,
+    required: wildcardDomains.map((domain) => `*.${domain}`),
+    metrics: deps.metrics,
+    log,
+    intervalMs: tuning.renewalIntervalMs,
+  });
+  scheduler.start();
+  manager.onClose(() => scheduler.stop());
+  log.info('acme issuer ready', { directory: settings.directory, issuer: issuer.name, challenges: settings.challenges.join(','), on_demand: settings.onDemand, wildcard: wildcardDomains.join(',') || undefined });
+  return manager;
+}
+

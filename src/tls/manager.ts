@@ -9,10 +9,12 @@ import type { SecureContext } from 'node:tls';
 import { LRUCache } from 'lru-cache';
 import { createLogger, type Logger } from '../common/log.js';
 import type { TlsMode } from '../config/types.js';
-import type { Counter, MetricsRegistry } from '../metrics/registry.js';
+import type { Counter, Histogram, MetricsRegistry } from '../metrics/registry.js';
+import { AlpnChallengeStore } from './alpn-challenges.js';
 import { CertCache, type CachedCert } from './cache.js';
 import { ChallengeStore } from './challenges.js';
 import type { FileCertificates } from './files.js';
+import type { OcspStapler } from './ocsp.js';
 import { normalizeServerName, wildcardFor } from './hostname.js';
 import type { Issuer } from './issuer.js';
 import type { LockOptions } from './lock.js';
@@ -28,6 +30,9 @@ export interface BackoffOptions {
 
 interface CommonOptions {
   metrics: MetricsRegistry;
+  /** Challenge stores shared with the issuer (made here when absent). */
+  challenges?: ChallengeStore;
+  alpnChallenges?: AlpnChallengeStore;
   cacheSize: number;
   log?: Logger;
   /** Clock (epoch ms) for expiry and renewal decisions; tests move it. */
@@ -41,6 +46,14 @@ export interface IssuingOptions extends CommonOptions {
   policy: IssuancePolicy;
   /** Serve a stored '*.parent' certificate for a host before issuing one for it. */
   wildcardLookup?: boolean;
+  /** Bare domains with a wildcard certificate: the domain itself is served from '*.<domain>' too. */
+  wildcardDomains?: string[];
+  /** Gates new on-demand orders (tls.issue_rate); renewals are not gated. */
+  rateLimit?: { take(): boolean };
+  /** How long a handshake waits for an order before failing (the order goes on in the background). */
+  issueWaitMs?: number;
+  /** Staples OCSP responses for certificates that name a responder. */
+  ocsp?: OcspStapler;
   backoff?: BackoffOptions;
   lock?: LockOptions;
 }
@@ -55,6 +68,15 @@ export type CertificateManagerOptions = IssuingOptions | FilesOptions;
 const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 10_000, maxMs: 10 * 60_000 };
 const DEFAULT_LOCK: LockOptions = { timeoutMs: 30_000 };
 const MAX_BACKOFF_ENTRIES = 10_000;
+const DEFAULT_ISSUE_WAIT_MS = 8_000;
+
+/** Renewal state of one certificate name, for the status API. */
+export interface RenewalState {
+  failures: number;
+  lastError?: string;
+  lastAttempt?: string;
+  nextAttempt?: string;
+}
 
 interface Failure {
   count: number;
@@ -65,11 +87,26 @@ interface Metrics {
   issued: Counter;
   failures: Counter;
   denials: Counter;
+  rateLimited: Counter;
+  lookup: Histogram;
 }
+
+type LookupResult = 'cache' | 'storage' | 'issued' | 'none';
 
 export class CertificateManager implements CertificateResolver {
   /** Pending HTTP-01 challenges; the ACME issuer fills it. */
-  readonly challenges = new ChallengeStore();
+  readonly challenges: ChallengeStore;
+  /** Pending TLS-ALPN-01 validation certificates; the ACME issuer fills it. */
+  readonly alpnChallenges: AlpnChallengeStore;
+  /**
+   * The TLS-ALPN-01 validation context for a host while a challenge is pending,
+   * served to 'acme-tls/1' clients only. Defined in acme mode only, so the listener
+   * negotiates ALPN as before in the other modes.
+   */
+  readonly alpnChallenge?: (servername: string) => Promise<SecureContext | undefined>;
+  /** OCSP staple from the cache (set when an OcspStapler is configured). */
+  readonly ocspResponse?: (certificate: Buffer, issuer: Buffer | null) => Promise<Buffer | undefined>;
+  private readonly closers: Array<() => Promise<void>> = [];
   readonly mode: TlsMode;
 
   private readonly cache: CertCache;
@@ -80,11 +117,24 @@ export class CertificateManager implements CertificateResolver {
   private readonly files: FileCertificates | undefined;
   private readonly backoff: BackoffOptions;
   private readonly failures = new LRUCache<string, Failure>({ max: MAX_BACKOFF_ENTRIES });
-  private readonly lookups = new Map<string, Promise<CachedCert | undefined>>();
+  private readonly lookups = new Map<string, { promise: Promise<CachedCert | undefined>; outcome: { result: LookupResult } }>();
   private readonly renewals = new Map<string, Promise<void>>();
+  private readonly renewalStates = new Map<string, RenewalState>();
 
   constructor(options: CertificateManagerOptions) {
     this.mode = options.mode;
+    this.challenges = options.challenges ?? new ChallengeStore();
+    this.alpnChallenges = options.alpnChallenges ?? new AlpnChallengeStore();
+    if (options.mode !== 'files' && options.ocsp) {
+      const ocsp = options.ocsp;
+      this.ocspResponse = async (certificate, issuer) => ocsp.get(certificate, issuer);
+    }
+    if (options.mode === 'acme') {
+      this.alpnChallenge = async (servername) => {
+        const host = normalizeServerName(servername);
+        return host ? this.alpnChallenges.get(host) : undefined;
+      };
+    }
     this.cache = new CertCache(options.cacheSize);
     this.log = options.log ?? createLogger('tls');
     this.now = options.now ?? Date.now;
@@ -100,6 +150,8 @@ export class CertificateManager implements CertificateResolver {
       issued: registry.counter('aleph_edge_certs_issued_total', 'Certificates issued, by issuer'),
       failures: registry.counter('aleph_edge_cert_issue_failures_total', 'Failed certificate issuances, by issuer'),
       denials: registry.counter('aleph_edge_cert_policy_denials_total', 'On-demand certificates refused by the issuance policy'),
+      rateLimited: registry.counter('aleph_edge_cert_rate_limited_total', 'On-demand orders refused by tls.issue_rate'),
+      lookup: registry.histogram('aleph_edge_tls_cert_lookup_seconds', 'Time to find the certificate for a handshake, by result (cache, storage, issued, none)'),
     };
     registry
       .gauge('aleph_edge_certs_cached', 'Certificates held in the in-memory cache (files mode: configured names)')
@@ -108,15 +160,23 @@ export class CertificateManager implements CertificateResolver {
 
   /** Never throws: any failure means "no certificate", which fails that handshake only. */
   async secureContext(servername: string): Promise<SecureContext | undefined> {
-    return (await this.find(servername))?.context;
+    return (await this.timedFind(servername))?.context;
   }
 
   /** The PEM pair behind secureContext(), for worker processes that build their own contexts. */
   async certificate(servername: string): Promise<PemPair | undefined> {
-    return (await this.find(servername))?.pem;
+    return (await this.timedFind(servername))?.pem;
   }
 
-  private async find(servername: string): Promise<{ context: SecureContext; pem: PemPair } | undefined> {
+  private async timedFind(servername: string): Promise<{ context: SecureContext; pem: PemPair } | undefined> {
+    const started = performance.now();
+    const outcome: { result: LookupResult } = { result: 'cache' };
+    const found = await this.find(servername, outcome);
+    this.metrics.lookup.observe((performance.now() - started) / 1000, { result: found ? outcome.result : 'none' });
+    return found;
+  }
+
+  private async find(servername: string, outcome: { result: LookupResult } = { result: 'cache' }): Promise<{ context: SecureContext; pem: PemPair } | undefined> {
     const host = normalizeServerName(servername);
     if (!host || (this.issuing && !this.issuing.storage.accepts(host))) {
       this.log.debug('server name refused', { servername: String(servername).slice(0, 300) });
@@ -132,7 +192,8 @@ export class CertificateManager implements CertificateResolver {
         }
         this.cache.delete(host);
       }
-      return await this.lookup(host);
+      outcome.result = 'storage';
+      return await this.bounded(host, this.lookup(host, outcome));
     } catch (err) {
       this.log.error('certificate lookup failed', { host, error: (err as Error).message });
       return undefined;
@@ -157,7 +218,30 @@ export class CertificateManager implements CertificateResolver {
       });
     }
     for (const entry of this.cache.values()) byKey.set(`${entry.info.source}|${entry.info.host}`, entry.info);
+    for (const [key, info] of byKey) {
+      const state = this.renewalStates.get(info.host);
+      if (state) byKey.set(key, { ...info, renewal: state });
+    }
     return [...byKey.values()].sort((a, b) => a.host.localeCompare(b.host) || a.source.localeCompare(b.source));
+  }
+
+  /** Runs fn on close() (background schedulers). */
+  onClose(fn: () => Promise<void>): void {
+    this.closers.push(fn);
+  }
+
+  /**
+   * Stops background work (renewal scheduler). Running orders are waited for up to
+   * graceMs only: a renewal stuck on an unreachable CA must not hold up a drain.
+   */
+  async close(graceMs = 1_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([(async () => {
+      await Promise.allSettled(this.closers.splice(0).map((fn) => fn()));
+      await this.idle();
+    })(), grace]);
+    clearTimeout(timer);
   }
 
   /** Resolves when no background renewal is running (tests, shutdown). */
@@ -165,26 +249,56 @@ export class CertificateManager implements CertificateResolver {
     while (this.renewals.size > 0) await Promise.allSettled([...this.renewals.values()]);
   }
 
-  // Single flight per host: the first handshake does the work, the others share its promise.
-  private lookup(host: string): Promise<CachedCert | undefined> {
-    let flight = this.lookups.get(host);
-    if (!flight) {
-      flight = this.lookupOnce(host).finally(() => this.lookups.delete(host));
-      this.lookups.set(host, flight);
+  /** A handshake waits for an order at most issueWaitMs; the order itself goes on and is cached for the next one. */
+  private async bounded(host: string, flight: Promise<CachedCert | undefined>): Promise<CachedCert | undefined> {
+    const waitMs = this.issuing?.issueWaitMs ?? DEFAULT_ISSUE_WAIT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => {
+        this.log.warn('handshake gave up waiting for the certificate order; it continues in the background', { host, wait_ms: waitMs });
+        resolve(undefined);
+      }, waitMs);
+      timer.unref();
+    });
+    try {
+      return await Promise.race([flight, timeout]);
+    } finally {
+      clearTimeout(timer);
     }
-    return flight;
   }
 
-  private async lookupOnce(host: string): Promise<CachedCert | undefined> {
-    const { storage, issuer, policy } = this.issuing!;
+  // Single flight per host: the first handshake does the work, the others share its promise.
+  private lookup(host: string, outcome: { result: LookupResult }): Promise<CachedCert | undefined> {
+    let flight = this.lookups.get(host);
+    if (!flight) {
+      const shared = { result: 'storage' as LookupResult };
+      flight = { promise: this.lookupOnce(host, shared).finally(() => this.lookups.delete(host)), outcome: shared };
+      this.lookups.set(host, flight);
+    }
+    const { promise, outcome: shared } = flight;
+    return promise.then((found) => {
+      outcome.result = shared.result;
+      return found;
+    });
+  }
+
+  private async lookupOnce(host: string, outcome: { result: LookupResult }): Promise<CachedCert | undefined> {
+    const { storage, issuer, policy, rateLimit } = this.issuing!;
     const stored = await this.loadUsable(host);
     if (stored) return stored;
     if (this.inBackoff(host)) return undefined;
     if (!(await policy.allow(host))) {
       this.metrics.denials.inc();
-      this.log.info('certificate refused by policy', { host });
+      // debug: a flood of unknown names must not flood the log; the denials counter shows it.
+      this.log.debug('certificate refused by policy', { host });
       return undefined;
     }
+    if (rateLimit && !rateLimit.take()) {
+      this.metrics.rateLimited.inc();
+      this.log.warn('certificate order refused by tls.issue_rate', { host });
+      return undefined;
+    }
+    outcome.result = 'issued';
     try {
       return await this.issueAndStore(host, storage, issuer);
     } catch {
@@ -192,11 +306,55 @@ export class CertificateManager implements CertificateResolver {
     }
   }
 
+  /**
+   * Orders (or loads, when another process already did) the certificate for a name
+   * without asking the policy: pre-configured names such as '*.<domain>'. Throws on failure.
+   */
+  async obtain(name: string): Promise<void> {
+    const { storage, issuer } = this.issuing!;
+    const stored = await storage.load(issuer.name, name);
+    if (stored && this.now() < renewAt(stored.pair.notBefore, stored.pair.notAfter)) return;
+    await this.issueAndStore(name, storage, issuer);
+  }
+
+  /**
+   * Background renewal of a stored name (the scheduler calls it). Asks the policy
+   * for on-demand hosts unless told otherwise; resolves false when refused.
+   */
+  async renew(name: string, options: { askPolicy: boolean }): Promise<boolean> {
+    if (!this.issuing) return false;
+    const { storage, issuer, policy } = this.issuing;
+    const running = this.renewals.get(name);
+    if (running) {
+      await running;
+      return true;
+    }
+    if (options.askPolicy && !(await policy.allow(name))) {
+      this.metrics.denials.inc();
+      return false;
+    }
+    const renewal = this.issueAndStore(name, storage, issuer).then(() => undefined);
+    this.renewals.set(name, renewal.catch(() => undefined).finally(() => this.renewals.delete(name)));
+    await renewal;
+    return true;
+  }
+
+  /** The pending TLS-ALPN-01 validation certificate as PEM, for worker processes (IPC). */
+  alpnChallengeCertificate(servername: string): PemPair | undefined {
+    const host = normalizeServerName(servername);
+    return host ? this.alpnChallenges.pem(host) : undefined;
+  }
+
+  /** Renewal state of names that had a failed renewal or issuance. */
+  renewalState(name: string): RenewalState | undefined {
+    return this.renewalStates.get(name);
+  }
+
   /** A stored, unexpired certificate for host (or its wildcard), now cached. */
   private async loadUsable(host: string): Promise<CachedCert | undefined> {
-    const { storage, issuer, wildcardLookup } = this.issuing!;
+    const { storage, issuer, wildcardLookup, wildcardDomains } = this.issuing!;
     const names = [host];
-    const wildcard = wildcardLookup ? wildcardFor(host) : undefined;
+    const wildcard = wildcardDomains?.includes(host) ? `*.${host}` : wildcardLookup ? wildcardFor(host) : undefined;
     if (wildcard) names.push(wildcard);
     for (const name of names) {
       const stored = await storage.load(issuer.name, name);
@@ -224,7 +382,10 @@ export class CertificateManager implements CertificateResolver {
         const stored = await storage.save(issuer.name, host, pem);
         this.metrics.issued.inc({ issuer: issuer.name });
         this.failures.delete(host);
+        this.renewalStates.delete(host);
         this.log.info('certificate issued', { host, issuer: issuer.name, not_after: stored.meta.notAfter, ms: this.now() - started });
+        // Hosts served from a renewed wildcard pick up the new one on their next handshake.
+        if (host.startsWith('*.')) this.cache.dropWhere((entry) => entry.info.host === host);
         return this.remember(host, stored);
       } finally {
         await held.release();
@@ -232,6 +393,14 @@ export class CertificateManager implements CertificateResolver {
     } catch (err) {
       this.metrics.failures.inc({ issuer: issuer.name });
       const waitMs = this.recordFailure(host);
+      const state = this.renewalStates.get(host);
+      this.renewalStates.set(host, {
+        failures: (state?.failures ?? 0) + 1,
+        lastError: (err as Error).message.slice(0, 300),
+        lastAttempt: new Date(started).toISOString(),
+        nextAttempt: new Date(this.now() + waitMs).toISOString(),
+      });
+      if (this.renewalStates.size > MAX_BACKOFF_ENTRIES) this.renewalStates.delete(this.renewalStates.keys().next().value!);
       this.log.warn('certificate issuance failed', { host, issuer: issuer.name, error: (err as Error).message, retry_in_ms: waitMs });
       throw err;
     }
@@ -272,7 +441,8 @@ export class CertificateManager implements CertificateResolver {
     this.renewals.set(host, renewal);
   }
 
-  private inBackoff(host: string): boolean {
+  /** True while a host's last failure asks to wait before ordering again. */
+  inBackoff(host: string): boolean {
     const failure = this.failures.get(host);
     return failure !== undefined && this.now() < failure.until;
   }

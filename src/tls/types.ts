@@ -7,6 +7,8 @@ export interface CertInfo {
   notBefore: string; // ISO 8601
   notAfter: string;
   issuer: string;
+  /** Present after a failed issuance or renewal: failures so far, the last error, the next attempt. */
+  renewal?: { failures: number; lastError?: string; lastAttempt?: string; nextAttempt?: string };
 }
 
 /**
@@ -16,6 +18,16 @@ export interface CertInfo {
 export interface CertificateResolver {
   /** Secure context for an SNI name; undefined when no certificate can be served. */
   secureContext(servername: string): Promise<SecureContext | undefined>;
+  /**
+   * TLS-ALPN-01 (acme mode only): the validation context for a host while a challenge
+   * is pending. The listener asks for it only when the client negotiated 'acme-tls/1'.
+   */
+  alpnChallenge?(servername: string): Promise<SecureContext | undefined>;
+  /**
+   * OCSP staple for the certificate being served (DER leaf and issuer, as Node's
+   * 'OCSPRequest' event gives them); undefined means no staple. Never waits for a responder.
+   */
+  ocspResponse?(certificate: Buffer, issuer: Buffer | null): Promise<Buffer | undefined>;
   /** Key authorization for an HTTP-01 token, when a challenge is pending. */
   httpChallenge(token: string): Promise<string | undefined>;
   /** Certificates currently loaded or stored. */

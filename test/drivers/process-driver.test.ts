@@ -230,8 +230,8 @@ describe('createDriver', () => {
     assert.equal(driver.name, 'process');
   });
 
-  it('refuses drivers this build lacks, clearly', () => {
-    assert.throws(() => createDriver('qemu', { stopGraceMs: 100 }), { message: 'driver qemu is not available in this build' });
-    assert.throws(() => createDriver('firecracker', { stopGraceMs: 100 }), { message: 'driver firecracker is not available in this build' });
+  it('refuses VM drivers without a kernel and image, saying what is missing', () => {
+    assert.throws(() => createDriver('qemu', { stopGraceMs: 100 }), /drivers\.qemu\.kernel is not set.*drivers\.qemu\.initramfs is not set/);
+    assert.throws(() => createDriver('firecracker', { stopGraceMs: 100 }), /drivers\.firecracker\.kernel is not set/);
   });
 });

@@ -45,7 +45,7 @@ describe('aleph-edge run, as an operator runs it', () => {
     socket = path.join(dir, 'status.sock');
     const text = toml({
       programs: [{ name: 'echo', script: example('echo') }, { name: 'counter', script: example('counter') }],
-      orchestrator: ['idle_timeout = "1500ms"'],
+      orchestrator: ['idle_timeout = "4s"'],
     }, dir)
       .replace('127.0.0.1:8443', `127.0.0.1:${httpsPort}`)
       .replace('127.0.0.1:8080', `127.0.0.1:${httpPort}`);
@@ -127,7 +127,7 @@ describe('aleph-edge run, as an operator runs it', () => {
     await until(async () => {
       const list = JSON.parse(await cli('vms', '--socket', socket, '--json')) as Array<{ hash: string }>;
       return !list.some((v) => v.hash === counter);
-    }, 10_000, 'idle stop');
+    }, 20_000, 'idle stop');
     assert.equal(alive(entry.pid), false);
   });
 

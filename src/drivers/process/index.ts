@@ -8,6 +8,7 @@ import { buildProgramEnv } from './env.js';
 import { ProcessInstance } from './instance.js';
 import { captureOutput, DEFAULT_OUTPUT_LIMITS, type OutputLimits } from './output.js';
 import { LOOPBACK_HOST, pickFreePort } from './port.js';
+import { ExecutionRecords } from './records.js';
 import { spawnProgram } from './spawn.js';
 
 export interface ProcessDriverOptions {
@@ -15,6 +16,12 @@ export interface ProcessDriverOptions {
   stopGraceMs: number;
   /** Bounds on captured program output (defaults: 4 KiB lines, 200 lines/s, burst 1000). */
   output?: Partial<OutputLimits>;
+  /**
+   * Folder for one record per running program. When set, programs a previous node
+   * left running (it was killed with SIGKILL, so it could not stop them) are killed
+   * when this driver is created.
+   */
+  stateDir?: string;
 }
 
 export class ProcessDriver implements Driver {
@@ -22,12 +29,17 @@ export class ProcessDriver implements Driver {
   private readonly log = createLogger('driver.process');
   private readonly programLog = createLogger('program');
   private readonly outputLimits: OutputLimits;
+  private readonly records: ExecutionRecords | undefined;
 
   constructor(private readonly options: ProcessDriverOptions) {
     if (!Number.isFinite(options.stopGraceMs) || options.stopGraceMs < 0) {
       throw new RangeError(`stopGraceMs must be a non-negative number, got ${options.stopGraceMs}`);
     }
     this.outputLimits = { ...DEFAULT_OUTPUT_LIMITS, ...options.output };
+    if (options.stateDir) {
+      this.records = new ExecutionRecords(options.stateDir, this.log);
+      this.records.reap();
+    }
   }
 
   async start(program: Program, slot: Slot): Promise<Instance> {
@@ -39,6 +51,7 @@ export class ProcessDriver implements Driver {
     const port = await pickFreePort(LOOPBACK_HOST);
     const env = buildProgramEnv(launch, { host: LOOPBACK_HOST, port });
     const child = await spawnProgram(launch, env);
+    this.records?.add(child.pid, program.hash);
 
     const log: Logger = childLogger(this.log, { hash, exec: slot.executionId, pid: child.pid });
     captureOutput(
@@ -53,7 +66,8 @@ export class ProcessDriver implements Driver {
     child.on('error', (err) => log.debug('child process error', { error: err.message }));
 
     log.info('program started', { port, command: launch.command[0] });
-    return new ProcessInstance(child, { kind: 'tcp', host: LOOPBACK_HOST, port }, this.options.stopGraceMs, log);
+    const records = this.records;
+    return new ProcessInstance(child, { kind: 'tcp', host: LOOPBACK_HOST, port }, this.options.stopGraceMs, log, records && (() => records.remove(child.pid)));
   }
 }
 

@@ -24,6 +24,8 @@ export class ProcessInstance implements Instance {
     readonly endpoint: Endpoint,
     private readonly stopGraceMs: number,
     private readonly log: Logger,
+    /** Called once the whole process group is gone (or could not be stopped). */
+    private readonly onGone?: () => void,
   ) {
     this.pid = child.pid;
     trackGroup(this.pid);
@@ -54,7 +56,10 @@ export class ProcessInstance implements Instance {
       .catch((err: unknown) => {
         this.log.error('failed to stop program', { error: (err as Error).message });
       })
-      .finally(() => untrackGroup(this.pid));
+      .finally(() => {
+        untrackGroup(this.pid);
+        this.onGone?.();
+      });
     return this.termination;
   }
 

@@ -30,11 +30,15 @@ export interface OutputSink {
 
 const NEWLINE = 0x0a;
 
+/** Dropped-line reports are at least this far apart (the last one comes at stream end). */
+const REPORT_INTERVAL_MS = 1000;
+
 /** Token bucket shared by a program's streams. */
 export class LineRateLimiter {
   private tokens: number;
   private last = performance.now();
   private droppedCount = 0;
+  private lastReport = -Infinity;
 
   constructor(
     private readonly limits: OutputLimits,
@@ -53,7 +57,9 @@ export class LineRateLimiter {
       return;
     }
     this.tokens -= 1;
-    this.flushDropped();
+    // Under a sustained flood a token frees up every few ms: report drops at most
+    // once per REPORT_INTERVAL_MS, not once per line let through.
+    if (now - this.lastReport >= REPORT_INTERVAL_MS) this.flushDropped();
     this.sink.line(stream, text);
   }
 
@@ -62,6 +68,7 @@ export class LineRateLimiter {
     if (this.droppedCount === 0) return;
     const count = this.droppedCount;
     this.droppedCount = 0;
+    this.lastReport = performance.now();
     this.sink.dropped(count);
   }
 }

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Programs from the Aleph network (test/programs/): bubblewrap sandboxes downloaded code
+# run by the process driver; unzip and unsquashfs unpack code archives; pebble-challtestsrv
+# is the real DNS server of the custom-domain tests. Idempotent and quiet on success.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+need=()
+command -v bwrap >/dev/null || need+=(bubblewrap)
+command -v unzip >/dev/null || need+=(unzip)
+command -v unsquashfs >/dev/null || need+=(squashfs-tools)
+command -v pebble-challtestsrv >/dev/null || need+=(pebble)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,1 @@
+export { NetworkPool, parseCidr, type Lease, type NetworkPoolOptions } from './pool.js';

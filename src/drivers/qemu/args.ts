@@ -1,0 +1,57 @@
+// The qemu command line for one VM, as a pure function (unit-tested on its own).
+
+export type QemuMachine = 'microvm' | 'q35';
+export type QemuAccel = 'kvm' | 'tcg';
+
+export interface QemuVmSpec {
+  machine: QemuMachine;
+  accel: QemuAccel;
+  memoryMib: number;
+  vcpus: number;
+  kernel: string;
+  initrd: string;
+  /** Extra kernel arguments (network, code drive). */
+  kernelArgs: string[];
+  qmpSocket: string;
+  net:
+    | { mode: 'user'; hostPort: number; internet: boolean } // host 127.0.0.1:hostPort -> guest :8080
+    | { mode: 'tap'; tap: string };
+  /** Read-only code drive (a disk image), attached as the first virtio-blk disk (/dev/vda). */
+  codeDrive?: string;
+}
+
+/** Guest address under qemu user-mode networking (slirp defaults). */
+export const USER_NET = { guest: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3' } as const;
+
+export function qemuArgs(spec: QemuVmSpec): string[] {
+  const mmio = spec.machine === 'microvm';
+  const args = [
+    '-nodefaults',
+    '-no-user-config',
+    '-display', 'none',
+    '-serial', 'stdio',
+    '-no-reboot', // the guest resets when its program ends: qemu exits
+    '-M', mmio ? 'microvm,x-option-roms=off,rtc=on' : 'q35',
+    '-accel', spec.accel,
+    '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
+    '-m', String(spec.memoryMib),
+    '-smp', String(spec.vcpus),
+    '-kernel', spec.kernel,
+    '-initrd', spec.initrd,
+    '-append', ['console=ttyS0', 'quiet', 'panic=-1', 'reboot=t', ...spec.kernelArgs].join(' '),
+    '-qmp', `unix:${spec.qmpSocket},server=on,wait=off`,
+  ];
+  const device = (pci: string, mmioName: string) => (mmio ? mmioName : pci);
+  if (spec.net.mode === 'user') {
+    // restrict=on: no route out of the guest (hostfwd still works) unless the program may use the internet.
+    args.push('-netdev', `user,id=n0,restrict=${spec.net.internet ? 'off' : 'on'},hostfwd=tcp:127.0.0.1:${spec.net.hostPort}-:8080`);
+  } else {
+    args.push('-netdev', `tap,id=n0,ifname=${spec.net.tap},script=no,downscript=no`);
+  }
+  args.push('-device', `${device('virtio-net-pci', 'virtio-net-device')},netdev=n0`);
+  if (spec.codeDrive) {
+    args.push('-drive', `file=${spec.codeDrive},if=none,id=code,format=raw,readonly=on`);
+    args.push('-device', `${device('virtio-blk-pci', 'virtio-blk-device')},drive=code`);
+  }
+  return args;
+}

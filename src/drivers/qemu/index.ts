@@ -1,0 +1,195 @@
+// The `qemu` driver: one qemu-system-x86_64 per execution, booting a kernel with
+// the base initramfs plus a per-program archive (its code, entrypoint and
+// environment). `-M microvm` with virtio-mmio devices (or q35 with virtio-pci);
+// KVM when /dev/kvm is usable, TCG otherwise. Networking is user-mode with a
+// loopback port forwarded to the guest's :8080 (unprivileged), or a tap device per
+// VM from the address pool (root). Stop: ACPI power button over QMP, then QMP
+// quit, then SIGKILL; the per-VM directory and the tap lease are freed on exit.
+
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createLogger, shortHash } from '../../common/index.js';
+import { buildProgramArchive, kvmUsable, writeConcatenated } from '../image/index.js';
+import type { NetworkPool } from '../net/index.js';
+import { LOOPBACK_HOST, pickFreePort } from '../process/port.js';
+import type { Program, VmLaunch } from '../../programs/types.js';
+import { DriverStartError, type Driver, type Endpoint, type Instance, type Slot } from '../types.js';
+import { qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
+import { checkExecutable, checkFile, IMAGE_HINT, safeName, setupError, withFields } from './checks.js';
+import { QmpClient } from './qmp.js';
+import { VmProcess, type Cleanup } from './vm-process.js';
+
+export interface QemuDriverOptions {
+  stopGraceMs: number;
+  binary: string; // qemu-system-x86_64 (a name is looked up in PATH)
+  kernel: string; // bzImage
+  initramfs: string; // base initramfs from the image builder
+  machine: 'auto' | QemuMachine; // auto: microvm with KVM, q35 with TCG
+  accel: 'auto' | QemuAccel;
+  network: 'user' | 'tap';
+  /** Per-VM directories (initrd, QMP socket) are made here and removed on stop. */
+  runDir: string;
+  /** Required when network = 'tap'. */
+  pool?: NetworkPool;
+}
+
+export const QEMU_DEFAULTS = {
+  binary: 'qemu-system-x86_64',
+  machine: 'auto' as const,
+  accel: 'auto' as const,
+  network: 'user' as const,
+};
+
+/** Everything missing for the qemu driver, one message per problem (empty when ready). */
+export function checkQemuOptions(options: QemuDriverOptions): string[] {
+  const problems: string[] = [];
+  checkExecutable(problems, 'drivers.qemu.binary', options.binary, ' (install qemu-system-x86)');
+  checkFile(problems, 'drivers.qemu.kernel', options.kernel, IMAGE_HINT);
+  checkFile(problems, 'drivers.qemu.initramfs', options.initramfs, IMAGE_HINT);
+  if (options.runDir === '') problems.push('drivers.qemu.run_dir is not set');
+  if (options.network === 'tap' && !options.pool) problems.push('drivers.qemu.network = "tap" needs a [drivers.network] pool');
+  return problems;
+}
+
+/** What the guest init prints when it starts the program (see image/guest-init.ts). */
+export const GUEST_STARTED_MARKER = 'aleph-guest: starting ';
+/** start() waits at most this long for that line before leaving it to the HTTP probe. */
+const LAUNCH_WAIT_MS = 30_000;
+
+export class QemuDriver implements Driver {
+  readonly name = 'qemu';
+  private readonly log = createLogger('driver.qemu');
+  private readonly console = createLogger('vm');
+  private accel: Promise<QemuAccel> | undefined;
+  private warnedMicrovmTcg = false;
+
+  constructor(private readonly options: QemuDriverOptions) {
+    const problems = checkQemuOptions(options);
+    if (problems.length > 0) throw setupError('qemu', problems);
+  }
+
+  /** The accelerator in use: KVM when usable (or required), TCG otherwise. */
+  resolveAccel(): Promise<QemuAccel> {
+    this.accel ??= (async () => {
+      if (this.options.accel !== 'auto') return this.options.accel;
+      return (await kvmUsable()) ? 'kvm' : 'tcg';
+    })();
+    return this.accel;
+  }
+
+  async start(program: Program, slot: Slot): Promise<Instance> {
+    const launch = vmLaunchOf(program);
+    const hash = shortHash(program.hash);
+    const log = withFields(this.log, { hash, exec: slot.executionId });
+    const cleanups: Cleanup[] = [];
+    const undo = async () => {
+      for (const step of cleanups.splice(0).reverse()) await Promise.resolve(step()).catch(() => {});
+    };
+    try {
+      await mkdir(this.options.runDir, { recursive: true, mode: 0o700 });
+      const dir = await mkdtemp(join(this.options.runDir, `${safeName(slot.executionId)}-`));
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+
+      const code = await codeKind(launch.code);
+      const archive = await buildProgramArchive({
+        codeDir: code === 'dir' ? launch.code : undefined,
+        entrypoint: launch.entrypoint,
+        env: launch.env,
+      }).catch((err: Error) => {
+        throw new DriverStartError(`cannot pack the program's code: ${err.message}`);
+      });
+      const initrd = join(dir, 'initrd');
+      await writeConcatenated(initrd, [launch.initramfs || this.options.initramfs, archive]);
+
+      const kernelArgs: string[] = [];
+      let endpoint: Endpoint;
+      let net: QemuVmSpec['net'];
+      if (this.options.network === 'tap') {
+        const lease = await this.options.pool!.acquire(slot.executionId, { internet: launch.internet });
+        cleanups.push(() => this.options.pool!.release(lease));
+        net = { mode: 'tap', tap: lease.tap };
+        endpoint = { kind: 'tcp', host: lease.guestIp, port: 8080 };
+        kernelArgs.push(`aleph.ip=${lease.guestIp}/${lease.prefix}`, `aleph.gw=${lease.hostIp}`);
+      } else {
+        const hostPort = await pickFreePort(LOOPBACK_HOST);
+        net = { mode: 'user', hostPort, internet: launch.internet };
+        endpoint = { kind: 'tcp', host: LOOPBACK_HOST, port: hostPort };
+        kernelArgs.push(`aleph.ip=${USER_NET.guest}`, `aleph.gw=${USER_NET.gateway}`, `aleph.dns=${USER_NET.dns}`);
+      }
+      if (code === 'image') kernelArgs.push('aleph.code=/dev/vda');
+
+      const qmpSocket = join(dir, 'qmp.sock');
+      const accel = await this.resolveAccel();
+      // microvm needs a paravirtual clock: under TCG it has no reliable timer to calibrate the TSC against.
+      const machine: QemuMachine = this.options.machine === 'auto' ? (accel === 'kvm' ? 'microvm' : 'q35') : this.options.machine;
+      if (machine === 'microvm' && accel === 'tcg' && !this.warnedMicrovmTcg) {
+        this.warnedMicrovmTcg = true;
+        this.log.warn('machine = "microvm" under TCG: guests can hang calibrating their clock; "auto" picks q35 here');
+      }
+      const args = qemuArgs({
+        machine,
+        accel,
+        memoryMib: program.memoryMib,
+        vcpus: program.vcpus,
+        kernel: launch.kernel || this.options.kernel,
+        initrd,
+        kernelArgs,
+        qmpSocket,
+        net,
+        codeDrive: code === 'image' ? launch.code : undefined,
+      });
+      const qmp = (command: string) => async () => {
+        const client = await QmpClient.connect(qmpSocket);
+        try {
+          await client.execute(command);
+        } finally {
+          client.close();
+        }
+      };
+      let markSeen!: () => void;
+      const seen = new Promise<void>((resolve) => (markSeen = resolve));
+      const vm = await VmProcess.spawn(this.options.binary, args, {
+        onConsole: (line) => {
+          if (line.startsWith(GUEST_STARTED_MARKER)) markSeen();
+        },
+        endpoint,
+        stopGraceMs: this.options.stopGraceMs,
+        log,
+        console: withFields(this.console, { hash }),
+        hooks: { graceful: qmp('system_powerdown'), forced: qmp('quit') },
+        cleanups: cleanups.splice(0),
+      });
+      // Launched = the guest's init started the program. Probing HTTP before that is
+      // wasted: qemu's port forward accepts connections that then hang while the guest
+      // boots. Readiness itself stays HTTP-level (the orchestrator's probe).
+      const launched = await vm.launchedWithin(seen, LAUNCH_WAIT_MS);
+      log.info(launched ? 'vm started' : 'vm started (no launch line from the guest yet)', { pid: vm.pid, accel, machine, memory_mib: program.memoryMib, vcpus: program.vcpus, endpoint: `${endpoint.host}:${endpoint.port}` });
+      return vm;
+    } catch (err) {
+      await undo();
+      if (err instanceof DriverStartError) throw err;
+      throw new DriverStartError(`qemu: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}
+
+export function vmLaunchOf(program: Program): VmLaunch {
+  if (program.launch.kind !== 'vm') {
+    throw new DriverStartError(`program ${program.name || shortHash(program.hash)} has no VM image: set code (and entrypoint) in its [[programs.local]] entry`);
+  }
+  return program.launch;
+}
+
+/** 'dir' (packed into the initramfs), 'image' (a read-only drive) or 'none'. */
+export async function codeKind(code: string): Promise<'dir' | 'image' | 'none'> {
+  if (code === '') return 'none';
+  try {
+    return (await stat(code)).isDirectory() ? 'dir' : 'image';
+  } catch {
+    throw new DriverStartError(`the program's code ${code} does not exist`);
+  }
+}
+
+export { qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
+export { QmpClient } from './qmp.js';
+export { VmProcess } from './vm-process.js';

@@ -1,0 +1,124 @@
+// A validated PROGRAM message + its fetched files -> a Program the orchestrator boots.
+//
+// VM drivers (the normal path) get a VmLaunch: the code as a folder (zip, plain) or
+// an image (squashfs), which the guest puts at /app, the entrypoint (binary programs listen on
+// 8080), the message's variables as environment, and `aleph` extras: the interface
+// (ASGI programs are served by the runtime), the runtime image and every volume.
+//
+// The process driver runs downloaded code only when the operator allows it
+// (programs.allow_process_for_network) and only inside bubblewrap: a fresh mount,
+// pid, ipc, uts and user namespace holding the host's /usr (read-only), the code at
+// /opt/code (read-only), data and immutable volumes read-only, ephemeral volumes as
+// sized tmpfs, persistent volumes read-write from a per-program host folder. The
+// network is shared (the program listens on $PORT on loopback, where the proxy
+// connects). Binary programs only: ASGI needs the runtime, which only a VM has.
+
+import { constants } from 'node:fs';
+import { access, lstat, readlink } from 'node:fs/promises';
+import path from 'node:path';
+import type { AlephVmVolume, Program, ProcessLaunch, VmLaunch } from '../types.js';
+import type { ProgramSpec } from './message.js';
+
+/** Where the sandbox puts the code (as the reference supervisor's guests do). */
+export const CODE_MOUNT = '/opt/code';
+/** Where this project's guest init puts the code (src/drivers/image/guest-init.ts). */
+export const GUEST_CODE = '/app';
+
+export class LaunchRefused extends Error {
+  override readonly name = 'LaunchRefused';
+}
+
+export interface ProgramFiles {
+  code: string; // folder (zip, plain; squashfs for the process driver) or image (squashfs, VM drivers)
+  runtime: string; // runtime image, '' when not fetched (process driver)
+  volumes: AlephVmVolume[]; // data first, then the message's volumes in order
+}
+
+export function toProgram(spec: ProgramSpec, launch: Program['launch'], codeRef: string): Program {
+  return {
+    hash: spec.hash,
+    name: '',
+    memoryMib: spec.resources.memoryMib,
+    vcpus: spec.resources.vcpus,
+    healthPath: '',
+    requestTimeoutMs: Math.ceil(spec.resources.seconds * 1000),
+    launch,
+    codeRef,
+  };
+}
+
+export function vmLaunch(spec: ProgramSpec, files: ProgramFiles): VmLaunch {
+  const asgi = spec.code.interface === 'asgi';
+  return {
+    kind: 'vm',
+    code: files.code,
+    entrypoint: asgi ? '' : path.posix.join(GUEST_CODE, spec.code.entrypoint),
+    env: { ...spec.variables },
+    kernel: '',
+    initramfs: '',
+    internet: spec.internet,
+    aleph: { interface: spec.code.interface, asgiApp: asgi ? spec.code.entrypoint : '', runtime: files.runtime, volumes: files.volumes },
+  };
+}
+
+/** The sandboxed command for the process driver; throws LaunchRefused when it cannot be sandboxed. */
+export function processLaunch(spec: ProgramSpec, files: ProgramFiles, sandbox: Sandbox): ProcessLaunch {
+  if (spec.code.interface === 'asgi') {
+    throw new LaunchRefused(`ASGI program (${spec.code.entrypoint}) needs its runtime: use a VM driver`);
+  }
+  const args = [
+    sandbox.bwrap, '--die-with-parent', '--unshare-all', '--share-net',
+    ...sandbox.systemBinds,
+    '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp',
+    '--ro-bind', files.code, CODE_MOUNT,
+  ];
+  for (const volume of files.volumes) {
+    if (volume.kind === 'ephemeral') args.push('--size', String(volume.sizeMib * 1024 * 1024), '--tmpfs', volume.mount);
+    else args.push(volume.readOnly ? '--ro-bind' : '--bind', volume.source, volume.mount);
+  }
+  args.push('--chdir', CODE_MOUNT, '--', path.posix.join(CODE_MOUNT, spec.code.entrypoint), ...spec.code.args);
+  return { kind: 'process', command: args, cwd: '/', env: { ...spec.variables } };
+}
+
+export interface Sandbox {
+  bwrap: string;
+  systemBinds: string[];
+}
+
+/** Finds bubblewrap and the host folders a program needs; undefined when bwrap is missing. */
+export async function findSandbox(): Promise<Sandbox | undefined> {
+  const bwrap = await findExecutable('bwrap');
+  if (!bwrap) return undefined;
+  const binds: string[] = [];
+  const bindDirs = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/etc/alternatives', '/etc/ssl', '/etc/ca-certificates'];
+  // The node binary that runs this process, when it lives outside /usr (nvm, /opt).
+  const nodePrefix = path.dirname(path.dirname(process.execPath));
+  if (!nodePrefix.startsWith('/usr') && nodePrefix !== '/') bindDirs.push(nodePrefix);
+  for (const dir of bindDirs) {
+    try {
+      const info = await lstat(dir);
+      if (info.isSymbolicLink()) binds.push('--symlink', await readlink(dir), dir);
+      else if (info.isDirectory()) binds.push('--ro-bind', dir, dir);
+    } catch {
+      // absent on this host
+    }
+  }
+  for (const file of ['/etc/resolv.conf', '/etc/hosts', '/etc/nsswitch.conf', '/etc/passwd', '/etc/group']) {
+    binds.push('--ro-bind-try', file, file);
+  }
+  return { bwrap, systemBinds: binds };
+}
+
+async function findExecutable(name: string): Promise<string | undefined> {
+  for (const dir of (process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin').split(':')) {
+    if (!dir) continue;
+    const candidate = path.join(dir, name);
+    try {
+      await access(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // next
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,281 @@
+// Shape checks for the Aleph messages a node acts on: PROGRAM (content.type =
+// "vm-function") and STORE. Everything arriving from the API is `unknown` until it
+// passes through here; a failed check names the field, so the 404 says what is wrong.
+//
+// Inline messages (item_type = "inline") carry their content as the JSON text
+// `item_content`, whose sha256 is the message's item_hash: that is checked, and
+// the content is parsed from that text (not from the API's decoded `content`), so
+// an API cannot hand us a different program under a known hash. For messages
+// stored elsewhere (item_type storage/ipfs) the decoded `content` is taken as given.
+
+import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
+
+export class MessageError extends Error {
+  override readonly name = 'MessageError';
+}
+
+export type CodeEncoding = 'plain' | 'zip' | 'squashfs';
+export type ProgramInterface = 'asgi' | 'binary';
+
+export interface RefSpec {
+  ref: string; // 64 hex: the hash of a STORE message
+  useLatest: boolean; // follow the newest amend of that STORE message
+}
+
+export interface CodeSpec extends RefSpec {
+  encoding: CodeEncoding;
+  entrypoint: string;
+  interface: ProgramInterface;
+  args: string[];
+}
+
+export interface DataSpec extends RefSpec {
+  encoding: CodeEncoding;
+  mount: string;
+}
+
+export type VolumeSpec =
+  | ({ kind: 'immutable'; mount: string } & RefSpec)
+  | { kind: 'ephemeral'; mount: string; sizeMib: number }
+  | { kind: 'persistent'; mount: string; name: string; persistence: 'host' | 'store'; sizeMib: number };
+
+export interface ProgramSpec {
+  hash: string;
+  sender: string;
+  time: number;
+  code: CodeSpec;
+  runtime: RefSpec & { comment: string };
+  data: DataSpec | undefined;
+  volumes: VolumeSpec[];
+  variables: Record<string, string>;
+  resources: { vcpus: number; memoryMib: number; seconds: number };
+  internet: boolean;
+  allowAmend: boolean;
+  replaces: string | undefined;
+}
+
+export interface StoreSpec {
+  hash: string;
+  sender: string;
+  time: number;
+  itemType: 'storage' | 'ipfs';
+  itemHash: string; // sha256 hex (storage) or an IPFS CID
+  ref: string | undefined; // the STORE message this one amends
+  size: number | undefined;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const CID = /^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{50,120})$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const ENCODINGS: readonly CodeEncoding[] = ['plain', 'zip', 'squashfs'];
+
+type Obj = Record<string, unknown>;
+
+function isObj(value: unknown): value is Obj {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A reader that names the field of every failure. */
+class Fields {
+  constructor(private readonly obj: Obj, private readonly where: string) {}
+
+  fail(key: string, message: string): never {
+    throw new MessageError(`${this.where}${key}: ${message}`);
+  }
+  entries(): [string, unknown][] {
+    return Object.entries(this.obj);
+  }
+  has(key: string): boolean {
+    return this.obj[key] !== undefined && this.obj[key] !== null;
+  }
+  object(key: string): Fields {
+    const value = this.obj[key];
+    if (!isObj(value)) this.fail(key, 'expected an object');
+    return new Fields(value, `${this.where}${key}.`);
+  }
+  optObject(key: string): Fields | undefined {
+    return this.has(key) ? this.object(key) : undefined;
+  }
+  string(key: string, fallback?: string): string {
+    const value = this.obj[key];
+    if ((value === undefined || value === null) && fallback !== undefined) return fallback;
+    if (typeof value !== 'string') this.fail(key, 'expected a string');
+    return value;
+  }
+  hash(key: string): string {
+    const value = this.string(key);
+    if (!HEX64.test(value)) this.fail(key, 'expected a 64-hex item hash');
+    return value;
+  }
+  bool(key: string, fallback: boolean): boolean {
+    const value = this.obj[key];
+    if (value === undefined || value === null) return fallback;
+    if (typeof value !== 'boolean') this.fail(key, 'expected true or false');
+    return value;
+  }
+  number(key: string, { min, max, int, fallback }: { min: number; max: number; int?: boolean; fallback?: number }): number {
+    const value = this.obj[key];
+    if ((value === undefined || value === null) && fallback !== undefined) return fallback;
+    if (typeof value !== 'number' || !Number.isFinite(value)) this.fail(key, 'expected a number');
+    if (int && !Number.isInteger(value)) this.fail(key, 'expected an integer');
+    if (value < min || value > max) this.fail(key, `${value} is out of range ${min}..${max}`);
+    return value;
+  }
+  array(key: string): unknown[] {
+    const value = this.obj[key];
+    if (value === undefined || value === null) return [];
+    if (!Array.isArray(value)) this.fail(key, 'expected an array');
+    return value;
+  }
+  mount(key: string): string {
+    const value = this.string(key);
+    if (!value.startsWith('/') || value.includes('\0') || posix.normalize(value) !== value || value.split('/').includes('..') || value === '/') {
+      this.fail(key, `"${value}" is not a normalized absolute mount point`);
+    }
+    return value;
+  }
+  refSpec(): RefSpec {
+    return { ref: this.hash('ref'), useLatest: this.bool('use_latest', false) };
+  }
+  encoding(key: string): CodeEncoding {
+    const value = this.string(key);
+    if (!(ENCODINGS as readonly string[]).includes(value)) this.fail(key, `unsupported encoding "${value}"`);
+    return value as CodeEncoding;
+  }
+}
+
+/** The decoded content of a message, integrity-checked for inline messages. */
+function contentOf(message: Obj, hash: string): Obj {
+  const itemType = message.item_type ?? 'inline';
+  if (itemType === 'inline') {
+    const text = message.item_content;
+    if (typeof text !== 'string') throw new MessageError('item_content: missing for an inline message');
+    const digest = createHash('sha256').update(text).digest('hex');
+    if (digest !== hash) throw new MessageError('item_content does not hash to the item_hash');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new MessageError('item_content: not JSON');
+    }
+    if (!isObj(parsed)) throw new MessageError('item_content: expected an object');
+    return parsed;
+  }
+  if (itemType !== 'storage' && itemType !== 'ipfs') throw new MessageError(`item_type: unsupported "${String(itemType)}"`);
+  if (!isObj(message.content)) throw new MessageError('content: expected an object');
+  return message.content;
+}
+
+function envelope(message: unknown, hash: string, type: string): { content: Fields; sender: string; time: number } {
+  if (!isObj(message)) throw new MessageError('expected a message object');
+  const top = new Fields(message, '');
+  if (top.string('item_hash') !== hash) top.fail('item_hash', 'does not match the requested hash');
+  if (top.string('type') !== type) top.fail('type', `expected ${type}, got ${String(message.type)}`);
+  const sender = top.string('sender');
+  const time = top.number('time', { min: 0, max: Number.MAX_SAFE_INTEGER, fallback: 0 });
+  return { content: new Fields(contentOf(message, hash), 'content.'), sender, time };
+}
+
+/** Validates a PROGRAM message for `hash`; throws MessageError naming the bad field. */
+export function parseProgramMessage(message: unknown, hash: string): ProgramSpec {
+  const { content: c, sender, time } = envelope(message, hash, 'PROGRAM');
+  const type = c.string('type');
+  if (type !== 'vm-function') c.fail('type', `expected "vm-function", got "${type}"`);
+
+  const codeFields = c.object('code');
+  const entrypoint = codeFields.string('entrypoint');
+  if (entrypoint === '' || entrypoint.includes('\0')) codeFields.fail('entrypoint', 'must not be empty');
+  // As the reference supervisor decides it: "module:app" is ASGI, anything else an executable.
+  const declared = codeFields.string('interface', '');
+  if (declared !== '' && declared !== 'asgi' && declared !== 'binary' && declared !== 'executable') codeFields.fail('interface', `unsupported "${declared}"`);
+  const iface: ProgramInterface = declared === 'asgi' || (declared === '' && entrypoint.includes(':')) ? 'asgi' : 'binary';
+  if (iface === 'binary' && (entrypoint.startsWith('/') || posix.normalize(entrypoint).startsWith('..'))) {
+    codeFields.fail('entrypoint', 'must be a path inside the code');
+  }
+  const args = codeFields.array('args').map((a) => (typeof a === 'string' ? a : codeFields.fail('args', 'expected strings')));
+  const code: CodeSpec = { ...codeFields.refSpec(), encoding: codeFields.encoding('encoding'), entrypoint, interface: iface, args };
+
+  const r = c.object('runtime');
+  const runtime = { ...r.refSpec(), comment: r.string('comment', '') };
+
+  const d = c.optObject('data');
+  const data: DataSpec | undefined = d ? { ...d.refSpec(), encoding: d.encoding('encoding'), mount: d.mount('mount') } : undefined;
+
+  const volumes = c.array('volumes').map((raw, index): VolumeSpec => {
+    if (!isObj(raw)) return c.fail(`volumes[${index}]`, 'expected an object');
+    const v = new Fields(raw, `content.volumes[${index}].`);
+    const mount = v.mount('mount');
+    if (v.has('ref')) return { kind: 'immutable', mount, ...v.refSpec() };
+    if (v.bool('ephemeral', false)) return { kind: 'ephemeral', mount, sizeMib: v.number('size_mib', { min: 1, max: 1 << 20, int: true }) };
+    if (v.has('persistence')) {
+      const persistence = v.string('persistence');
+      if (persistence !== 'host' && persistence !== 'store') v.fail('persistence', `unsupported "${persistence}"`);
+      const name = v.string('name');
+      if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) v.fail('name', `"${name}" is not a volume name`);
+      return { kind: 'persistent', mount, name, persistence: persistence as 'host' | 'store', sizeMib: v.number('size_mib', { min: 1, max: 1 << 20, int: true }) };
+    }
+    return v.fail('mount', 'a volume needs a ref, ephemeral = true or a persistence');
+  });
+  const mounts = new Set<string>();
+  for (const m of [...volumes.map((v) => v.mount), ...(data ? [data.mount] : [])]) {
+    if (mounts.has(m)) c.fail('volumes', `mount point ${m} used twice`);
+    mounts.add(m);
+  }
+
+  const variables: Record<string, string> = {};
+  const vars = c.optObject('variables');
+  if (vars) {
+    for (const [name, value] of vars.entries()) {
+      if (!ENV_NAME.test(name)) vars.fail(name, 'not a valid variable name');
+      if (typeof value !== 'string' || value.includes('\0')) return vars.fail(name, 'expected a string');
+      variables[name] = value;
+    }
+  }
+
+  const res = c.object('resources');
+  const resources = {
+    vcpus: res.number('vcpus', { min: 1, max: 64, int: true, fallback: 1 }),
+    memoryMib: res.number('memory', { min: 1, max: 1 << 20, int: true, fallback: 128 }),
+    seconds: res.number('seconds', { min: 0.001, max: 86_400, fallback: 30 }),
+  };
+  const env = c.optObject('environment');
+  const replaces = c.has('replaces') ? c.string('replaces') : undefined;
+  return {
+    hash, sender, time, code, runtime, data, volumes, variables, resources,
+    internet: env?.bool('internet', false) ?? false,
+    allowAmend: c.bool('allow_amend', false),
+    replaces: replaces !== undefined && HEX64.test(replaces) ? replaces : undefined,
+  };
+}
+
+/** Validates a STORE message for `hash`. */
+export function parseStoreMessage(message: unknown, hash: string): StoreSpec {
+  const { content: c, sender, time } = envelope(message, hash, 'STORE');
+  const itemType = c.string('item_type');
+  if (itemType !== 'storage' && itemType !== 'ipfs') c.fail('item_type', `unsupported "${itemType}"`);
+  const itemHash = c.string('item_hash');
+  if (itemType === 'storage' && !HEX64.test(itemHash)) c.fail('item_hash', 'expected a 64-hex sha256');
+  if (itemType === 'ipfs' && !CID.test(itemHash)) c.fail('item_hash', 'expected an IPFS CID');
+  const ref = c.has('ref') ? c.string('ref') : undefined;
+  const size = c.has('size') ? c.number('size', { min: 0, max: Number.MAX_SAFE_INTEGER, int: true }) : undefined;
+  return { hash, sender, time, itemType: itemType as StoreSpec['itemType'], itemHash, ref: ref !== undefined && HEX64.test(ref) ? ref : undefined, size };
+}
+
+/** Hashes a message on the stream touches: its own, what it amends, what it forgets. */
+export function touchedHashes(message: unknown): { type: string; hash: string; touches: string[] } | undefined {
+  if (!isObj(message) || typeof message.item_hash !== 'string' || typeof message.type !== 'string') return undefined;
+  let content: unknown = message.content;
+  if (!isObj(content) && typeof message.item_content === 'string') {
+    try { content = JSON.parse(message.item_content); } catch { content = undefined; }
+  }
+  const touches: string[] = [];
+  if (isObj(content)) {
+    if (typeof content.ref === 'string' && HEX64.test(content.ref)) touches.push(content.ref);
+    if (typeof content.replaces === 'string' && HEX64.test(content.replaces)) touches.push(content.replaces);
+    if (message.type === 'FORGET' && Array.isArray(content.hashes)) {
+      for (const h of content.hashes) if (typeof h === 'string' && HEX64.test(h)) touches.push(h);
+    }
+  }
+  return { type: message.type, hash: message.item_hash, touches };
+}

@@ -1,0 +1,296 @@
+// programs.source = "aleph": a program hash is the item hash of a PROGRAM message.
+// resolve(hash):
+//   1. the PROGRAM message: from the on-disk message cache (messages are immutable),
+//      else GET messages.json?hashes=<hash>; validated (message.ts). Unknown or
+//      malformed -> NotFoundError (404) with the reason.
+//   2. each ref (code, data, immutable volumes; the runtime for VM drivers) names a
+//      STORE message (cached like the program's); `use_latest` follows its newest
+//      amend by the same sender, asked of the API at every boot.
+//   3. the blobs those STORE messages name: downloaded into the artifact cache
+//      (download.ts, cache.ts), unpacked where the driver needs a folder (unpack.ts).
+//   4. mapped to a Launch for the configured driver (launch.ts).
+// Fetch failures are BootFailedError (502) with the reason, after the downloader's retries.
+
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { BootFailedError, NotFoundError, createLogger, shortHash } from '../../common/index.js';
+import type { AlephProgramsSettings } from '../../config/types.js';
+import type { MetricsRegistry } from '../../metrics/index.js';
+import type { AlephVmVolume, Program, ProgramSource } from '../types.js';
+import { ArtifactCache } from './cache.js';
+import { AlephClient, FetchError } from './client.js';
+import { Downloader, type Artifact } from './download.js';
+import { findSandbox, LaunchRefused, processLaunch, toProgram, vmLaunch, type ProgramFiles, type Sandbox } from './launch.js';
+import { MessageError, parseProgramMessage, parseStoreMessage, touchedHashes, type CodeEncoding, type ProgramSpec, type RefSpec, type StoreSpec } from './message.js';
+import { unpack } from './unpack.js';
+
+const log = createLogger('programs.aleph');
+/** How much larger than its archive cap an unpacked archive may be. */
+const UNPACK_FACTOR = 16;
+
+export interface AlephSourceOptions {
+  api: string;
+  settings: AlephProgramsSettings;
+  /** orchestrator.driver: "process" gets a sandboxed ProcessLaunch, others a VmLaunch. */
+  driver: string;
+  metrics?: MetricsRegistry;
+  /** First retry delay of downloads and API calls (tests). Default 250 ms. */
+  retryBaseMs?: number;
+}
+
+interface Resolved {
+  program: Program;
+  /** Hashes whose amend or forget makes this program stale. */
+  watch: Set<string>;
+}
+
+export class AlephProgramSource implements ProgramSource {
+  readonly client: AlephClient;
+  readonly cache: ArtifactCache;
+  private readonly downloader: Downloader;
+  private readonly messagesDir: string;
+  private readonly settings: AlephProgramsSettings;
+  private readonly driver: string;
+  private sandbox: Sandbox | undefined;
+  private readonly inflight = new Map<string, Promise<Program>>();
+  private readonly resolved = new Map<string, Resolved>();
+  /** Newest amend seen per use_latest ref: used when the API cannot be asked. */
+  private readonly latest = new Map<string, string>();
+
+  private constructor(options: AlephSourceOptions) {
+    this.settings = options.settings;
+    this.driver = options.driver;
+    this.client = new AlephClient({ api: options.api, timeoutMs: Math.min(options.settings.downloadTimeoutMs, 15_000) });
+    this.cache = new ArtifactCache(options.settings.cacheDir, options.settings.cacheMaxBytes);
+    this.messagesDir = path.join(options.settings.cacheDir, 'messages');
+    this.downloader = new Downloader({
+      cache: this.cache,
+      storageUrl: (item) => this.client.rawUrl(item),
+      ipfsGateway: options.settings.ipfsGateway,
+      timeoutMs: options.settings.downloadTimeoutMs,
+      retries: options.settings.downloadRetries,
+      retryBaseMs: options.retryBaseMs,
+      metrics: options.metrics,
+    });
+  }
+
+  static async create(options: AlephSourceOptions): Promise<AlephProgramSource> {
+    const source = new AlephProgramSource(options);
+    await source.cache.init();
+    await mkdir(source.messagesDir, { recursive: true });
+    if (source.driver === 'process') {
+      source.sandbox = await findSandbox();
+      if (options.settings.allowProcessForNetwork && !source.sandbox) {
+        log.warn('allow_process_for_network is set but bubblewrap (bwrap) is not installed: programs will be refused');
+      }
+    }
+    return source;
+  }
+
+  resolve(hash: string): Promise<Program> {
+    let pending = this.inflight.get(hash);
+    if (!pending) {
+      pending = this.load(hash).finally(() => this.inflight.delete(hash));
+      this.inflight.set(hash, pending);
+    }
+    return pending;
+  }
+
+  known(): Program[] {
+    return [...this.resolved.values()].map((r) => r.program);
+  }
+
+  /**
+   * A message from the API's stream: the programs (resolved on this node) it makes
+   * stale, to be drained. A FORGET also drops the forgotten messages from the cache.
+   */
+  async affected(message: unknown): Promise<string[]> {
+    const info = touchedHashes(message);
+    if (!info || info.touches.length === 0) return [];
+    if (info.type === 'FORGET') {
+      for (const hash of info.touches) await rm(this.messageFile(hash), { force: true });
+    }
+    const stale: string[] = [];
+    for (const [hash, entry] of this.resolved) {
+      if (info.touches.some((t) => entry.watch.has(t))) stale.push(hash);
+    }
+    if (info.type === 'FORGET') for (const hash of stale) if (info.touches.includes(hash)) this.resolved.delete(hash);
+    return stale;
+  }
+
+  private async load(hash: string): Promise<Program> {
+    const spec = await this.programSpec(hash);
+    if (this.driver === 'process') {
+      if (!this.settings.allowProcessForNetwork) {
+        throw new BootFailedError('programs from the Aleph network run in a VM driver; the process driver needs programs.allow_process_for_network = true and bubblewrap');
+      }
+      if (!this.sandbox) throw new BootFailedError('refusing to run downloaded code without a sandbox: bubblewrap (bwrap) is not installed');
+      if (spec.code.interface === 'asgi') throw new BootFailedError(`ASGI program (${spec.code.entrypoint}) needs its runtime: use a VM driver`);
+    }
+    const watch = new Set<string>([hash]);
+    const pinned: string[] = [];
+    try {
+      const fetchRef = async (kind: Artifact['kind'], ref: RefSpec, maxBytes: number): Promise<{ store: StoreSpec; folder: string }> => {
+        const store = await this.storeFor(ref, kind, spec.sender);
+        watch.add(ref.ref).add(store.hash);
+        // Pinned before the download: nothing this boot needs is evicted to make room for the rest.
+        this.cache.pin(store.itemHash);
+        pinned.push(store.itemHash);
+        let folder: string;
+        try {
+          folder = await this.downloader.fetch({ kind, itemType: store.itemType, itemHash: store.itemHash, maxBytes });
+        } catch (error) {
+          throw this.fetchFailure(`could not download the ${kind} (${shortHash(store.itemHash)})`, error);
+        }
+        return { store, folder };
+      };
+      const asFolder = async (key: string, encoding: CodeEncoding, maxBytes: number, fileName?: string): Promise<string> => {
+        try {
+          return await unpack(this.cache, { key, encoding, fileName, maxBytes: maxBytes * UNPACK_FACTOR });
+        } catch (error) {
+          throw this.fetchFailure('could not unpack', error);
+        }
+      };
+      const processDriver = this.driver === 'process';
+      const s = this.settings;
+
+      const code = await fetchRef('code', spec.code, s.maxCodeBytes);
+      let codePath: string;
+      if (spec.code.encoding === 'squashfs' && !processDriver) codePath = path.join(code.folder, 'blob');
+      else {
+        const fileName = spec.code.encoding !== 'plain' ? undefined : spec.code.interface === 'asgi' ? `${spec.code.entrypoint.split(':')[0]}.py` : spec.code.entrypoint;
+        codePath = await asFolder(code.store.itemHash, spec.code.encoding, s.maxCodeBytes, fileName);
+      }
+
+      const volumes: AlephVmVolume[] = [];
+      if (spec.data) {
+        const data = await fetchRef('data', spec.data, s.maxDataBytes);
+        const source = spec.data.encoding === 'squashfs' && !processDriver
+          ? path.join(data.folder, 'blob')
+          : await asFolder(data.store.itemHash, spec.data.encoding, s.maxDataBytes, 'data');
+        volumes.push({ mount: spec.data.mount, kind: 'data', source, sizeMib: 0, readOnly: true });
+      }
+      for (const volume of spec.volumes) {
+        if (volume.kind === 'immutable') {
+          const fetched = await fetchRef('volume', volume, s.maxVolumeBytes);
+          const source = processDriver ? await asFolder(fetched.store.itemHash, 'squashfs', s.maxVolumeBytes) : path.join(fetched.folder, 'blob');
+          volumes.push({ mount: volume.mount, kind: 'immutable', source, sizeMib: 0, readOnly: true });
+        } else if (volume.kind === 'ephemeral') {
+          volumes.push({ mount: volume.mount, kind: 'ephemeral', source: '', sizeMib: volume.sizeMib, readOnly: false });
+        } else {
+          // persistence "store" is not implemented by the reference either: kept on the host like "host".
+          const folder = path.join(s.volumesDir, hash, volume.name);
+          await mkdir(folder, { recursive: true });
+          volumes.push({ mount: volume.mount, kind: 'persistent', source: folder, sizeMib: volume.sizeMib, readOnly: false });
+        }
+      }
+      let runtime = '';
+      if (!processDriver) runtime = path.join((await fetchRef('runtime', spec.runtime, s.maxRuntimeBytes)).folder, 'blob');
+
+      const files: ProgramFiles = { code: codePath, runtime, volumes };
+      let launch: Program['launch'];
+      try {
+        launch = processDriver ? processLaunch(spec, files, this.sandbox!) : vmLaunch(spec, files);
+      } catch (error) {
+        if (error instanceof LaunchRefused) throw new BootFailedError(error.message);
+        throw error;
+      }
+      const program = toProgram(spec, launch, spec.code.ref);
+      this.resolved.set(hash, { program, watch });
+      log.info('program resolved', { hash: shortHash(hash), code: shortHash(code.store.itemHash), driver: this.driver });
+      return program;
+    } finally {
+      for (const key of pinned) this.cache.unpin(key);
+    }
+  }
+
+  private fetchFailure(what: string, error: unknown): Error {
+    if (error instanceof NotFoundError || error instanceof BootFailedError) return error;
+    const reason = error instanceof FetchError || error instanceof Error ? error.message : String(error);
+    return new BootFailedError(`${what}: ${reason}`, { cause: error });
+  }
+
+  private async programSpec(hash: string): Promise<ProgramSpec> {
+    const raw = await this.message(hash, 'program message');
+    try {
+      return parseProgramMessage(raw, hash);
+    } catch (error) {
+      if (error instanceof MessageError) {
+        await rm(this.messageFile(hash), { force: true });
+        throw new NotFoundError(`malformed program message ${shortHash(hash)}: ${error.message}`);
+      }
+      throw error;
+    }
+  }
+
+  /** The STORE message a ref resolves to (its newest amend with use_latest). */
+  private async storeFor(ref: RefSpec, kind: string, owner: string): Promise<StoreSpec> {
+    const original = await this.store(ref.ref, kind);
+    if (!ref.useLatest) return original;
+    let newest: unknown;
+    try {
+      newest = await this.client.latestAmend(ref.ref, original.sender || owner);
+    } catch (error) {
+      const known = this.latest.get(ref.ref);
+      if (known) {
+        log.warn('Aleph API unreachable, using the last known amend', { ref: shortHash(ref.ref), amend: shortHash(known) });
+        return this.store(known, kind);
+      }
+      throw this.fetchFailure(`could not look up the latest ${kind}`, error);
+    }
+    if (newest === undefined) return original;
+    const hash = String((newest as { item_hash?: unknown }).item_hash);
+    let amend: StoreSpec;
+    try {
+      amend = parseStoreMessage(newest, hash);
+    } catch (error) {
+      throw new NotFoundError(`malformed amend of the ${kind} ${shortHash(ref.ref)}: ${(error as Error).message}`);
+    }
+    if (amend.ref !== ref.ref) return original;
+    await this.saveMessage(hash, newest);
+    this.latest.set(ref.ref, hash);
+    return amend.time >= original.time ? amend : original;
+  }
+
+  private async store(hash: string, kind: string): Promise<StoreSpec> {
+    const raw = await this.message(hash, `${kind} STORE message`);
+    try {
+      return parseStoreMessage(raw, hash);
+    } catch (error) {
+      if (error instanceof MessageError) {
+        await rm(this.messageFile(hash), { force: true });
+        throw new NotFoundError(`malformed ${kind} STORE message ${shortHash(hash)}: ${error.message}`);
+      }
+      throw error;
+    }
+  }
+
+  /** A message by hash: the disk cache, else the API (then cached). */
+  private async message(hash: string, what: string): Promise<unknown> {
+    try {
+      return JSON.parse(await readFile(this.messageFile(hash), 'utf8'));
+    } catch {
+      // not cached (or unreadable): ask the API
+    }
+    let raw: unknown;
+    try {
+      raw = await this.client.message(hash);
+    } catch (error) {
+      throw this.fetchFailure(`could not fetch the ${what}`, error);
+    }
+    if (raw === undefined) throw new NotFoundError(`no ${what} ${shortHash(hash)} on the Aleph network`);
+    await this.saveMessage(hash, raw);
+    return raw;
+  }
+
+  private async saveMessage(hash: string, raw: unknown): Promise<void> {
+    const file = this.messageFile(hash);
+    const temp = `${file}.${process.pid}.tmp`;
+    await writeFile(temp, JSON.stringify(raw));
+    await rename(temp, file);
+  }
+
+  private messageFile(hash: string): string {
+    return path.join(this.messagesDir, `${hash}.json`);
+  }
+}

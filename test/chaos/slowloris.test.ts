@@ -1,0 +1,103 @@
+// Slowloris: hundreds of TLS connections sending their request head one byte at a
+// time, plus TCP connections that never start a TLS handshake. Pass: normal requests
+// keep being served (all 200, bounded latency), and the node cuts the slow
+// connections once server.limits.headers_timeout has passed.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import tls from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import { example } from '../helpers/paths.js';
+import { programHash } from '../helpers/node.js';
+import { get, openFds, rssMiB, sleep, startCliNode, type CliNode } from './harness.js';
+
+const SLOW_TLS = Number(process.env.CHAOS_SLOWLORIS_CONNECTIONS ?? 300);
+const SLOW_TCP = 100;
+const HEADERS_TIMEOUT_S = 2;
+
+describe('slowloris', () => {
+  let node: CliNode;
+  const counter = programHash('counter');
+
+  before(async () => {
+    node = await startCliNode({
+      programs: [{ name: 'counter', script: example('counter') }],
+      server: ['[server.limits]', `headers_timeout = "${HEADERS_TIMEOUT_S}s"`],
+    });
+    assert.equal((await get(node, `/vm/${counter}/state/increment`)).status, 200); // warm
+  });
+
+  after(async () => {
+    assert.equal(await node.stop(), 0);
+  });
+
+  it(`${SLOW_TLS} byte-by-byte TLS clients and ${SLOW_TCP} silent TCP clients do not stop normal requests`, async () => {
+    const pid = node.child.pid!;
+    const fdsBefore = openFds(pid);
+    const started = performance.now();
+    const cutAfter: number[] = [];
+    const sockets: net.Socket[] = [];
+    const head = `GET /vm/${counter}/state HTTP/1.1\r\nHost: ${node.domain}\r\nX-Slow: ${'s'.repeat(4000)}\r\n\r\n`;
+    let stopDripping = false;
+    // Open the slow TLS connections (in batches: the handshakes are real work).
+    for (let i = 0; i < SLOW_TLS; i += 50) {
+      await Promise.all(Array.from({ length: Math.min(50, SLOW_TLS - i) }, () => new Promise<void>((resolve) => {
+        const socket = tls.connect({ host: '127.0.0.1', port: node.httpsPort, servername: node.domain, ca: node.ca });
+        sockets.push(socket);
+        socket.on('error', () => undefined);
+        socket.resume(); // read the node's 408 and its close
+        socket.once('close', () => cutAfter.push((performance.now() - started) / 1000));
+        socket.once('secureConnect', () => {
+          resolve();
+          let offset = 0;
+          const drip = () => {
+            if (stopDripping || socket.destroyed || offset >= head.length) return;
+            socket.write(head[offset++]!);
+            setTimeout(drip, 100);
+          };
+          drip();
+        });
+        socket.once('error', () => resolve());
+      })));
+    }
+    for (let i = 0; i < SLOW_TCP; i++) {
+      const socket = net.connect(node.httpsPort, '127.0.0.1');
+      socket.on('error', () => undefined);
+      sockets.push(socket);
+    }
+    await sleep(300);
+    const peakFds = openFds(pid);
+    // Normal traffic while the slow clients hold their connections.
+    const latencies: number[] = [];
+    const codes = new Map<number | string, number>();
+    const until = performance.now() + (HEADERS_TIMEOUT_S + 1.5) * 1000;
+    while (performance.now() < until) {
+      const t0 = performance.now();
+      let key: number | string;
+      try {
+        key = (await get(node, `/vm/${counter}/state/increment`, { timeoutMs: 5000 })).status;
+      } catch (error) {
+        key = (error as Error).message;
+      }
+      latencies.push(performance.now() - t0);
+      codes.set(key, (codes.get(key) ?? 0) + 1);
+      await sleep(20);
+    }
+    // Wait for the node to cut the slow TLS clients (headers_timeout).
+    const deadline = performance.now() + 15_000;
+    while (cutAfter.length < SLOW_TLS && performance.now() < deadline) await sleep(100);
+    stopDripping = true;
+    for (const socket of sockets) socket.destroy();
+    latencies.sort((a, b) => a - b);
+    const p = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!.toFixed(0);
+    const cut = [...cutAfter].sort((a, b) => a - b);
+    await sleep(500);
+    process.stdout.write(`# slowloris: ${SLOW_TLS} TLS + ${SLOW_TCP} TCP slow clients, fds ${fdsBefore} -> ${peakFds} -> ${openFds(pid)}; ` +
+      `normal requests ${latencies.length}: ${JSON.stringify(Object.fromEntries(codes))}, p50 ${p(0.5)} ms, p99 ${p(0.99)} ms, max ${latencies.at(-1)!.toFixed(0)} ms; ` +
+      `slow TLS clients cut by the node: ${cut.length}/${SLOW_TLS}, first ${cut[0]?.toFixed(1)} s, last ${cut.at(-1)?.toFixed(1)} s (headers_timeout ${HEADERS_TIMEOUT_S} s); node RSS ${rssMiB(pid).toFixed(0)} MiB\n`);
+    assert.deepEqual([...codes.keys()], [200]);
+    assert.ok(latencies.at(-1)! < 2000, `max latency ${latencies.at(-1)} ms`);
+    assert.equal(cut.length, SLOW_TLS, 'every slow client was cut');
+    assert.ok(cut.at(-1)! < HEADERS_TIMEOUT_S + 8, `last cut after ${cut.at(-1)} s`);
+    assert.equal(node.child.exitCode, null);
+  });
+});

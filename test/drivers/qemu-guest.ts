@@ -1,0 +1,90 @@
+// Shared set-up for the VM tests: the guest kernel (downloaded once into the cache
+// by .ci/setup.d/vm.sh, or here on first use), a base initramfs built for the
+// test run, a guest program (busybox httpd + a CGI script), and process checks.
+
+import { execFileSync } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildBaseInitramfs, ensureKernel, type KernelFiles } from '../../src/drivers/image/index.js';
+import { findExecutable } from '../../src/drivers/qemu/checks.js';
+
+export interface GuestSetup {
+  kernel: KernelFiles;
+  initramfs: string;
+  dir: string;
+}
+
+/** Why the VM tests cannot run here, or '' when they can. */
+export function qemuSkipReason(): string {
+  if (!findExecutable('qemu-system-x86_64')) return 'qemu-system-x86_64 is not installed (.ci/setup.d/vm.sh installs qemu-system-x86)';
+  try {
+    const head = readFileSync('/bin/busybox').subarray(0, 4);
+    if (head.readUInt32BE(0) !== 0x7f454c46) return '/bin/busybox is not an ELF binary';
+  } catch {
+    return '/bin/busybox is missing (install busybox-static)';
+  }
+  return '';
+}
+
+/** Kernel from the cache (downloading it if needed) and a fresh base initramfs. */
+export async function guestSetup(): Promise<GuestSetup> {
+  const kernel = await ensureKernel();
+  const dir = await mkdtemp(join(tmpdir(), 'aleph-edge-test-vm-'));
+  const initramfs = join(dir, 'initramfs.cpio');
+  await writeFile(initramfs, await buildBaseInitramfs({ modulesDir: kernel.modulesDir }));
+  return { kernel, initramfs, dir };
+}
+
+/**
+ * A guest program: busybox httpd on :8080 (or $ALEPH_HTTP_LISTEN, which the fake
+ * firecracker sets) serving www/, with a CGI that shows the program's variables.
+ */
+export async function writeGuestProgram(dir: string): Promise<string> {
+  const code = join(dir, 'code');
+  await mkdir(join(code, 'www', 'cgi-bin'), { recursive: true });
+  await writeFile(join(code, 'start'), '#!/bin/sh\necho "guest program starting"\nexec httpd -f -p "${ALEPH_HTTP_LISTEN:-8080}" -h "${ALEPH_GUEST_ROOT}/app/www"\n');
+  await chmod(join(code, 'start'), 0o755);
+  await writeFile(join(code, 'www', 'index.html'), 'hello from the guest\n');
+  await writeFile(join(code, 'www', 'cgi-bin', 'env'), '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\necho "GREETING=$GREETING"\necho "QUOTED=$QUOTED"\n');
+  await chmod(join(code, 'www', 'cgi-bin', 'env'), 0o755);
+  return code;
+}
+
+/** Live (non-zombie) processes whose command line contains `marker`. */
+export function processesWith(marker: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const state = /^State:\s+(\S)/m.exec(readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1];
+      if (state === 'Z') continue;
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(marker)) found.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+/** True when `ip netns` and tap devices can be used (root, iproute2, /dev/net/tun). */
+export function netnsSkipReason(): string {
+  if (!isRoot()) return 'needs root (CI runs as root)';
+  if (!findExecutable('ip')) return 'iproute2 (ip) is not installed';
+  try {
+    readdirSync('/dev/net');
+  } catch {
+    return '/dev/net/tun is missing';
+  }
+  try {
+    execFileSync('ip', ['netns', 'list'], { stdio: 'ignore' });
+  } catch {
+    return '`ip netns` does not work here';
+  }
+  return '';
+}

@@ -1,0 +1,280 @@
+// The qemu driver booting real VMs under TCG (no KVM needed): through the whole node
+// (TLS, routing, orchestrator, proxy) into busybox httpd inside the guest, stopped
+// after idle_timeout, with no qemu process or temp file left behind.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { AlephEdgeNode } from '../../src/app/index.js';
+import { setLogLevel } from '../../src/common/index.js';
+import { ConfigError, loadConfig, parseConfig } from '../../src/config/index.js';
+import { createDriver, DriverStartError, NetworkPool, waitForHttp } from '../../src/drivers/index.js';
+import { encodeCpio, envScript } from '../../src/drivers/image/index.js';
+import { moduleDepends } from '../../src/drivers/image/initramfs.js';
+import { qemuArgs, QemuDriver } from '../../src/drivers/qemu/index.js';
+import { programHash, request, until, type TestNode } from '../helpers/node.js';
+import { httpGet, makeProgram, nextSlot } from './helpers.js';
+import { guestSetup, netnsSkipReason, processesWith, qemuSkipReason, writeGuestProgram, type GuestSetup } from './qemu-guest.js';
+
+if (!process.env.ALEPH_EDGE_LOG) setLogLevel('warn');
+
+describe('qemu command line', () => {
+  it('microvm with user networking: virtio-mmio devices, loopback-only port forward, no route out', () => {
+    const args = qemuArgs({
+      machine: 'microvm', accel: 'tcg', memoryMib: 256, vcpus: 2, kernel: '/k', initrd: '/i', kernelArgs: ['aleph.ip=10.0.2.15/24'],
+      qmpSocket: '/run/q.sock', net: { mode: 'user', hostPort: 4567, internet: false },
+    });
+    const joined = args.join(' ');
+    assert.match(joined, /-M microvm/);
+    assert.match(joined, /-accel tcg -cpu max -m 256 -smp 2/);
+    assert.match(joined, /-netdev user,id=n0,restrict=on,hostfwd=tcp:127\.0\.0\.1:4567-:8080/);
+    assert.match(joined, /-device virtio-net-device,netdev=n0/);
+    assert.match(joined, /-qmp unix:\/run\/q\.sock,server=on,wait=off/);
+    assert.ok(args.includes('-no-reboot'));
+    assert.match(args[args.indexOf('-append') + 1]!, /console=ttyS0 .*aleph\.ip=10\.0\.2\.15\/24$/);
+  });
+
+  it('q35 with a tap device, KVM and a read-only code drive', () => {
+    const joined = qemuArgs({
+      machine: 'q35', accel: 'kvm', memoryMib: 128, vcpus: 1, kernel: '/k', initrd: '/i', kernelArgs: [],
+      qmpSocket: '/q', net: { mode: 'tap', tap: 'aetap3' }, codeDrive: '/code.img',
+    }).join(' ');
+    assert.match(joined, /-M q35 -accel kvm -cpu host/);
+    assert.match(joined, /-netdev tap,id=n0,ifname=aetap3,script=no,downscript=no -device virtio-net-pci,netdev=n0/);
+    assert.match(joined, /-drive file=\/code\.img,if=none,id=code,format=raw,readonly=on -device virtio-blk-pci,drive=code/);
+  });
+});
+
+describe('guest image pieces', () => {
+  it('quotes variables for the guest shell and refuses names it cannot export', () => {
+    assert.equal(envScript({ A: "it's", B: 'x y $z' }), `export A='it'\\''s'\nexport B='x y $z'\n`);
+    assert.throws(() => envScript({ 'BAD-NAME': '1' }), /cannot be passed/);
+  });
+
+  it('writes newc archives that cpio reads back', async (t) => {
+    const archive = encodeCpio([
+      { type: 'dir', path: 'app' },
+      { type: 'file', path: 'app/start', mode: 0o755, data: Buffer.from('#!/bin/sh\n') },
+      { type: 'symlink', path: 'app/link', target: 'start' },
+    ]);
+    assert.equal(archive.length % 4, 0);
+    const { spawnSync } = await import('node:child_process');
+    const listed = spawnSync('cpio', ['-t', '--quiet'], { input: archive });
+    if (listed.error) return t.skip('cpio is not installed');
+    assert.deepEqual(listed.stdout.toString().trim().split('\n'), ['app', 'app/start', 'app/link']);
+  });
+});
+
+describe('VM settings in the config file', () => {
+  const base = '[server]\ndomain = "edge.test"\n[tls]\nmode = "internal"\n';
+  const hash = 'ab'.repeat(32);
+
+  it('reads [drivers.*] and VM program fields; relative paths resolve against the file', () => {
+    const settings = parseConfig(
+      `${base}[orchestrator]\ndriver = "qemu"\n[drivers.qemu]\nkernel = "guest/vmlinuz"\ninitramfs = "/g/initramfs.cpio"\naccel = "tcg"\nmachine = "q35"\n` +
+        `[drivers.network]\npool = "10.1.0.0/24"\nprefix = 29\n[drivers.firecracker]\njailer = "/usr/bin/jailer"\nuid = 900\napi_timeout = "2s"\n` +
+        `[[programs.local]]\nhash = "${hash}"\ncode = "site"\ninternet = true\nenv = { A = "1" }\n`,
+      '/etc/aleph-edge/aleph-edge.toml',
+    );
+    assert.equal(settings.drivers?.qemu.kernel, '/etc/aleph-edge/guest/vmlinuz');
+    assert.equal(settings.drivers?.qemu.accel, 'tcg');
+    assert.equal(settings.drivers?.qemu.machine, 'q35');
+    assert.equal(settings.drivers?.qemu.runDir, '/run/aleph-edge/vms');
+    assert.deepEqual(settings.drivers?.network, { pool: '10.1.0.0/24', prefix: 29, tapPrefix: 'aetap', stateDir: '/run/aleph-edge/net', outboundInterface: '' });
+    assert.equal(settings.drivers?.firecracker.uid, 900);
+    assert.equal(settings.drivers?.firecracker.apiTimeoutMs, 2000);
+    const program = settings.programs.local[0]!;
+    assert.deepEqual(program.command, []);
+    assert.deepEqual(program.vm, { code: '/etc/aleph-edge/site', entrypoint: '/app/start', kernel: '', initramfs: '', internet: true });
+  });
+
+  it('keeps unknown keys and bad values as errors with their line', () => {
+    assert.throws(
+      () => parseConfig(`${base}[drivers.qemu]\nkernal = "x"\naccel = "hvf"\n[drivers.network]\npool = "10.1.0.1/33"\n[[programs.local]]\nhash = "${hash}"\ncode = "site"\nentrypoint = "start"\n`, '/c.toml'),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        const text = err.format();
+        assert.match(text, /drivers\.qemu\.kernal: unknown key/i);
+        assert.match(text, /drivers\.qemu\.accel: must be one of auto, kvm, tcg/);
+        assert.match(text, /drivers\.network\.pool: "10\.1\.0\.1\/33" is not an IPv4 CIDR/);
+        assert.match(text, /programs\.local\[0\]\.entrypoint: must be an absolute path inside the guest/);
+        return true;
+      },
+    );
+  });
+
+  it('a program without code still needs a command', () => {
+    assert.throws(() => parseConfig(`${base}[[programs.local]]\nhash = "${hash}"\n`, '/c.toml'), /command: is required/);
+  });
+});
+
+describe('kernel module order', () => {
+  it('reads depends= from a module\'s modinfo strings', () => {
+    const ko = Buffer.from('\x7fELF....\0license=GPL\0depends=virtio_ring,net-failover\0retpoline=Y\0');
+    assert.deepEqual(moduleDepends(ko), ['virtio_ring', 'net_failover']);
+    assert.deepEqual(moduleDepends(Buffer.from('\0depends=\0')), []);
+  });
+});
+
+describe('qemu driver start-up checks', () => {
+  it('says exactly what is missing', () => {
+    assert.throws(
+      () => new QemuDriver({ stopGraceMs: 100, binary: 'no-such-qemu', kernel: '/nope/vmlinuz', initramfs: '', machine: 'auto', accel: 'tcg', network: 'tap', runDir: '/tmp/x' }),
+      (err: Error) => {
+        assert.match(err.message, /drivers\.qemu\.binary: no-such-qemu is not in PATH/);
+        assert.match(err.message, /drivers\.qemu\.kernel: \/nope\/vmlinuz does not exist/);
+        assert.match(err.message, /drivers\.qemu\.initramfs is not set/);
+        assert.match(err.message, /network = "tap" needs a \[drivers\.network\] pool/);
+        return true;
+      },
+    );
+  });
+});
+
+const skip = qemuSkipReason();
+
+describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 120_000 }, () => {
+  let guest: GuestSetup;
+  let code: string;
+
+  before(async () => {
+    guest = await guestSetup();
+    code = await writeGuestProgram(guest.dir);
+  });
+  after(async () => {
+    if (!guest) return;
+    // Safety net: a VM this suite started must never outlive it (a hung guest would keep the test process alive).
+    for (const pid of processesWith(guest.dir)) process.kill(pid, 'SIGKILL');
+    await rm(guest.dir, { recursive: true, force: true });
+  });
+
+  it('serves a request through the node into the guest, stops when idle, leaves nothing behind', async (t) => {
+    const dir = join(guest.dir, 'node');
+    const runDir = join(dir, 'vms');
+    await mkdir(dir, { recursive: true });
+    const hash = programHash('qemu-guest');
+    const config = join(dir, 'aleph-edge.toml');
+    await writeFile(
+      config,
+      [
+        '[server]',
+        'domain = "edge.test"',
+        'https_listen = ["127.0.0.1:8443"]',
+        'http_listen = []',
+        `status_socket = "${join(dir, 'status.sock')}"`,
+        'drain_timeout = "5s"',
+        '[tls]',
+        'mode = "internal"',
+        `storage = "${join(dir, 'certs')}"`,
+        '[orchestrator]',
+        'driver = "qemu"',
+        'idle_timeout = "1500ms"',
+        'boot_timeout = "60s"',
+        'stop_grace = "5s"',
+        '[drivers.qemu]',
+        `kernel = "${guest.kernel.vmlinuz}"`,
+        `initramfs = "${guest.initramfs}"`,
+        'accel = "tcg"',
+        `run_dir = "${runDir}"`,
+        '[[programs.local]]',
+        'name = "guest"',
+        `hash = "${hash}"`,
+        `code = "${code}"`,
+        'memory_mib = 128',
+        `env = { GREETING = "hello from the host", QUOTED = "it's \\"quoted\\"" }`,
+      ].join('\n') + '\n',
+    );
+    const settings = await loadConfig(config);
+    settings.server.httpsListen = [{ host: '127.0.0.1', port: 0 }];
+    const node = await AlephEdgeNode.start(settings, { version: 'test', inherited: [] });
+    const { readFile } = await import('node:fs/promises');
+    const testNode = {
+      node, settings, dir, configFile: config, domain: 'edge.test', httpsPort: node.port('https')!, httpPort: 0,
+      socket: settings.server.statusSocket, ca: await readFile(join(dir, 'certs/internal/ca.crt'), 'utf8'), close: async () => node.drain(),
+    } satisfies TestNode;
+    try {
+      const t0 = performance.now();
+      const first = await request(testNode, { host: 'edge.test', path: `/vm/${hash}/index.html` });
+      const coldMs = Math.round(performance.now() - t0);
+      t.diagnostic(`cold boot to first response under TCG: ${coldMs} ms`);
+      process.stderr.write(`# qemu TCG cold boot to first response: ${coldMs} ms\n`);
+      assert.equal(first.status, 200, first.body);
+      assert.equal(first.body, 'hello from the guest\n');
+      assert.equal(first.headers['aleph-program-itemhash'], hash);
+
+      const env = await request(testNode, { host: 'edge.test', path: `/vm/${hash}/cgi-bin/env` });
+      assert.equal(env.status, 200);
+      assert.match(env.body, /GREETING=hello from the host/);
+      assert.match(env.body, /QUOTED=it's "quoted"/);
+
+      assert.equal(processesWith(runDir).length, 1, 'one qemu process for the program');
+      assert.equal((await readdir(runDir)).length, 1, 'one per-VM directory while it runs');
+
+      // idle_timeout: the VM is stopped and everything it used is gone.
+      await until(() => processesWith(runDir).length === 0, 15_000, 'qemu to stop after idle_timeout');
+      await until(async () => (await readdir(runDir)).length === 0, 5_000, 'the per-VM directory to be removed');
+    } finally {
+      await node.drain();
+    }
+    assert.deepEqual(processesWith(runDir), []);
+    assert.deepEqual(await readdir(runDir), []);
+  });
+
+  it('reports a guest whose program exits as an unexpected exit, and cleans up', async () => {
+    const runDir = join(guest.dir, 'crash-vms');
+    const crashing = join(guest.dir, 'crashing');
+    await mkdir(crashing, { recursive: true });
+    await writeFile(join(crashing, 'start'), '#!/bin/sh\necho "exiting at once"\nexit 3\n', { mode: 0o755 });
+    const driver = createDriver('qemu', {
+      stopGraceMs: 2000,
+      drivers: {
+        qemu: { binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir },
+        firecracker: undefined as never,
+        network: undefined as never,
+      },
+    });
+    const program = makeProgram([]);
+    program.launch = { kind: 'vm', code: crashing, entrypoint: '/app/start', env: {}, kernel: '', initramfs: '', internet: false };
+    const instance = await driver.start(program, nextSlot());
+    let exit;
+    try {
+      exit = await Promise.race([instance.exited, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 30_000).unref())]);
+    } finally {
+      await instance.stop(); // no-op once it has exited; a hung guest must not outlive the test
+    }
+    assert.ok(exit, 'the VM exits by itself when its program ends');
+    assert.equal(exit.requested, false);
+    assert.deepEqual(processesWith(runDir), []);
+    assert.deepEqual(await readdir(runDir), []);
+  });
+
+  it('boots with a tap device from the pool and is reached at the guest address', { skip: netnsSkipReason() || false }, async () => {
+    const stateDir = join(guest.dir, 'tap-net');
+    const runDir = join(guest.dir, 'tap-vms');
+    const pool = new NetworkPool({ pool: '10.213.11.0/29', prefix: 30, tapPrefix: 'aeqt', stateDir, outboundInterface: '' });
+    const driver = new QemuDriver({ stopGraceMs: 3000, binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'tap', runDir, pool });
+    const program = makeProgram([]);
+    program.launch = { kind: 'vm', code, entrypoint: '/app/start', env: {}, kernel: '', initramfs: '', internet: false };
+    const taps = () => execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).split('\n').filter((l) => / aeqt\d+[:@]/.test(l));
+    const instance = await driver.start(program, nextSlot());
+    try {
+      assert.deepEqual(instance.endpoint, { kind: 'tcp', host: '10.213.11.2', port: 8080 });
+      assert.equal(taps().length, 1);
+      await waitForHttp(instance.endpoint, { path: '/', deadline: Date.now() + 30_000 });
+      assert.equal((await httpGet(instance.endpoint, '/index.html')).body, 'hello from the guest\n');
+    } finally {
+      await instance.stop();
+    }
+    assert.equal((await instance.exited).requested, true);
+    assert.deepEqual(taps(), []);
+    assert.deepEqual(await readdir(runDir), []);
+    assert.deepEqual(await readdir(stateDir), []);
+  });
+
+  it('refuses a program without a VM image', async () => {
+    const driver = new QemuDriver({ stopGraceMs: 100, binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir: join(guest.dir, 'unused') });
+    await assert.rejects(driver.start(makeProgram(['node', 'x.js']), nextSlot()), (err: Error) => err instanceof DriverStartError && /has no VM image/.test(err.message));
+  });
+});

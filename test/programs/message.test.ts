@@ -1,0 +1,85 @@
+// PROGRAM/STORE message checks against the real message fixture, and the mapping of
+// a message to a VM launch.
+
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { parseProgramMessage, parseStoreMessage, touchedHashes, MessageError, vmLaunch, processLaunch } from '../../src/programs/aleph/index.js';
+import { ROOT } from '../helpers/paths.js';
+
+const raw = JSON.parse(readFileSync(path.join(ROOT, 'test/fixtures/aleph-api/program_message_from_aleph.json'), 'utf8')) as Record<string, unknown>;
+
+/** The fixture with a real item hash: sha256 of its item_content. */
+function rehashed(itemContent = raw.item_content as string): Record<string, unknown> {
+  return { ...raw, item_content: itemContent, item_hash: createHash('sha256').update(itemContent).digest('hex') };
+}
+
+describe('Aleph messages', () => {
+  it('the fixture as published (a fake item hash) is refused: item_content must hash to item_hash', () => {
+    assert.throws(() => parseProgramMessage(raw, raw.item_hash as string), (e: unknown) => e instanceof MessageError && /does not hash to the item_hash/.test(e.message));
+  });
+
+  it('reads the fixture: code, runtime, data, volumes, resources, from item_content', () => {
+    const message = rehashed();
+    const spec = parseProgramMessage(message, message.item_hash as string);
+    assert.deepEqual(spec.code, { ref: '7eb2eca2378ea8855336ed76c8b26219f1cb90234d04441de9cf8cb1c649d003', useLatest: false, encoding: 'squashfs', entrypoint: 'main:app', interface: 'asgi', args: [] });
+    assert.equal(spec.runtime.ref, '5f31b0706f59404fad3d0bff97ef89ddf24da4761608ea0646329362c662ba51');
+    assert.deepEqual(spec.data, { ref: '7eb2eca2378ea8855336ed76c8b26219f1cb90234d04441de9cf8cb1c649d003', useLatest: false, encoding: 'zip', mount: '/data' });
+    assert.deepEqual(spec.volumes, [
+      { kind: 'immutable', mount: '/opt/venv', ref: '5f31b0706f59404fad3d0bff97ef89ddf24da4761608ea0646329362c662ba51', useLatest: false },
+      // item_content, not the API's decoded `content` (which says /var/lib/example): the hash covers item_content.
+      { kind: 'persistent', mount: '/var/lib/sqlite', name: 'database', persistence: 'host', sizeMib: 5 },
+    ]);
+    assert.deepEqual(spec.resources, { vcpus: 1, memoryMib: 128, seconds: 30 });
+    assert.equal(spec.internet, true);
+    assert.equal(spec.sender, '0x9319Ad3B7A8E0eE24f2E639c40D8eD124C5520Ba');
+  });
+
+  it('names the bad field of a malformed message', () => {
+    const content = JSON.parse(raw.item_content as string) as Record<string, any>;
+    const cases: Array<[(c: Record<string, any>) => void, RegExp]> = [
+      [(c) => { c.type = 'vm-instance'; }, /content\.type: expected "vm-function"/],
+      [(c) => { c.code.ref = 'nope'; }, /content\.code\.ref: expected a 64-hex item hash/],
+      [(c) => { c.code.encoding = 'tar'; }, /content\.code\.encoding: unsupported encoding "tar"/],
+      [(c) => { c.resources.memory = -1; }, /content\.resources\.memory: -1 is out of range/],
+      [(c) => { c.volumes[0].mount = '/opt/../etc'; }, /content\.volumes\[0\]\.mount: .* is not a normalized absolute mount point/],
+      [(c) => { c.variables = { 'BAD-NAME': 'x' }; }, /content\.variables\.BAD-NAME: not a valid variable name/],
+      [(c) => { delete c.runtime; }, /content\.runtime: expected an object/],
+    ];
+    for (const [edit, expected] of cases) {
+      const copy = structuredClone(content);
+      edit(copy);
+      const message = rehashed(JSON.stringify(copy));
+      assert.throws(() => parseProgramMessage(message, message.item_hash as string), (e: unknown) => e instanceof MessageError && expected.test(e.message), String(expected));
+    }
+    const message = rehashed();
+    assert.throws(() => parseProgramMessage(message, 'a'.repeat(64)), /item_hash: does not match the requested hash/);
+    assert.throws(() => parseStoreMessage(message, message.item_hash as string), /type: expected STORE, got PROGRAM/);
+  });
+
+  it('maps the fixture to a VM launch with what a VM driver needs', () => {
+    const message = rehashed();
+    const spec = parseProgramMessage(message, message.item_hash as string);
+    const volumes = [
+      { mount: '/data', kind: 'data' as const, source: '/cache/data', sizeMib: 0, readOnly: true },
+      { mount: '/opt/venv', kind: 'immutable' as const, source: '/cache/venv/blob', sizeMib: 0, readOnly: true },
+    ];
+    const launch = vmLaunch(spec, { code: '/cache/code/blob', runtime: '/cache/runtime/blob', volumes });
+    assert.equal(launch.kind, 'vm');
+    assert.equal(launch.code, '/cache/code/blob');
+    assert.equal(launch.entrypoint, '');
+    assert.equal(launch.internet, true);
+    assert.deepEqual(launch.aleph, { interface: 'asgi', asgiApp: 'main:app', runtime: '/cache/runtime/blob', volumes });
+    // The process driver cannot serve ASGI programs (the runtime is a VM root filesystem).
+    assert.throws(() => processLaunch(spec, { code: '/c', runtime: '', volumes: [] }, { bwrap: '/usr/bin/bwrap', systemBinds: [] }), /needs its runtime/);
+  });
+
+  it('tells which hashes a stream message touches', () => {
+    const ref = 'b'.repeat(64);
+    assert.deepEqual(touchedHashes({ type: 'STORE', item_hash: 'c'.repeat(64), content: { ref, item_hash: 'd'.repeat(64) } })?.touches, [ref]);
+    assert.deepEqual(touchedHashes({ type: 'FORGET', item_hash: 'e'.repeat(64), content: { hashes: [ref, 'not a hash'] } })?.touches, [ref]);
+    assert.equal(touchedHashes('garbage'), undefined);
+  });
+});
