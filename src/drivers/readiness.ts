@@ -29,12 +29,13 @@ export class ReadinessTimeoutError extends Error {
   }
 }
 
-const FIRST_BACKOFF_MS = 10;
-const MAX_BACKOFF_MS = 200;
+// A short cap: time between the program listening and our next probe is pure boot overhead.
+const FIRST_BACKOFF_MS = 5;
+const MAX_BACKOFF_MS = 25;
 /** Cap per probe so one hung connection doesn't eat the whole boot budget. */
 const MAX_PROBE_MS = 2000;
 
-/** Polls the endpoint with backoff (10 ms doubling to 200 ms) until it is ready. */
+/** Polls the endpoint with backoff (5 ms doubling to 25 ms) until it is ready. */
 export async function waitForHttp(endpoint: Endpoint, options: WaitForHttpOptions): Promise<ReadinessResult> {
   const { path, deadline, signal } = options;
   const accept = path === '' ? () => true : (status: number) => status >= 200 && status < 400;

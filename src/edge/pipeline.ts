@@ -88,7 +88,12 @@ export class Pipeline {
         return;
       }
       hash = route.hash;
-      lease = await this.deps.gateway.acquire(route.hash, closeSignal(res));
+      const gone = leaveSignal(res);
+      try {
+        lease = await this.deps.gateway.acquire(route.hash, gone.signal);
+      } finally {
+        gone.dispose();
+      }
       if (res.destroyed) return; // the client left while the program booted
       req.url = route.path;
       await this.deps.forwarder.web(req, res, lease, { clientIp: clientIp(req), proto, host }, { maxBodyBytes: this.deps.maxBodyBytes });
@@ -170,9 +175,11 @@ function hostHeaders(raw: string[]): number {
   return count;
 }
 
-/** Aborts when the client goes away before the response is done. */
-function closeSignal(res: ServerResponse): AbortSignal {
+// Only while waiting for a lease: an abort costs a DOMException with a stack, so a
+// normally completed response must never trigger one.
+function leaveSignal(res: ServerResponse): { signal: AbortSignal; dispose(): void } {
   const controller = new AbortController();
-  res.once('close', () => controller.abort());
-  return controller.signal;
+  const onClose = () => controller.abort();
+  res.once('close', onClose);
+  return { signal: controller.signal, dispose: () => res.off('close', onClose) };
 }

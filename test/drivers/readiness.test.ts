@@ -63,8 +63,8 @@ describe('waitForHttp', () => {
     const t0 = Date.now();
     const result = await waitForHttp(tcp(port), { path: '/healthz', deadline: Date.now() + 2000 });
     assert.deepEqual(result, { status: 200, attempts: 4 });
-    // Backoff 10 + 20 + 40 ms before the 4th attempt.
-    assert.ok(Date.now() - t0 >= 65);
+    // Backoff 5 + 10 + 20 ms before the 4th attempt.
+    assert.ok(Date.now() - t0 >= 33);
   });
 
   it('becomes ready as soon as a late listener comes up', async () => {
