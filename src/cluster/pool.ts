@@ -60,6 +60,9 @@ export class WorkerPool {
 
   constructor(private readonly options: PoolOptions) {
     this.settings = options.settings;
+    // Workers share one lease per program among their requests; a retired
+    // execution must stop receiving new ones at once.
+    options.services.gateway.onRetire?.((hash) => this.broadcast({ type: 'retired', hash }));
   }
 
   async start(): Promise<void> {
@@ -125,6 +128,8 @@ export class WorkerPool {
       worker, index, listeners: [], leases: new Map(), acquiring: new Map(), metricsWaiters: new Map(), drained: false,
     };
     this.states.set(worker.id, state);
+    // A send racing a worker's exit fails with EPIPE: the exit handler cleans up, nothing else to do.
+    worker.on('error', (error: Error) => log.debug('worker channel error', { worker: index, error: error.message }));
     return new Promise<void>((resolve, reject) => {
       let ready = false;
       worker.on('message', (message: WorkerMessage) => {
@@ -188,7 +193,7 @@ export class WorkerPool {
         state.acquiring.get(message.id)?.abort();
         break;
       case 'release':
-        state.leases.get(message.leaseId)?.release();
+        state.leases.get(message.leaseId)?.release(message.requests);
         state.leases.delete(message.leaseId);
         break;
       case 'failure':
@@ -242,6 +247,6 @@ export class WorkerPool {
   }
 
   private send(state: WorkerState, message: PrimaryMessage): void {
-    if (!state.worker.isDead() && state.worker.isConnected()) state.worker.send(message);
+    if (!state.worker.isDead() && state.worker.isConnected()) state.worker.send(message, undefined, undefined, () => {});
   }
 }

@@ -35,7 +35,7 @@ export type Call =
 /** Worker -> primary notifications. */
 export type Notice =
   | { type: 'cancel'; id: number }
-  | { type: 'release'; leaseId: number }
+  | { type: 'release'; leaseId: number; requests: number }
   | { type: 'failure'; leaseId: number; reason: string; fatal: boolean }
   | { type: 'hello' }
   | { type: 'ready'; listeners: string[] }
@@ -56,5 +56,6 @@ export type PrimaryMessage =
   | { type: 'settings'; settings: Settings }
   | { type: 'ticket-keys'; ticketKeys: string }
   | { type: 'drain'; deadline: number }
+  | { type: 'retired'; hash: string }
   | { type: 'metrics'; id: number }
   | ({ type: 'reply' } & Reply);

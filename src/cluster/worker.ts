@@ -12,7 +12,8 @@ import { WorkerChannel } from './worker-channel.js';
 const log = createLogger('worker');
 
 function send(message: WorkerMessage): void {
-  process.send?.(message);
+  // The primary may be gone (EPIPE); the 'disconnect' handler ends this worker.
+  if (process.connected) process.send?.(message, undefined, undefined, () => {});
 }
 
 /**
@@ -25,6 +26,7 @@ export function runWorker(): void {
   let edge: Edge | undefined;
   let settings: Settings | undefined;
   const forwarder = new Forwarder();
+  const gateway = new RemoteGateway(channel);
 
   const buildRouter = (s: Settings) => new Router({
     domain: s.server.domain,
@@ -40,7 +42,7 @@ export function runWorker(): void {
         edge = new Edge({
           server: settings.server,
           certs: new RemoteCertificates(channel, settings.tls.cacheSize, settings.tls.mode === 'acme'),
-          gateway: new RemoteGateway(channel),
+          gateway,
           routes: buildRouter(settings),
           forwarder,
           metrics,
@@ -75,6 +77,9 @@ export function runWorker(): void {
           send({ type: 'drained' });
           process.exit(0);
         });
+        break;
+      case 'retired':
+        gateway.retired(message.hash);
         break;
       case 'reply':
         channel.settle(message);

@@ -48,6 +48,7 @@ export class Orchestrator implements ExecutionGateway {
   private readonly failures = new Map<string, Execution>();
   private sequence = 0;
   private draining = false;
+  private readonly retireListeners: Array<(hash: string) => void> = [];
 
   constructor(deps: OrchestratorDeps) {
     this.settings = deps.settings;
@@ -88,6 +89,10 @@ export class Orchestrator implements ExecutionGateway {
     return this.lease(execution);
   }
 
+  onRetire(listener: (hash: string) => void): void {
+    this.retireListeners.push(listener);
+  }
+
   /** Executions for the status API. */
   list(): ExecutionInfo[] {
     const failed = [...this.failures.values()].filter((e) => !this.current.has(e.hash));
@@ -122,6 +127,7 @@ export class Orchestrator implements ExecutionGateway {
   async retire(execution: Execution, reason: StopReason, deadline = Number.POSITIVE_INFINITY): Promise<void> {
     // From now on requests for this program boot a fresh execution.
     if (this.current.get(execution.hash) === execution) this.current.delete(execution.hash);
+    this.notifyRetired(execution.hash);
     if (execution.state === 'ready' || execution.state === 'draining') this.retiring.add(execution);
     if (execution.state === 'ready' && execution.inFlight > 0) {
       execution.transition('draining');
@@ -137,6 +143,10 @@ export class Orchestrator implements ExecutionGateway {
       });
     }
     await this.stopExecution(execution, reason);
+  }
+
+  private notifyRetired(hash: string): void {
+    for (const listener of this.retireListeners) listener(hash);
   }
 
   private all(): Execution[] {
@@ -161,9 +171,10 @@ export class Orchestrator implements ExecutionGateway {
       endpoint: instance.endpoint,
       requestTimeoutMs: program.requestTimeoutMs || this.settings.requestTimeoutMs,
       codeRef: program.codeRef,
-      release: () => {
+      release: (requests = 1) => {
         if (released) return;
         released = true;
+        execution.requests += Math.max(0, requests - 1);
         execution.inFlight--;
         execution.lastRequestAt = Date.now();
         if (execution.inFlight === 0) this.onIdle(execution);
@@ -310,7 +321,10 @@ export class Orchestrator implements ExecutionGateway {
     if (execution.state === 'stopped' || execution.state === 'failed') return Promise.resolve();
     execution.clearIdleTimer();
     execution.transition('stopping');
-    if (this.current.get(execution.hash) === execution) this.current.delete(execution.hash);
+    if (this.current.get(execution.hash) === execution) {
+      this.current.delete(execution.hash);
+      this.notifyRetired(execution.hash);
+    }
     this.retiring.add(execution);
     const uptimeMs = Date.now() - execution.startedAt;
     execution.stopping = (async () => {
@@ -333,6 +347,7 @@ export class Orchestrator implements ExecutionGateway {
     if (this.current.get(execution.hash) === execution) this.current.delete(execution.hash);
     this.retiring.delete(execution);
     if (execution.state === 'starting') return; // the boot path reports it
+    this.notifyRetired(execution.hash);
     if (execution.state !== 'stopped' && execution.state !== 'failed') execution.transition('failed');
     this.failures.set(execution.hash, execution);
     this.metrics.stops.inc({ reason: 'crashed' });

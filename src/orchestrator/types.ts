@@ -8,7 +8,11 @@ export interface Lease {
   requestTimeoutMs: number;
   /** Programs from the Aleph network: the code's ref (`Aleph-Program-Code-Ref`). */
   codeRef?: string;
-  release(): void;
+  /**
+   * Ends the hold. `requests` (default 1) is how many requests it served: a worker
+   * process shares one lease among its concurrent requests for a program.
+   */
+  release(requests?: number): void;
   /**
    * Tells the orchestrator the exchange failed upstream. `fatal` means the program
    * no longer accepts connections (refused): its execution is replaced.
@@ -20,6 +24,8 @@ export interface Lease {
 export interface ExecutionGateway {
   /** Returns a lease on a ready execution, booting one if needed. Throws EdgeError subclasses. */
   acquire(hash: string, signal?: AbortSignal): Promise<Lease>;
+  /** Called when a program's execution stops taking new requests (stop, drain, crash, removal). */
+  onRetire?(listener: (hash: string) => void): void;
 }
 
 export type ExecutionState = 'starting' | 'ready' | 'draining' | 'stopping' | 'stopped' | 'failed';

@@ -5,7 +5,7 @@ import tls from 'node:tls';
 import { hashToLabel } from '../../src/common/index.js';
 import { StatusClient } from '../../src/status/index.js';
 import { example, fixtureProgram } from '../helpers/paths.js';
-import { alive, programHash, request, startTestNode, type TestNode } from '../helpers/node.js';
+import { alive, programHash, request, startTestNode, until, type TestNode } from '../helpers/node.js';
 
 describe('multi-core: worker processes serve, the primary orchestrates', () => {
   let node: TestNode;
@@ -41,6 +41,21 @@ describe('multi-core: worker processes serve, the primary orchestrates', () => {
       replies.push(reply.body.trim());
     }
     assert.deepEqual(replies, ['1', '2', '3', '4', '5', '6']);
+    // Workers share leases among concurrent requests; the counts still add up.
+    await until(async () => (await new StatusClient(node.socket).vms()).find((v) => v.hash === counter)?.in_flight === 0, 3000, 'leases back');
+    const vm = (await new StatusClient(node.socket).vms()).find((v) => v.hash === counter);
+    assert.equal(vm?.requests, 6);
+  });
+
+  it('counts every request of a concurrent burst, and a stopped program boots fresh on the next request', async () => {
+    const burst = await Promise.all(Array.from({ length: 30 }, () => request(node, { host: node.domain, path: `/vm/${counter}/state/increment` })));
+    assert.ok(burst.every((r) => r.status === 200));
+    const client = new StatusClient(node.socket);
+    await until(async () => (await client.vms()).find((v) => v.hash === counter)?.in_flight === 0, 3000, 'leases back');
+    assert.equal((await client.vms()).find((v) => v.hash === counter)?.requests, 36);
+    await client.stopVm(counter);
+    const after = await request(node, { host: node.domain, path: `/vm/${counter}/state/increment` });
+    assert.equal(after.body.trim(), '1');
   });
 
   it('boots once for 40 concurrent cold requests spread over the workers', async () => {
