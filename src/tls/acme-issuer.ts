@@ -32,6 +32,42 @@ export interface AcmeIssuerOptions {
   metrics: MetricsRegistry;
   log: Logger;
   backoff?: AcmeAccountOptions['backoff'];
+  /** Pause of all orders after the CA itself failed (down, 5xx, 429): first wait, doubling, cap. */
+  caBackoff?: { initialMs: number; maxMs: number };
+}
+
+/** The CA failed before an order was placed; nothing is sent to it until retryAt. */
+export class CaUnavailableError extends Error {
+  override readonly name = 'CaUnavailableError';
+}
+
+// Retry-After of the last 429/503 answer per directory origin (acme-client honours it
+// within one request; this carries it over to the next orders).
+const retryAfterUntil = new Map<string, number>();
+let interceptorInstalled = false;
+
+// Status of the last answer per origin: acme-client's errors do not carry it.
+const lastStatus = new Map<string, number>();
+
+function noteRetryAfter(response: { status?: number; headers?: Record<string, unknown>; config?: { url?: string } } | undefined): void {
+  if (response?.status && response.config?.url) {
+    try {
+      lastStatus.set(new URL(response.config.url).origin, response.status);
+    } catch {
+      // not a URL
+    }
+  }
+  if (!response || (response.status !== 429 && response.status !== 503)) return;
+  const header = String(response.headers?.['retry-after'] ?? '');
+  if (!header || !response.config?.url) return;
+  const seconds = /^\d+$/.test(header) ? Number(header) : (Date.parse(header) - Date.now()) / 1000;
+  if (!(seconds > 0)) return;
+  try {
+    const origin = new URL(response.config.url).origin;
+    retryAfterUntil.set(origin, Math.max(retryAfterUntil.get(origin) ?? 0, Date.now() + Math.min(seconds, 86_400) * 1000));
+  } catch {
+    // not a URL
+  }
 }
 
 interface OrderMetrics {
@@ -44,6 +80,11 @@ export class AcmeIssuer implements Issuer {
   readonly name: string;
   private account: Promise<acme.Client> | undefined;
   private readonly metrics: OrderMetrics;
+  // CA-level backoff: after the CA failed to take an order, every order fails fast
+  // until pausedUntil, then a single order probes it; success clears it.
+  private caFailures = 0;
+  private pausedUntil = 0;
+  private probing = false;
 
   constructor(private readonly options: AcmeIssuerOptions) {
     this.name = issuerNameFor(options.directory);
@@ -75,7 +116,47 @@ export class AcmeIssuer implements Issuer {
 
   private async order(names: string[], types: AnyChallenge[]): Promise<PemPair> {
     if (types.length === 0) throw new Error('no ACME challenge type configured');
-    const client = await this.client();
+    const origin = new URL(this.options.directory).origin;
+    const now = Date.now();
+    const until = Math.max(this.pausedUntil, retryAfterUntil.get(origin) ?? 0);
+    if (now < until) throw new CaUnavailableError(`the ACME directory failed; no order before ${new Date(until).toISOString()}`);
+    if (this.caFailures > 0 && this.probing) throw new CaUnavailableError('the ACME directory failed; another order is probing it');
+    const probe = this.caFailures > 0;
+    if (probe) this.probing = true;
+    try {
+      return await this.orderTypes(names, types);
+    } finally {
+      if (probe) this.probing = false;
+    }
+  }
+
+  private caFailed(err: unknown): never {
+    // The CA's own trouble (unreachable, 5xx, 429) pauses every order; a refusal of
+    // this name (any other 4xx) stays with the host's backoff.
+    const status = lastStatus.get(new URL(this.options.directory).origin) ?? 0;
+    if (status >= 400 && status < 500 && status !== 429) throw err;
+    // Orders that were already running when the pause began fail together: one step.
+    if (Date.now() >= this.pausedUntil) {
+      this.caFailures++;
+      const { initialMs, maxMs } = this.options.caBackoff ?? { initialMs: 10_000, maxMs: 10 * 60_000 };
+      this.pausedUntil = Date.now() + Math.min(maxMs, initialMs * 2 ** (this.caFailures - 1));
+    }
+    this.options.log.warn('acme directory failed; pausing orders', { directory: this.options.directory, error: describe(err), failures: this.caFailures, until: new Date(this.pausedUntil).toISOString() });
+    throw new CaUnavailableError(`the ACME directory failed: ${describe(err)}`);
+  }
+
+  private async orderTypes(names: string[], types: AnyChallenge[]): Promise<PemPair> {
+    if (!interceptorInstalled) {
+      interceptorInstalled = true;
+      (await acmeLib()).axios.interceptors.response.use(
+        (response) => (noteRetryAfter(response as never), response),
+        (err: { response?: unknown }) => {
+          noteRetryAfter(err?.response as never);
+          throw err;
+        },
+      );
+    }
+    const client = await this.client().catch((err) => this.caFailed(err));
     let lastError: Error | undefined;
     for (const type of types) {
       if (type === 'dns-01' && !this.options.dns) throw new Error(`${names[0]}: DNS-01 needs tls.wildcard.dns_hook`);
@@ -90,6 +171,7 @@ export class AcmeIssuer implements Issuer {
         lastError = err as Error;
         this.metrics.failed.inc({ challenge: type });
         this.options.log.warn('acme order failed', { names: names.join(','), challenge: type, error: describe(err), next: types[types.indexOf(type) + 1] });
+        if (err instanceof CaUnavailableError) throw err; // the next type would ask the same CA
       }
     }
     throw lastError ?? new Error('acme order failed');
@@ -98,8 +180,15 @@ export class AcmeIssuer implements Issuer {
   private async orderWith(client: acme.Client, names: string[], type: AnyChallenge): Promise<PemPair> {
     const t0 = performance.now();
     const phase = (name: string) => this.options.log.debug('acme order phase', { names: names[0], phase: name, ms: Math.round(performance.now() - t0) });
-    const order = await client.createOrder({ identifiers: names.map((value) => ({ type: 'dns', value })) });
-    const authorizations = await client.getAuthorizations(order);
+    let order: acme.Order;
+    let authorizations: acme.Authorization[];
+    try {
+      order = await client.createOrder({ identifiers: names.map((value) => ({ type: 'dns', value })) });
+      authorizations = await client.getAuthorizations(order);
+    } catch (err) {
+      this.caFailed(err);
+    }
+    this.caFailures = 0;
     phase('ordered');
     const solve = async (authz: acme.Authorization) => {
       if (authz.status === 'valid') return;

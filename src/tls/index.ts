@@ -114,6 +114,7 @@ async function createAcmeManager(settings: TlsSettings, deps: CertificateManager
     metrics: deps.metrics,
     log,
     backoff: tuning.backoff,
+    caBackoff: tuning.failureBackoff,
   });
   const policy = new OnDemandPolicy({
     onDemand: settings.onDemand,
