@@ -57,6 +57,56 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, info: Forw
   return out;
 }
 
+/**
+ * The same filtering over raw header pairs ([name, value, name, value...] as received),
+ * for the HTTP path: Node writes such an array as is, without a setHeader per name,
+ * and repeated headers keep their order and casing.
+ */
+export function upstreamRequestRawHeaders(raw: string[], info: ForwardInfo): string[] {
+  const out: string[] = [];
+  let nominated: string[] | undefined;
+  let chunked = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (name === 'connection') nominated = (nominated ?? []).concat(connectionTokens(raw[i + 1]));
+  }
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (name === 'transfer-encoding') chunked = true;
+    if (HOP_BY_HOP.has(name) || isClientForwarding(name) || name === 'expect') continue;
+    if (nominated?.includes(name)) continue;
+    out.push(raw[i]!, raw[i + 1]!);
+  }
+  if (chunked) {
+    // As above: the body was de-chunked by our parser, re-frame it chunked.
+    for (let i = 0; i < out.length; i += 2) {
+      if (out[i]!.toLowerCase() === 'content-length') out.splice(i, 2), (i -= 2);
+    }
+    out.push('transfer-encoding', 'chunked');
+  }
+  out.push('x-forwarded-for', info.clientIp, 'x-forwarded-proto', info.proto, 'x-forwarded-host', info.host);
+  return out;
+}
+
+/** Raw-pairs form of downstreamResponseHeaders, for writeHead's array form. */
+export function downstreamResponseRawHeaders(raw: string[], hash: string, codeRef?: string): string[] {
+  const out: string[] = [];
+  let nominated: string[] | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') nominated = (nominated ?? []).concat(connectionTokens(raw[i + 1]));
+  }
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (HOP_BY_HOP.has(name) || nominated?.includes(name)) continue;
+    // The program cannot claim another program's identity.
+    if (name === 'aleph-program-itemhash' || name === 'aleph-program-code-ref') continue;
+    out.push(raw[i]!, raw[i + 1]!);
+  }
+  out.push('aleph-program-itemhash', hash);
+  if (codeRef) out.push('aleph-program-code-ref', codeRef);
+  return out;
+}
+
 /** Headers sent back to the client: hop-by-hop removed, program identity added. */
 export function downstreamResponseHeaders(incoming: IncomingHttpHeaders, hash: string, codeRef?: string): OutgoingHttpHeaders {
   const nominated = connectionTokens(incoming.connection);
