@@ -78,32 +78,13 @@ export function upstreamRequestRawHeaders(raw: string[], info: ForwardInfo): str
     out.push(raw[i]!, raw[i + 1]!);
   }
   if (chunked) {
-    // As above: the body was de-chunked by our parser, re-frame it chunked.
+    // As above: the body was de-chunked by our parser; without a length the HTTP
+    // client frames it chunked again.
     for (let i = 0; i < out.length; i += 2) {
       if (out[i]!.toLowerCase() === 'content-length') out.splice(i, 2), (i -= 2);
     }
-    out.push('transfer-encoding', 'chunked');
   }
   out.push('x-forwarded-for', info.clientIp, 'x-forwarded-proto', info.proto, 'x-forwarded-host', info.host);
-  return out;
-}
-
-/** Raw-pairs form of downstreamResponseHeaders, for writeHead's array form. */
-export function downstreamResponseRawHeaders(raw: string[], hash: string, codeRef?: string): string[] {
-  const out: string[] = [];
-  let nominated: string[] | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') nominated = (nominated ?? []).concat(connectionTokens(raw[i + 1]));
-  }
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if (HOP_BY_HOP.has(name) || nominated?.includes(name)) continue;
-    // The program cannot claim another program's identity.
-    if (name === 'aleph-program-itemhash' || name === 'aleph-program-code-ref') continue;
-    out.push(raw[i]!, raw[i + 1]!);
-  }
-  out.push('aleph-program-itemhash', hash);
-  if (codeRef) out.push('aleph-program-code-ref', codeRef);
   return out;
 }
 
