@@ -181,7 +181,10 @@ export class WorkerPool {
           if (controller.signal.aborted || state.worker.isDead()) return lease.release();
           const leaseId = this.nextLeaseId++;
           state.leases.set(leaseId, lease);
-          const value: WireLease = { leaseId, hash: lease.hash, endpoint: lease.endpoint, requestTimeoutMs: lease.requestTimeoutMs, codeRef: lease.codeRef };
+          const value: WireLease = {
+            leaseId, hash: lease.hash, endpoint: lease.endpoint, requestTimeoutMs: lease.requestTimeoutMs, codeRef: lease.codeRef,
+            lingerMs: lingerFor(this.settings.orchestrator.idleTimeoutMs),
+          };
           this.send(state, { type: 'reply', id: message.id, ok: true, value });
         }, (error: unknown) => {
           state.acquiring.delete(message.id);
@@ -193,7 +196,7 @@ export class WorkerPool {
         state.acquiring.get(message.id)?.abort();
         break;
       case 'release':
-        state.leases.get(message.leaseId)?.release(message.requests);
+        state.leases.get(message.leaseId)?.release(message.requests, message.idleMs);
         state.leases.delete(message.leaseId);
         break;
       case 'failure':
@@ -249,4 +252,13 @@ export class WorkerPool {
   private send(state: WorkerState, message: PrimaryMessage): void {
     if (!state.worker.isDead() && state.worker.isConnected()) state.worker.send(message, undefined, undefined, () => {});
   }
+}
+
+/**
+ * A worker keeps a lease this long after its last request, so that requests a few
+ * ms apart (most traffic below saturation) need no round trip to the primary. Short
+ * against the idle timeout, which is counted from the last request anyway.
+ */
+function lingerFor(idleTimeoutMs: number): number {
+  return Math.max(0, Math.min(1_000, Math.floor(idleTimeoutMs / 10)));
 }

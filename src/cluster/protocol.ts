@@ -17,6 +17,8 @@ export interface WireLease {
   endpoint: Endpoint;
   requestTimeoutMs: number;
   codeRef?: string;
+  /** How long the worker may keep the lease after its last request, for the next one. */
+  lingerMs: number;
 }
 
 export interface WirePem {
@@ -35,7 +37,7 @@ export type Call =
 /** Worker -> primary notifications. */
 export type Notice =
   | { type: 'cancel'; id: number }
-  | { type: 'release'; leaseId: number; requests: number }
+  | { type: 'release'; leaseId: number; requests: number; idleMs: number }
   | { type: 'failure'; leaseId: number; reason: string; fatal: boolean }
   | { type: 'hello' }
   | { type: 'ready'; listeners: string[] }

@@ -1,3 +1,4 @@
+import type { Counter, MetricsRegistry } from '../metrics/index.js';
 import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
 import type { WireLease } from './protocol.js';
 import type { WorkerChannel } from './worker-channel.js';
@@ -9,27 +10,37 @@ interface SharedLease {
   served: number;
   /** No new users: the execution retired or failed; released when its users are done. */
   stale: boolean;
+  /** Set while unused and kept for the next request (linger). */
+  lingering: NodeJS.Timeout | undefined;
+  idleSince: number;
+  released: boolean;
 }
 
 /**
  * ExecutionGateway of a worker. The primary's orchestrator answers the first
- * request for a program; while that lease is in use, further requests share it
- * without a round trip. It goes back (with the number of requests it served) when
- * its last request ends, so the orchestrator's in-flight and idle accounting hold.
+ * request for a program; while that lease is in use, and for a short linger after
+ * its last request (`WireLease.lingerMs`), further requests share it without a
+ * round trip. It goes back with the number of requests it served and how long it
+ * sat unused, so the orchestrator's idle timer counts from the last request.
  */
 export class RemoteGateway implements ExecutionGateway {
   private readonly shared = new Map<string, SharedLease>();
+  private readonly roundTrips: Counter;
 
-  constructor(private readonly channel: WorkerChannel) {}
+  constructor(private readonly channel: WorkerChannel, metrics: MetricsRegistry) {
+    this.roundTrips = metrics.counter('aleph_edge_lease_round_trips_total', 'Leases asked of the primary (requests served on a shared or lingering lease need none)');
+  }
 
   async acquire(hash: string, signal?: AbortSignal): Promise<Lease> {
-    let lease = this.shared.get(hash);
-    if (!lease || lease.stale) {
-      const wire = await this.channel.call<WireLease>({ type: 'acquire', hash }, signal);
-      lease = { wire, users: 0, served: 0, stale: false };
-      // Concurrent first requests may each get a lease; the newest is shared, the others end with their users.
-      this.shared.set(hash, lease);
-    }
+    const warm = this.shared.get(hash);
+    if (warm && !warm.stale) return this.use(warm);
+    this.roundTrips.inc();
+    const wire = await this.channel.call<WireLease>({ type: 'acquire', hash }, signal);
+    const lease: SharedLease = { wire, users: 0, served: 0, stale: false, lingering: undefined, idleSince: 0, released: false };
+    // Concurrent first requests may each get a lease; the newest is shared, the others end with their users.
+    const previous = this.shared.get(hash);
+    this.shared.set(hash, lease);
+    if (previous && previous !== lease) this.retire(previous);
     return this.use(lease);
   }
 
@@ -39,8 +50,17 @@ export class RemoteGateway implements ExecutionGateway {
     if (lease) this.retire(lease);
   }
 
+  /** Gives back every lease no request is using (drain, shutdown). */
+  releaseUnused(): void {
+    for (const lease of [...this.shared.values()]) if (lease.users === 0) this.retire(lease);
+  }
+
   private use(lease: SharedLease): Lease {
     lease.users++;
+    if (lease.lingering) {
+      clearTimeout(lease.lingering);
+      lease.lingering = undefined;
+    }
     let released = false;
     const { wire } = lease;
     return {
@@ -53,10 +73,11 @@ export class RemoteGateway implements ExecutionGateway {
         released = true;
         lease.users--;
         lease.served++;
-        if (lease.users === 0) {
-          this.retire(lease);
-          this.channel.notify({ type: 'release', leaseId: wire.leaseId, requests: lease.served });
-        }
+        if (lease.users > 0) return;
+        lease.idleSince = Date.now();
+        if (lease.stale || wire.lingerMs <= 0) return this.giveBack(lease);
+        lease.lingering = setTimeout(() => this.retire(lease), wire.lingerMs);
+        lease.lingering.unref();
       },
       reportFailure: (reason, fatal) => {
         // Whatever went wrong, the next request asks the primary again.
@@ -66,8 +87,20 @@ export class RemoteGateway implements ExecutionGateway {
     };
   }
 
+  /** No new users; given back now if unused, else when its last request ends. */
   private retire(lease: SharedLease): void {
     lease.stale = true;
     if (this.shared.get(lease.wire.hash) === lease) this.shared.delete(lease.wire.hash);
+    if (lease.users === 0) this.giveBack(lease);
+  }
+
+  private giveBack(lease: SharedLease): void {
+    if (lease.released) return;
+    lease.released = true;
+    lease.stale = true;
+    if (lease.lingering) clearTimeout(lease.lingering);
+    lease.lingering = undefined;
+    if (this.shared.get(lease.wire.hash) === lease) this.shared.delete(lease.wire.hash);
+    this.channel.notify({ type: 'release', leaseId: lease.wire.leaseId, requests: lease.served, idleMs: Date.now() - lease.idleSince });
   }
 }

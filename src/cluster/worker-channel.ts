@@ -37,7 +37,7 @@ export class WorkerChannel {
     if (!waiter) {
       // Cancelled while the primary answered: hand back a lease nobody will use.
       const value = reply.value as { leaseId?: unknown } | undefined;
-      if (reply.ok && typeof value?.leaseId === 'number') this.notify({ type: 'release', leaseId: value.leaseId, requests: 0 });
+      if (reply.ok && typeof value?.leaseId === 'number') this.notify({ type: 'release', leaseId: value.leaseId, requests: 0, idleMs: 0 });
       return;
     }
     this.pending.delete(reply.id);

@@ -26,7 +26,7 @@ export function runWorker(): void {
   let edge: Edge | undefined;
   let settings: Settings | undefined;
   const forwarder = new Forwarder();
-  const gateway = new RemoteGateway(channel);
+  const gateway = new RemoteGateway(channel, metrics);
 
   const buildRouter = (s: Settings) => new Router({
     domain: s.server.domain,
@@ -72,7 +72,9 @@ export function runWorker(): void {
       case 'drain':
         if (!edge) process.exit(0);
         edge.stopAccepting();
+        gateway.releaseUnused();
         void edge.finish(message.deadline).then(() => {
+          gateway.releaseUnused();
           forwarder.close();
           send({ type: 'drained' });
           process.exit(0);

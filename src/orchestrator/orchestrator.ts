@@ -171,13 +171,14 @@ export class Orchestrator implements ExecutionGateway {
       endpoint: instance.endpoint,
       requestTimeoutMs: program.requestTimeoutMs || this.settings.requestTimeoutMs,
       codeRef: program.codeRef,
-      release: (requests = 1) => {
+      release: (requests = 1, idleForMs = 0) => {
         if (released) return;
         released = true;
         execution.requests += Math.max(0, requests - 1);
         execution.inFlight--;
-        execution.lastRequestAt = Date.now();
-        if (execution.inFlight === 0) this.onIdle(execution);
+        const idleFor = Math.max(0, Math.min(idleForMs, this.settings.idleTimeoutMs));
+        execution.lastRequestAt = Math.max(execution.lastRequestAt ?? 0, Date.now() - idleFor);
+        if (execution.inFlight === 0) this.onIdle(execution, Date.now() - execution.lastRequestAt);
       },
       reportFailure: (reason, fatal) => {
         execution.lastError = reason;
@@ -191,7 +192,7 @@ export class Orchestrator implements ExecutionGateway {
     };
   }
 
-  private onIdle(execution: Execution): void {
+  private onIdle(execution: Execution, idleForMs = 0): void {
     if (execution.idleWaiters.length > 0) {
       const waiters = execution.idleWaiters;
       execution.idleWaiters = [];
@@ -202,7 +203,7 @@ export class Orchestrator implements ExecutionGateway {
     execution.clearIdleTimer();
     execution.idleTimer = setTimeout(() => {
       if (execution.idle) void this.stopExecution(execution, 'idle');
-    }, this.settings.idleTimeoutMs);
+    }, Math.max(0, this.settings.idleTimeoutMs - idleForMs));
     execution.idleTimer.unref();
   }
 

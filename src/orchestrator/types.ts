@@ -10,9 +10,11 @@ export interface Lease {
   codeRef?: string;
   /**
    * Ends the hold. `requests` (default 1) is how many requests it served: a worker
-   * process shares one lease among its concurrent requests for a program.
+   * process shares one lease among its concurrent requests for a program, and may
+   * keep it a moment after its last request: `idleForMs` says how long ago that
+   * request ended, so the idle timer counts from then.
    */
-  release(requests?: number): void;
+  release(requests?: number, idleForMs?: number): void;
   /**
    * Tells the orchestrator the exchange failed upstream. `fatal` means the program
    * no longer accepts connections (refused): its execution is replaced.

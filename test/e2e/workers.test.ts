@@ -108,3 +108,43 @@ describe('multi-core: worker processes serve, the primary orchestrates', () => {
     for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still alive`);
   });
 });
+
+describe('multi-core: a worker keeps a lease briefly after its last request', () => {
+  let node: TestNode;
+  const counter = programHash('counter');
+
+  before(async () => {
+    // idle_timeout 5s: workers linger 500 ms on a lease after its last request.
+    node = await startTestNode({ workers: 2, programs: [{ name: 'counter', script: example('counter') }], orchestrator: ['idle_timeout = "5s"'] });
+  });
+  after(() => node.close());
+
+  const roundTrips = async () => {
+    const metrics = await new StatusClient(node.socket).metrics();
+    return [...metrics.matchAll(/aleph_edge_lease_round_trips_total\{worker="\d"\} (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+  };
+
+  it('serves requests a few ms apart without asking the primary each time, and counts every one', async () => {
+    await request(node, { host: node.domain, path: `/vm/${counter}/state/increment` }); // boot
+    const before = await roundTrips();
+    for (let i = 0; i < 12; i++) {
+      assert.equal((await request(node, { host: node.domain, path: `/vm/${counter}/state/increment` })).status, 200);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // At most one lease per worker (the kernel spreads connections over both).
+    assert.ok((await roundTrips()) - before <= 2, `${(await roundTrips()) - before} round trips for 12 requests`);
+    const client = new StatusClient(node.socket);
+    await until(async () => (await client.vms()).find((v) => v.hash === counter)?.in_flight === 0, 2000, 'leases back after the linger');
+    assert.equal((await client.vms()).find((v) => v.hash === counter)?.requests, 13);
+  });
+
+  it('counts the idle timeout from the last request, not from the end of the linger', async () => {
+    const client = new StatusClient(node.socket);
+    await request(node, { host: node.domain, path: `/vm/${counter}/state/increment` });
+    const last = Date.now();
+    await until(async () => !(await client.vms()).some((v) => v.hash === counter && v.state === 'ready'), 9000, 'idle stop');
+    const stoppedAfter = Date.now() - last;
+    assert.ok(stoppedAfter >= 4900, `stopped ${stoppedAfter} ms after the last request`);
+    assert.ok(stoppedAfter < 5400, `stopped ${stoppedAfter} ms after the last request (the 500 ms linger is not added)`);
+  });
+});
