@@ -44,6 +44,11 @@ export class RemoteGateway implements ExecutionGateway {
     return this.use(lease);
   }
 
+  leaseIfReady(hash: string): Lease | undefined {
+    const warm = this.shared.get(hash);
+    return warm && !warm.stale ? this.use(warm) : undefined;
+  }
+
   /** The primary retired the program's execution: new requests must ask again. */
   retired(hash: string): void {
     const lease = this.shared.get(hash);

@@ -88,11 +88,15 @@ export class Pipeline {
         return;
       }
       hash = route.hash;
-      const gone = leaveSignal(res);
-      try {
-        lease = await this.deps.gateway.acquire(route.hash, gone.signal);
-      } finally {
-        gone.dispose();
+      // Warm program: no promise, no abort signal. Otherwise wait, giving up if the client leaves.
+      lease = this.deps.gateway.leaseIfReady?.(route.hash);
+      if (!lease) {
+        const gone = leaveSignal(res);
+        try {
+          lease = await this.deps.gateway.acquire(route.hash, gone.signal);
+        } finally {
+          gone.dispose();
+        }
       }
       if (res.destroyed) return; // the client left while the program booted
       req.url = route.path;

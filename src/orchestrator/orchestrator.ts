@@ -89,6 +89,12 @@ export class Orchestrator implements ExecutionGateway {
     return this.lease(execution);
   }
 
+  leaseIfReady(hash: string): Lease | undefined {
+    if (this.draining) return undefined;
+    const execution = this.current.get(hash);
+    return execution?.state === 'ready' ? this.lease(execution) : undefined;
+  }
+
   onRetire(listener: (hash: string) => void): void {
     this.retireListeners.push(listener);
   }

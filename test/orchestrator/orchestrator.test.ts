@@ -58,6 +58,20 @@ describe('orchestrator with the process driver', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('leases a warm program synchronously (leaseIfReady), never boots through it, and stops leasing when draining', async () => {
+    const o = orchestrator(programs([{ n: 40 }]));
+    assert.equal(o.leaseIfReady(hashOf(40)), undefined, 'nothing booted yet');
+    assert.equal(o.list().length, 0, 'leaseIfReady does not boot');
+    (await o.acquire(hashOf(40))).release();
+    const lease = o.leaseIfReady(hashOf(40));
+    assert.ok(lease, 'warm: leased without waiting');
+    assert.equal(o.list().find((e) => e.hash === hashOf(40))?.in_flight, 1);
+    lease.release();
+    assert.equal(o.list().find((e) => e.hash === hashOf(40))?.in_flight, 0);
+    await o.drain(0);
+    assert.equal(o.leaseIfReady(hashOf(40)), undefined);
+  });
+
   it('boots exactly one process for 50 concurrent cold acquires', async () => {
     startsFile = path.join(dir, 'starts-single-flight');
     const o = orchestrator(programs([{ n: 1, env: { START_DELAY_MS: '200' } }]));
