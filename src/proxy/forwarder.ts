@@ -145,6 +145,16 @@ export class Forwarder {
       });
       req.once('error', () => exchange.abort?.(new UpstreamError('client request failed')));
 
+      let held: Buffer | undefined;
+      let flushScheduled = false;
+      const write = (controller: Dispatcher.DispatchController) => {
+        const chunk = held!;
+        held = undefined;
+        if (!res.write(chunk)) {
+          controller.pause();
+          res.once('drain', () => controller.resume());
+        }
+      };
       const handler: Dispatcher.DispatchHandler = {
         onRequestStart: (controller) => {
           exchange.abort = (reason) => {
@@ -165,13 +175,23 @@ export class Forwarder {
         },
         onResponseData: (controller, chunk) => {
           if (res.destroyed) return exchange.abort?.(new UpstreamError('client went away'));
-          if (!res.write(chunk)) {
-            controller.pause();
-            res.once('drain', () => controller.resume());
+          // A chunk is held until the end of the tick: when the response ends in the
+          // same read (most small responses), head, body and end leave in one write.
+          if (held) write(controller);
+          held = chunk;
+          if (!flushScheduled) {
+            flushScheduled = true;
+            process.nextTick(() => {
+              flushScheduled = false;
+              if (held && !res.destroyed) write(controller);
+            });
           }
         },
         onResponseEnd: () => {
-          res.end();
+          const last = held;
+          held = undefined;
+          if (last) res.end(last);
+          else res.end();
         },
         onResponseError: (_controller, error: Error & { code?: string }) => {
           // We cut it ourselves (body too large, client gone): its outcome is already settled.
