@@ -1,12 +1,18 @@
 // Per-program boot failure backoff: a broken program must not make the node boot
-// it in a loop. Exponential, capped, reset by a successful boot.
+// it in a loop. Exponential, capped; reset once an execution has stayed up for
+// `stableMs` (a program that dies on every request is a failing boot too).
 
 export interface BackoffPolicy {
   baseMs: number;
   maxMs: number;
+  /**
+   * An execution that exits on its own within this time of becoming ready counts as
+   * a failed boot (crash loop); one that stays up this long clears the failures.
+   */
+  stableMs?: number;
 }
 
-export const DEFAULT_BACKOFF: BackoffPolicy = { baseMs: 1_000, maxMs: 60_000 };
+export const DEFAULT_BACKOFF: BackoffPolicy = { baseMs: 1_000, maxMs: 60_000, stableMs: 30_000 };
 
 interface Entry {
   failures: number;

@@ -3,7 +3,7 @@ import { BootFailedError, EdgeError, UnavailableError, UpstreamError, createLogg
 import type { Driver, Endpoint } from '../drivers/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ProgramSource } from '../programs/index.js';
-import { BootBackoff, type BackoffPolicy } from './backoff.js';
+import { BootBackoff, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
 import { Execution } from './execution.js';
 import { orchestratorMetrics, type OrchestratorMetrics } from './metrics.js';
 import type { ExecutionGateway, ExecutionInfo, ExecutionState, Lease } from './types.js';
@@ -38,6 +38,9 @@ export class Orchestrator implements ExecutionGateway {
   private readonly probe: ReadinessProbe;
   private readonly metrics: OrchestratorMetrics;
   private readonly backoff: BootBackoff;
+  private readonly stableMs: number;
+  /** Executions in a row that died within stableMs of becoming ready, per hash. */
+  private readonly crashStreaks = new Map<string, number>();
   /** The current execution per hash (starting, ready or draining). */
   private readonly current = new Map<string, Execution>();
   /** Executions on their way out; they still count against capacity. */
@@ -57,6 +60,7 @@ export class Orchestrator implements ExecutionGateway {
     this.probe = deps.probe;
     this.metrics = orchestratorMetrics(deps.metrics);
     this.backoff = new BootBackoff(deps.backoff);
+    this.stableMs = deps.backoff?.stableMs ?? DEFAULT_BACKOFF.stableMs!;
     this.metrics.executions.collect(() => {
       const counts = new Map<ExecutionState, number>();
       for (const e of this.all()) counts.set(e.state, (counts.get(e.state) ?? 0) + 1);
@@ -258,8 +262,8 @@ export class Orchestrator implements ExecutionGateway {
       execution.bootMs = Math.round(t2 - t0);
       execution.readyAt = Date.now();
       execution.transition('ready');
-      this.backoff.succeed(hash);
       this.failures.delete(hash);
+      this.clearBackoffWhenStable(execution);
       this.metrics.boots.inc();
       this.metrics.bootDuration.observe((t1 - t0) / 1000, { phase: 'start' });
       this.metrics.bootDuration.observe((t2 - t1) / 1000, { phase: 'ready' });
@@ -347,9 +351,32 @@ export class Orchestrator implements ExecutionGateway {
     return execution.stopping;
   }
 
+  /** The failure streak ends once the execution has run `stableMs` without dying. */
+  private clearBackoffWhenStable(execution: Execution): void {
+    if (this.backoff.failures(execution.hash) === 0 && !this.crashStreaks.has(execution.hash)) return;
+    const timer = setTimeout(() => {
+      if (execution.state !== 'ready' && execution.state !== 'draining') return;
+      this.backoff.succeed(execution.hash);
+      this.crashStreaks.delete(execution.hash);
+    }, this.stableMs);
+    timer.unref();
+  }
+
   private onUnexpectedExit(execution: Execution, code: number | null, signal: string | null): void {
     const how = signal ? `signal ${signal}` : `code ${code}`;
     execution.lastError = `exited unexpectedly (${how})`;
+    // Died soon after becoming ready: the next request boots a fresh one (DESIGN.md),
+    // but a second such death in a row starts a backoff, so a program that dies on
+    // every request is not rebooted for every request.
+    if (execution.state !== 'starting' && execution.readyAt !== undefined && Date.now() - execution.readyAt < this.stableMs) {
+      const streak = (this.crashStreaks.get(execution.hash) ?? 0) + 1;
+      this.crashStreaks.set(execution.hash, streak);
+      if (streak >= 2) {
+        const delay = this.backoff.fail(execution.hash, `${execution.lastError} ${Math.round((Date.now() - execution.readyAt) / 1000)} s after start`);
+        this.metrics.bootFailures.inc({ reason: 'crashed' });
+        log.warn('program keeps crashing soon after start; backing off', { hash: shortHash(execution.hash), crashes: streak, retry_in_ms: delay });
+      }
+    }
     execution.clearIdleTimer();
     if (this.current.get(execution.hash) === execution) this.current.delete(execution.hash);
     this.retiring.delete(execution);

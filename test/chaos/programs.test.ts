@@ -131,6 +131,8 @@ describe('misbehaving programs', () => {
     assert.deepEqual(Object.keys(summary['crash-at-start']!), ['502']);
     assert.ok(boots['crash-at-start']! <= 5, `crash-at-start booted ${boots['crash-at-start']} times (backoff)`);
     assert.ok(Object.keys(summary['crash-on-request']!).every((k) => k === '502' || k === '200'), JSON.stringify(summary['crash-on-request']));
+    // Dies on every request: backed off from its second death (1 s, 2 s, 4 s), not rebooted per request.
+    assert.ok(boots['crash-on-request']! <= 7, `crash-on-request booted ${boots['crash-on-request']} times (crash-loop backoff)`);
     assert.deepEqual(Object.keys(summary['never-ready']!), ['502']);
     assert.ok(boots['never-ready']! <= 4, `never-ready booted ${boots['never-ready']} times`);
     assert.deepEqual(Object.keys(summary.hang!), ['head 200']);

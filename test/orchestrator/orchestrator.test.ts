@@ -215,6 +215,34 @@ describe('orchestrator with the process driver', () => {
     assert.equal(o.list()[0]?.state, 'failed');
   });
 
+  it('backs off a program that keeps dying soon after becoming ready (crash loop), from the second death on', async () => {
+    startsFile = path.join(dir, 'starts-crashloop');
+    const o = new Orchestrator({
+      settings: settings(), programs: programs([{ n: 41, env: { EXIT_AFTER_READY_MS: '100' } }]),
+      driver: new ProcessDriver({ stopGraceMs: 500 }), probe, metrics: new MetricsRegistry(),
+      backoff: { baseMs: 400, maxMs: 5_000, stableMs: 5_000 },
+    });
+    orchestrators.push(o);
+    const crashed = () => until(() => o.list().find((v) => v.hash === hashOf(41))?.state === 'failed', 3000, 'the crash');
+    (await o.acquire(hashOf(41))).release();
+    await crashed();
+    // First death: the next request boots a fresh one at once (DESIGN.md).
+    (await o.acquire(hashOf(41))).release();
+    assert.equal((await starts()).length, 2);
+    await crashed();
+    // Second death in a row: refused without a boot, with the wait in the message.
+    await assert.rejects(o.acquire(hashOf(41)), (e: Error) => e instanceof BootFailedError && /exited unexpectedly.*next attempt in/.test(e.message));
+    assert.equal((await starts()).length, 2);
+    await new Promise((r) => setTimeout(r, 450));
+    (await o.acquire(hashOf(41))).release(); // 400 ms passed: boots again
+    assert.equal((await starts()).length, 3);
+    await crashed();
+    // Third death: 800 ms now, so still refused after 450 ms.
+    await new Promise((r) => setTimeout(r, 450));
+    await assert.rejects(o.acquire(hashOf(41)), BootFailedError);
+    assert.equal((await starts()).length, 3);
+  });
+
   it('stop lets in-flight requests finish while the next request boots a fresh execution', async () => {
     startsFile = path.join(dir, 'starts-retire');
     const o = orchestrator(programs([{ n: 17 }]));
