@@ -1,6 +1,7 @@
 // `npm run bench`: aleph-edge next to Caddy, nginx and a direct connection, on
 // loopback, same certificate (ECDSA P-256), same upstream process, same workloads,
-// run alternately (every peer once per round, BENCH_ROUNDS rounds). Prints medians and
+// run alternately (every peer once per round, BENCH_ROUNDS rounds, the order shuffled
+// each round). Prints medians and
 // the ratio aleph-edge / Caddy per metric, and writes JSON + Markdown under
 // .bench-results/. Installs nothing: needs caddy, nginx and wrk on PATH and a build
 // in dist/ (the npm script builds first).
@@ -127,6 +128,28 @@ function need(command, args) {
     process.exit(2);
   }
   return `${result.stdout}${result.stderr}`.trim().split('\n')[0];
+}
+
+/** mulberry32: a small deterministic generator for the run order. */
+function seededRandom(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A Fisher-Yates shuffled copy. */
+function shuffled(items, random) {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
 }
 
 /** Fraction of CPU time the whole machine was busy over `ms` (from /proc/stat). */
@@ -258,10 +281,15 @@ try {
   const summary = [];
   for (const workload of WORKLOADS.filter((w) => selected.includes(w.id))) {
     const targets = active.filter((p) => p.tls || !workload.tlsOnly);
+    const random = seededRandom(workload.id.length * 7919 + ROUNDS);
     // Warm-up: JIT, connection pools, caches of every peer; not measured.
     for (const peer of targets) await workload.run(peer, WARMUP);
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const peer of targets) {
+      // The order is shuffled every round (seeded, so runs are repeatable): a run is
+      // affected by the one before it (right after `direct`, which drives the shared
+      // upstream at ~55k req/s, a peer measured up to ~25 % lower), so no peer may
+      // always follow the same one.
+      for (const peer of shuffled(targets, random)) {
         const busyBefore = await waitQuiet();
         const result = await workload.run(peer, DURATION);
         runs.push({ workload: workload.id, peer: peer.name, round, busy_before: busyBefore, ...result });
