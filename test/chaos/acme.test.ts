@@ -9,13 +9,13 @@ import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import type net from 'node:net';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { spawn } from 'node:child_process';
 import { issuerNameFor } from '../../src/tls/acme-account.js';
 import { StatusClient } from '../../src/status/index.js';
 import { CLI } from '../helpers/paths.js';
 import { until } from '../helpers/node.js';
-import { FIXTURES, HELLO_HASH, handshake, httpsGet, startAcmeNode, startPebble, tempDir, type AcmeNode, type Pebble } from '../tls/acme-harness.js';
+import { FIXTURES, HELLO_HASH, handshake, httpsGet, startAcmeNode, usePebble, type AcmeNode, type Pebble, type TempDir } from '../tls/acme-harness.js';
 import { running, sleep } from './harness.js';
 
 type Mode = 'pass' | 'down' | '500' | '429';
@@ -100,17 +100,8 @@ async function startProxy(pebble: Pebble): Promise<AcmeProxy> {
 describe('ACME faults', () => {
   let pebble: Pebble;
   let root: string;
-  let work: { dir: string; cleanup: () => Promise<void> };
-
-  before(async () => {
-    pebble = await startPebble();
-    root = await pebble.root();
-    work = await tempDir('aleph-edge-chaos-acme-');
-  });
-  after(async () => {
-    await pebble?.stop();
-    await work?.cleanup();
-  });
+  let work: TempDir;
+  usePebble('aleph-edge-chaos-acme-', {}, (env) => ({ pebble, root, work } = env));
 
   /**
    * A node behind a fresh proxy with certificates for `existing` already issued, then

@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { issuerNameFor } from '../../src/tls/acme-account.js';
-import { handshake, startAcmeNode, startPebble, tempDir, type Pebble } from './acme-harness.js';
+import { handshake, startAcmeNode, usePebble, type Pebble, type TempDir } from './acme-harness.js';
 
 const KID = 'kid-1';
 const HMAC = 'zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W';
@@ -14,17 +14,8 @@ const HMAC = 'zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W';
 describe('acme account with external account binding', () => {
   let pebble: Pebble;
   let root: string;
-  let work: { dir: string; cleanup: () => Promise<void> };
-
-  before(async () => {
-    pebble = await startPebble({ eab: { [KID]: HMAC } });
-    root = await pebble.root();
-    work = await tempDir('aleph-edge-acme-account-');
-  });
-  after(async () => {
-    await pebble?.stop();
-    await work?.cleanup();
-  });
+  let work: TempDir;
+  usePebble('aleph-edge-acme-account-', { eab: { [KID]: HMAC } }, (env) => ({ pebble, root, work } = env));
 
   it('registers with EAB, keeps the key 0600 and reuses it after a restart', async () => {
     const storage = path.join(work.dir, 'certs');

@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, webcrypto } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { after, before } from 'node:test';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
@@ -320,7 +321,30 @@ export async function startAcmeNode(options: AcmeNodeOptions): Promise<AcmeNode>
   };
 }
 
-export async function tempDir(prefix: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+export interface TempDir {
+  dir: string;
+  cleanup: () => Promise<void>;
+}
+
+/**
+ * For a describe block: a Pebble and a temp folder started before its tests and
+ * removed after them; `use` receives them once they are up.
+ */
+export function usePebble(prefix: string, options: PebbleOptions, use: (env: { pebble: Pebble; root: string; work: TempDir }) => void): void {
+  let pebble: Pebble | undefined;
+  let work: TempDir | undefined;
+  before(async () => {
+    pebble = await startPebble(options);
+    work = await tempDir(prefix);
+    use({ pebble, root: await pebble.root(), work });
+  });
+  after(async () => {
+    await pebble?.stop();
+    await work?.cleanup();
+  });
+}
+
+export async function tempDir(prefix: string): Promise<TempDir> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }

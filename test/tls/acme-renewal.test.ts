@@ -4,25 +4,16 @@
 
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { handshake, startAcmeNode, startPebble, tempDir, type Pebble } from './acme-harness.js';
+import { describe, it } from 'node:test';
+import { handshake, startAcmeNode, usePebble, type Pebble, type TempDir } from './acme-harness.js';
 
 const VALIDITY_S = 9;
 
 describe('renewal of short-lived certificates', () => {
   let pebble: Pebble;
   let root: string;
-  let work: { dir: string; cleanup: () => Promise<void> };
-
-  before(async () => {
-    pebble = await startPebble({ validitySeconds: VALIDITY_S });
-    root = await pebble.root();
-    work = await tempDir('aleph-edge-acme-renew-');
-  });
-  after(async () => {
-    await pebble?.stop();
-    await work?.cleanup();
-  });
+  let work: TempDir;
+  usePebble('aleph-edge-acme-renew-', { validitySeconds: VALIDITY_S }, (env) => ({ pebble, root, work } = env));
 
   it('replaces the certificate before expiry with no failed handshake; failures are visible', async () => {
     const n = await startAcmeNode({ pebble, dir: work.dir, storage: path.join(work.dir, 'certs'), hosts: ['app.renew.test'], renewalIntervalMs: 300 });

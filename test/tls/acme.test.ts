@@ -7,24 +7,15 @@ import { generateKeyPairSync } from 'node:crypto';
 import http from 'node:http';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { issuerNameFor } from '../../src/tls/acme-account.js';
-import { handshake, httpsGet, startAcmeNode, startPebble, tempDir, type AcmeNode, type AcmeNodeOptions, type Pebble } from './acme-harness.js';
+import { handshake, httpsGet, startAcmeNode, usePebble, type AcmeNode, type AcmeNodeOptions, type Pebble, type TempDir } from './acme-harness.js';
 
 describe('acme mode against Pebble', () => {
   let pebble: Pebble;
   let root: string;
-  let work: { dir: string; cleanup: () => Promise<void> };
-
-  before(async () => {
-    pebble = await startPebble();
-    root = await pebble.root();
-    work = await tempDir('aleph-edge-acme-');
-  });
-  after(async () => {
-    await pebble?.stop();
-    await work?.cleanup();
-  });
+  let work: TempDir;
+  usePebble('aleph-edge-acme-', {}, (env) => ({ pebble, root, work } = env));
 
   async function withNode<T>(name: string, options: Partial<AcmeNodeOptions>, fn: (n: AcmeNode, storage: string) => Promise<T>): Promise<T> {
     const storage = options.storage ?? path.join(work.dir, `${name}-certs`);
