@@ -32,15 +32,15 @@ export class RemoteGateway implements ExecutionGateway {
   }
 
   async acquire(hash: string, signal?: AbortSignal): Promise<Lease> {
-    const warm = this.shared.get(hash);
-    if (warm && !warm.stale) return this.use(warm);
+    const warm = this.leaseIfReady(hash);
+    if (warm) return warm;
     this.roundTrips.inc();
     const wire = await this.channel.call<WireLease>({ type: 'acquire', hash }, signal);
     const lease: SharedLease = { wire, users: 0, served: 0, stale: false, lingering: undefined, idleSince: 0, released: false };
     // Concurrent first requests may each get a lease; the newest is shared, the others end with their users.
     const previous = this.shared.get(hash);
     this.shared.set(hash, lease);
-    if (previous && previous !== lease) this.retire(previous);
+    if (previous) this.retire(previous);
     return this.use(lease);
   }
 
@@ -55,17 +55,10 @@ export class RemoteGateway implements ExecutionGateway {
     if (lease) this.retire(lease);
   }
 
-  /** Gives back every lease no request is using (drain, shutdown). */
-  releaseUnused(): void {
-    for (const lease of [...this.shared.values()]) if (lease.users === 0) this.retire(lease);
-  }
-
   private use(lease: SharedLease): Lease {
     lease.users++;
-    if (lease.lingering) {
-      clearTimeout(lease.lingering);
-      lease.lingering = undefined;
-    }
+    clearTimeout(lease.lingering);
+    lease.lingering = undefined;
     let released = false;
     const { wire } = lease;
     return {
@@ -80,7 +73,7 @@ export class RemoteGateway implements ExecutionGateway {
         lease.served++;
         if (lease.users > 0) return;
         lease.idleSince = Date.now();
-        if (lease.stale || wire.lingerMs <= 0) return this.giveBack(lease);
+        if (lease.stale || wire.lingerMs <= 0) return this.retire(lease);
         lease.lingering = setTimeout(() => this.retire(lease), wire.lingerMs);
         lease.lingering.unref();
       },
@@ -96,16 +89,9 @@ export class RemoteGateway implements ExecutionGateway {
   private retire(lease: SharedLease): void {
     lease.stale = true;
     if (this.shared.get(lease.wire.hash) === lease) this.shared.delete(lease.wire.hash);
-    if (lease.users === 0) this.giveBack(lease);
-  }
-
-  private giveBack(lease: SharedLease): void {
-    if (lease.released) return;
+    if (lease.users > 0 || lease.released) return;
     lease.released = true;
-    lease.stale = true;
-    if (lease.lingering) clearTimeout(lease.lingering);
-    lease.lingering = undefined;
-    if (this.shared.get(lease.wire.hash) === lease) this.shared.delete(lease.wire.hash);
+    clearTimeout(lease.lingering);
     this.channel.notify({ type: 'release', leaseId: lease.wire.leaseId, requests: lease.served, idleMs: Date.now() - lease.idleSince });
   }
 }

@@ -72,9 +72,7 @@ export function runWorker(): void {
       case 'drain':
         if (!edge) process.exit(0);
         edge.stopAccepting();
-        gateway.releaseUnused();
         void edge.finish(message.deadline).then(() => {
-          gateway.releaseUnused();
           forwarder.close();
           send({ type: 'drained' });
           process.exit(0);

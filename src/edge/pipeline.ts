@@ -89,7 +89,7 @@ export class Pipeline {
       }
       hash = route.hash;
       // Warm program: no promise, no abort signal. Otherwise wait, giving up if the client leaves.
-      lease = this.deps.gateway.leaseIfReady?.(route.hash);
+      lease = this.deps.gateway.leaseIfReady(route.hash);
       if (!lease) {
         const gone = leaveSignal(res);
         try {

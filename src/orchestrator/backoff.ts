@@ -22,7 +22,13 @@ interface Entry {
 
 export class BootBackoff {
   private readonly entries = new Map<string, Entry>();
-  constructor(private readonly policy: BackoffPolicy = DEFAULT_BACKOFF, private readonly now: () => number = Date.now) {}
+  /** Executions in a row that died within stableMs of becoming ready, per program. */
+  private readonly crashStreaks = new Map<string, number>();
+  readonly stableMs: number;
+
+  constructor(private readonly policy: BackoffPolicy = DEFAULT_BACKOFF, private readonly now: () => number = Date.now) {
+    this.stableMs = policy.stableMs ?? DEFAULT_BACKOFF.stableMs!;
+  }
 
   /** Records a failed boot; returns the delay before the next attempt is allowed. */
   fail(hash: string, reason: string): number {
@@ -32,8 +38,28 @@ export class BootBackoff {
     return delay;
   }
 
+  /**
+   * An execution died on its own `upMs` after becoming ready. Within stableMs, the
+   * first such death in a row is free (the next request boots a fresh one, as
+   * DESIGN.md says); from the second on it counts as a failed boot. Returns the
+   * delay when it does.
+   */
+  crashed(hash: string, upMs: number, reason: string): number | undefined {
+    if (upMs >= this.stableMs) return undefined;
+    const streak = (this.crashStreaks.get(hash) ?? 0) + 1;
+    this.crashStreaks.set(hash, streak);
+    return streak >= 2 ? this.fail(hash, reason) : undefined;
+  }
+
+  /** An execution stayed up stableMs: failures and crashes are forgotten. */
   succeed(hash: string): void {
     this.entries.delete(hash);
+    this.crashStreaks.delete(hash);
+  }
+
+  /** True while failures or early crashes are remembered for the program. */
+  inStreak(hash: string): boolean {
+    return this.entries.has(hash) || this.crashStreaks.has(hash);
   }
 
   /** While backing off: the remaining wait and the last failure reason. */
@@ -42,9 +68,5 @@ export class BootBackoff {
     if (!entry) return undefined;
     const remainingMs = entry.until - this.now();
     return remainingMs > 0 ? { remainingMs, reason: entry.reason, failures: entry.failures } : undefined;
-  }
-
-  failures(hash: string): number {
-    return this.entries.get(hash)?.failures ?? 0;
   }
 }

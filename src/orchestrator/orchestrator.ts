@@ -3,7 +3,7 @@ import { BootFailedError, EdgeError, UnavailableError, UpstreamError, createLogg
 import type { Driver, Endpoint } from '../drivers/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ProgramSource } from '../programs/index.js';
-import { BootBackoff, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
+import { BootBackoff, type BackoffPolicy } from './backoff.js';
 import { Execution } from './execution.js';
 import { orchestratorMetrics, type OrchestratorMetrics } from './metrics.js';
 import type { ExecutionGateway, ExecutionInfo, ExecutionState, Lease } from './types.js';
@@ -38,9 +38,6 @@ export class Orchestrator implements ExecutionGateway {
   private readonly probe: ReadinessProbe;
   private readonly metrics: OrchestratorMetrics;
   private readonly backoff: BootBackoff;
-  private readonly stableMs: number;
-  /** Executions in a row that died within stableMs of becoming ready, per hash. */
-  private readonly crashStreaks = new Map<string, number>();
   /** The current execution per hash (starting, ready or draining). */
   private readonly current = new Map<string, Execution>();
   /** Executions on their way out; they still count against capacity. */
@@ -60,7 +57,6 @@ export class Orchestrator implements ExecutionGateway {
     this.probe = deps.probe;
     this.metrics = orchestratorMetrics(deps.metrics);
     this.backoff = new BootBackoff(deps.backoff);
-    this.stableMs = deps.backoff?.stableMs ?? DEFAULT_BACKOFF.stableMs!;
     this.metrics.executions.collect(() => {
       const counts = new Map<ExecutionState, number>();
       for (const e of this.all()) counts.set(e.state, (counts.get(e.state) ?? 0) + 1);
@@ -69,9 +65,10 @@ export class Orchestrator implements ExecutionGateway {
   }
 
   async acquire(hash: string, signal?: AbortSignal): Promise<Lease> {
+    const warm = this.leaseIfReady(hash);
+    if (warm) return warm;
     if (this.draining) throw this.reject('draining', new UnavailableError('node is draining', 5, 'draining'));
     let execution = this.current.get(hash);
-    if (execution?.state === 'ready') return this.lease(execution);
     if (!execution) {
       const blocked = this.backoff.blocked(hash);
       if (blocked) {
@@ -188,7 +185,7 @@ export class Orchestrator implements ExecutionGateway {
         execution.inFlight--;
         const idleFor = Math.max(0, Math.min(idleForMs, this.settings.idleTimeoutMs));
         execution.lastRequestAt = Math.max(execution.lastRequestAt ?? 0, Date.now() - idleFor);
-        if (execution.inFlight === 0) this.onIdle(execution, Date.now() - execution.lastRequestAt);
+        if (execution.inFlight === 0) this.onIdle(execution);
       },
       reportFailure: (reason, fatal) => {
         execution.lastError = reason;
@@ -202,7 +199,7 @@ export class Orchestrator implements ExecutionGateway {
     };
   }
 
-  private onIdle(execution: Execution, idleForMs = 0): void {
+  private onIdle(execution: Execution): void {
     if (execution.idleWaiters.length > 0) {
       const waiters = execution.idleWaiters;
       execution.idleWaiters = [];
@@ -211,9 +208,10 @@ export class Orchestrator implements ExecutionGateway {
     }
     if (execution.state !== 'ready' || execution.waiters > 0) return;
     execution.clearIdleTimer();
+    // Counted from the last request, which a worker may report as a moment ago.
     execution.idleTimer = setTimeout(() => {
       if (execution.idle) void this.stopExecution(execution, 'idle');
-    }, Math.max(0, this.settings.idleTimeoutMs - idleForMs));
+    }, Math.max(0, this.settings.idleTimeoutMs - (Date.now() - execution.lastUsedAt)));
     execution.idleTimer.unref();
   }
 
@@ -353,28 +351,22 @@ export class Orchestrator implements ExecutionGateway {
 
   /** The failure streak ends once the execution has run `stableMs` without dying. */
   private clearBackoffWhenStable(execution: Execution): void {
-    if (this.backoff.failures(execution.hash) === 0 && !this.crashStreaks.has(execution.hash)) return;
+    if (!this.backoff.inStreak(execution.hash)) return;
     const timer = setTimeout(() => {
-      if (execution.state !== 'ready' && execution.state !== 'draining') return;
-      this.backoff.succeed(execution.hash);
-      this.crashStreaks.delete(execution.hash);
-    }, this.stableMs);
+      if (execution.state === 'ready' || execution.state === 'draining') this.backoff.succeed(execution.hash);
+    }, this.backoff.stableMs);
     timer.unref();
   }
 
   private onUnexpectedExit(execution: Execution, code: number | null, signal: string | null): void {
     const how = signal ? `signal ${signal}` : `code ${code}`;
     execution.lastError = `exited unexpectedly (${how})`;
-    // Died soon after becoming ready: the next request boots a fresh one (DESIGN.md),
-    // but a second such death in a row starts a backoff, so a program that dies on
-    // every request is not rebooted for every request.
-    if (execution.state !== 'starting' && execution.readyAt !== undefined && Date.now() - execution.readyAt < this.stableMs) {
-      const streak = (this.crashStreaks.get(execution.hash) ?? 0) + 1;
-      this.crashStreaks.set(execution.hash, streak);
-      if (streak >= 2) {
-        const delay = this.backoff.fail(execution.hash, `${execution.lastError} ${Math.round((Date.now() - execution.readyAt) / 1000)} s after start`);
+    if (execution.state !== 'starting' && execution.readyAt !== undefined) {
+      const upMs = Date.now() - execution.readyAt;
+      const delay = this.backoff.crashed(execution.hash, upMs, `${execution.lastError} ${Math.round(upMs / 1000)} s after start`);
+      if (delay !== undefined) {
         this.metrics.bootFailures.inc({ reason: 'crashed' });
-        log.warn('program keeps crashing soon after start; backing off', { hash: shortHash(execution.hash), crashes: streak, retry_in_ms: delay });
+        log.warn('program keeps crashing soon after start; backing off', { hash: shortHash(execution.hash), retry_in_ms: delay });
       }
     }
     execution.clearIdleTimer();

@@ -27,7 +27,7 @@ export interface ExecutionGateway {
   /** Returns a lease on a ready execution, booting one if needed. Throws EdgeError subclasses. */
   acquire(hash: string, signal?: AbortSignal): Promise<Lease>;
   /** A lease right away when the program is warm, else undefined (then call acquire). */
-  leaseIfReady?(hash: string): Lease | undefined;
+  leaseIfReady(hash: string): Lease | undefined;
   /** Called when a program's execution stops taking new requests (stop, drain, crash, removal). */
   onRetire?(listener: (hash: string) => void): void;
 }

@@ -76,8 +76,8 @@ function classify(error: NodeJS.ErrnoException, exchange: Exchange): { error: Ed
 
 /** A request body to stream upstream, or null when the request has none. */
 function requestBody(req: IncomingMessage): Readable | null {
-  const length = req.headers['content-length'];
   if (req.headers['transfer-encoding'] !== undefined) return req;
+  const length = req.headers['content-length'];
   return length !== undefined && length !== '0' ? req : null;
 }
 
@@ -119,21 +119,20 @@ export class Forwarder {
         else resolve(outcome);
       });
       let body = requestBody(req);
-      let tooLarge = false;
       const max = limits.maxBodyBytes ?? 0;
       // A declared Content-Length was checked by edge/; a chunked body is counted as it streams.
       if (body && max > 0 && req.headers['content-length'] === undefined) {
         const limited = new BodyLimit(max, () => {
-          if (tooLarge) return;
-          tooLarge = true;
+          if (exchange.settled) return;
           req.unpipe(limited);
-          exchange.abort?.(new PayloadTooLargeError('request body too large'));
+          // Settled before the abort, so the abort is not taken for the program's failure.
           if (res.headersSent) {
-            res.destroy();
             exchange.settle({ status: res.statusCode, complete: false });
+            res.destroy();
           } else {
             exchange.settle(new PayloadTooLargeError(`request body larger than ${max} bytes`));
           }
+          exchange.abort?.(new PayloadTooLargeError('request body too large'));
         });
         body = req.pipe(limited);
       }
@@ -162,12 +161,13 @@ export class Forwarder {
             controller.abort(reason);
             this.pools.abortedOn(pool);
           };
-          if (exchange.timedOut) exchange.abort(new UpstreamTimeoutError('request timeout'));
+          // Decided before a connection was free (timeout, body too large, client gone): nobody wants it.
+          if (exchange.settled) exchange.abort(new UpstreamError('exchange already ended'));
         },
         onResponseStart: (controller, statusCode, headers, statusMessage) => {
           if (statusCode < 200) return; // interim responses (100, 103) are not relayed
           clearTimeout(exchange.timer);
-          if (res.headersSent || res.destroyed || exchange.timedOut || exchange.settled) {
+          if (exchange.settled || res.destroyed) {
             exchange.abort?.(new UpstreamError('response no longer wanted'));
             return;
           }
@@ -194,8 +194,8 @@ export class Forwarder {
           else res.end();
         },
         onResponseError: (_controller, error: Error & { code?: string }) => {
-          // We cut it ourselves (body too large, client gone): its outcome is already settled.
-          if (tooLarge || exchange.settled) return;
+          // We cut it ourselves (timeout, body too large, client gone): already settled.
+          if (exchange.settled) return;
           if (error.code === 'UND_ERR_INVALID_ARG' && !res.headersSent) {
             // A request undici refuses to send as is (e.g. a header it does not allow).
             exchange.settle(new BadRequestError('request cannot be forwarded'));
@@ -216,7 +216,7 @@ export class Forwarder {
       pool.dispatch({
         method: req.method as Dispatcher.HttpMethod,
         path: req.url ?? '/',
-        headers: upstreamRequestRawHeaders(req.rawHeaders, info),
+        headers: upstreamRequestRawHeaders(req, info),
         body,
       }, handler);
     });

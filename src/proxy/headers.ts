@@ -29,6 +29,11 @@ function connectionTokens(value: string | string[] | undefined): string[] {
   return text.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean);
 }
 
+/** Whether a request header goes on to the program (`nominated`: the Connection tokens). */
+function forwardsUpstream(name: string, nominated: string[]): boolean {
+  return !(HOP_BY_HOP.has(name) || isClientForwarding(name) || name === 'expect' || nominated.includes(name));
+}
+
 /**
  * Headers sent to the program: hop-by-hop and client forwarding headers removed,
  * our X-Forwarded-* set. For a WebSocket upgrade, Connection/Upgrade are kept.
@@ -36,11 +41,7 @@ function connectionTokens(value: string | string[] | undefined): string[] {
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, info: ForwardInfo, upgrade: boolean): IncomingHttpHeaders {
   const nominated = connectionTokens(incoming.connection);
   const out: IncomingHttpHeaders = {};
-  for (const name in incoming) {
-    if (HOP_BY_HOP.has(name) || isClientForwarding(name) || name === 'expect') continue;
-    if (nominated.includes(name)) continue;
-    out[name] = incoming[name];
-  }
+  for (const name in incoming) if (forwardsUpstream(name, nominated)) out[name] = incoming[name];
   // The body was de-chunked by our parser; re-frame it the same way upstream so a
   // body without Content-Length is never sent unframed (request smuggling).
   if (incoming['transfer-encoding'] !== undefined) {
@@ -58,31 +59,19 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, info: Forw
 }
 
 /**
- * The same filtering over raw header pairs ([name, value, name, value...] as received),
- * for the HTTP path: Node writes such an array as is, without a setHeader per name,
- * and repeated headers keep their order and casing.
+ * The HTTP path's form: raw header pairs ([name, value, ...] as received), which the
+ * HTTP client writes as they are; repeated headers keep their order and casing. A
+ * de-chunked body loses any Content-Length, and the client frames it chunked again.
  */
-export function upstreamRequestRawHeaders(raw: string[], info: ForwardInfo): string[] {
+export function upstreamRequestRawHeaders(incoming: { rawHeaders: string[]; headers: IncomingHttpHeaders }, info: ForwardInfo): string[] {
+  const nominated = connectionTokens(incoming.headers.connection);
+  const chunked = incoming.headers['transfer-encoding'] !== undefined;
+  const raw = incoming.rawHeaders;
   const out: string[] = [];
-  let nominated: string[] | undefined;
-  let chunked = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
-    if (name === 'connection') nominated = (nominated ?? []).concat(connectionTokens(raw[i + 1]));
-  }
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if (name === 'transfer-encoding') chunked = true;
-    if (HOP_BY_HOP.has(name) || isClientForwarding(name) || name === 'expect') continue;
-    if (nominated?.includes(name)) continue;
+    if (!forwardsUpstream(name, nominated) || (chunked && name === 'content-length')) continue;
     out.push(raw[i]!, raw[i + 1]!);
-  }
-  if (chunked) {
-    // As above: the body was de-chunked by our parser; without a length the HTTP
-    // client frames it chunked again.
-    for (let i = 0; i < out.length; i += 2) {
-      if (out[i]!.toLowerCase() === 'content-length') out.splice(i, 2), (i -= 2);
-    }
   }
   out.push('x-forwarded-for', info.clientIp, 'x-forwarded-proto', info.proto, 'x-forwarded-host', info.host);
   return out;

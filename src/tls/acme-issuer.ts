@@ -44,30 +44,35 @@ export class CaUnavailableError extends Error {
 // Retry-After of the last 429/503 answer per directory origin (acme-client honours it
 // within one request; this carries it over to the next orders).
 const retryAfterUntil = new Map<string, number>();
-let interceptorInstalled = false;
 
 // Status of the last answer per origin: acme-client's errors do not carry it.
 const lastStatus = new Map<string, number>();
 
 function noteRetryAfter(response: { status?: number; headers?: Record<string, unknown>; config?: { url?: string } } | undefined): void {
-  if (response?.status && response.config?.url) {
-    try {
-      lastStatus.set(new URL(response.config.url).origin, response.status);
-    } catch {
-      // not a URL
-    }
-  }
-  if (!response || (response.status !== 429 && response.status !== 503)) return;
+  if (!response?.status || !URL.canParse(response.config?.url ?? '')) return;
+  const origin = new URL(response.config!.url!).origin;
+  lastStatus.set(origin, response.status);
+  if (response.status !== 429 && response.status !== 503) return;
   const header = String(response.headers?.['retry-after'] ?? '');
-  if (!header || !response.config?.url) return;
   const seconds = /^\d+$/.test(header) ? Number(header) : (Date.parse(header) - Date.now()) / 1000;
   if (!(seconds > 0)) return;
-  try {
-    const origin = new URL(response.config.url).origin;
-    retryAfterUntil.set(origin, Math.max(retryAfterUntil.get(origin) ?? 0, Date.now() + Math.min(seconds, 86_400) * 1000));
-  } catch {
-    // not a URL
-  }
+  retryAfterUntil.set(origin, Math.max(retryAfterUntil.get(origin) ?? 0, Date.now() + Math.min(seconds, 86_400) * 1000));
+}
+
+let watching: Promise<void> | undefined;
+
+/** Once per process: every answer of an ACME server passes through noteRetryAfter. */
+function watchCaAnswers(): Promise<void> {
+  watching ??= acmeLib().then((lib) => {
+    lib.axios.interceptors.response.use(
+      (response) => (noteRetryAfter(response as never), response),
+      (err: { response?: unknown }) => {
+        noteRetryAfter(err?.response as never);
+        throw err;
+      },
+    );
+  });
+  return watching;
 }
 
 interface OrderMetrics {
@@ -85,9 +90,11 @@ export class AcmeIssuer implements Issuer {
   private caFailures = 0;
   private pausedUntil = 0;
   private probing = false;
+  private readonly origin: string;
 
   constructor(private readonly options: AcmeIssuerOptions) {
     this.name = issuerNameFor(options.directory);
+    this.origin = new URL(options.directory).origin;
     const m = options.metrics;
     this.metrics = {
       started: m.counter('aleph_edge_acme_orders_started_total', 'ACME orders placed, by challenge type'),
@@ -116,10 +123,8 @@ export class AcmeIssuer implements Issuer {
 
   private async order(names: string[], types: AnyChallenge[]): Promise<PemPair> {
     if (types.length === 0) throw new Error('no ACME challenge type configured');
-    const origin = new URL(this.options.directory).origin;
-    const now = Date.now();
-    const until = Math.max(this.pausedUntil, retryAfterUntil.get(origin) ?? 0);
-    if (now < until) throw new CaUnavailableError(`the ACME directory failed; no order before ${new Date(until).toISOString()}`);
+    const until = Math.max(this.pausedUntil, retryAfterUntil.get(this.origin) ?? 0);
+    if (Date.now() < until) throw new CaUnavailableError(`the ACME directory failed; no order before ${new Date(until).toISOString()}`);
     if (this.caFailures > 0 && this.probing) throw new CaUnavailableError('the ACME directory failed; another order is probing it');
     const probe = this.caFailures > 0;
     if (probe) this.probing = true;
@@ -133,7 +138,7 @@ export class AcmeIssuer implements Issuer {
   private caFailed(err: unknown): never {
     // The CA's own trouble (unreachable, 5xx, 429) pauses every order; a refusal of
     // this name (any other 4xx) stays with the host's backoff.
-    const status = lastStatus.get(new URL(this.options.directory).origin) ?? 0;
+    const status = lastStatus.get(this.origin) ?? 0;
     if (status >= 400 && status < 500 && status !== 429) throw err;
     // Orders that were already running when the pause began fail together: one step.
     if (Date.now() >= this.pausedUntil) {
@@ -146,16 +151,7 @@ export class AcmeIssuer implements Issuer {
   }
 
   private async orderTypes(names: string[], types: AnyChallenge[]): Promise<PemPair> {
-    if (!interceptorInstalled) {
-      interceptorInstalled = true;
-      (await acmeLib()).axios.interceptors.response.use(
-        (response) => (noteRetryAfter(response as never), response),
-        (err: { response?: unknown }) => {
-          noteRetryAfter(err?.response as never);
-          throw err;
-        },
-      );
-    }
+    await watchCaAnswers();
     const client = await this.client().catch((err) => this.caFailed(err));
     let lastError: Error | undefined;
     for (const type of types) {

@@ -243,6 +243,33 @@ describe('orchestrator with the process driver', () => {
     assert.equal((await starts()).length, 3);
   });
 
+  it('forgets early deaths once an execution has stayed up stableMs', async () => {
+    startsFile = path.join(dir, 'starts-stable');
+    const o = new Orchestrator({
+      settings: settings(), programs: programs([{ n: 42 }]),
+      driver: new ProcessDriver({ stopGraceMs: 500 }), probe, metrics: new MetricsRegistry(),
+      backoff: { baseMs: 300, maxMs: 5_000, stableMs: 400 },
+    });
+    orchestrators.push(o);
+    const crash = async () => {
+      const lease = await o.acquire(hashOf(42));
+      const { endpoint } = lease;
+      lease.release();
+      await fetch(`http://127.0.0.1:${endpoint.kind === 'tcp' ? endpoint.port : 0}/crash`).catch(() => {});
+      await until(() => o.list().find((v) => v.hash === hashOf(42))?.state === 'failed', 3000, 'the crash');
+    };
+    await crash();
+    await crash(); // second early death in a row: backing off
+    await assert.rejects(o.acquire(hashOf(42)), BootFailedError);
+    await new Promise((r) => setTimeout(r, 350));
+    (await o.acquire(hashOf(42))).release();
+    await new Promise((r) => setTimeout(r, 500)); // up longer than stableMs: the streak is over
+    await crash(); // a late death: not counted
+    await crash(); // the next execution dies early: a first death again, so it is free
+    (await o.acquire(hashOf(42))).release();
+    assert.equal((await starts()).length, 5);
+  });
+
   it('stop lets in-flight requests finish while the next request boots a fresh execution', async () => {
     startsFile = path.join(dir, 'starts-retire');
     const o = orchestrator(programs([{ n: 17 }]));
