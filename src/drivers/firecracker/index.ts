@@ -86,23 +86,38 @@ export function checkFirecrackerOptions(options: FirecrackerDriverOptions): stri
   if (options.jailer !== '') {
     if (options.uid === 0 || options.gid === 0) problems.push('drivers.firecracker.uid and gid: set an unprivileged uid:gid for the jail (0 runs Firecracker as root)');
     if (options.cgroupRoot === '' && !cgroup2Mount(readText('/proc/mounts'))) problems.push('the jailer needs a cgroup v2 hierarchy (no cgroup2 mount in /proc/mounts; set drivers.firecracker.cgroup_root)');
-    const access = socketAccessProblem(options.uid, process.getuid?.() ?? 0, readText('/proc/self/status'));
+    const nodeUid = process.getuid?.() ?? 0;
+    const privilege = jailerPrivilegeProblem(nodeUid);
+    if (privilege) problems.push(privilege);
+    const access = socketAccessProblem(options.uid, nodeUid, readText('/proc/self/status'));
     if (access) problems.push(access);
   }
   return problems;
 }
 
 /**
+ * The jailer must start as root: its switch from uid 0 to the jail uid clears every
+ * capability. Started by another uid with ambient capabilities (the systemd way to
+ * give a service some), it would keep them across that switch and hand them to
+ * Firecracker. Exported for tests.
+ */
+export function jailerPrivilegeProblem(nodeUid: number): string | undefined {
+  if (nodeUid === 0) return undefined;
+  return `the jailer must start as root (this node runs as uid ${nodeUid}; a non-root jailer would pass its capabilities on to Firecracker): run the service with systemd/drop-ins/firecracker-jailer.conf`;
+}
+
+/**
  * The jailer makes the jail's / and /run mode 0700, owned by the jail uid, so the
- * node reaches the API socket inside only as that uid, as root, or with
- * CAP_DAC_OVERRIDE (what the systemd drop-in grants). Exported for tests.
+ * node reaches the API socket inside (and removes the chroot) only with
+ * CAP_DAC_OVERRIDE, which root has unless the bounding set drops it. Exported for tests.
  */
 export function socketAccessProblem(jailUid: number, nodeUid: number, procStatus: string): string | undefined {
-  if (nodeUid === 0 || nodeUid === jailUid) return undefined;
+  if (nodeUid === jailUid) return undefined;
   const effective = /^CapEff:\s*([0-9a-f]+)/m.exec(procStatus)?.[1];
+  if (effective === undefined) return undefined; // no /proc: cannot tell
   const CAP_DAC_OVERRIDE = 1n;
-  if (effective !== undefined && (BigInt(`0x${effective}`) >> CAP_DAC_OVERRIDE) & 1n) return undefined;
-  return `the node (uid ${nodeUid}) cannot reach the API socket in a jail owned by uid ${jailUid} (mode 0700): grant CAP_DAC_OVERRIDE (systemd/drop-ins/vm-driver.conf)`;
+  if ((BigInt(`0x${effective}`) >> CAP_DAC_OVERRIDE) & 1n) return undefined;
+  return `the node (uid ${nodeUid}) cannot reach the API socket in a jail owned by uid ${jailUid} (mode 0700) without CAP_DAC_OVERRIDE (systemd/drop-ins/firecracker-jailer.conf grants it)`;
 }
 
 /**
