@@ -7,7 +7,7 @@ export interface ProcessLaunch {
   env: Record<string, string>;
 }
 
-/** A program for the VM drivers (qemu, firecracker); see README "Drivers and the guest contract". */
+/** A program for the VM drivers (qemu, firecracker); see docs/drivers.md. */
 export interface VmLaunch {
   kind: 'vm';
   code: string; // absolute: a directory (packed into the initramfs as /app) or a disk image (read-only drive); '' = none
@@ -20,7 +20,7 @@ export interface VmLaunch {
   aleph?: AlephVmExtras;
 }
 
-/** See README "Programs from the Aleph network". */
+/** See docs/aleph-programs.md. */
 export interface AlephVmExtras {
   interface: 'asgi' | 'binary'; // asgi: the runtime serves `asgiApp` from /opt/code on :8080; binary: `entrypoint` does
   asgiApp: string; // 'module:app' for asgi, '' otherwise
