@@ -20,6 +20,7 @@ commands:
   stop HASH                    stop a program's execution
   reload                       re-read the config file (same as SIGHUP)
   drain                        finish in-flight requests, stop programs, exit
+  login-url                    the URL that logs a browser in to /about/config (token from the status socket)
   version                      print the version
 
 Status commands talk to the status socket: --socket PATH (default $ALEPH_EDGE_SOCKET or

@@ -12,6 +12,7 @@ import type {
   DriversSettings,
   LocalProgramSettings,
   LocalVmSettings,
+  NodeSettings,
   OrchestratorSettings,
   ProgramsSettings,
   RouteSettings,
@@ -74,10 +75,12 @@ export function buildSettings(document: RawTable, context: SchemaContext): Schem
   const routes = readRoutes(root);
   const routing = readRouting(root.table('routing'));
   const drivers = readDrivers(root, paths);
+  const node = readNode(root, paths);
   root.finish();
 
   const settings: Settings = { file: context.file, server, tls, orchestrator, programs, routes, routing };
   if (drivers) settings.drivers = drivers;
+  if (node) settings.node = node;
   return { settings, issues: sink.issues };
 }
 
@@ -428,6 +431,57 @@ function checkIpv4Network(text: string): Checked<string> {
   const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
   if ((address & mask) >>> 0 !== address) return { ok: false, message: `"${text}" has host bits set; the network is ${[address & mask].map((a) => [a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join('.'))[0]}/${prefix}` };
   return { ok: true, value: text };
+}
+
+/**
+ * Hash of the diagnostic program shipped in examples/diagnostic/: sha256 of its name
+ * ("aleph-edge diagnostic program"), not of its content,
+ * so that the URL monitors call stays the same across releases.
+ */
+export const DIAGNOSTIC_PROGRAM_HASH = '506472294cc45a5763f64371ae56cee4b41a98d608184b6265c7577c99df518a';
+
+/** Defaults of [node] (used when the file has no [node] table). */
+export function defaultNodeSettings(): NodeSettings {
+  return {
+    checkProgram: DIAGNOSTIC_PROGRAM_HASH,
+    stateDir: '',
+    checks: { ipv4Url: 'https://9.9.9.9/', ipv6Url: 'https://[2620:fe::fe]/', dnsHostname: 'aleph.im', domain: '', timeoutMs: 5 * SECOND },
+    diagnostic: { internetUrl: 'https://aleph.im/', ipv4Target: '9.9.9.9:53', ipv6Target: '[2620:fe::fe]:53', dnsHostname: 'aleph.im' },
+  };
+}
+
+function readNode(root: TableReader, paths: PathResolver): NodeSettings | undefined {
+  const t = root.optionalTable('node');
+  if (!t) return undefined;
+  const d = defaultNodeSettings();
+  const checkProgram = t.checked('check_program', d.checkProgram, checkHash);
+  const stateDir = paths.resolve(t.string('state_dir', ''));
+  const c = t.table('checks');
+  const checks: NodeSettings['checks'] = {
+    ipv4Url: c.checked('ipv4_url', d.checks.ipv4Url, checkHttpUrl),
+    ipv6Url: c.checked('ipv6_url', d.checks.ipv6Url, checkHttpUrl),
+    dnsHostname: c.checked('dns_hostname', d.checks.dnsHostname, checkHostname),
+    domain: c.checked('domain', '', (text) => (text === '' ? { ok: true, value: '' } : checkHostname(text))),
+    timeoutMs: c.duration('timeout', d.checks.timeoutMs, 1),
+  };
+  c.finish();
+  const g = t.table('diagnostic');
+  const diagnostic: NodeSettings['diagnostic'] = {
+    internetUrl: g.checked('internet_url', d.diagnostic.internetUrl, checkHttpUrl),
+    ipv4Target: g.checked('ipv4_target', d.diagnostic.ipv4Target, checkHostPort),
+    ipv6Target: g.checked('ipv6_target', d.diagnostic.ipv6Target, checkHostPort),
+    dnsHostname: g.checked('dns_hostname', d.diagnostic.dnsHostname, checkHostname),
+  };
+  g.finish();
+  t.finish();
+  return { checkProgram, stateDir, checks, diagnostic };
+}
+
+// "host:port" or "[v6]:port".
+function checkHostPort(text: string): Checked<string> {
+  return /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(text) && Number(text.slice(text.lastIndexOf(':') + 1)) <= 65535
+    ? { ok: true, value: text }
+    : { ok: false, message: `"${text}" is not host:port (IPv6 in brackets: [2620:fe::fe]:53)` };
 }
 
 function readEnv(t: TableReader): Record<string, string> {

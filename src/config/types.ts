@@ -175,4 +175,27 @@ export interface Settings {
   routing: RoutingSettings;
   /** VM driver settings; present when the file has a [drivers] table (defaults: defaultDriversSettings()). */
   drivers?: DriversSettings;
+  /** The node's public API (src/nodeapi/); present when the file has a [node] table (defaults: defaultNodeSettings()). */
+  node?: NodeSettings;
+}
+
+/** [node]: what the node's public API serves and checks. */
+export interface NodeSettings {
+  checkProgram: string; // 64 hex; default: the shipped diagnostic program (registered automatically)
+  stateDir: string; // absolute; the login secret lives here; '' = the directory holding tls.storage
+  /** /status/check/host probes. */
+  checks: {
+    ipv4Url: string; // default https://9.9.9.9/ (any answer: 200 or 404 counts as egress)
+    ipv6Url: string; // default https://[2620:fe::fe]/
+    dnsHostname: string; // resolved for the dns check; default aleph.im
+    domain: string; // resolved (and fetched over http) for the domain check; '' = server.domain
+    timeoutMs: number; // per probe; default 5s
+  };
+  /** What the shipped diagnostic program probes (passed to it as environment variables). */
+  diagnostic: {
+    internetUrl: string; // GET, must answer 200 with a Server header; default https://aleph.im/
+    ipv4Target: string; // host:port opened over TCP; default 9.9.9.9:53
+    ipv6Target: string; // default [2620:fe::fe]:53
+    dnsHostname: string; // default aleph.im
+  };
 }

@@ -7,6 +7,7 @@ import type { ListenAddress, ServerSettings } from '../config/index.js';
 import { createLogger } from '../common/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ExecutionGateway } from '../orchestrator/index.js';
+import { NodePages, type NodeState } from '../nodeapi/index.js';
 import type { Forwarder } from '../proxy/index.js';
 import type { CertificateResolver } from '../tls/index.js';
 import { HandshakeGuard } from './handshake-guard.js';
@@ -20,6 +21,8 @@ export interface EdgeDeps {
   server: ServerSettings;
   certs: CertificateResolver;
   gateway: ExecutionGateway;
+  /** What node pages read (in a worker: the primary's state over IPC). */
+  nodeState: NodeState;
   routes: RouteTable;
   forwarder: Forwarder;
   metrics: MetricsRegistry;
@@ -52,7 +55,7 @@ export class Edge {
       gateway: deps.gateway,
       forwarder: deps.forwarder,
       metrics: deps.metrics,
-      page: { domain: deps.server.domain, version: deps.version, startedAt: Date.now() },
+      pages: new NodePages(deps.nodeState, deps.version),
       maxBodyBytes: deps.server.limits.maxBodyBytes,
     });
     const limits = deps.server.limits;

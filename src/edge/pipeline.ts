@@ -6,7 +6,7 @@ import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
 import type { ForwardInfo, Forwarder } from '../proxy/index.js';
 import type { Route, RouteRequest } from '../routing/index.js';
 import { replyFor, writeHttpError, writeSocketError, type ErrorReply } from './errors.js';
-import { servePage, type PageInfo } from './pages.js';
+import { NodePages } from '../nodeapi/index.js';
 
 /** What the pipeline needs of routing; swapped whole on reload. */
 export interface RouteTable {
@@ -18,7 +18,7 @@ export interface PipelineDeps {
   gateway: ExecutionGateway;
   forwarder: Forwarder;
   metrics: MetricsRegistry;
-  page: PageInfo;
+  pages: NodePages;
   maxBodyBytes: number;
 }
 
@@ -84,7 +84,7 @@ export class Pipeline {
       this.checkBodySize(req);
       const route = await this.routes.route({ host, path: req.url ?? '' });
       if (route.kind === 'node') {
-        servePage(route.page, req, res, this.deps.page);
+        await this.deps.pages.handle(req, res, route.path);
         return;
       }
       hash = route.hash;
@@ -103,6 +103,8 @@ export class Pipeline {
       await this.deps.forwarder.web(req, res, lease, { clientIp: clientIp(req), proto, host }, { maxBodyBytes: this.deps.maxBodyBytes });
     } catch (error) {
       if (res.destroyed) return;
+      // Errors are the node's own answers, whatever the route.
+      if (!res.headersSent) res.setHeader('server', this.deps.pages.serverHeader);
       this.fail(res, replyFor(error), hash);
     } finally {
       lease?.release();
