@@ -43,6 +43,8 @@ describe('the monitor sequence against `aleph-edge run`', { skip: !existsSync(AS
   let ca: string;
   let targets: ProbeTargets;
   let v6Port: number;
+  let log = '';
+  let token = '';
 
   const get = (p: string, timeoutMs = 30_000): Promise<Reply & { ms: number }> => new Promise((resolve, reject) => {
     const started = Date.now();
@@ -84,9 +86,12 @@ describe('the monitor sequence against `aleph-edge run`', { skip: !existsSync(AS
     }, dir).replace('127.0.0.1:8443', `127.0.0.1:${httpsPort}`).replace('127.0.0.1:8080', `127.0.0.1:${httpPort}`);
     await writeFile(path.join(dir, 'aleph-edge.toml'), text);
     child = spawn(process.execPath, [CLI, 'run', '--config', path.join(dir, 'aleph-edge.toml')], {
-      env: { ...process.env, ALEPH_EDGE_LOG: 'warn' },
-      stdio: ['ignore', 'inherit', 'inherit'],
+      // Access log on: the login URL carries the secret, which must not reach the log.
+      env: { ...process.env, ALEPH_EDGE_LOG: 'info' },
+      stdio: ['ignore', 'inherit', 'pipe'],
     });
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (text: string) => { log += text; });
     await until(() => existsSync(socket), 15_000, 'the status socket');
     ca = await readFile(path.join(dir, 'certs/internal/ca.crt'), 'utf8');
     await until(async () => ((await status().catch(() => undefined))?.workers?.length ?? 0) === 2, 15_000, 'two workers');
@@ -152,7 +157,7 @@ describe('the monitor sequence against `aleph-edge run`', { skip: !existsSync(AS
     const { stdout } = await run(process.execPath, [CLI, 'login-url', '--socket', socket]);
     const url = new URL(stdout.trim());
     assert.equal(url.host, `${DUAL_NAME}:${httpsPort}`);
-    const token = url.searchParams.get('token')!;
+    token = url.searchParams.get('token')!;
     const login = await get(`${url.pathname}${url.search}`);
     assert.equal(login.status, 302);
     assert.match(String(login.headers['set-cookie']), /HttpOnly; Secure; SameSite=Strict/);
@@ -165,6 +170,8 @@ describe('the monitor sequence against `aleph-edge run`', { skip: !existsSync(AS
     });
     assert.equal(config.status, 200);
     assert.ok(!config.body.includes(token));
+    await until(() => log.includes('/about/login?token=[redacted]'), 5_000, 'the login request in the access log');
+    assert.ok(!log.includes(token), 'the token is in the log');
   });
 
   it('50 concurrent /status/check/fastapi from cold: one boot, identical answers, fds back to baseline', async () => {
