@@ -113,6 +113,10 @@ function readServer(t: TableReader, paths: PathResolver): ServerSettings {
     keepAliveTimeoutMs: l.duration('keep_alive_timeout', 5 * SECOND),
     maxBodyBytes: l.size('max_body_bytes', 0),
     maxConnections: l.int('max_connections', 0, { min: 0 }),
+    // Never 0: a handshake must not hold its connection forever.
+    handshakeTimeoutMs: l.duration('handshake_timeout', 10 * SECOND, 100),
+    maxHandshakesPerAddress: l.int('max_handshakes_per_address', 128, { min: 1 }),
+    maxHandshakes: l.int('max_handshakes', 4096, { min: 1 }),
   };
   l.finish();
   t.finish();

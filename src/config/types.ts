@@ -22,6 +22,9 @@ export interface ServerSettings {
     keepAliveTimeoutMs: number; // default 5s
     maxBodyBytes: number; // default 0 = unlimited (streamed, never buffered)
     maxConnections: number; // default 0 = unlimited
+    handshakeTimeoutMs: number; // default 10s: a connection that has not finished its TLS handshake by then is destroyed
+    maxHandshakesPerAddress: number; // default 128: unfinished handshakes per client address (IPv6: per /64)
+    maxHandshakes: number; // default 4096: unfinished handshakes in total, per process
   };
 }
 

@@ -10,6 +10,7 @@ import type { ExecutionGateway } from '../orchestrator/index.js';
 import { NodePages, type NodeState } from '../nodeapi/index.js';
 import type { Forwarder } from '../proxy/index.js';
 import type { CertificateResolver } from '../tls/index.js';
+import { HandshakeGuard } from './handshake-guard.js';
 import { createHttpHandler } from './http-listener.js';
 import { Pipeline, type RouteTable } from './pipeline.js';
 import { inheritedSockets, type InheritedSocket } from './systemd.js';
@@ -40,14 +41,13 @@ interface Listener {
   label: string;
 }
 
-const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
-
 /** The node's listeners (:443 and :80, or inherited fds) and their request pipeline. */
 export class Edge {
   readonly pipeline: Pipeline;
   private readonly listeners: Listener[] = [];
   private readonly tunnels = new Set<Duplex>();
   private readonly handshakeFailures;
+  private readonly handshakes: HandshakeGuard;
 
   constructor(private readonly deps: EdgeDeps) {
     this.pipeline = new Pipeline({
@@ -58,6 +58,8 @@ export class Edge {
       pages: new NodePages(deps.nodeState, deps.version),
       maxBodyBytes: deps.server.limits.maxBodyBytes,
     });
+    const limits = deps.server.limits;
+    this.handshakes = new HandshakeGuard({ timeoutMs: limits.handshakeTimeoutMs, perAddress: limits.maxHandshakesPerAddress, total: limits.maxHandshakes }, deps.metrics);
     this.handshakeFailures = deps.metrics.counter('aleph_edge_tls_handshake_failures_total', 'TLS handshakes that failed, by reason');
   }
 
@@ -109,6 +111,8 @@ export class Edge {
       server.close();
       server.closeIdleConnections();
     }
+    // Nothing was asked on them yet: a drain has nothing to wait for.
+    this.handshakes.closeAll();
   }
 
   /** Waits for in-flight requests up to the deadline, then cuts whatever is left. */
@@ -125,6 +129,7 @@ export class Edge {
   /** Closes every listener and connection now. */
   async close(): Promise<void> {
     for (const tunnel of this.tunnels) tunnel.destroy();
+    this.handshakes.closeAll();
     await Promise.all(this.listeners.map(({ server }) => new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeAllConnections();
@@ -169,10 +174,11 @@ export class Edge {
       },
       minVersion: 'TLSv1.2',
       ...(certs.alpnChallenge ? { ALPNCallback: alpnSelect } : { ALPNProtocols: ['http/1.1'] }),
-      handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+      handshakeTimeout: this.deps.server.limits.handshakeTimeoutMs,
       maxHeaderSize: this.deps.server.limits.maxHeaderBytes,
       connectionsCheckingInterval: checkingInterval(this.deps.server.limits),
     });
+    this.handshakes.attach(server);
     if (this.deps.ticketKeys) server.setTicketKeys(this.deps.ticketKeys);
     if (certs.ocspResponse) {
       // Staple when the resolver has a cached OCSP response; otherwise the handshake goes on without one.
@@ -188,6 +194,7 @@ export class Edge {
     });
     server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
       this.handshakeFailures.inc({ reason: error.code ?? 'error' });
+      socket.destroy();
       log.debug('tls handshake failed', { sni: (socket as TLSSocket & { servername?: string }).servername || undefined, error: error.message });
     });
     return server;

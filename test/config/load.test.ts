@@ -63,6 +63,9 @@ describe('defaults', () => {
           keepAliveTimeoutMs: 5_000,
           maxBodyBytes: 0,
           maxConnections: 0,
+          handshakeTimeoutMs: 10_000,
+          maxHandshakesPerAddress: 128,
+          maxHandshakes: 4096,
         },
       },
       tls: {
@@ -190,6 +193,9 @@ lookup_timeout = "500ms"
       keepAliveTimeoutMs: 250,
       maxBodyBytes: 1048576,
       maxConnections: 1000,
+      handshakeTimeoutMs: 10_000,
+      maxHandshakesPerAddress: 128,
+      maxHandshakes: 4096,
     });
     assert.deepEqual(settings.tls.challenges, ['http-01']);
     assert.equal(settings.tls.onDemand, false);
