@@ -201,7 +201,7 @@ export class Edge {
   }
 
   private createHttpServer(): http.Server {
-    const handler = createHttpHandler(this.deps.certs, () => this.port('https'));
+    const handler = createHttpHandler(this.deps.certs, () => this.port('https'), this.pipeline.serverHeader);
     const server = http.createServer({ maxHeaderSize: this.deps.server.limits.maxHeaderBytes, connectionsCheckingInterval: checkingInterval(this.deps.server.limits) });
     server.on('request', (req, res) => void handler(req, res));
     server.on('upgrade', (_req, socket: Duplex) => socket.destroy());

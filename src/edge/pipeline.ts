@@ -52,6 +52,11 @@ export class Pipeline {
     deps.metrics.gauge('aleph_edge_requests_in_flight', 'Requests being served').collect(() => [[{}, this.inFlight]]);
   }
 
+  /** The `Server` header of the node's own answers. */
+  get serverHeader(): string {
+    return this.deps.pages.serverHeader;
+  }
+
   /** Requests (and WebSocket tunnels) currently open. */
   get active(): number {
     return this.inFlight;
@@ -75,7 +80,7 @@ export class Pipeline {
       const status = res.headersSent ? res.statusCode : 0;
       this.requests.inc({ class: statusClass(status) });
       this.duration.observe(seconds, { class: statusClass(status) });
-      access.info(`${req.method} ${host}${target}`, {
+      access.info(`${req.method} ${host}${redactTarget(target)}`, {
         hash: hash ? shortHash(hash) : undefined, status, ms: Math.round(seconds * 1000), cut: res.writableFinished ? undefined : true,
       });
     });
@@ -188,4 +193,9 @@ function leaveSignal(res: ServerResponse): { signal: AbortSignal; dispose(): voi
   const onClose = () => controller.abort();
   res.once('close', onClose);
   return { signal: controller.signal, dispose: () => res.off('close', onClose) };
+}
+
+/** The login URL carries the node's secret: it never reaches the access log. */
+function redactTarget(target: string): string {
+  return target.includes('token=') ? target.replace(/([?&]token=)[^&]*/g, '$1[redacted]') : target;
 }

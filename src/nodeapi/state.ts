@@ -1,6 +1,7 @@
 // The node's state as the pages see it, in the process that owns it (the primary
 // in a multi-core node). Checks and samples are shared by every caller.
 
+import { isIP } from 'node:net';
 import type { Settings } from '../config/index.js';
 import type { ExecutionInfo } from '../orchestrator/index.js';
 import { CachedTask } from './cached.js';
@@ -32,6 +33,7 @@ export function selfAddress(listeners: string[]): SelfAddress | undefined {
     if (!match) continue;
     const host = match[1] ?? match[2]!;
     const port = Number(match[3]);
+    if (isIP(host) === 0) continue; // 'https fd:3' (socket activation) names no address
     if (host === '0.0.0.0') return { host: '127.0.0.1', port };
     if (host === '::') return { host: '::1', port };
     return { host, port };

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
+import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DIAGNOSTIC_PROGRAM_HASH } from '../../src/config/index.js';
@@ -58,6 +59,16 @@ describe('node API pages, as the network\'s monitors call them', () => {
     for (const link of ['/about/usage/system', '/about/capability', '/about/executions/list', '/v2/about/executions/list', '/status/check/fastapi', '/status/check/host', '/status/config']) {
       assert.ok(reply.body.includes(`href="${link}"`), link);
     }
+  });
+
+  it('the plain-HTTP listener answers with the Server header too', async () => {
+    const reply = await new Promise<{ status: number; server: string | undefined }>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: node.httpPort, path: '/', headers: { host: node.domain }, agent: false }, (res) => {
+        res.resume();
+        resolve({ status: res.statusCode!, server: String(res.headers.server) });
+      }).on('error', reject);
+    });
+    assert.deepEqual(reply, { status: 301, server: 'aleph-edge/test' });
   });
 
   it('/about/usage/system has the reference shape, answered from the background sample', async () => {
