@@ -8,7 +8,7 @@ import { createLogger } from '../common/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ExecutionGateway } from '../orchestrator/index.js';
 import type { Forwarder } from '../proxy/index.js';
-import type { CertificateResolver } from '../tls/index.js';
+import { TLS_PROFILE, type CertificateResolver } from '../tls/index.js';
 import { HandshakeGuard } from './handshake-guard.js';
 import { createHttpHandler } from './http-listener.js';
 import { Pipeline, type RouteTable } from './pipeline.js';
@@ -45,6 +45,8 @@ export class Edge {
   private readonly tunnels = new Set<Duplex>();
   private readonly handshakeFailures;
   private readonly handshakes: HandshakeGuard;
+  private ticketKeys: Buffer | undefined;
+  private defaultCertTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: EdgeDeps) {
     this.pipeline = new Pipeline({
@@ -54,8 +56,10 @@ export class Edge {
       metrics: deps.metrics,
       page: { domain: deps.server.domain, version: deps.version, startedAt: Date.now() },
       maxBodyBytes: deps.server.limits.maxBodyBytes,
+      hsts: deps.server.hsts,
     });
     const limits = deps.server.limits;
+    this.ticketKeys = deps.ticketKeys;
     this.handshakes = new HandshakeGuard({ timeoutMs: limits.handshakeTimeoutMs, perAddress: limits.maxHandshakesPerAddress, total: limits.maxHandshakes }, deps.metrics);
     this.handshakeFailures = deps.metrics.counter('aleph_edge_tls_handshake_failures_total', 'TLS handshakes that failed, by reason');
   }
@@ -83,10 +87,40 @@ export class Edge {
       await this.close();
       throw error;
     }
+    void this.refreshDefaultCertificate();
+  }
+
+  /**
+   * Clients without SNI (monitoring by IP, some scanners) get the node domain's
+   * certificate: it becomes the listeners' default context, refreshed periodically
+   * so that renewals reach it.
+   */
+  private async refreshDefaultCertificate(): Promise<void> {
+    const { certs, server: settings } = this.deps;
+    if (!certs.certificate || !settings.domain) return;
+    let pair;
+    try {
+      pair = await certs.certificate(settings.domain);
+    } catch (error) {
+      log.debug('no default certificate yet', { error: (error as Error).message });
+    }
+    if (this.listeners.length === 0) return; // closed meanwhile
+    if (pair) {
+      for (const { kind, server } of this.listeners) {
+        if (kind !== 'https') continue;
+        const tlsServer = server as https.Server;
+        tlsServer.setSecureContext({ cert: pair.certPem, key: pair.keyPem, ...TLS_PROFILE });
+        if (this.ticketKeys) tlsServer.setTicketKeys(this.ticketKeys);
+      }
+    }
+    clearTimeout(this.defaultCertTimer);
+    this.defaultCertTimer = setTimeout(() => void this.refreshDefaultCertificate(), pair ? 10 * 60_000 : 30_000);
+    this.defaultCertTimer.unref();
   }
 
   /** Rotates the session ticket keys of every HTTPS listener. */
   setTicketKeys(keys: Buffer): void {
+    this.ticketKeys = keys;
     for (const { kind, server } of this.listeners) if (kind === 'https') (server as https.Server).setTicketKeys(keys);
   }
 
@@ -125,6 +159,7 @@ export class Edge {
 
   /** Closes every listener and connection now. */
   async close(): Promise<void> {
+    clearTimeout(this.defaultCertTimer);
     for (const tunnel of this.tunnels) tunnel.destroy();
     this.handshakes.closeAll();
     await Promise.all(this.listeners.map(({ server }) => new Promise<void>((resolve) => {
@@ -169,7 +204,7 @@ export class Edge {
           (error: Error) => callback(error),
         );
       },
-      minVersion: 'TLSv1.2',
+      ...TLS_PROFILE,
       ...(certs.alpnChallenge ? { ALPNCallback: alpnSelect } : { ALPNProtocols: ['http/1.1'] }),
       handshakeTimeout: this.deps.server.limits.handshakeTimeoutMs,
       maxHeaderSize: this.deps.server.limits.maxHeaderBytes,

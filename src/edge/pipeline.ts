@@ -6,6 +6,7 @@ import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
 import type { ForwardInfo, Forwarder } from '../proxy/index.js';
 import type { Route, RouteRequest } from '../routing/index.js';
 import { replyFor, writeHttpError, writeSocketError, type ErrorReply } from './errors.js';
+import { NodeDomainHeaders } from './node-domain.js';
 import { servePage, type PageInfo } from './pages.js';
 
 /** What the pipeline needs of routing; swapped whole on reload. */
@@ -20,6 +21,8 @@ export interface PipelineDeps {
   metrics: MetricsRegistry;
   page: PageInfo;
   maxBodyBytes: number;
+  /** Strict-Transport-Security for the node domain; '' for none. */
+  hsts?: string;
 }
 
 const access = createLogger('access');
@@ -43,9 +46,11 @@ export class Pipeline {
   private readonly errors;
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
+  private readonly nodeDomain: NodeDomainHeaders;
 
   constructor(private readonly deps: PipelineDeps) {
     this.routes = deps.routes;
+    this.nodeDomain = new NodeDomainHeaders(deps.page.domain, deps.hsts ?? '');
     this.requests = deps.metrics.counter('aleph_edge_requests_total', 'Requests answered, by status class');
     this.duration = deps.metrics.histogram('aleph_edge_request_duration_seconds', 'Request duration, by status class', DURATION_BUCKETS);
     this.errors = deps.metrics.counter('aleph_edge_errors_total', 'Error replies, by kind');
@@ -80,6 +85,7 @@ export class Pipeline {
       });
     });
     let lease: Lease | undefined;
+    this.nodeDomain.apply(host, res);
     try {
       this.checkBodySize(req);
       const route = await this.routes.route({ host, path: req.url ?? '' });
