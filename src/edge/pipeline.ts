@@ -70,7 +70,8 @@ export class Pipeline {
 
   async handle(req: IncomingMessage, res: ServerResponse, proto: ForwardInfo['proto']): Promise<void> {
     const started = performance.now();
-    const host = req.headers.host ?? '';
+    // HTTP/2 names the authority in a pseudo-header (a Host header, if sent, must agree: RFC 9113 8.3.1).
+    const host = req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? '';
     const target = req.url ?? '';
     let hash: string | undefined;
     this.begin();
