@@ -1,15 +1,16 @@
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { ConfigError, loadConfig, type RoutingSettings, type Settings } from '../config/index.js';
+import { ConfigError, DIAGNOSTIC_PROGRAM_HASH, defaultNodeSettings, loadConfig, type RoutingSettings, type Settings } from '../config/index.js';
 import { createLogger } from '../common/index.js';
 import { createDriver, waitForHttp } from '../drivers/index.js';
 import { inheritedSockets, type InheritedSocket } from '../edge/index.js';
-import { MetricsRegistry } from '../metrics/index.js';
+import { countDroppedLogLines, MetricsRegistry } from '../metrics/index.js';
 import { sumFamily } from '../metrics/merge.js';
 import { Orchestrator, type ReadinessProbe } from '../orchestrator/index.js';
 import { AlephProgramSource, LocalProgramSource, MessageStream } from '../programs/index.js';
 import { defaultAlephSettings } from '../config/schema.js';
 import { Forwarder } from '../proxy/index.js';
+import { LocalNodeState, LoginSecret, SystemSampler, diagnosticProgram, selfAddress } from '../nodeapi/index.js';
 import { DnsTxtLookup, Router } from '../routing/index.js';
 import { startStatusServer, type ReloadResult, type StatusProvider, type StatusServer, type StatusSnapshot } from '../status/index.js';
 import { createCertificateManager, type CertificateManager, type CertificateManagerDeps } from '../tls/index.js';
@@ -54,10 +55,13 @@ export class AlephEdgeNode {
   private draining: Promise<void> | undefined;
   /** programs.source = "aleph": the source and its message stream subscription. */
   private aleph: { source: AlephProgramSource; stream: MessageStream | undefined } | undefined;
+  private sampler: SystemSampler | undefined;
+  private secret: LoginSecret | undefined;
 
   private constructor(settings: Settings, private readonly options: NodeOptions) {
     this.settings = settings;
-    this.programs = new SwappablePrograms(new LocalProgramSource(settings.programs.local));
+    countDroppedLogLines(this.metrics);
+    this.programs = new SwappablePrograms(new LocalProgramSource(settings.programs.local), builtinPrograms(settings));
     this.router = this.buildRouter(settings);
     this.orchestrator = new Orchestrator({
       settings: settings.orchestrator,
@@ -110,7 +114,7 @@ export class AlephEdgeNode {
     }
     // The Aleph source (programs.source = "aleph") stays: its settings apply at restart.
     const removed = this.aleph ? [] : this.programs.known().filter((p) => !next.programs.local.some((l) => l.hash === p.hash));
-    if (!this.aleph) this.programs.replace(new LocalProgramSource(next.programs.local));
+    this.programs.replace(this.aleph ? this.aleph.source : new LocalProgramSource(next.programs.local), builtinPrograms(next));
     this.router = this.buildRouter(next);
     this.frontend.update(next, this.router);
     this.orchestrator.updateSettings(next.orchestrator);
@@ -127,6 +131,7 @@ export class AlephEdgeNode {
       log.info('draining', { deadline_s: Math.round(this.settings.server.drainTimeoutMs / 1000) });
       await Promise.all([this.frontend.drain(deadline), this.orchestrator.drain(Math.max(0, deadline - Date.now()))]);
       this.forwarder.close();
+      this.sampler?.stop();
       this.aleph?.stream?.close();
       await this.status?.close();
       await this.certs.close();
@@ -152,6 +157,19 @@ export class AlephEdgeNode {
       domain: this.settings.server.domain,
       acme: this.options.acme,
     });
+    const stateDir = nodeStateDir(this.settings);
+    this.secret = await LoginSecret.load(stateDir);
+    this.sampler = new SystemSampler({ diskDir: this.settings.programs.aleph?.cacheDir ?? stateDir });
+    await this.sampler.start();
+    const nodeState = new LocalNodeState({
+      version: this.options.version,
+      startedAt: this.startedAt,
+      settings: () => this.settings,
+      executions: () => this.orchestrator.list(),
+      listeners: () => this.frontend.describe(),
+      sampler: this.sampler,
+      secret: this.secret,
+    });
     const workers = this.settings.server.workers === 0 ? availableParallelism() : this.settings.server.workers;
     const inherited = this.options.inherited ?? inheritedSockets();
     this.frontend = workers > 1
@@ -159,6 +177,7 @@ export class AlephEdgeNode {
         settings: this.settings, version: this.options.version, workers, inherited,
         services: {
           gateway: this.orchestrator,
+          node: nodeState,
           certificate: (name) => this.certs.certificate(name),
           httpChallenge: (token) => this.certs.httpChallenge(token),
           alpnChallengeCertificate: (name) => this.certs.alpnChallengeCertificate(name),
@@ -169,13 +188,19 @@ export class AlephEdgeNode {
         server: this.settings.server,
         certs: this.certs,
         gateway: this.orchestrator,
+        nodeState,
         routes: this.router,
         forwarder: this.forwarder,
         metrics: this.metrics,
         version: this.options.version,
         inherited,
       });
-    await this.frontend.start();
+    try {
+      await this.frontend.start();
+    } catch (error) {
+      this.sampler.stop();
+      throw error;
+    }
     try {
       this.status = await startStatusServer({
         path: this.settings.server.statusSocket,
@@ -184,6 +209,7 @@ export class AlephEdgeNode {
       });
     } catch (error) {
       await this.frontend.drain(Date.now());
+      this.sampler.stop();
       throw error;
     }
   }
@@ -233,6 +259,12 @@ export class AlephEdgeNode {
       vms: async () => this.orchestrator.list(),
       certs: () => this.certs.list(),
       metrics: async () => this.metrics.render() + (await this.frontend.metrics()),
+      login: async () => {
+        const port = selfAddress(this.frontend.describe())?.port ?? 443;
+        const authority = port === 443 ? this.settings.server.domain : `${this.settings.server.domain}:${port}`;
+        const token = this.secret!.reveal();
+        return { token, url: `https://${authority}/about/login?token=${token}` };
+      },
       stopVm: (hash) => this.orchestrator.stop(hash, 'requested'),
       reload: () => this.reload(),
       drain: async () => {
@@ -251,4 +283,22 @@ export class AlephEdgeNode {
     }
     return out;
   }
+}
+
+/** The login secret's directory: node.state_dir, else the folder holding tls.storage (/var/lib/aleph-edge). */
+function nodeStateDir(settings: Settings): string {
+  return settings.node?.stateDir || path.dirname(settings.tls.storage);
+}
+
+/**
+ * The shipped diagnostic program, when node.check_program is its hash and nothing
+ * else defines that hash: under the process driver it runs from examples/diagnostic/.
+ */
+function builtinPrograms(settings: Settings): LocalProgramSource | undefined {
+  const node = settings.node ?? defaultNodeSettings();
+  if (node.checkProgram !== DIAGNOSTIC_PROGRAM_HASH || settings.orchestrator.driver !== 'process') return undefined;
+  if (settings.programs.local.some((p) => p.hash === node.checkProgram)) return undefined;
+  return new LocalProgramSource([diagnosticProgram({
+    hash: node.checkProgram, node, stateDir: path.join(nodeStateDir(settings), 'diagnostic'),
+  })]);
 }

@@ -11,8 +11,10 @@ import type {
   ChallengeType,
   DriverName,
   DriversSettings,
+  HttpProtocol,
   LocalProgramSettings,
   LocalVmSettings,
+  NodeSettings,
   OrchestratorSettings,
   ProgramsSettings,
   RouteSettings,
@@ -75,10 +77,14 @@ export function buildSettings(document: RawTable, context: SchemaContext): Schem
   const routes = readRoutes(root);
   const routing = readRouting(root.table('routing'));
   const drivers = readDrivers(root, paths);
+  const node = readNode(root, paths);
   root.finish();
 
+  // HSTS by default only where the certificates are publicly trusted (ACME).
+  if (server.hsts === undefined) server.hsts = tls.mode === 'acme' ? 'max-age=31536000' : '';
   const settings: Settings = { file: context.file, server, tls, orchestrator, programs, routes, routing };
   if (drivers) settings.drivers = drivers;
+  if (node) settings.node = node;
   return { settings, issues: sink.issues };
 }
 
@@ -102,6 +108,9 @@ function readServer(t: TableReader, paths: PathResolver): ServerSettings {
   const drainTimeoutMs = t.duration('drain_timeout', 30 * SECOND);
   // 0 = one worker per core; 1 = a single process (no workers).
   const workers = t.int('workers', 0, { min: 0, max: 256 });
+  const protocols = readProtocols(t);
+  // Resolved against tls.mode by buildSettings when absent.
+  const hsts = t.has('hsts') ? t.checked('hsts', '', checkHsts) : undefined;
 
   const l = t.table('limits');
   const limits: ServerSettings['limits'] = {
@@ -111,10 +120,43 @@ function readServer(t: TableReader, paths: PathResolver): ServerSettings {
     keepAliveTimeoutMs: l.duration('keep_alive_timeout', 5 * SECOND),
     maxBodyBytes: l.size('max_body_bytes', 0),
     maxConnections: l.int('max_connections', 0, { min: 0 }),
+    // Never 0: a handshake must not hold its connection forever.
+    handshakeTimeoutMs: l.duration('handshake_timeout', 10 * SECOND, 100),
+    maxHandshakesPerAddress: l.int('max_handshakes_per_address', 128, { min: 1 }),
+    maxHandshakes: l.int('max_handshakes', 4096, { min: 1 }),
+    h2MaxConcurrentStreams: l.int('h2_max_concurrent_streams', 100, { min: 1, max: 10_000 }),
+    h2IdleTimeoutMs: l.duration('h2_idle_timeout', 60 * SECOND, 100),
   };
   l.finish();
   t.finish();
-  return { domain, httpsListen, httpListen, statusSocket, statusSocketMode, drainTimeoutMs, workers, limits };
+  return { domain, httpsListen, httpListen, statusSocket, statusSocketMode, drainTimeoutMs, workers, protocols, hsts: hsts as string, limits };
+}
+
+function readProtocols(t: TableReader): HttpProtocol[] {
+  const fallback: HttpProtocol[] = ['h1', 'h2'];
+  if (!t.has('protocols')) {
+    t.take('protocols');
+    return fallback;
+  }
+  const values = t.stringArray('protocols', fallback);
+  const bad = values.find((v) => v !== 'h1' && v !== 'h2');
+  if (bad !== undefined) {
+    t.issue('protocols', `unknown protocol "${bad}": use "h1" and/or "h2"`);
+    return fallback;
+  }
+  if (values.length === 0) {
+    t.issue('protocols', 'must name at least one of "h1", "h2"');
+    return fallback;
+  }
+  return [...new Set(values as HttpProtocol[])];
+}
+
+// A Strict-Transport-Security value: max-age=<seconds>, optionally includeSubDomains and preload.
+function checkHsts(text: string): Checked<string> {
+  if (text === '') return { ok: true, value: '' };
+  return /^max-age=\d{1,10}(\s*;\s*(includeSubDomains|preload))*$/i.test(text.trim())
+    ? { ok: true, value: text.trim() }
+    : { ok: false, message: `"${text}" is not a Strict-Transport-Security value (max-age=<seconds>[; includeSubDomains][; preload]; "" for none)` };
 }
 
 // Unix permission bits: TOML octal (0o660) or a string of octal digits ("0660").
@@ -358,6 +400,7 @@ export function defaultDriversSettings(): DriversSettings {
       jailer: '',
       kernel: '',
       initramfs: '',
+      rootfs: '',
       runDir: '/run/aleph-edge/firecracker',
       chrootBaseDir: '/srv/jailer',
       cgroupRoot: '',
@@ -395,6 +438,7 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
     jailer: f.string('jailer', ''),
     kernel: paths.resolve(f.string('kernel', '')),
     initramfs: paths.resolve(f.string('initramfs', '')),
+    rootfs: paths.resolve(f.string('rootfs', '')),
     runDir: paths.resolve(f.checked('run_dir', defaults.firecracker.runDir, nonEmpty)),
     chrootBaseDir: paths.resolve(f.checked('chroot_base_dir', defaults.firecracker.chrootBaseDir, nonEmpty)),
     cgroupRoot: paths.resolve(f.string('cgroup_root', '')),
@@ -403,11 +447,6 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
     apiTimeoutMs: f.duration('api_timeout', defaults.firecracker.apiTimeoutMs, 1),
     extraBootArgs: f.checked('extra_boot_args', '', checkExtraBootArgs),
   };
-  // The old root-drive boot: Firecracker must not get a root device with an initrd (docs/initrd.md).
-  if (f.has('rootfs')) {
-    f.take('rootfs');
-    f.issue('rootfs', 'is no longer supported: every Firecracker VM boots kernel + initramfs and no drive is the root device; the runtime comes as a read-only drive from the VM layout (docs/firecracker.md)');
-  }
   if (firecracker.jailer.includes('/')) firecracker.jailer = paths.resolve(firecracker.jailer);
   if (firecracker.binary.includes('/')) firecracker.binary = paths.resolve(firecracker.binary);
   f.finish();
@@ -452,6 +491,57 @@ function checkIpv4Network(text: string): Checked<string> {
   const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
   if ((address & mask) >>> 0 !== address) return { ok: false, message: `"${text}" has host bits set; the network is ${[address & mask].map((a) => [a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join('.'))[0]}/${prefix}` };
   return { ok: true, value: text };
+}
+
+/**
+ * Hash of the diagnostic program shipped in examples/diagnostic/: sha256 of its name
+ * ("aleph-edge diagnostic program"), not of its content,
+ * so that the URL monitors call stays the same across releases.
+ */
+export const DIAGNOSTIC_PROGRAM_HASH = '506472294cc45a5763f64371ae56cee4b41a98d608184b6265c7577c99df518a';
+
+/** Defaults of [node] (used when the file has no [node] table). */
+export function defaultNodeSettings(): NodeSettings {
+  return {
+    checkProgram: DIAGNOSTIC_PROGRAM_HASH,
+    stateDir: '',
+    checks: { ipv4Url: 'https://9.9.9.9/', ipv6Url: 'https://[2620:fe::fe]/', dnsHostname: 'aleph.im', domain: '', timeoutMs: 5 * SECOND },
+    diagnostic: { internetUrl: 'https://aleph.im/', ipv4Target: '9.9.9.9:53', ipv6Target: '[2620:fe::fe]:53', dnsHostname: 'aleph.im' },
+  };
+}
+
+function readNode(root: TableReader, paths: PathResolver): NodeSettings | undefined {
+  const t = root.optionalTable('node');
+  if (!t) return undefined;
+  const d = defaultNodeSettings();
+  const checkProgram = t.checked('check_program', d.checkProgram, checkHash);
+  const stateDir = paths.resolve(t.string('state_dir', ''));
+  const c = t.table('checks');
+  const checks: NodeSettings['checks'] = {
+    ipv4Url: c.checked('ipv4_url', d.checks.ipv4Url, checkHttpUrl),
+    ipv6Url: c.checked('ipv6_url', d.checks.ipv6Url, checkHttpUrl),
+    dnsHostname: c.checked('dns_hostname', d.checks.dnsHostname, checkHostname),
+    domain: c.checked('domain', '', (text) => (text === '' ? { ok: true, value: '' } : checkHostname(text))),
+    timeoutMs: c.duration('timeout', d.checks.timeoutMs, 1),
+  };
+  c.finish();
+  const g = t.table('diagnostic');
+  const diagnostic: NodeSettings['diagnostic'] = {
+    internetUrl: g.checked('internet_url', d.diagnostic.internetUrl, checkHttpUrl),
+    ipv4Target: g.checked('ipv4_target', d.diagnostic.ipv4Target, checkHostPort),
+    ipv6Target: g.checked('ipv6_target', d.diagnostic.ipv6Target, checkHostPort),
+    dnsHostname: g.checked('dns_hostname', d.diagnostic.dnsHostname, checkHostname),
+  };
+  g.finish();
+  t.finish();
+  return { checkProgram, stateDir, checks, diagnostic };
+}
+
+// "host:port" or "[v6]:port".
+function checkHostPort(text: string): Checked<string> {
+  return /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(text) && Number(text.slice(text.lastIndexOf(':') + 1)) <= 65535
+    ? { ok: true, value: text }
+    : { ok: false, message: `"${text}" is not host:port (IPv6 in brackets: [2620:fe::fe]:53)` };
 }
 
 function readEnv(t: TableReader): Record<string, string> {

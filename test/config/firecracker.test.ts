@@ -43,10 +43,9 @@ describe('firecracker limits at check-config', () => {
     }
   });
 
-  it('rootfs as the root device is gone: kernel + initramfs, no drive is the root device', () => {
-    assert.deepEqual(issues(`${BASE}[drivers.firecracker]\ninitramfs = "/i"\nrootfs = "/r.img"\n`), [
-      `${FILE}:7:1: drivers.firecracker.rootfs: is no longer supported: every Firecracker VM boots kernel + initramfs and no drive is the root device; the runtime comes as a read-only drive from the VM layout (docs/firecracker.md)`,
-    ]);
+  it('rootfs is the default runtime, not a root device', () => {
+    const settings = parseConfig(`${BASE}[drivers.firecracker]\ninitramfs = "/i"\nrootfs = "/r.squashfs"\n`, FILE);
+    assert.equal(settings.drivers?.firecracker.rootfs, '/r.squashfs');
   });
 
   it('reads cgroup_root relative to the config file', () => {

@@ -20,7 +20,6 @@ import { FirecrackerDriver, waitForHttp } from '../../src/drivers/index.js';
 import {
   cgroup2Mount,
   chrootRoot,
-  driveLayout,
   firecrackerBootArgs,
   firecrackerConfig,
   jailerArgs,
@@ -52,7 +51,7 @@ describe('firecracker configuration', () => {
       { id: 'code', path: '/code.img', readOnly: true },
       { id: 'volume_0', path: '/data.ext4', readOnly: false },
     ];
-    const config = firecrackerConfig({ ...VM, drives, layoutArgs: [], vsock: '/run/v.sock' });
+    const config = firecrackerConfig({ ...VM, drives, vsock: '/run/v.sock' });
     assert.deepEqual(config.bootSource, {
       kernel_image_path: '/vmlinux',
       initrd_path: '/initrd',
@@ -66,22 +65,20 @@ describe('firecracker configuration', () => {
     assert.deepEqual(config.machine, { vcpu_count: 2, mem_size_mib: 256, smt: false });
     assert.deepEqual(config.network, { iface_id: 'eth0', host_dev_name: 'aetap5', guest_mac: '06:00:ac:10:00:05' });
     assert.deepEqual(config.vsock, { guest_cid: 3, uds_path: '/run/v.sock' });
-    // A code image is the first drive when it is the only one: /dev/vda.
-    assert.deepEqual(driveLayout({ kind: 'image', path: '/c.img' }), { drives: [{ id: 'code', path: '/c.img', readOnly: true }], kernelArgs: ['aleph.code=/dev/vda'] });
   });
 
   it('refuses drive ids the API refuses (letters, digits and _ only)', () => {
-    assert.throws(() => firecrackerConfig({ ...VM, drives: [{ id: 'code-1', path: '/c', readOnly: true }], layoutArgs: [] }), /drive id "code-1": Firecracker allows only letters, digits and '_'/);
+    assert.throws(() => firecrackerConfig({ ...VM, drives: [{ id: 'code-1', path: '/c', readOnly: true }] }), /drive id "code-1": Firecracker allows only letters, digits and '_'/);
   });
 
   it('boot arguments do not contradict what Firecracker appends (no root=, no init=)', () => {
-    const args = firecrackerBootArgs({ guestIp: '255.255.255.255/32', gateway: '255.255.255.255', layoutArgs: ['aleph.code=/dev/vdp'], extraBootArgs: '', arch: 'x86_64' });
+    const args = firecrackerBootArgs({ guestIp: '255.255.255.255/32', gateway: '255.255.255.255', extraBootArgs: '', arch: 'x86_64' });
     assert.doesNotMatch(args, /(^| )(root|init|rdinit|virtio_mmio\.device)=/);
     assert.ok(args.length <= FIRECRACKER_BASE_BOOT_ARGS_MAX, 'the config check reserves room for our longest arguments');
     assert.equal(args.split(' ').filter((a) => a.startsWith('console=')).length, 1);
-    assert.doesNotMatch(firecrackerBootArgs({ guestIp: '10.0.0.2/30', gateway: '10.0.0.1', layoutArgs: [], extraBootArgs: '', arch: 'aarch64' }), /i8042/);
-    assert.throws(() => firecrackerBootArgs({ guestIp: '10.0.0.2/30', gateway: '10.0.0.1', layoutArgs: [], extraBootArgs: 'loglevel=7 root=/dev/vda', arch: 'x86_64' }), /root= is set by Firecracker/);
-    assert.throws(() => firecrackerConfig({ ...VM, drives: [], layoutArgs: [], extraBootArgs: 'x'.repeat(2000) }), /does not fit Firecracker's 2048-byte buffer/);
+    assert.doesNotMatch(firecrackerBootArgs({ guestIp: '10.0.0.2/30', gateway: '10.0.0.1', extraBootArgs: '', arch: 'aarch64' }), /i8042/);
+    assert.throws(() => firecrackerBootArgs({ guestIp: '10.0.0.2/30', gateway: '10.0.0.1', extraBootArgs: 'loglevel=7 root=/dev/vda', arch: 'x86_64' }), /root= is set by Firecracker/);
+    assert.throws(() => firecrackerConfig({ ...VM, drives: [], extraBootArgs: 'x'.repeat(2000) }), /does not fit Firecracker's 2048-byte buffer/);
   });
 
   it('passes --id to the jailer only: the jailer gives it to firecracker, which refuses it twice', () => {
@@ -111,7 +108,7 @@ describe('firecracker configuration', () => {
     try {
       const options: FirecrackerDriverOptions = {
         stopGraceMs: 100, binary: '/nope/firecracker', jailer: 'no-such-jailer', kernel: '', initramfs: '', runDir: '/tmp', chrootBaseDir: '/srv/jailer',
-        cgroupRoot: '', uid: 0, gid: 0, apiTimeoutMs: 1000, extraBootArgs: '', pool: undefined,
+        rootfs: '', cgroupRoot: '', uid: 0, gid: 0, apiTimeoutMs: 1000, extraBootArgs: '', pool: undefined,
       };
       assert.throws(() => new FirecrackerDriver(options), (err: Error) => {
         for (const part of [
@@ -326,7 +323,7 @@ describe('firecracker driver with the fake firecracker', { skip: skip || false, 
   function driverBase(binary: string, pool: NetworkPool): FirecrackerDriverOptions {
     return {
       stopGraceMs: 3000, binary, jailer: '', kernel, initramfs, runDir: join(dir, 'arm-run'), chrootBaseDir: join(dir, 'unused'),
-      cgroupRoot: '', uid: 0, gid: 0, apiTimeoutMs: 5000, extraBootArgs: '', pool,
+      rootfs: '', cgroupRoot: '', uid: 0, gid: 0, apiTimeoutMs: 5000, extraBootArgs: '', pool,
     };
   }
 });

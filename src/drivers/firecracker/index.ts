@@ -13,7 +13,7 @@
 
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import {
   createLogger,
   FIRECRACKER_BYTES_PER_DEVICE,
@@ -25,6 +25,7 @@ import {
 import { buildProgramArchive, writeConcatenated } from '../image/index.js';
 import type { NetworkPool } from '../net/index.js';
 import type { Program } from '../../programs/types.js';
+import { prepareDisks, vmLayout } from '../vm/index.js';
 import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from '../qemu/checks.js';
 import { codeKind, vmLaunchOf } from '../qemu/index.js';
 import { VmProcess, type Cleanup } from '../qemu/vm-process.js';
@@ -40,6 +41,8 @@ export interface FirecrackerDriverOptions {
   jailer: string; // '' = no jailer
   kernel: string; // x86_64: ELF vmlinux or bzImage; aarch64: PE Image
   initramfs: string; // base initramfs (required: every VM boots it)
+  /** The default runtime (a squashfs the init mounts as its root under an overlay); '' = none. Never the root device. */
+  rootfs: string;
   runDir: string; // per-VM files when not jailed
   chrootBaseDir: string;
   /** The cgroup v2 hierarchy the jailer writes to; '' = the cgroup2 mount in /proc/mounts. */
@@ -57,7 +60,7 @@ export interface FirecrackerDriverOptions {
 }
 
 /** One guest drive, in the order the guest sees them (vda, vdb, ...); never the root device. */
-export interface VmDrive {
+export interface DriveConfig {
   id: string; // Firecracker drive_id: letters, digits and '_'
   path: string; // on the host
   readOnly: boolean;
@@ -162,25 +165,6 @@ export interface FirecrackerConfig {
   vsock?: { guest_cid: number; uds_path: string };
 }
 
-/**
- * The guest's drives and the kernel arguments that tell the init about them, in
- * one place (the VM layout plugs in here). Drive ids are Firecracker API ids.
- */
-export function driveLayout(code: { kind: 'dir' | 'image' | 'none'; path: string }): { drives: VmDrive[]; kernelArgs: string[] } {
-  const drives: VmDrive[] = [];
-  const kernelArgs: string[] = [];
-  if (code.kind === 'image') {
-    kernelArgs.push(`aleph.code=${guestDevice(drives.length)}`);
-    drives.push({ id: 'code', path: code.path, readOnly: true });
-  }
-  return { drives, kernelArgs };
-}
-
-/** The guest block device of the n-th drive (no drive is root, so the first is vda). */
-export function guestDevice(index: number): string {
-  return `/dev/vd${String.fromCharCode(97 + index)}`;
-}
-
 export class FirecrackerDriver implements Driver {
   readonly name = 'firecracker';
   private readonly log = createLogger('driver.firecracker');
@@ -214,43 +198,51 @@ export class FirecrackerDriver implements Driver {
       // The id follows the pool slot: a chroot left by a crashed VM in this slot is removed before reuse.
       const id = `aleph-${lease.slot}`;
       const code = await codeKind(launch.code);
-      const layout = driveLayout({ kind: code, path: launch.code });
-      const archive = await buildProgramArchive({ codeDir: code === 'dir' ? launch.code : undefined, entrypoint: launch.entrypoint, env: launch.env });
       const baseInitramfs = launch.initramfs || this.options.initramfs;
       const kernel = launch.kernel || this.options.kernel;
       if (launch.kernel) {
         const format = kernelFormatProblem(launch.kernel, this.arch);
         if (format) throw new DriverStartError(format);
       }
+      // The one boot layout (src/drivers/vm/layout.ts): kernel + our initramfs, an ordered
+      // drive list passed through as it is (none the root device), told to the init in the initramfs.
+      const layoutFor = (vmDir: string) => vmLayout({ hash: program.hash, launch, code, vmDir, defaultRuntime: this.options.rootfs });
 
-      let paths: { kernel: string; initrd: string; drives: VmDrive[]; api: string; vsock: string; apiOnHost: string };
+      let paths: { kernel: string; initrd: string; drives: DriveConfig[]; api: string; vsock: string; apiOnHost: string };
       let spawnFile: string;
       let spawnArgs: string[];
       if (jailed) {
         const jail = await this.jailSpec(id, program);
-        const shared: Record<string, string> = { vmlinux: kernel };
-        for (const drive of layout.drives) shared[`drive-${drive.id}`] = drive.path;
-        cleanups.push(() => removeJail(jail));
-        const inside = await prepareChroot(jail, shared);
         const root = chrootRoot(jail);
-        await writeConcatenated(join(root, 'initrd'), [baseInitramfs, archive]);
+        const layout = layoutFor(root);
+        // Drives made for this boot live in the root already; the others are hard-linked in.
+        const shared: Record<string, string> = { vmlinux: kernel };
+        const writable = new Set<string>();
+        for (const drive of layout.drives) {
+          if (dirname(drive.path) === root) continue;
+          shared[`${drive.id}.img`] = drive.path;
+          if (!drive.readOnly) writable.add(`${drive.id}.img`);
+        }
+        cleanups.push(() => removeJail(jail));
+        const inside = await prepareChroot(jail, shared, writable);
+        cleanups.push(await prepareDisks(layout));
+        const drives = layout.drives.map((d) => ({ id: d.id, path: dirname(d.path) === root ? `/${basename(d.path)}` : inside[`${d.id}.img`]!, readOnly: d.readOnly }));
+        // The jailed Firecracker opens read-write drives as the jail uid.
+        for (const drive of drives) if (!drive.readOnly) await ownForJail(jail, join(root, drive.path));
+        await writeConcatenated(join(root, 'initrd'), [baseInitramfs, await buildProgramArchive({ codeDir: layout.codeDir, files: layout.files })]);
         await ownForJail(jail, join(root, 'initrd'));
-        paths = {
-          kernel: inside.vmlinux!,
-          initrd: '/initrd',
-          drives: layout.drives.map((d) => ({ ...d, path: inside[`drive-${d.id}`]! })),
-          api: JAILED_API_SOCKET,
-          vsock: '/run/vsock.sock',
-          apiOnHost: join(root, JAILED_API_SOCKET),
-        };
+        paths = { kernel: inside.vmlinux!, initrd: '/initrd', drives, api: JAILED_API_SOCKET, vsock: '/run/vsock.sock', apiOnHost: join(root, JAILED_API_SOCKET) };
         spawnFile = this.options.jailer;
         spawnArgs = jailerArgs(jail);
       } else {
         await mkdir(this.options.runDir, { recursive: true, mode: 0o700 });
         const dir = await mkdtemp(join(this.options.runDir, `${safeName(slot.executionId)}-`));
         cleanups.push(() => rm(dir, { recursive: true, force: true }));
-        paths = { kernel, initrd: join(dir, 'initrd'), drives: layout.drives, api: join(dir, 'api.sock'), vsock: join(dir, 'vsock.sock'), apiOnHost: join(dir, 'api.sock') };
-        await writeConcatenated(paths.initrd, [baseInitramfs, archive]);
+        const layout = layoutFor(dir);
+        cleanups.push(await prepareDisks(layout));
+        const drives = layout.drives.map((d) => ({ id: d.id, path: d.path, readOnly: d.readOnly }));
+        paths = { kernel, initrd: join(dir, 'initrd'), drives, api: join(dir, 'api.sock'), vsock: join(dir, 'vsock.sock'), apiOnHost: join(dir, 'api.sock') };
+        await writeConcatenated(paths.initrd, [baseInitramfs, await buildProgramArchive({ codeDir: layout.codeDir, files: layout.files })]);
         spawnFile = this.firecrackerPath;
         spawnArgs = ['--api-sock', paths.api, '--id', id];
       }
@@ -259,7 +251,6 @@ export class FirecrackerDriver implements Driver {
         kernel: paths.kernel,
         initrd: paths.initrd,
         drives: paths.drives,
-        layoutArgs: layout.kernelArgs,
         extraBootArgs: this.options.extraBootArgs,
         arch: this.arch,
         vcpus: program.vcpus,
@@ -329,13 +320,14 @@ function checkResources(program: Program): void {
 }
 
 /** The kernel command line we send as boot_args (Firecracker then drops its defaults). */
-export function firecrackerBootArgs(vm: { guestIp: string; gateway: string; layoutArgs: string[]; extraBootArgs: string; arch: FirecrackerArch }): string {
+export function firecrackerBootArgs(vm: { guestIp: string; gateway: string; extraBootArgs: string; arch: FirecrackerArch }): string {
   // No root= or init=: the initramfs is the root and its /init runs; Firecracker
   // appends virtio_mmio.device= entries itself (x86_64).
   const args = ['console=ttyS0', 'reboot=k', 'panic=1', 'pci=off', 'quiet'];
   // Firecracker's own defaults: skip probing what its i8042 does not have (boot time).
   if (vm.arch === 'x86_64') args.push('i8042.noaux', 'i8042.nomux', 'i8042.dumbkbd');
-  args.push(`aleph.ip=${vm.guestIp}`, `aleph.gw=${vm.gateway}`, ...vm.layoutArgs);
+  // The drives are described to the init in /etc/aleph/mounts (the layout), not here.
+  args.push(`aleph.ip=${vm.guestIp}`, `aleph.gw=${vm.gateway}`);
   const extra = vm.extraBootArgs.split(/\s+/).filter(Boolean);
   for (const arg of extra) {
     const why = forbiddenBootArg(arg);
@@ -347,8 +339,8 @@ export function firecrackerBootArgs(vm: { guestIp: string; gateway: string; layo
 export function firecrackerConfig(vm: {
   kernel: string;
   initrd: string;
-  drives: VmDrive[];
-  layoutArgs: string[];
+  /** In guest order (vda, vdb, ...): Firecracker attaches drives in the order they are added. */
+  drives: DriveConfig[];
   extraBootArgs: string;
   arch: FirecrackerArch;
   vcpus: number;

@@ -80,12 +80,13 @@ export function jailerArgs(spec: JailSpec): string[] {
 /**
  * Makes a fresh chroot root for `spec.id` (removing any leftover chroot and cgroup
  * first) and links each shared read-only file (kernel, drives) into it under the
- * given name. Linked files keep their owner (a hard link shares the inode, so a
+ * given name (read-only ones are copied when a hard link cannot cross filesystems,
+ * writable ones must link). Linked files keep their owner (a hard link shares the inode, so a
  * chown would change the original): they must be readable by the jail's uid.
  * The jailer itself sets the modes of /, /dev and /run. Returns the paths as the
  * jailed firecracker sees them ('/<name>').
  */
-export async function prepareChroot(spec: JailSpec, files: Record<string, string>): Promise<Record<string, string>> {
+export async function prepareChroot(spec: JailSpec, files: Record<string, string>, writable: ReadonlySet<string> = new Set()): Promise<Record<string, string>> {
   await removeJail(spec);
   const root = chrootRoot(spec);
   // The levels above the root as the jailer makes them (0755); the root is the jail uid's once the jailer ran.
@@ -99,6 +100,8 @@ export async function prepareChroot(spec: JailSpec, files: Record<string, string
       await link(source, target);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+      // A copy of a writable drive would lose what the guest writes.
+      if (writable.has(name)) throw new Error(`${source} is on another filesystem than ${spec.chrootBaseDir}: a writable drive must be hard-linked into the jail`);
       await copyFile(source, target);
     }
     inside[name] = `/${name}`;
