@@ -103,6 +103,28 @@ describe('firecracker configuration', () => {
     assert.match(socketAccessProblem(900, 0, 'CapEff:\t0000000000001000\n') ?? '', /cannot reach the API socket .* without CAP_DAC_OVERRIDE/);
   });
 
+  it('refuses programs beyond the API limits at start, before any tap or file (programs from Aleph skip check-config)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'aleph-edge-test-fc-limits-'));
+    try {
+      await writeFile(join(dir, 'vmlinux'), fakeKernel('elf'));
+      await writeFile(join(dir, 'initramfs'), '');
+      const pool = new NetworkPool({ pool: '10.213.14.0/29', prefix: 30, tapPrefix: 'aefl', stateDir: join(dir, 'net'), outboundInterface: '' });
+      const driver = new FirecrackerDriver({
+        stopGraceMs: 100, binary: FAKE, jailer: '', kernel: join(dir, 'vmlinux'), initramfs: join(dir, 'initramfs'), rootfs: '', runDir: join(dir, 'run'),
+        chrootBaseDir: join(dir, 'jail'), cgroupRoot: '', uid: 0, gid: 0, apiTimeoutMs: 1000, extraBootArgs: '', pool,
+      });
+      for (const [vcpus, memoryMib, message] of [[33, 128, /1-32 vCPUs, the program asks for 33/], [0, 128, /1-32 vCPUs/], [1, 0, /at least 1 MiB/]] as const) {
+        const program = vmProgram('');
+        program.vcpus = vcpus;
+        program.memoryMib = memoryMib;
+        await assert.rejects(driver.start(program, nextSlot()), message);
+      }
+      assert.ok(!existsSync(join(dir, 'net')) && !existsSync(join(dir, 'run')), 'nothing was set up');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('start-up checks name every missing piece, the kernel format per architecture and the jail uid', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'aleph-edge-test-fc-checks-'));
     try {
