@@ -2,7 +2,7 @@
 import cluster from 'node:cluster';
 import type { AlephEdgeNode as AlephEdgeNodeType } from './app/index.js';
 import { readFileSync } from 'node:fs';
-import { createLogger } from './common/index.js';
+import { createLogger, guardStdio } from './common/index.js';
 import { ConfigError, checkConfig, formatIssue, loadConfig } from './config/index.js';
 import { isStatusCommand, runStatusCommand } from './status/index.js';
 
@@ -45,6 +45,8 @@ class UsageError extends Error {}
 async function run(argv: string[]): Promise<number> {
   const file = option(argv, '--config') ?? process.env.ALEPH_EDGE_CONFIG ?? DEFAULT_CONFIG;
   if (argv.length > 0) throw new UsageError(`unexpected argument ${argv[0]}`);
+  // A closed stderr must cost log lines, never the node (see common/log.ts).
+  guardStdio();
   const log = createLogger('node');
   let settings;
   try {

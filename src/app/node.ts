@@ -4,7 +4,7 @@ import { ConfigError, DIAGNOSTIC_PROGRAM_HASH, defaultNodeSettings, loadConfig, 
 import { createLogger } from '../common/index.js';
 import { createDriver, waitForHttp } from '../drivers/index.js';
 import { inheritedSockets, type InheritedSocket } from '../edge/index.js';
-import { MetricsRegistry } from '../metrics/index.js';
+import { countDroppedLogLines, MetricsRegistry } from '../metrics/index.js';
 import { sumFamily } from '../metrics/merge.js';
 import { Orchestrator, type ReadinessProbe } from '../orchestrator/index.js';
 import { AlephProgramSource, LocalProgramSource, MessageStream } from '../programs/index.js';
@@ -60,6 +60,7 @@ export class AlephEdgeNode {
 
   private constructor(settings: Settings, private readonly options: NodeOptions) {
     this.settings = settings;
+    countDroppedLogLines(this.metrics);
     this.programs = new SwappablePrograms(new LocalProgramSource(settings.programs.local), builtinPrograms(settings));
     this.router = this.buildRouter(settings);
     this.orchestrator = new Orchestrator({

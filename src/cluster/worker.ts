@@ -1,7 +1,7 @@
-import { createLogger } from '../common/index.js';
+import { createLogger, guardStdio } from '../common/index.js';
 import type { Settings } from '../config/index.js';
 import { Edge } from '../edge/index.js';
-import { MetricsRegistry } from '../metrics/index.js';
+import { countDroppedLogLines, MetricsRegistry } from '../metrics/index.js';
 import { Forwarder } from '../proxy/index.js';
 import { DnsTxtLookup, Router } from '../routing/index.js';
 import type { PrimaryMessage, WorkerMessage } from './protocol.js';
@@ -23,7 +23,9 @@ function send(message: WorkerMessage): void {
  */
 export function runWorker(): void {
   const channel = new WorkerChannel((message) => send(message as WorkerMessage));
+  guardStdio();
   const metrics = new MetricsRegistry();
+  countDroppedLogLines(metrics);
   let edge: Edge | undefined;
   let settings: Settings | undefined;
   const forwarder = new Forwarder();

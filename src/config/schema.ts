@@ -10,6 +10,7 @@ import type {
   ChallengeType,
   DriverName,
   DriversSettings,
+  HttpProtocol,
   LocalProgramSettings,
   LocalVmSettings,
   NodeSettings,
@@ -78,6 +79,8 @@ export function buildSettings(document: RawTable, context: SchemaContext): Schem
   const node = readNode(root, paths);
   root.finish();
 
+  // HSTS by default only where the certificates are publicly trusted (ACME).
+  if (server.hsts === undefined) server.hsts = tls.mode === 'acme' ? 'max-age=31536000' : '';
   const settings: Settings = { file: context.file, server, tls, orchestrator, programs, routes, routing };
   if (drivers) settings.drivers = drivers;
   if (node) settings.node = node;
@@ -104,6 +107,9 @@ function readServer(t: TableReader, paths: PathResolver): ServerSettings {
   const drainTimeoutMs = t.duration('drain_timeout', 30 * SECOND);
   // 0 = one worker per core; 1 = a single process (no workers).
   const workers = t.int('workers', 0, { min: 0, max: 256 });
+  const protocols = readProtocols(t);
+  // Resolved against tls.mode by buildSettings when absent.
+  const hsts = t.has('hsts') ? t.checked('hsts', '', checkHsts) : undefined;
 
   const l = t.table('limits');
   const limits: ServerSettings['limits'] = {
@@ -117,10 +123,39 @@ function readServer(t: TableReader, paths: PathResolver): ServerSettings {
     handshakeTimeoutMs: l.duration('handshake_timeout', 10 * SECOND, 100),
     maxHandshakesPerAddress: l.int('max_handshakes_per_address', 128, { min: 1 }),
     maxHandshakes: l.int('max_handshakes', 4096, { min: 1 }),
+    h2MaxConcurrentStreams: l.int('h2_max_concurrent_streams', 100, { min: 1, max: 10_000 }),
+    h2IdleTimeoutMs: l.duration('h2_idle_timeout', 60 * SECOND, 100),
   };
   l.finish();
   t.finish();
-  return { domain, httpsListen, httpListen, statusSocket, statusSocketMode, drainTimeoutMs, workers, limits };
+  return { domain, httpsListen, httpListen, statusSocket, statusSocketMode, drainTimeoutMs, workers, protocols, hsts: hsts as string, limits };
+}
+
+function readProtocols(t: TableReader): HttpProtocol[] {
+  const fallback: HttpProtocol[] = ['h1', 'h2'];
+  if (!t.has('protocols')) {
+    t.take('protocols');
+    return fallback;
+  }
+  const values = t.stringArray('protocols', fallback);
+  const bad = values.find((v) => v !== 'h1' && v !== 'h2');
+  if (bad !== undefined) {
+    t.issue('protocols', `unknown protocol "${bad}": use "h1" and/or "h2"`);
+    return fallback;
+  }
+  if (values.length === 0) {
+    t.issue('protocols', 'must name at least one of "h1", "h2"');
+    return fallback;
+  }
+  return [...new Set(values as HttpProtocol[])];
+}
+
+// A Strict-Transport-Security value: max-age=<seconds>, optionally includeSubDomains and preload.
+function checkHsts(text: string): Checked<string> {
+  if (text === '') return { ok: true, value: '' };
+  return /^max-age=\d{1,10}(\s*;\s*(includeSubDomains|preload))*$/i.test(text.trim())
+    ? { ok: true, value: text.trim() }
+    : { ok: false, message: `"${text}" is not a Strict-Transport-Security value (max-age=<seconds>[; includeSubDomains][; preload]; "" for none)` };
 }
 
 // Unix permission bits: TOML octal (0o660) or a string of octal digits ("0660").

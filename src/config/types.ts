@@ -7,6 +7,8 @@ export interface ListenAddress {
   port: number;
 }
 
+export type HttpProtocol = 'h1' | 'h2';
+
 export interface ServerSettings {
   domain: string; // lowercase, no trailing dot, no port
   httpsListen: ListenAddress[];
@@ -15,6 +17,8 @@ export interface ServerSettings {
   statusSocketMode: number; // default 0o660
   drainTimeoutMs: number; // default 30s
   workers: number; // default 0 = one worker process per core; 1 = everything in one process
+  protocols: HttpProtocol[]; // default ['h1', 'h2']: what ALPN offers on the HTTPS listeners
+  hsts: string; // Strict-Transport-Security on the node domain; default 'max-age=31536000' in acme mode, '' (none) otherwise
   limits: {
     maxHeaderBytes: number; // default 16 KiB
     headersTimeoutMs: number; // default 10s: time to receive complete headers (slowloris)
@@ -25,6 +29,8 @@ export interface ServerSettings {
     handshakeTimeoutMs: number; // default 10s: a connection that has not finished its TLS handshake by then is destroyed
     maxHandshakesPerAddress: number; // default 128: unfinished handshakes per client address (IPv6: per /64)
     maxHandshakes: number; // default 4096: unfinished handshakes in total, per process
+    h2MaxConcurrentStreams: number; // default 100 streams per HTTP/2 connection
+    h2IdleTimeoutMs: number; // default 60s: an HTTP/2 connection without open streams is closed after this
   };
 }
 

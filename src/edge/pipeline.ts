@@ -7,6 +7,7 @@ import type { ForwardInfo, Forwarder } from '../proxy/index.js';
 import type { Route, RouteRequest } from '../routing/index.js';
 import { replyFor, writeHttpError, writeSocketError, type ErrorReply } from './errors.js';
 import { NodePages } from '../nodeapi/index.js';
+import { NodeDomainHeaders } from './node-domain.js';
 
 /** What the pipeline needs of routing; swapped whole on reload. */
 export interface RouteTable {
@@ -19,7 +20,11 @@ export interface PipelineDeps {
   forwarder: Forwarder;
   metrics: MetricsRegistry;
   pages: NodePages;
+  /** server.domain: the host whose answers carry the node-domain headers. */
+  domain: string;
   maxBodyBytes: number;
+  /** Strict-Transport-Security for the node domain; '' for none. */
+  hsts?: string;
 }
 
 const access = createLogger('access');
@@ -43,9 +48,11 @@ export class Pipeline {
   private readonly errors;
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
+  private readonly nodeDomain: NodeDomainHeaders;
 
   constructor(private readonly deps: PipelineDeps) {
     this.routes = deps.routes;
+    this.nodeDomain = new NodeDomainHeaders(deps.domain, deps.hsts ?? '');
     this.requests = deps.metrics.counter('aleph_edge_requests_total', 'Requests answered, by status class');
     this.duration = deps.metrics.histogram('aleph_edge_request_duration_seconds', 'Request duration, by status class', DURATION_BUCKETS);
     this.errors = deps.metrics.counter('aleph_edge_errors_total', 'Error replies, by kind');
@@ -70,7 +77,8 @@ export class Pipeline {
 
   async handle(req: IncomingMessage, res: ServerResponse, proto: ForwardInfo['proto']): Promise<void> {
     const started = performance.now();
-    const host = req.headers.host ?? '';
+    // HTTP/2 names the authority in a pseudo-header (a Host header, if sent, must agree: RFC 9113 8.3.1).
+    const host = req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? '';
     const target = req.url ?? '';
     let hash: string | undefined;
     this.begin();
@@ -85,6 +93,7 @@ export class Pipeline {
       });
     });
     let lease: Lease | undefined;
+    this.nodeDomain.apply(host, res);
     try {
       this.checkBodySize(req);
       const route = await this.routes.route({ host, path: req.url ?? '' });

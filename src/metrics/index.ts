@@ -1,2 +1,3 @@
 export { MetricsRegistry, Counter, Gauge, Histogram, DEFAULT_SECONDS_BUCKETS } from './registry.js';
 export type { Labels } from './registry.js';
+export { countDroppedLogLines } from './log-lines.js';

@@ -24,6 +24,7 @@ export interface VmLaunch {
 export interface AlephVmExtras {
   interface: 'asgi' | 'binary'; // asgi: the runtime serves `asgiApp` from /opt/code on :8080; binary: `entrypoint` does
   asgiApp: string; // 'module:app' for asgi, '' otherwise
+  args?: string[]; // binary: arguments after the entrypoint (the message's code.args)
   runtime: string; // absolute path of the runtime's root filesystem image (squashfs); '' = not fetched
   volumes: AlephVmVolume[];
 }
@@ -31,7 +32,7 @@ export interface AlephVmExtras {
 export interface AlephVmVolume {
   mount: string; // absolute path inside the guest
   kind: 'data' | 'immutable' | 'ephemeral' | 'persistent';
-  source: string; // host path: an image file or a folder (data, immutable, persistent); '' for ephemeral
+  source: string; // host path: an image (VM drivers: squashfs for data/immutable, <volumes_dir>/<hash>/<name>.img for persistent) or a folder (process driver); '' for ephemeral
   sizeMib: number; // ephemeral and persistent: the size the guest gets; 0 otherwise
   readOnly: boolean;
 }

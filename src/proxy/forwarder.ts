@@ -76,6 +76,8 @@ function classify(error: NodeJS.ErrnoException, exchange: Exchange): { error: Ed
 
 /** A request body to stream upstream, or null when the request has none. */
 function requestBody(req: IncomingMessage): Readable | null {
+  // HTTP/2 frames bodies itself: there is one unless the request ended with its headers.
+  if (req.httpVersionMajor === 2) return (req as IncomingMessage & { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders ? null : req;
   if (req.headers['transfer-encoding'] !== undefined) return req;
   const length = req.headers['content-length'];
   return length !== undefined && length !== '0' ? req : null;
@@ -171,7 +173,10 @@ export class Forwarder {
             exchange.abort?.(new UpstreamError('response no longer wanted'));
             return;
           }
-          res.writeHead(statusCode, statusMessage, downstreamResponseHeaders(headers, lease.hash, lease.codeRef));
+          const out = downstreamResponseHeaders(headers, lease.hash, lease.codeRef);
+          // HTTP/2 has no reason phrase.
+          if (req.httpVersionMajor === 2) res.writeHead(statusCode, out);
+          else res.writeHead(statusCode, statusMessage, out);
         },
         onResponseData: (controller, chunk) => {
           if (res.destroyed) return exchange.abort?.(new UpstreamError('client went away'));

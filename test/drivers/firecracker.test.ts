@@ -32,22 +32,26 @@ const FAKE_JAILER = join(ROOT, 'test/fixtures/firecracker/jailer.mjs');
 describe('firecracker configuration', () => {
   it('builds the API bodies: boot source with initrd and guest network arguments, drives, machine, tap, vsock', () => {
     const config = firecrackerConfig({
-      kernel: '/vmlinux', initrd: '/initrd', code: '/code.img', vcpus: 2, memoryMib: 256, tap: 'aetap5', slot: 5,
+      kernel: '/vmlinux', initrd: '/initrd', drives: [{ id: 'code', path: '/code.img', readOnly: true }], vcpus: 2, memoryMib: 256, tap: 'aetap5', slot: 5,
       guestIp: '172.16.0.22/30', gateway: '172.16.0.21', vsock: '/run/v.sock',
     });
     assert.deepEqual(config.bootSource, {
       kernel_image_path: '/vmlinux',
       initrd_path: '/initrd',
-      boot_args: 'console=ttyS0 reboot=k panic=1 pci=off quiet aleph.ip=172.16.0.22/30 aleph.gw=172.16.0.21 aleph.code=/dev/vda',
+      boot_args: 'console=ttyS0 reboot=k panic=1 pci=off quiet aleph.ip=172.16.0.22/30 aleph.gw=172.16.0.21',
     });
     assert.deepEqual(config.drives, [{ drive_id: 'code', path_on_host: '/code.img', is_root_device: false, is_read_only: true }]);
     assert.deepEqual(config.machine, { vcpu_count: 2, mem_size_mib: 256, smt: false });
     assert.deepEqual(config.network, { iface_id: 'eth0', host_dev_name: 'aetap5', guest_mac: '06:00:ac:10:00:05' });
     assert.deepEqual(config.vsock, { guest_cid: 3, uds_path: '/run/v.sock' });
 
-    const withRoot = firecrackerConfig({ kernel: '/k', rootfs: '/root.img', code: '/c.img', vcpus: 1, memoryMib: 128, tap: 't', slot: 0, guestIp: '10.0.0.2/30', gateway: '10.0.0.1' });
-    assert.deepEqual(withRoot.drives.map((d) => [d.drive_id, d.is_root_device, d.is_read_only]), [['rootfs', true, true], ['code', false, true]]);
-    assert.match(withRoot.bootSource.boot_args, /init=\/init aleph\.code=\/dev\/vdb$/);
+    // The shared layout (src/drivers/vm/layout.ts): drives in guest order, none the root device, no root= or init= argument.
+    const withRuntime = firecrackerConfig({
+      kernel: '/k', initrd: '/i', vcpus: 1, memoryMib: 128, tap: 't', slot: 0, guestIp: '10.0.0.2/30', gateway: '10.0.0.1',
+      drives: [{ id: 'runtime', path: '/rt.squashfs', readOnly: true }, { id: 'code', path: '/c.img', readOnly: true }, { id: 'volume_0', path: '/v.img', readOnly: false }],
+    });
+    assert.deepEqual(withRuntime.drives.map((d) => [d.drive_id, d.is_root_device, d.is_read_only]), [['runtime', false, true], ['code', false, true], ['volume_0', false, false]]);
+    assert.doesNotMatch(withRuntime.bootSource.boot_args, /root=|init=/);
   });
 
   it('builds the jailer command line with cgroup limits from the program', () => {

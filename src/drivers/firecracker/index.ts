@@ -6,11 +6,12 @@
 // SIGTERM/SIGKILL; the tap lease, per-VM files and the chroot are freed on exit.
 
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { createLogger, shortHash } from '../../common/index.js';
 import { buildProgramArchive, writeConcatenated } from '../image/index.js';
 import type { NetworkPool } from '../net/index.js';
 import type { Program } from '../../programs/types.js';
+import { prepareDisks, vmLayout, type VmLayout } from '../vm/index.js';
 import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from '../qemu/checks.js';
 import { codeKind, vmLaunchOf } from '../qemu/index.js';
 import { VmProcess, type Cleanup } from '../qemu/vm-process.js';
@@ -85,12 +86,14 @@ export class FirecrackerDriver implements Driver {
       // The id follows the pool slot: a chroot left by a crashed VM in this slot is removed before reuse.
       const id = `aleph-${lease.slot}`;
       const code = await codeKind(launch.code);
-      const archive = await buildProgramArchive({ codeDir: code === 'dir' ? launch.code : undefined, entrypoint: launch.entrypoint, env: launch.env });
       const baseInitramfs = launch.initramfs || this.options.initramfs;
-      const rootfs = this.options.rootfs;
+      // The one boot layout (src/drivers/vm/layout.ts): kernel + our initramfs, no root
+      // drive; drives.firecracker.rootfs is only a default runtime, mounted by the init.
+      if (!baseInitramfs) throw new DriverStartError('the guest boots our initramfs: set drivers.firecracker.initramfs');
+      const layoutFor = (vmDir: string) => vmLayout({ hash: program.hash, launch, code, vmDir, defaultRuntime: this.options.rootfs });
 
       let dir: string; // where per-VM files live, as the host sees it
-      let paths: { kernel: string; initrd?: string; rootfs?: string; code?: string; api: string; vsock: string };
+      let paths: { kernel: string; initrd: string; drives: DriveConfig[]; api: string; vsock: string };
       let spawnFile: string;
       let spawnArgs: string[];
       const jail: JailSpec | undefined = this.options.jailer
@@ -105,30 +108,30 @@ export class FirecrackerDriver implements Driver {
             vcpus: program.vcpus,
           }
         : undefined;
+      let layout: VmLayout;
       if (jail) {
-        const shared: Record<string, string> = { vmlinux: launch.kernel || this.options.kernel };
-        if (rootfs) shared['rootfs.img'] = rootfs;
-        if (code === 'image') shared['code.img'] = launch.code;
         cleanups.push(() => removeChroot(jail));
-        const inside = await prepareChroot(jail, shared);
         dir = chrootRoot(jail);
-        paths = { kernel: inside.vmlinux!, rootfs: inside['rootfs.img'], code: inside['code.img'], api: JAILED_API_SOCKET, vsock: '/run/vsock.sock' };
-        if (baseInitramfs) {
-          await writeConcatenated(join(dir, 'initrd'), [baseInitramfs, archive]);
-          await ownForJail(jail, join(dir, 'initrd'));
-          paths.initrd = '/initrd';
-        }
+        layout = layoutFor(dir);
+        const shared: Record<string, string> = { vmlinux: launch.kernel || this.options.kernel };
+        for (const drive of layout.drives) if (dirname(drive.path) !== dir) shared[`${drive.id}.img`] = drive.path;
+        const inside = await prepareChroot(jail, shared);
+        cleanups.push(await prepareDisks(layout));
+        const drives = layout.drives.map((d) => ({ id: d.id, path: dirname(d.path) === dir ? `/${basename(d.path)}` : inside[`${d.id}.img`]!, readOnly: d.readOnly }));
+        for (const drive of drives) if (!drive.readOnly) await ownForJail(jail, join(dir, drive.path));
+        paths = { kernel: inside.vmlinux!, initrd: '/initrd', drives, api: JAILED_API_SOCKET, vsock: '/run/vsock.sock' };
+        await writeConcatenated(join(dir, 'initrd'), [baseInitramfs, await buildProgramArchive({ codeDir: layout.codeDir, files: layout.files })]);
+        await ownForJail(jail, join(dir, 'initrd'));
         spawnFile = this.options.jailer;
         spawnArgs = jailerArgs(jail);
       } else {
         await mkdir(this.options.runDir, { recursive: true, mode: 0o700 });
         dir = await mkdtemp(join(this.options.runDir, `${safeName(slot.executionId)}-`));
         cleanups.push(() => rm(dir, { recursive: true, force: true }));
-        paths = { kernel: launch.kernel || this.options.kernel, rootfs: rootfs || undefined, code: code === 'image' ? launch.code : undefined, api: join(dir, 'api.sock'), vsock: join(dir, 'vsock.sock') };
-        if (baseInitramfs) {
-          paths.initrd = join(dir, 'initrd');
-          await writeConcatenated(paths.initrd, [baseInitramfs, archive]);
-        }
+        layout = layoutFor(dir);
+        cleanups.push(await prepareDisks(layout));
+        paths = { kernel: launch.kernel || this.options.kernel, initrd: join(dir, 'initrd'), drives: layout.drives.map((d) => ({ id: d.id, path: d.path, readOnly: d.readOnly })), api: join(dir, 'api.sock'), vsock: join(dir, 'vsock.sock') };
+        await writeConcatenated(paths.initrd, [baseInitramfs, await buildProgramArchive({ codeDir: layout.codeDir, files: layout.files })]);
         spawnFile = this.firecrackerPath;
         spawnArgs = ['--api-sock', paths.api, '--id', id];
       }
@@ -137,8 +140,7 @@ export class FirecrackerDriver implements Driver {
       const config = firecrackerConfig({
         kernel: paths.kernel,
         initrd: paths.initrd,
-        rootfs: paths.rootfs,
-        code: paths.code,
+        drives: paths.drives,
         vcpus: program.vcpus,
         memoryMib: program.memoryMib,
         tap: lease.tap,
@@ -147,8 +149,6 @@ export class FirecrackerDriver implements Driver {
         gateway: lease.hostIp,
         vsock: this.options.vsock ? paths.vsock : undefined,
       });
-      if (!paths.initrd && !paths.rootfs) throw new DriverStartError('no root filesystem: set drivers.firecracker.initramfs or rootfs');
-      if (code === 'dir' && !paths.initrd) throw new DriverStartError('a code directory needs an initramfs to be packed into; use a code image with rootfs');
 
       const endpoint: Endpoint = { kind: 'tcp', host: lease.guestIp, port: 8080 };
       const api = new FirecrackerApi(apiSocketOnHost, this.options.apiTimeoutMs);
@@ -182,11 +182,18 @@ export class FirecrackerDriver implements Driver {
   }
 }
 
+/** A drive as src/drivers/vm/layout.ts orders them (paths as Firecracker sees them). */
+export interface DriveConfig {
+  id: string;
+  path: string;
+  readOnly: boolean;
+}
+
 export function firecrackerConfig(vm: {
   kernel: string;
   initrd?: string;
-  rootfs?: string;
-  code?: string;
+  /** In guest order (vda, vdb, ...): Firecracker attaches drives in the order they are added. */
+  drives: DriveConfig[];
   vcpus: number;
   memoryMib: number;
   tap: string;
@@ -195,17 +202,10 @@ export function firecrackerConfig(vm: {
   gateway: string;
   vsock?: string;
 }): FirecrackerConfig {
-  const drives: FirecrackerConfig['drives'] = [];
+  // No drive is the root device: the kernel boots our initramfs (Firecracker docs/initrd.md),
+  // so Firecracker adds no root= of its own; the init learns its drives from /etc/aleph/mounts.
+  const drives: FirecrackerConfig['drives'] = vm.drives.map((d) => ({ drive_id: d.id, path_on_host: d.path, is_root_device: false, is_read_only: d.readOnly }));
   const bootArgs = ['console=ttyS0', 'reboot=k', 'panic=1', 'pci=off', 'quiet', `aleph.ip=${vm.guestIp}`, `aleph.gw=${vm.gateway}`];
-  if (vm.rootfs) {
-    drives.push({ drive_id: 'rootfs', path_on_host: vm.rootfs, is_root_device: true, is_read_only: true });
-    bootArgs.push('init=/init');
-  }
-  if (vm.code) {
-    // Drives appear in the guest in the order they were added: vda, vdb, ...
-    bootArgs.push(`aleph.code=/dev/vd${String.fromCharCode(97 + drives.length)}`);
-    drives.push({ drive_id: 'code', path_on_host: vm.code, is_root_device: false, is_read_only: true });
-  }
   const bootSource: FirecrackerConfig['bootSource'] = { kernel_image_path: vm.kernel, boot_args: bootArgs.join(' ') };
   if (vm.initrd) bootSource.initrd_path = vm.initrd;
   const config: FirecrackerConfig = {
