@@ -71,7 +71,7 @@ describe('Aleph messages', () => {
     assert.equal(launch.code, '/cache/code/blob');
     assert.equal(launch.entrypoint, '');
     assert.equal(launch.internet, true);
-    assert.deepEqual(launch.aleph, { interface: 'asgi', asgiApp: 'main:app', runtime: '/cache/runtime/blob', volumes });
+    assert.deepEqual(launch.aleph, { interface: 'asgi', asgiApp: 'main:app', args: [], runtime: '/cache/runtime/blob', volumes });
     // The process driver cannot serve ASGI programs (the runtime is a VM root filesystem).
     assert.throws(() => processLaunch(spec, { code: '/c', runtime: '', volumes: [] }, { bwrap: '/usr/bin/bwrap', systemBinds: [] }), /needs its runtime/);
   });
