@@ -44,6 +44,7 @@ export function toProgram(spec: ProgramSpec, launch: Program['launch'], codeRef:
     requestTimeoutMs: Math.ceil(spec.resources.seconds * 1000),
     launch,
     codeRef,
+    sender: spec.sender,
   };
 }
 
@@ -77,7 +78,7 @@ export function processLaunch(spec: ProgramSpec, files: ProgramFiles, sandbox: S
     else args.push(volume.readOnly ? '--ro-bind' : '--bind', volume.source, volume.mount);
   }
   args.push('--chdir', CODE_MOUNT, '--', path.posix.join(CODE_MOUNT, spec.code.entrypoint), ...spec.code.args);
-  return { kind: 'process', command: args, cwd: '/', env: { ...spec.variables } };
+  return { kind: 'process', command: args, cwd: '/', env: { ...spec.variables }, sandboxed: true };
 }
 
 export interface Sandbox {
