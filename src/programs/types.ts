@@ -5,6 +5,8 @@ export interface ProcessLaunch {
   command: string[]; // argv; the program must listen on $PORT (and may read $HOST)
   cwd: string;
   env: Record<string, string>;
+  /** Runs inside a sandbox (bubblewrap) that does not see the host's files, so not the guest API socket either. */
+  sandboxed?: boolean;
 }
 
 /** A program for the VM drivers (qemu, firecracker); see docs/drivers.md. */
@@ -49,6 +51,8 @@ export interface Program {
   launch: Launch;
   /** Programs from the Aleph network: the code's STORE message hash (the `Aleph-Program-Code-Ref` header). */
   codeRef?: string;
+  /** Programs from the Aleph network: the PROGRAM message's sender (the program's ALEPH_ADDRESS_TO_USE). */
+  sender?: string;
 }
 
 /** Where program definitions come from (local registry, Aleph network). */

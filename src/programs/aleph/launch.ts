@@ -54,6 +54,7 @@ export function toProgram(spec: ProgramSpec, launch: Program['launch'], codeRef:
     requestTimeoutMs: Math.ceil(Math.max(spec.resources.seconds, MIN_REQUEST_SECONDS) * 1000),
     launch,
     codeRef,
+    sender: spec.sender,
   };
 }
 
@@ -87,7 +88,7 @@ export function processLaunch(spec: ProgramSpec, files: ProgramFiles, sandbox: S
     else args.push(volume.readOnly ? '--ro-bind' : '--bind', volume.source, volume.mount);
   }
   args.push('--chdir', CODE_MOUNT, '--', path.posix.join(CODE_MOUNT, spec.code.entrypoint), ...spec.code.args);
-  return { kind: 'process', command: args, cwd: '/', env: { ...spec.variables } };
+  return { kind: 'process', command: args, cwd: '/', env: { ...spec.variables }, sandboxed: true };
 }
 
 export interface Sandbox {
