@@ -61,7 +61,7 @@ async function run(argv: string[]): Promise<number> {
     throw error;
   }
   // Loaded here so that the status commands start fast.
-  const { AlephEdgeNode } = await import('./app/index.js');
+  const { AlephEdgeNode, NodeAlreadyRunningError } = await import('./app/index.js');
   let exitCode = 0;
   let node: AlephEdgeNodeType | undefined;
   let done!: (code: number) => void;
@@ -91,6 +91,10 @@ async function run(argv: string[]): Promise<number> {
   try {
     node = await AlephEdgeNode.start(settings, { version: version(), onDrainRequested: () => shutdown('drain requested') });
   } catch (error) {
+    if (error instanceof NodeAlreadyRunningError) {
+      process.stderr.write(`${error.message}\n`);
+      return 1;
+    }
     log.error('failed to start', { error: (error as Error).message });
     return 1;
   }

@@ -18,8 +18,17 @@ import { availableParallelism } from 'node:os';
 import { ClusterFrontend, LocalFrontend, type Frontend } from './frontend.js';
 import { SwappablePrograms } from './swappable-programs.js';
 import { restartOnlyChanges } from './reload-diff.js';
+import { StateLock } from './state-lock.js';
 
 const log = createLogger('node');
+
+/**
+ * The node's state directory: the status socket's folder (RuntimeDirectory under
+ * systemd), which also holds the records of running programs and the lock.
+ */
+function stateDirOf(settings: Settings): string {
+  return path.dirname(settings.server.statusSocket);
+}
 
 export interface NodeOptions {
   version: string;
@@ -58,7 +67,7 @@ export class AlephEdgeNode {
   private sampler: SystemSampler | undefined;
   private secret: LoginSecret | undefined;
 
-  private constructor(settings: Settings, private readonly options: NodeOptions) {
+  private constructor(settings: Settings, private readonly options: NodeOptions, private readonly lock: StateLock) {
     this.settings = settings;
     countDroppedLogLines(this.metrics);
     this.programs = new SwappablePrograms(new LocalProgramSource(settings.programs.local), builtinPrograms(settings));
@@ -70,7 +79,7 @@ export class AlephEdgeNode {
         stopGraceMs: settings.orchestrator.stopGraceMs,
         // Next to the status socket (RuntimeDirectory under systemd): records of running
         // programs, so a node restarted after SIGKILL kills what the last one left.
-        stateDir: path.join(path.dirname(settings.server.statusSocket), 'executions'),
+        stateDir: path.join(stateDirOf(settings), 'executions'),
         drivers: settings.drivers,
       }),
       probe,
@@ -78,10 +87,20 @@ export class AlephEdgeNode {
     });
   }
 
+  /**
+   * Takes the state directory lock first (NodeAlreadyRunningError when a live node
+   * holds it): only then are a previous node's leftovers cleaned up and listeners opened.
+   */
   static async start(settings: Settings, options: NodeOptions): Promise<AlephEdgeNode> {
-    const node = new AlephEdgeNode(settings, options);
-    await node.startComponents();
-    return node;
+    const lock = StateLock.acquire(stateDirOf(settings), settings.server.statusSocket);
+    try {
+      const node = new AlephEdgeNode(settings, options, lock);
+      await node.startComponents();
+      return node;
+    } catch (error) {
+      lock.release();
+      throw error;
+    }
   }
 
   get gateway(): Orchestrator {
@@ -135,6 +154,7 @@ export class AlephEdgeNode {
       this.aleph?.stream?.close();
       await this.status?.close();
       await this.certs.close();
+      this.lock.release();
       log.info('drained');
     })();
     return this.draining;
