@@ -1,3 +1,4 @@
 export * from './errors.js';
 export * from './hash.js';
 export * from './log.js';
+export * from './guest.js';

@@ -2,9 +2,18 @@
 
 export interface ProcessLaunch {
   kind: 'process';
-  command: string[]; // argv; the program must listen on $PORT (and may read $HOST)
+  command: string[]; // argv; the program must listen on $PORT (and may read $HOST). With `asgi`: the prefix before the interpreter ([] or a sandbox ending in '--')
   cwd: string;
   env: Record<string, string>;
+  /** An ASGI app served by guest/aleph_asgi: the driver appends `<python> -m aleph_asgi --app .. --app-dir .. --host .. --port ..`. */
+  asgi?: AsgiServe;
+}
+
+/** What the process driver needs to serve an ASGI app with our server (guest/aleph_asgi). */
+export interface AsgiServe {
+  app: string; // module:attribute
+  appDir: string; // --app-dir as the interpreter sees it (inside a sandbox: /opt/code)
+  guestDir: string; // PYTHONPATH as the interpreter sees it: the package's guest/ (inside a sandbox: /opt/aleph-guest)
 }
 
 /** A program for the VM drivers (qemu, firecracker); see README "Drivers and the guest contract". */
