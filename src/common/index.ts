@@ -2,3 +2,4 @@ export * from './errors.js';
 export * from './hash.js';
 export * from './log.js';
 export * from './proc.js';
+export * from './guest.js';
