@@ -3,3 +3,4 @@ export * from './hash.js';
 export * from './log.js';
 export * from './proc.js';
 export * from './guest.js';
+export * from './firecracker-limits.js';

@@ -4,6 +4,7 @@
 
 import { resolve } from 'node:path';
 import { ASGI_APP_PATTERN } from '../common/guest.js';
+import { FIRECRACKER_CMDLINE_MAX, FIRECRACKER_MAX_VCPUS, firecrackerExtraBootArgsRoom, forbiddenBootArg } from '../common/firecracker-limits.js';
 import { normalizeHash } from '../common/hash.js';
 import { IssueSink, TableReader, tomlType, type RawIssue, type RawTable } from './reader.js';
 import type {
@@ -74,7 +75,7 @@ export function buildSettings(document: RawTable, context: SchemaContext): Schem
   const server = readServer(root.table('server'), paths);
   const tls = readTls(root.table('tls'), paths);
   const orchestrator = readOrchestrator(root.table('orchestrator'));
-  const programs = readPrograms(root.table('programs'), paths);
+  const programs = readPrograms(root.table('programs'), paths, orchestrator.driver);
   const routes = readRoutes(root);
   const routing = readRouting(root.table('routing'));
   const drivers = readDrivers(root, paths);
@@ -264,11 +265,17 @@ function readOrchestrator(t: TableReader): OrchestratorSettings {
   return settings;
 }
 
-function readPrograms(t: TableReader, paths: PathResolver): ProgramsSettings {
+function readPrograms(t: TableReader, paths: PathResolver, driver: DriverName): ProgramsSettings {
   const source = t.oneOf('source', 'local', SOURCES);
   const alephApi = t.checked('aleph_api', DEFAULTS.alephApi, checkHttpUrl);
   const entries = t.tables('local');
   const local = entries.map((entry) => readLocalProgram(entry, paths));
+  if (driver === 'firecracker') {
+    // machine-config's limits, at check-config rather than as a 400 at the first boot.
+    local.forEach((program, index) => {
+      if (program.vcpus > FIRECRACKER_MAX_VCPUS) entries[index]!.issue('vcpus', `must be at most ${FIRECRACKER_MAX_VCPUS} with the firecracker driver (machine-config vcpu_count is 1-${FIRECRACKER_MAX_VCPUS}), got ${program.vcpus}`);
+    });
+  }
 
   // Duplicates point at the later entry: the earlier one is the "real" definition.
   const seenHashes = new Map<string, number>();
@@ -420,8 +427,10 @@ export function defaultDriversSettings(): DriversSettings {
       rootfs: '',
       runDir: '/run/aleph-edge/firecracker',
       chrootBaseDir: '/srv/jailer',
+      cgroupRoot: '',
       uid: 0,
       gid: 0,
+      extraBootArgs: '',
       apiTimeoutMs: 5 * SECOND,
     },
     network: { pool: '172.16.0.0/24', prefix: 30, tapPrefix: 'aetap', stateDir: '/run/aleph-edge/net', outboundInterface: '' },
@@ -460,9 +469,11 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
     rootfs: paths.resolve(f.string('rootfs', '')),
     runDir: paths.resolve(f.checked('run_dir', defaults.firecracker.runDir, nonEmpty)),
     chrootBaseDir: paths.resolve(f.checked('chroot_base_dir', defaults.firecracker.chrootBaseDir, nonEmpty)),
+    cgroupRoot: paths.resolve(f.string('cgroup_root', '')),
     uid: f.int('uid', 0, { min: 0 }),
     gid: f.int('gid', 0, { min: 0 }),
     apiTimeoutMs: f.duration('api_timeout', defaults.firecracker.apiTimeoutMs, 1),
+    extraBootArgs: f.checked('extra_boot_args', '', checkExtraBootArgs),
   };
   if (firecracker.jailer.includes('/')) firecracker.jailer = paths.resolve(firecracker.jailer);
   if (firecracker.binary.includes('/')) firecracker.binary = paths.resolve(firecracker.binary);
@@ -482,6 +493,20 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
   n.finish();
   d.finish();
   return { process: processSettings, qemu, firecracker, network };
+}
+
+// Operator kernel arguments: within what Firecracker's command line leaves after
+// ours and its own per-device entries, and none that contradict the boot layout.
+function checkExtraBootArgs(text: string): Checked<string> {
+  const room = firecrackerExtraBootArgsRoom();
+  if (Buffer.byteLength(text) > room) {
+    return { ok: false, message: `is ${Buffer.byteLength(text)} bytes; Firecracker's kernel command line (${FIRECRACKER_CMDLINE_MAX + 1} bytes with its NUL) leaves ${room} after the driver's arguments and its own virtio_mmio.device= entries` };
+  }
+  for (const arg of text.split(/\s+/).filter(Boolean)) {
+    const why = forbiddenBootArg(arg);
+    if (why) return { ok: false, message: `"${arg}": ${why}` };
+  }
+  return { ok: true, value: text.trim() };
 }
 
 // "a.b.c.d/n" with n <= 30 and no host bits set.
