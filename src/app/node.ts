@@ -4,8 +4,7 @@ import { ConfigError, DIAGNOSTIC_PROGRAM_HASH, defaultNodeSettings, loadConfig, 
 import { createLogger } from '../common/index.js';
 import { createDriver, waitForHttp } from '../drivers/index.js';
 import { inheritedSockets, type InheritedSocket } from '../edge/index.js';
-import { countDroppedLogLines, MetricsRegistry } from '../metrics/index.js';
-import { sumFamily } from '../metrics/merge.js';
+import { countDroppedLogLines, MetricsRegistry, mergeExpositions, sumFamily } from '../metrics/index.js';
 import { Orchestrator, type ReadinessProbe } from '../orchestrator/index.js';
 import { AlephProgramSource, LocalProgramSource, MessageStream } from '../programs/index.js';
 import { defaultAlephSettings } from '../config/schema.js';
@@ -18,8 +17,17 @@ import { availableParallelism } from 'node:os';
 import { ClusterFrontend, LocalFrontend, type Frontend } from './frontend.js';
 import { SwappablePrograms } from './swappable-programs.js';
 import { restartOnlyChanges } from './reload-diff.js';
+import { StateLock } from './state-lock.js';
 
 const log = createLogger('node');
+
+/**
+ * The node's state directory: the status socket's folder (RuntimeDirectory under
+ * systemd), which also holds the records of running programs and the lock.
+ */
+function stateDirOf(settings: Settings): string {
+  return path.dirname(settings.server.statusSocket);
+}
 
 export interface NodeOptions {
   version: string;
@@ -58,7 +66,7 @@ export class AlephEdgeNode {
   private sampler: SystemSampler | undefined;
   private secret: LoginSecret | undefined;
 
-  private constructor(settings: Settings, private readonly options: NodeOptions) {
+  private constructor(settings: Settings, private readonly options: NodeOptions, private readonly lock: StateLock) {
     this.settings = settings;
     countDroppedLogLines(this.metrics);
     this.programs = new SwappablePrograms(new LocalProgramSource(settings.programs.local), builtinPrograms(settings));
@@ -70,7 +78,7 @@ export class AlephEdgeNode {
         stopGraceMs: settings.orchestrator.stopGraceMs,
         // Next to the status socket (RuntimeDirectory under systemd): records of running
         // programs, so a node restarted after SIGKILL kills what the last one left.
-        stateDir: path.join(path.dirname(settings.server.statusSocket), 'executions'),
+        stateDir: path.join(stateDirOf(settings), 'executions'),
         drivers: settings.drivers,
       }),
       probe,
@@ -78,10 +86,20 @@ export class AlephEdgeNode {
     });
   }
 
+  /**
+   * Takes the state directory lock first (NodeAlreadyRunningError when a live node
+   * holds it): only then are a previous node's leftovers cleaned up and listeners opened.
+   */
   static async start(settings: Settings, options: NodeOptions): Promise<AlephEdgeNode> {
-    const node = new AlephEdgeNode(settings, options);
-    await node.startComponents();
-    return node;
+    const lock = StateLock.acquire(stateDirOf(settings), settings.server.statusSocket);
+    try {
+      const node = new AlephEdgeNode(settings, options, lock);
+      await node.startComponents();
+      return node;
+    } catch (error) {
+      lock.release();
+      throw error;
+    }
   }
 
   get gateway(): Orchestrator {
@@ -135,6 +153,7 @@ export class AlephEdgeNode {
       this.aleph?.stream?.close();
       await this.status?.close();
       await this.certs.close();
+      this.lock.release();
       log.info('drained');
     })();
     return this.draining;
@@ -258,7 +277,7 @@ export class AlephEdgeNode {
       },
       vms: async () => this.orchestrator.list(),
       certs: () => this.certs.list(),
-      metrics: async () => this.metrics.render() + (await this.frontend.metrics()),
+      metrics: () => this.exposition(),
       login: async () => {
         const port = selfAddress(this.frontend.describe())?.port ?? 443;
         const authority = port === 443 ? this.settings.server.domain : `${this.settings.server.domain}:${port}`;
@@ -274,9 +293,14 @@ export class AlephEdgeNode {
     };
   }
 
+  /** This process's metrics and its workers' (labelled worker="<index>"), one family at a time. */
+  private async exposition(): Promise<string> {
+    return mergeExpositions([{ text: this.metrics.render() }, { text: await this.frontend.metrics() }]);
+  }
+
   /** Headline counters, summed over this process and its workers. */
   private async counters(): Promise<Record<string, number>> {
-    const text = this.metrics.render() + (await this.frontend.metrics());
+    const text = await this.exposition();
     const out: Record<string, number> = {};
     for (const name of ['aleph_edge_requests_total', 'aleph_edge_errors_total', 'aleph_edge_boots_total', 'aleph_edge_boot_failures_total', 'aleph_edge_evictions_total']) {
       out[name.replace(/^aleph_edge_/, '').replace(/_total$/, '')] = sumFamily(text, name);

@@ -3,6 +3,7 @@
 // becomes an issue with its key path.
 
 import { resolve } from 'node:path';
+import { ASGI_APP_PATTERN } from '../common/guest.js';
 import { FIRECRACKER_CMDLINE_MAX, FIRECRACKER_MAX_VCPUS, firecrackerExtraBootArgsRoom, forbiddenBootArg } from '../common/firecracker-limits.js';
 import { normalizeHash } from '../common/hash.js';
 import { IssueSink, TableReader, tomlType, type RawIssue, type RawTable } from './reader.js';
@@ -12,6 +13,7 @@ import type {
   DriverName,
   DriversSettings,
   HttpProtocol,
+  LocalAsgiSettings,
   LocalProgramSettings,
   LocalVmSettings,
   NodeSettings,
@@ -347,9 +349,14 @@ function readLocalProgram(t: TableReader, paths: PathResolver): LocalProgramSett
   const hash = t.checked('hash', '', checkHash, true);
   const name = t.string('name', '');
   let command: string[] = [];
-  // A VM program (with `code`) needs no command; a process program does.
-  const vmProgram = t.has('code');
-  if (vmProgram && !t.has('command')) {
+  // An ASGI program is started by our server; a VM program (with `code`) needs no
+  // command; a process program does.
+  const asgiProgram = t.has('asgi');
+  const vmProgram = !asgiProgram && t.has('code');
+  if (asgiProgram) {
+    if (t.has('command')) t.issue('command', 'not used with asgi: the ASGI server (guest/aleph_asgi) is the command; remove one of them');
+    t.take('command');
+  } else if (vmProgram && !t.has('command')) {
     t.take('command');
   } else if (t.require('command', 'is required: the program and its arguments, like ["node", "server.js"]')) {
     command = t.stringArray('command', []);
@@ -375,8 +382,24 @@ function readLocalProgram(t: TableReader, paths: PathResolver): LocalProgramSett
     requestTimeoutMs: t.duration('request_timeout', 0),
   };
   if (vmProgram) settings.vm = readLocalVm(t, paths);
+  if (asgiProgram) {
+    settings.asgi = readLocalAsgi(t, paths);
+    if (cwdText === '') settings.cwd = settings.asgi.code;
+  }
   t.finish();
   return settings;
+}
+
+function readLocalAsgi(t: TableReader, paths: PathResolver): LocalAsgiSettings {
+  const app = t.checked('asgi', '', (text) =>
+    ASGI_APP_PATTERN.test(text)
+      ? { ok: true, value: text }
+      : { ok: false, message: `must be "module:attribute" with Python identifiers, like "main:app", got "${text}"` },
+  );
+  const code = t.require('code', 'is required with asgi: the folder holding the app, relative to this file')
+    ? paths.resolve(t.checked('code', '', nonEmpty))
+    : '';
+  return { app, code };
 }
 
 function readLocalVm(t: TableReader, paths: PathResolver): LocalVmSettings {
@@ -394,6 +417,7 @@ function readLocalVm(t: TableReader, paths: PathResolver): LocalVmSettings {
 /** Defaults of the [drivers.*] sections (used when the file has no [drivers] table). */
 export function defaultDriversSettings(): DriversSettings {
   return {
+    process: { python: 'python3' },
     qemu: { binary: 'qemu-system-x86_64', kernel: '', initramfs: '', machine: 'auto', accel: 'auto', network: 'user', runDir: '/run/aleph-edge/vms' },
     firecracker: {
       binary: 'firecracker',
@@ -420,6 +444,10 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
   const d = root.optionalTable('drivers');
   if (!d) return undefined;
   const defaults = defaultDriversSettings();
+  const p = d.table('process');
+  const processSettings: DriversSettings['process'] = { python: p.checked('python', defaults.process.python, nonEmpty) };
+  if (processSettings.python.includes('/')) processSettings.python = paths.resolve(processSettings.python);
+  p.finish();
   const q = d.table('qemu');
   const qemu: DriversSettings['qemu'] = {
     binary: q.checked('binary', defaults.qemu.binary, nonEmpty),
@@ -464,7 +492,7 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
   };
   n.finish();
   d.finish();
-  return { qemu, firecracker, network };
+  return { process: processSettings, qemu, firecracker, network };
 }
 
 // Operator kernel arguments: within what Firecracker's command line leaves after

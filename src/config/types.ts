@@ -84,6 +84,13 @@ export interface LocalProgramSettings {
   requestTimeoutMs: number; // 0 = node default
   /** VM drivers: present when the entry has `code` (then `command` is optional). */
   vm?: LocalVmSettings;
+  /** An ASGI app (`asgi = "main:app"`, `code = "<dir>"`): the process driver serves it with guest/aleph_asgi; `command` is then empty. */
+  asgi?: LocalAsgiSettings;
+}
+
+export interface LocalAsgiSettings {
+  app: string; // module:attribute, checked against ASGI_APP_PATTERN
+  code: string; // absolute folder: put first on sys.path (--app-dir) and the program's cwd
 }
 
 export interface LocalVmSettings {
@@ -129,7 +136,12 @@ export interface NetworkDriverSettings {
   outboundInterface: string; // NAT egress for programs with internet = true; '' = none allowed
 }
 
+export interface ProcessDriverSettings {
+  python: string; // interpreter for ASGI programs; default 'python3' (PATH); a path with '/' is resolved against the config file
+}
+
 export interface DriversSettings {
+  process: ProcessDriverSettings;
   qemu: QemuDriverSettings;
   firecracker: FirecrackerDriverSettings;
   network: NetworkDriverSettings;

@@ -68,7 +68,10 @@ export class Edge {
     this.ticketKeys = deps.ticketKeys;
     this.handshakes = new HandshakeGuard({ timeoutMs: limits.handshakeTimeoutMs, perAddress: limits.maxHandshakesPerAddress, total: limits.maxHandshakes }, deps.metrics);
     if (deps.server.protocols.includes('h2')) {
-      this.h2 = new H2Front(limits, { request: (req, res) => void this.pipeline.handle(req, res, 'https') }, deps.metrics);
+      this.h2 = new H2Front(limits, {
+        request: (req, res) => void this.pipeline.handle(req, res, 'https'),
+        connect: (req, res, stream) => void this.pipeline.connectH2(req, res, stream),
+      }, deps.metrics);
     }
     this.handshakeFailures = deps.metrics.counter('aleph_edge_tls_handshake_failures_total', 'TLS handshakes that failed, by reason');
   }

@@ -14,6 +14,8 @@ const CANCEL_PER_S = 20;
 
 export interface H2Handlers {
   request(req: IncomingMessage, res: ServerResponse): void;
+  /** Extended CONNECT (RFC 8441): a WebSocket over this stream. */
+  connect(req: IncomingMessage, res: ServerResponse, stream: ServerHttp2Stream): void;
 }
 
 /**
@@ -35,6 +37,7 @@ export class H2Front {
       settings: {
         maxConcurrentStreams: limits.h2MaxConcurrentStreams,
         maxHeaderListSize: limits.maxHeaderBytes,
+        enableConnectProtocol: true,
       },
       maxSessionMemory: 32, // MiB of nghttp2 buffers per session
       maxOutstandingPings: 10,
@@ -50,10 +53,9 @@ export class H2Front {
       Object.defineProperty(res, 'destroyed', { get: () => res.stream.destroyed, configurable: true });
       handlers.request(req as unknown as IncomingMessage, res as unknown as ServerResponse);
     });
-    // Extended CONNECT is not offered (no SETTINGS_ENABLE_CONNECT_PROTOCOL): WebSocket
-    // clients use HTTP/1.1. Any CONNECT is refused.
-    this.server.on('connect', (_req: Http2ServerRequest, res: Http2ServerResponse) => {
-      res.stream.respond({ ':status': 405, 'content-length': 0 }, { endStream: true });
+    this.server.on('connect', (req: Http2ServerRequest, res: Http2ServerResponse) => {
+      Object.defineProperty(res, 'destroyed', { get: () => res.stream.destroyed, configurable: true });
+      handlers.connect(req as unknown as IncomingMessage, res as unknown as ServerResponse, res.stream);
     });
     this.server.on('session', (session: Http2Session) => this.watch(session));
     this.server.on('sessionError', (error: Error) => log.debug('http2 session error', { error: error.message }));

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { BadRequestError, PayloadTooLargeError, createLogger, shortHash } from '../common/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
@@ -152,6 +153,39 @@ export class Pipeline {
       this.errors.inc({ kind: reply.kind });
       access.info(`WS ${host}${target}`, { hash: hash ? shortHash(hash) : undefined, status: reply.status });
       writeSocketError(socket, reply);
+    } finally {
+      lease?.release();
+      this.end();
+    }
+  }
+
+  /** A WebSocket over HTTP/2 (extended CONNECT with :protocol = websocket). */
+  async connectH2(req: IncomingMessage, res: ServerResponse, stream: ServerHttp2Stream): Promise<void> {
+    const host = (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? '';
+    const target = req.url ?? '';
+    let hash: string | undefined;
+    let lease: Lease | undefined;
+    this.begin();
+    try {
+      if (req.headers[':protocol'] !== 'websocket') throw new BadRequestError('unsupported CONNECT');
+      const route = await this.routes.route({ host, path: target });
+      if (route.kind === 'node') throw new BadRequestError('unsupported upgrade');
+      hash = route.hash;
+      const gone = leaveSignal(res);
+      try {
+        lease = await this.deps.gateway.acquire(route.hash, gone.signal);
+      } finally {
+        gone.dispose();
+      }
+      if (stream.destroyed) return;
+      req.url = route.path;
+      const outcome = await this.deps.forwarder.wsOverH2(req, stream, lease, { clientIp: clientIp(req), proto: 'https', host });
+      access.info(`WS ${host}${target}`, { hash: shortHash(hash), status: outcome.status, h2: true });
+    } catch (error) {
+      if (stream.destroyed) return;
+      const reply = replyFor(error);
+      access.info(`WS ${host}${target}`, { hash: hash ? shortHash(hash) : undefined, status: reply.status, h2: true });
+      this.fail(res, reply, hash);
     } finally {
       lease?.release();
       this.end();

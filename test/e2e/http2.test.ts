@@ -62,7 +62,9 @@ describe('HTTP/2', () => {
   });
 
   after(async () => {
+    const t0 = Date.now();
     await node.close();
+    process.stdout.write(`# node closed in ${Date.now() - t0} ms\n`);
   });
 
   it('a program host over h2: proxied over HTTP/1.1 with our forwarding headers only', async () => {
@@ -171,6 +173,42 @@ describe('HTTP/2', () => {
     assert.ok(opened < 10_000, `disconnected only after ${opened} streams`);
     assert.ok(served.length > 0 && served.every((s) => s === 200));
     assert.equal(after.status, 200);
+  });
+
+  it('WebSocket over h2 (RFC 8441 extended CONNECT) reaches the program\'s HTTP/1.1 WebSocket', async () => {
+    const session = await connect(node, echoHost);
+    await new Promise<void>((resolve) => {
+      if (session.remoteSettings.enableConnectProtocol) resolve();
+      else session.once('remoteSettings', () => resolve());
+    });
+    assert.equal(session.remoteSettings.enableConnectProtocol, true);
+    const stream = session.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':path': '/ws', ':scheme': 'https', 'sec-websocket-version': '13' }, { endStream: false });
+    const status = await new Promise<number>((resolve, reject) => {
+      stream.once('response', (h) => resolve(Number(h[':status'])));
+      stream.once('error', reject);
+    });
+    assert.equal(status, 200);
+    // One masked text frame out; the echo's unmasked frame back.
+    const payload = Buffer.from('hello over h2');
+    const mask = randomBytes(4);
+    const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!));
+    stream.write(Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]));
+    const frame = await new Promise<Buffer>((resolve) => {
+      let got = Buffer.alloc(0);
+      stream.on('data', (c: Buffer) => {
+        got = Buffer.concat([got, c]);
+        if (got.length >= 2 && got.length >= 2 + (got[1]! & 0x7f)) resolve(got);
+      });
+    });
+    assert.equal(frame[0], 0x81);
+    assert.equal(frame.subarray(2, 2 + (frame[1]! & 0x7f)).toString(), 'hello over h2');
+    stream.close();
+    // A WebSocket to a node page is refused with the error contract.
+    const refused = session.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':path': '/about', ':scheme': 'https', ':authority': node.domain }, { endStream: false });
+    const refusedStatus = await new Promise<number>((resolve) => refused.once('response', (h) => resolve(Number(h[':status']))));
+    refused.close();
+    session.destroy();
+    assert.equal(refusedStatus, 400);
   });
 
   it('a client offering only http/1.1 is served HTTP/1.1', async () => {

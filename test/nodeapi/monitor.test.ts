@@ -19,7 +19,6 @@ import { DUAL_NAME, startProbeTargets, type ProbeTargets } from './local-servers
 import { FASTAPI, FASTAPI_RETRO, USAGE_SYSTEM, assertShape } from './shapes.js';
 
 const run = promisify(execFile);
-const ASGI_SERVER = path.join(ROOT, 'guest/aleph_asgi/__main__.py');
 const REQUIRED = ['index', 'environ', 'ipv4', 'internet', 'dns', 'error_handling', 'lifespan'];
 const HASH = DIAGNOSTIC_PROGRAM_HASH;
 
@@ -35,7 +34,7 @@ function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
 
-describe('the monitor sequence against `aleph-edge run`', { skip: !existsSync(ASGI_SERVER) && 'guest/aleph_asgi (the ASGI server) is not merged yet' }, () => {
+describe('the monitor sequence against `aleph-edge run`', () => {
   let dir: string;
   let child: ChildProcess;
   let httpsPort: number;

@@ -205,6 +205,24 @@ describe('node API pages, as the network\'s monitors call them', () => {
     assert.equal(missing.headers.server, 'aleph-edge/test');
   });
 
+  it('hostile input gets a 4xx, never a crash or an echo', async () => {
+    assert.equal((await get('/about/login?token=%E0%A4%A')).status, 401);
+    assert.equal((await get('/about/login?token=' + 'a'.repeat(4000))).status, 401);
+    assert.equal((await get('/about/config', { cookie: `token=${'x'.repeat(6000)}; token=${token.toUpperCase()}` })).status, 401);
+    assert.equal((await get('/about/config', { cookie: ';;;=;token' })).status, 401);
+    const long = await get('/status/check/version?reference=' + '<'.repeat(2000));
+    assert.equal(long.status, 400);
+    assert.ok(long.body.length < 200 && !long.body.includes('<'));
+    const head = await get('/', undefined, 'HEAD');
+    assert.equal(head.status, 200);
+    assert.equal(head.body, '');
+    const preflight = await get('/about/usage/system', { 'access-control-request-method': 'GET', origin: 'https://monitor.example' }, 'OPTIONS');
+    assert.equal(preflight.status, 204);
+    assert.equal(preflight.headers['access-control-allow-origin'], '*');
+    // The node still answers.
+    assert.equal((await get('/status/config')).status, 200);
+  });
+
   it('no page or header shows the token or a program secret', async () => {
     await get('/status/check/host');
     assert.ok(bodies.length > 20);
@@ -214,5 +232,39 @@ describe('node API pages, as the network\'s monitors call them', () => {
       assert.ok(!body.includes(token), 'the token leaked');
       assert.ok(!body.includes(PROGRAM_SECRET), 'a program secret leaked');
     }
+  });
+});
+
+describe('checks that fail say so', () => {
+  let node: TestNode;
+  before(async () => {
+    node = await startTestNode({
+      programs: [],
+      extra: [
+        '[node]',
+        `check_program = "${'e'.repeat(64)}"`, // defined nowhere
+        '[node.checks]',
+        'ipv4_url = "http://127.0.0.1:9/"', 'ipv6_url = "http://[::1]:9/"', 'dns_hostname = "nothing.invalid"', 'timeout = "1s"',
+      ].join('\n'),
+    });
+  });
+  after(async () => node?.close());
+
+  it('an unknown check program: every check false, 503, in time', async () => {
+    const reply = await request(node, { host: node.domain, path: '/status/check/fastapi' });
+    assert.equal(reply.status, 503);
+    const result = JSON.parse(reply.body);
+    assert.ok(Object.values(result).every((v) => v === false));
+    assert.deepEqual(JSON.parse((await request(node, { host: node.domain, path: '/status/check/ipv6' })).body), { host: false, vm: false });
+  });
+
+  it('unreachable probe targets and an unresolvable name: 503 with the failing fields false', async () => {
+    const reply = await request(node, { host: node.domain, path: '/status/check/host' });
+    assert.equal(reply.status, 503);
+    const result = JSON.parse(reply.body);
+    assert.equal(result.ipv4.egress, false);
+    assert.equal(result.ipv6.egress, false);
+    assert.equal(result.ipv4.dns, false);
+    assert.equal(result.ipv6.dns, false);
   });
 });

@@ -92,13 +92,16 @@ describe('redaction', () => {
       tls: { eab: { kid: 'k', hmacKey: 'HMAC' }, files: [{ key: '/etc/k.pem' }] },
       programs: { local: [{ env: { A: 'x' }, name: 'n' }] },
       node: { apiToken: 'T', empty: '' },
+      programs2: { alephApi: 'https://user:pa55@api.example/x', email: 'ops@example.org' },
     }) as any;
+    assert.equal(out.programs2.alephApi, 'https://user:[redacted]@api.example/x');
+    assert.equal(out.programs2.email, 'ops@example.org');
     assert.equal(out.tls.eab.hmacKey, '[redacted]');
     assert.equal(out.tls.eab.kid, 'k');
     assert.equal(out.tls.files[0].key, '/etc/k.pem');
     assert.deepEqual(out.programs.local[0].env, { A: '[redacted]' });
     assert.equal(out.node.apiToken, '[redacted]');
-    assert.ok(!JSON.stringify(out).includes('HMAC'));
+    assert.ok(!JSON.stringify(out).includes('HMAC') && !JSON.stringify(out).includes('pa55'));
   });
 });
 
