@@ -34,8 +34,8 @@ describe('npm pack + npm install -g of the tarball', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('packs the compiled CLI, units, example config and README, not tests or sources', () => {
-    for (const expected of ['dist/src/cli.js', 'package.json', 'README.md', 'conf/aleph-edge.toml', 'systemd/aleph-edge.service', 'systemd/aleph-edge.socket', 'systemd/aleph-edge-http.socket', 'systemd/aleph-edge.sysusers.conf', 'systemd/drop-ins/no-socket-activation.conf', 'systemd/drop-ins/vm-driver.conf']) {
+  it('packs the compiled CLI, units, example config, the guest files and README, not tests or sources', () => {
+    for (const expected of ['dist/src/cli.js', 'package.json', 'README.md', 'conf/aleph-edge.toml', 'systemd/aleph-edge.service', 'systemd/aleph-edge.socket', 'systemd/aleph-edge-http.socket', 'systemd/aleph-edge.sysusers.conf', 'systemd/drop-ins/no-socket-activation.conf', 'systemd/drop-ins/vm-driver.conf', 'guest/init/init.sh', 'guest/runtime/build.sh']) {
       assert.ok(files.includes(expected), `${expected} in the tarball`);
     }
     assert.deepEqual(files.filter((f) => f.startsWith('dist/test/') || f.startsWith('src/') || f.startsWith('test/') || f.endsWith('.map')), []);

@@ -72,7 +72,7 @@ describe('Aleph messages', () => {
     assert.equal(launch.code, '/cache/code/blob');
     assert.equal(launch.entrypoint, '');
     assert.equal(launch.internet, true);
-    assert.deepEqual(launch.aleph, { interface: 'asgi', asgiApp: 'main:app', runtime: '/cache/runtime/blob', volumes });
+    assert.deepEqual(launch.aleph, { interface: 'asgi', asgiApp: 'main:app', args: [], runtime: '/cache/runtime/blob', volumes });
     // The process driver serves ASGI programs in the sandbox with our server bound at /opt/aleph-guest.
     const sandboxed = processLaunch(spec, { code: '/c', runtime: '', volumes: [] }, { bwrap: '/usr/bin/bwrap', systemBinds: [] }, '/pkg/guest');
     assert.deepEqual(sandboxed.asgi, { app: 'main:app', appDir: '/opt/code', guestDir: '/opt/aleph-guest' });
