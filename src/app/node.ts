@@ -4,8 +4,7 @@ import { ConfigError, DIAGNOSTIC_PROGRAM_HASH, defaultNodeSettings, loadConfig, 
 import { createLogger } from '../common/index.js';
 import { createDriver, waitForHttp } from '../drivers/index.js';
 import { inheritedSockets, type InheritedSocket } from '../edge/index.js';
-import { countDroppedLogLines, MetricsRegistry } from '../metrics/index.js';
-import { sumFamily } from '../metrics/merge.js';
+import { countDroppedLogLines, MetricsRegistry, mergeExpositions, sumFamily } from '../metrics/index.js';
 import { Orchestrator, type ReadinessProbe } from '../orchestrator/index.js';
 import { AlephProgramSource, LocalProgramSource, MessageStream } from '../programs/index.js';
 import { defaultAlephSettings } from '../config/schema.js';
@@ -278,7 +277,7 @@ export class AlephEdgeNode {
       },
       vms: async () => this.orchestrator.list(),
       certs: () => this.certs.list(),
-      metrics: async () => this.metrics.render() + (await this.frontend.metrics()),
+      metrics: () => this.exposition(),
       login: async () => {
         const port = selfAddress(this.frontend.describe())?.port ?? 443;
         const authority = port === 443 ? this.settings.server.domain : `${this.settings.server.domain}:${port}`;
@@ -294,9 +293,14 @@ export class AlephEdgeNode {
     };
   }
 
+  /** This process's metrics and its workers' (labelled worker="<index>"), one family at a time. */
+  private async exposition(): Promise<string> {
+    return mergeExpositions([{ text: this.metrics.render() }, { text: await this.frontend.metrics() }]);
+  }
+
   /** Headline counters, summed over this process and its workers. */
   private async counters(): Promise<Record<string, number>> {
-    const text = this.metrics.render() + (await this.frontend.metrics());
+    const text = await this.exposition();
     const out: Record<string, number> = {};
     for (const name of ['aleph_edge_requests_total', 'aleph_edge_errors_total', 'aleph_edge_boots_total', 'aleph_edge_boot_failures_total', 'aleph_edge_evictions_total']) {
       out[name.replace(/^aleph_edge_/, '').replace(/_total$/, '')] = sumFamily(text, name);

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { createLogger } from '../common/index.js';
 import type { Settings } from '../config/index.js';
 import type { InheritedSocket } from '../edge/index.js';
-import { mergeExpositions } from '../metrics/merge.js';
+import { mergeExpositions } from '../metrics/index.js';
 import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
 import { NODE_STATE_METHODS, type NodeState } from '../nodeapi/index.js';
 import { toWire } from './errors.js';

@@ -2,11 +2,20 @@
 
 export interface ProcessLaunch {
   kind: 'process';
-  command: string[]; // argv; the program must listen on $PORT (and may read $HOST)
+  command: string[]; // argv; the program must listen on $PORT (and may read $HOST). With `asgi`: the prefix before the interpreter ([] or a sandbox ending in '--')
   cwd: string;
   env: Record<string, string>;
   /** Runs inside a sandbox (bubblewrap) that does not see the host's files, so not the guest API socket either. */
   sandboxed?: boolean;
+  /** An ASGI app served by guest/aleph_asgi: the driver appends `<python> -m aleph_asgi --app .. --app-dir .. --host .. --port ..`. */
+  asgi?: AsgiServe;
+}
+
+/** What the process driver needs to serve an ASGI app with our server (guest/aleph_asgi). */
+export interface AsgiServe {
+  app: string; // module:attribute
+  appDir: string; // --app-dir as the interpreter sees it (inside a sandbox: /opt/code)
+  guestDir: string; // PYTHONPATH as the interpreter sees it: the package's guest/ (inside a sandbox: /opt/aleph-guest)
 }
 
 /** A program for the VM drivers (qemu, firecracker); see docs/drivers.md. */

@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { CLI, example } from '../helpers/paths.js';
 import { alive, programHash, toml, until } from '../helpers/node.js';
+import { promtoolCheck } from '../helpers/promtool.js';
 
 const run = promisify(execFile);
 
@@ -145,6 +146,14 @@ describe('aleph-edge run, as an operator runs it', () => {
       return !list.some((v) => v.hash === counter);
     }, 20_000, 'idle stop');
     assert.equal(alive(entry.pid), false);
+  });
+
+  it('`aleph-edge metrics` prints an exposition that Prometheus\'s own parser accepts', async () => {
+    const text = await cli('metrics', '--socket', socket);
+    assert.match(text, /^aleph_edge_requests_total/m);
+    const check = await promtoolCheck(text);
+    assert.equal(check.code, 0, `promtool check metrics: ${check.output}`);
+    assert.equal(check.output.trim(), '', 'no lint findings');
   });
 
   it('drains on SIGTERM: exits 0, removes the socket, leaves no program running', async () => {
