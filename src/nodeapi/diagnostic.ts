@@ -2,37 +2,30 @@
 // local program the node registers for itself when node.check_program is the default.
 
 import { fileURLToPath } from 'node:url';
-import path from 'node:path';
 import type { LocalProgramSettings, NodeSettings } from '../config/index.js';
 
-const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-
 /** examples/diagnostic/ of this installation. */
-export const DIAGNOSTIC_DIR = path.join(REPO, 'examples', 'diagnostic');
-/** guest/: the stdlib ASGI server (aleph_asgi) lives here. */
-export const GUEST_DIR = path.join(REPO, 'guest');
+export const DIAGNOSTIC_DIR = fileURLToPath(new URL('../../../examples/diagnostic', import.meta.url));
 
 export interface DiagnosticProgramOptions {
   hash: string;
   node: NodeSettings;
   /** Where /state/increment keeps its counter (the program's persistent volume). */
   stateDir: string;
-  python?: string;
 }
 
-/** The process-driver definition: our ASGI server serving main:app on $PORT. */
+/**
+ * What `[[programs.local]] asgi = "main:app", code = "examples/diagnostic"` would
+ * give: the process driver serves it with our ASGI server (drivers.process.python).
+ */
 export function diagnosticProgram(options: DiagnosticProgramOptions): LocalProgramSettings {
   const d = options.node.diagnostic;
   return {
     hash: options.hash,
     name: 'diagnostic',
-    command: [
-      '/bin/sh', '-c', 'exec "$0" -m aleph_asgi --app main:app --app-dir "$1" --host "$HOST" --port "$PORT"',
-      options.python ?? 'python3', DIAGNOSTIC_DIR,
-    ],
+    command: [],
     cwd: DIAGNOSTIC_DIR,
     env: {
-      PYTHONPATH: GUEST_DIR,
       PYTHONDONTWRITEBYTECODE: '1',
       DIAGNOSTIC_STATE_DIR: options.stateDir,
       DIAGNOSTIC_INTERNET_URL: d.internetUrl,
@@ -44,5 +37,6 @@ export function diagnosticProgram(options: DiagnosticProgramOptions): LocalProgr
     vcpus: 1,
     healthPath: '',
     requestTimeoutMs: 0,
+    asgi: { app: 'main:app', code: DIAGNOSTIC_DIR },
   };
 }

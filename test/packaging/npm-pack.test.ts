@@ -41,6 +41,9 @@ describe('npm pack + npm install -g of the tarball', () => {
     assert.deepEqual(files.filter((f) => f.startsWith('dist/test/') || f.startsWith('src/') || f.startsWith('test/') || f.endsWith('.map')), []);
     // The ASGI server the process driver and the guests run, without its tests or bytecode.
     for (const expected of ['guest/aleph_asgi/__main__.py', 'guest/aleph_asgi/server.py']) assert.ok(files.includes(expected), `${expected} in the tarball`);
+    // The default check program (node.check_program), without its unit tests.
+    assert.ok(files.includes('examples/diagnostic/main.py'), 'the diagnostic program in the tarball');
+    assert.ok(!files.includes('examples/diagnostic/test_main.py'));
     assert.deepEqual(files.filter((f) => f.startsWith('guest/tests/') || f.includes('__pycache__')), []);
   });
 
