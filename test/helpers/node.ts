@@ -29,6 +29,8 @@ export interface TestNodeOptions {
   dir?: string;
   /** server.workers; default 1 (everything in the test process). */
   workers?: number;
+  /** Extra lines for [tls], e.g. 'issue_rate = { burst = 2, interval = "1h" }'. */
+  tls?: string[];
 }
 
 export function programHash(name: string): string {
@@ -48,6 +50,7 @@ export function toml(options: TestNodeOptions, dir: string): string {
     '[tls]',
     'mode = "internal"',
     `storage = "${path.join(dir, 'certs')}"`,
+    ...(options.tls ?? []),
     '[orchestrator]',
     'driver = "process"',
     'stop_grace = "2s"',
