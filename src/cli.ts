@@ -20,7 +20,10 @@ commands:
   stop HASH                    stop a program's execution
   reload                       re-read the config file (same as SIGHUP)
   drain                        finish in-flight requests, stop programs, exit
+  login-url                    the URL that logs a browser in to /about/config (token from the status socket)
   version                      print the version
+  build-runtime --out DIR      build the Debian 12 Python runtime for VM programs: DIR/runtime.squashfs,
+                               its sha256 on the last line ([--cache DIR] [--package NAME]...; root)
 
 Status commands talk to the status socket: --socket PATH (default $ALEPH_EDGE_SOCKET or
 /run/aleph-edge/status.sock) or --config FILE to read it from the config; --json for scripts.`;
@@ -110,6 +113,28 @@ async function checkConfigCommand(argv: string[]): Promise<number> {
   return 1;
 }
 
+async function buildRuntimeCommand(argv: string[]): Promise<number> {
+  const outDir = option(argv, '--out');
+  const cacheDir = option(argv, '--cache');
+  const packages: string[] = [];
+  for (let name = option(argv, '--package'); name !== undefined; name = option(argv, '--package')) packages.push(name);
+  if (!outDir) throw new UsageError('build-runtime needs --out DIR');
+  if (argv.length > 0) throw new UsageError(`unexpected argument ${argv[0]}`);
+  const { buildRuntime, RUNTIME_PACKAGES } = await import('./drivers/index.js');
+  const { resolve } = await import('node:path');
+  const started = Date.now();
+  process.stderr.write(`building the runtime (${(packages.length ? packages : RUNTIME_PACKAGES).join(', ')}); a first build takes minutes\n`);
+  try {
+    const image = await buildRuntime({ outDir: resolve(outDir), cacheDir: cacheDir && resolve(cacheDir), packages: packages.length ? packages : undefined, onOutput: (chunk) => process.stderr.write(chunk) });
+    process.stderr.write(`runtime ready in ${Math.round((Date.now() - started) / 1000)} s (cached as ${image.cached})\n`);
+    process.stdout.write(`${image.path}\nsha256 ${image.sha256}\n`);
+    return 0;
+  } catch (error) {
+    process.stderr.write(`aleph-edge build-runtime: ${(error as Error).message}\n`);
+    return 1;
+  }
+}
+
 async function statusCommand(command: string, argv: string[]): Promise<number> {
   // --config FILE: take the socket path from the node's config.
   const configFile = option(argv, '--config');
@@ -128,6 +153,8 @@ async function main(argv: string[]): Promise<number> {
         return await run(rest);
       case 'check-config':
         return await checkConfigCommand(rest);
+      case 'build-runtime':
+        return await buildRuntimeCommand(rest);
       case 'version':
       case '--version':
         process.stdout.write(`aleph-edge ${version()}\n`);

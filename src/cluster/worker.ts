@@ -7,6 +7,7 @@ import { DnsTxtLookup, Router } from '../routing/index.js';
 import type { PrimaryMessage, WorkerMessage } from './protocol.js';
 import { RemoteCertificates } from './remote-certs.js';
 import { RemoteGateway } from './remote-gateway.js';
+import { RemoteNodeState } from './remote-node-state.js';
 import { WorkerChannel } from './worker-channel.js';
 
 const log = createLogger('worker');
@@ -29,6 +30,7 @@ export function runWorker(): void {
   let settings: Settings | undefined;
   const forwarder = new Forwarder();
   const gateway = new RemoteGateway(channel, metrics);
+  const nodeState = new RemoteNodeState(channel);
 
   const buildRouter = (s: Settings) => new Router({
     domain: s.server.domain,
@@ -45,6 +47,7 @@ export function runWorker(): void {
           server: settings.server,
           certs: new RemoteCertificates(channel, settings.tls.cacheSize, settings.tls.mode === 'acme'),
           gateway,
+          nodeState,
           routes: buildRouter(settings),
           forwarder,
           metrics,

@@ -48,7 +48,8 @@ export function writeHttpError(res: ServerResponse, reply: ErrorReply): void {
   const body = `${reply.status} ${reply.message}\n`;
   const headers = headersFor(reply, body);
   // After a malformed request the connection state is suspect: do not reuse it.
-  if (reply.status === 400 || reply.status === 413) headers.connection = 'close';
+  // (HTTP/2 has no Connection header: the stream ends, the connection stays.)
+  if ((reply.status === 400 || reply.status === 413) && res.req.httpVersionMajor < 2) headers.connection = 'close';
   res.writeHead(reply.status, headers);
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }

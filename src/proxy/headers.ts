@@ -71,11 +71,16 @@ export function upstreamRequestRawHeaders(incoming: { rawHeaders: string[]; head
   const chunked = incoming.headers['transfer-encoding'] !== undefined;
   const raw = incoming.rawHeaders;
   const out: string[] = [];
+  let host = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
-    if (!forwardsUpstream(name, nominated) || (chunked && name === 'content-length')) continue;
+    // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) are not headers upstream.
+    if (name.charCodeAt(0) === 58 || !forwardsUpstream(name, nominated) || (chunked && name === 'content-length')) continue;
+    if (name === 'host') host = true;
     out.push(raw[i]!, raw[i + 1]!);
   }
+  // From HTTP/2, the authority becomes the Host header of the HTTP/1.1 request.
+  if (!host && info.host) out.push('host', info.host);
   out.push('x-forwarded-for', info.clientIp, 'x-forwarded-proto', info.proto, 'x-forwarded-host', info.host);
   return out;
 }

@@ -115,12 +115,13 @@ export interface Reply {
 }
 
 /** One HTTPS request (fresh connection) through the node. */
-export function get(node: CliNode, target: string, options: { host?: string; method?: string; headers?: Record<string, string>; timeoutMs?: number; body?: string } = {}): Promise<Reply> {
+export function get(node: CliNode, target: string, options: { host?: string; method?: string; headers?: Record<string, string>; timeoutMs?: number; body?: string; localAddress?: string } = {}): Promise<Reply> {
   const host = options.host ?? node.domain;
   return new Promise((resolve, reject) => {
     const req = https.request({
       host: '127.0.0.1', port: node.httpsPort, servername: host, ca: node.ca, method: options.method ?? 'GET',
       path: target, headers: { host, ...options.headers }, agent: false, timeout: options.timeoutMs ?? 10_000,
+      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
     }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));

@@ -31,6 +31,8 @@ export interface TestNodeOptions {
   workers?: number;
   /** Extra lines for [tls], e.g. 'issue_rate = { burst = 2, interval = "1h" }'. */
   tls?: string[];
+  /** Extra key = value lines for [server] (not tables). */
+  serverKeys?: string[];
 }
 
 export function programHash(name: string): string {
@@ -47,6 +49,7 @@ export function toml(options: TestNodeOptions, dir: string): string {
     `status_socket = "${path.join(dir, 'status.sock')}"`,
     'drain_timeout = "5s"',
     `workers = ${options.workers ?? 1}`,
+    ...(options.serverKeys ?? []),
     '[tls]',
     'mode = "internal"',
     `storage = "${path.join(dir, 'certs')}"`,
