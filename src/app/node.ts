@@ -170,8 +170,9 @@ export class AlephEdgeNode {
   private async startComponents(): Promise<void> {
     if (this.settings.programs.source === 'aleph') await this.startAlephSource();
     this.certs = await createCertificateManager(this.settings.tls, {
-      // On-demand policy: a certificate only for hosts that route to a program (or the node itself).
-      policy: { allow: (host) => this.router.routesTo(host) },
+      // On-demand policy: a certificate only for the node itself and hosts that route
+      // to a program that exists (a well-formed label alone is any 32 bytes).
+      policy: { allow: (host) => this.servesProgram(host) },
       metrics: this.metrics,
       domain: this.settings.server.domain,
       acme: this.options.acme,
@@ -231,6 +232,13 @@ export class AlephEdgeNode {
       this.sampler.stop();
       throw error;
     }
+  }
+
+  /** The node's domain, or a host routing to a hash the program source knows as a program. */
+  private async servesProgram(host: string): Promise<boolean> {
+    const target = await this.router.hostTarget(host);
+    if (!target) return false;
+    return target.kind === 'node' || this.programs.exists(target.hash);
   }
 
   /** Programs from the Aleph API; amended or forgotten ones are drained (the next request boots the new version). */

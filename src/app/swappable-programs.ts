@@ -21,4 +21,8 @@ export class SwappablePrograms implements ProgramSource {
   known(): Program[] {
     return this.source.known();
   }
+
+  exists(hash: string): Promise<boolean> {
+    return this.source.exists(hash);
+  }
 }

@@ -19,6 +19,10 @@ export class LocalProgramSource implements ProgramSource {
   known(): Program[] {
     return [...this.byHash.values()];
   }
+
+  async exists(hash: string): Promise<boolean> {
+    return this.byHash.has(hash);
+  }
 }
 
 function toProgram(entry: LocalProgramSettings): Program {

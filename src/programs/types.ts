@@ -70,4 +70,10 @@ export interface ProgramSource {
   resolve(hash: string): Promise<Program>;
   /** Programs known without a lookup (for the index page and status). */
   known(): Program[];
+  /**
+   * Whether `hash` names a program, without fetching anything it needs to run (the
+   * TLS on-demand policy asks this at handshake time). Never throws: a source that
+   * cannot tell answers false.
+   */
+  exists(hash: string): Promise<boolean>;
 }

@@ -21,6 +21,8 @@ export interface RouterOptions {
   metrics?: MetricsRegistry;
 }
 
+export type HostTarget = { kind: 'node' } | { kind: 'program'; hash: string };
+
 /** Label values of aleph_edge_route_total. */
 export type RouteVia = 'path' | 'label' | 'static' | 'txt' | 'node' | 'not_found' | 'bad_request';
 
@@ -88,17 +90,27 @@ export class Router {
    * the domain itself and hosts that route to a program by rules 2-4. Never throws.
    */
   async routesTo(host: string): Promise<boolean> {
+    return (await this.hostTarget(host)) !== undefined;
+  }
+
+  /**
+   * What a bare host name (SNI) reaches: the node itself, a program hash by rules
+   * 2-4, or nothing. Whether that hash is a program is the program source's answer,
+   * not routing's. Never throws.
+   */
+  async hostTarget(host: string): Promise<HostTarget | undefined> {
     let name: string;
     try {
       name = parseHost(host);
     } catch {
-      return false;
+      return undefined;
     }
-    if (name === this.domain) return true;
+    if (name === this.domain) return { kind: 'node' };
     try {
-      return (await this.hostRoute(name, '/')) !== undefined;
+      const route = await this.hostRoute(name, '/');
+      return route?.kind === 'program' ? { kind: 'program', hash: route.hash } : undefined;
     } catch {
-      return false;
+      return undefined;
     }
   }
 

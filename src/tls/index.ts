@@ -31,7 +31,7 @@ export { TlsSetupError } from './errors.js';
 export { internalCaCertPath } from './internal-ca.js';
 
 export interface CertificateManagerDeps {
-  /** On-demand policy: in acme mode, the routing answer that OnDemandPolicy combines with ask/wildcard/on_demand. */
+  /** The node's answer (host reaches an existing program, or is the node), which OnDemandPolicy combines with ask/wildcard/on_demand. */
   policy: IssuancePolicy;
   metrics: MetricsRegistry;
   /** server.domain: the wildcard's domain. */
@@ -71,13 +71,17 @@ export async function createCertificateManager(settings: TlsSettings, deps: Cert
     log.info('internal CA ready', { cert: ca.paths.cert, fingerprint: ca.fingerprint256 });
     issuer = ca;
   }
+  // The internal CA mints under the same on-demand policy and issue_rate as ACME
+  // orders: a flood of names must not cost a key pair and a signature each.
+  const policy = new OnDemandPolicy({ onDemand: settings.onDemand, routesTo: (host) => deps.policy.allow(host), ask: settings.ask, wildcardDomains: [], log });
   return new CertificateManager({
     ...common,
     mode: settings.mode,
     storage,
     issuer,
-    policy: deps.policy,
+    policy,
     wildcardLookup: settings.wildcard.enabled,
+    rateLimit: new TokenBucket(settings.issueRate),
   });
 }
 

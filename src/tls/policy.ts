@@ -1,7 +1,10 @@
 // The on-demand issuance policy (tls.on_demand, tls.ask): a certificate is ordered
-// at handshake time only for a host that routes to a program (routing rules) or that
+// (acme) or minted (internal CA) at handshake time only for a host that reaches a
+// program that exists (the node's injected answer: routing + program source) or that
 // the operator's `ask` URL approves with a 2xx. Hosts a configured wildcard covers
 // never get their own order, and on_demand = false orders nothing at handshake time.
+// The manager asks this before taking an issue_rate token, so refused names never
+// drain the rate limit.
 
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../common/log.js';
@@ -9,7 +12,7 @@ import type { IssuancePolicy } from './types.js';
 
 export interface OnDemandPolicyOptions {
   onDemand: boolean;
-  /** The routing rules' answer: does this host reach a program (or the node itself)? */
+  /** The node's answer: does this host reach a program that exists (or the node itself)? */
   routesTo: (host: string) => Promise<boolean>;
   /** GET <ask>?domain=<host>; 2xx allows. '' = no ask URL. */
   ask: string;

@@ -6,13 +6,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { open, rm } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync, readSync } from 'node:fs';
 import http from 'node:http';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { LineWriter } from '../../src/common/log.js';
 import { CLI, fixtureProgram } from '../helpers/paths.js';
 import { programHash, until } from '../helpers/node.js';
 import { childrenOf, get, processesMatching, startCliNode, type CliNode } from './harness.js';
@@ -128,6 +129,67 @@ describe('a closed stderr (workers = 2)', () => {
     } finally {
       assert.equal(await node.stop(), 0);
       next.child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('LineWriter on a real non-blocking FIFO', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'aleph-edge-linewriter-'));
+  const fifo = path.join(dir, 'log.fifo');
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function drain(fd: number): string {
+    const buffer = Buffer.alloc(1 << 16);
+    let text = '';
+    for (;;) {
+      let n = 0;
+      try {
+        n = readSync(fd, buffer);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EAGAIN') break;
+        throw error;
+      }
+      if (n === 0) break;
+      text += buffer.subarray(0, n).toString();
+    }
+    return text;
+  }
+
+  it('queues lines while the pipe is full, drops and counts them while nobody reads, and says so when it writes again', async () => {
+    execFileSync('mkfifo', [fifo]);
+    let reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    try {
+      const log = new LineWriter(writer);
+      // More than a pipe holds (64 KiB): the rest waits in the queue, nothing throws.
+      const lines = Array.from({ length: 2000 }, (_, i) => `line ${i} ${'x'.repeat(60)}`);
+      for (const line of lines) log.line(line);
+      let seen = '';
+      await until(async () => {
+        seen += drain(reader);
+        await sleep(20);
+        return seen.split('\n').length > lines.length;
+      }, 5000, 'every queued line');
+      assert.deepEqual(seen.trimEnd().split('\n'), lines);
+      assert.equal(log.dropped, 0);
+
+      // No reader: EPIPE, each line dropped and counted, nothing thrown, nothing retried.
+      closeSync(reader);
+      for (let i = 0; i < 5; i++) log.line(`lost ${i}`);
+      assert.equal(log.dropped, 5);
+
+      // A reader again: the next line goes out, after the notice.
+      reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+      log.line('back');
+      const after = drain(reader).trimEnd().split('\n');
+      assert.equal(after.length, 2);
+      assert.match(after[0]!, /WARN .*log lines dropped while stderr was not writable lines=5$/);
+      assert.equal(after[1], 'back');
+    } finally {
+      closeSync(writer);
+      closeSync(reader);
     }
   });
 });

@@ -31,6 +31,8 @@ export interface TestNodeOptions {
   dir?: string;
   /** server.workers; default 1 (everything in the test process). */
   workers?: number;
+  /** Extra lines for [tls], e.g. 'issue_rate = { burst = 2, interval = "1h" }'. */
+  tls?: string[];
   /** Extra key = value lines for [server] (not tables). */
   serverKeys?: string[];
 }
@@ -53,6 +55,7 @@ export function toml(options: TestNodeOptions, dir: string): string {
     '[tls]',
     'mode = "internal"',
     `storage = "${path.join(dir, 'certs')}"`,
+    ...(options.tls ?? []),
     '[orchestrator]',
     'driver = "process"',
     'stop_grace = "2s"',

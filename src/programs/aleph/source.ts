@@ -9,9 +9,12 @@
 //   3. the blobs those STORE messages name: downloaded into the artifact cache
 //      (download.ts, cache.ts), unpacked where the driver needs a folder (unpack.ts).
 //   4. mapped to a Launch for the configured driver (launch.ts).
+// exists(hash) is step 1 only (the TLS on-demand policy): answers are remembered,
+// negative ones too, and concurrent questions for one hash share one API query.
 // Fetch failures are BootFailedError (502) with the reason, after the downloader's retries.
 
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { LRUCache } from 'lru-cache';
 import path from 'node:path';
 import { BootFailedError, NotFoundError, createLogger, shortHash } from '../../common/index.js';
 import type { AlephProgramsSettings } from '../../config/types.js';
@@ -27,6 +30,11 @@ import { isSquashfsFile, squashfsImage, unpack } from './unpack.js';
 const log = createLogger('programs.aleph');
 /** How much larger than its archive cap an unpacked archive may be. */
 const UNPACK_FACTOR = 16;
+/** exists() answers: a PROGRAM message is immutable (a FORGET drops it); "no such message" may change when one is posted. */
+const EXISTS_TTL_MS = 10 * 60_000;
+const MISSING_TTL_MS = 60_000;
+/** The API could not be asked: refused for a short while, so a flood does not become one query per handshake. */
+const UNREACHABLE_TTL_MS = 5_000;
 
 export interface AlephSourceOptions {
   api: string;
@@ -56,6 +64,8 @@ export class AlephProgramSource implements ProgramSource {
   private readonly resolved = new Map<string, Resolved>();
   /** Newest amend seen per use_latest ref: used when the API cannot be asked. */
   private readonly latest = new Map<string, string>();
+  private readonly existence = new LRUCache<string, boolean>({ max: 20_000, ttl: MISSING_TTL_MS });
+  private readonly checking = new Map<string, Promise<boolean>>();
 
   private constructor(options: AlephSourceOptions) {
     this.settings = options.settings;
@@ -100,6 +110,31 @@ export class AlephProgramSource implements ProgramSource {
     return [...this.resolved.values()].map((r) => r.program);
   }
 
+  exists(hash: string): Promise<boolean> {
+    if (this.resolved.has(hash)) return Promise.resolve(true);
+    const cached = this.existence.get(hash);
+    if (cached !== undefined) return Promise.resolve(cached);
+    let pending = this.checking.get(hash);
+    if (!pending) {
+      pending = this.check(hash).finally(() => this.checking.delete(hash));
+      this.checking.set(hash, pending);
+    }
+    return pending;
+  }
+
+  private async check(hash: string): Promise<boolean> {
+    try {
+      await this.programSpec(hash);
+      this.existence.set(hash, true, { ttl: EXISTS_TTL_MS });
+      return true;
+    } catch (error) {
+      const missing = error instanceof NotFoundError;
+      if (!missing) log.warn('cannot tell whether a program exists; refusing for now', { hash: shortHash(hash), error: (error as Error).message });
+      this.existence.set(hash, false, { ttl: missing ? MISSING_TTL_MS : UNREACHABLE_TTL_MS });
+      return false;
+    }
+  }
+
   /**
    * A message from the API's stream: the programs (resolved on this node) it makes
    * stale, to be drained. A FORGET also drops the forgotten messages from the cache.
@@ -108,7 +143,10 @@ export class AlephProgramSource implements ProgramSource {
     const info = touchedHashes(message);
     if (!info || info.touches.length === 0) return [];
     if (info.type === 'FORGET') {
-      for (const hash of info.touches) await rm(this.messageFile(hash), { force: true });
+      for (const hash of info.touches) {
+        this.existence.delete(hash);
+        await rm(this.messageFile(hash), { force: true });
+      }
     }
     const stale: string[] = [];
     for (const [hash, entry] of this.resolved) {
