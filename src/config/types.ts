@@ -102,7 +102,7 @@ export interface FirecrackerDriverSettings {
   jailer: string; // '' = run firecracker directly (development); production: path to jailer
   kernel: string; // absolute; uncompressed ELF vmlinux (required when orchestrator.driver = "firecracker")
   initramfs: string; // absolute or ''; base initramfs
-  rootfs: string; // absolute or ''; read-only root drive (ext4/squashfs) instead of the initramfs
+  rootfs: string; // absolute or ''; a default runtime squashfs for programs that name none (a read-only drive the init mounts under a tmpfs overlay; never the root device)
   runDir: string; // API sockets and per-VM files without the jailer; default /run/aleph-edge/firecracker
   chrootBaseDir: string; // jailer --chroot-base-dir; default /srv/jailer
   uid: number; // jailer --uid; default 0 (set an unprivileged one in production)
