@@ -2,7 +2,7 @@
 import cluster from 'node:cluster';
 import type { AlephEdgeNode as AlephEdgeNodeType } from './app/index.js';
 import { readFileSync } from 'node:fs';
-import { createLogger } from './common/index.js';
+import { createLogger, guardStdio } from './common/index.js';
 import { ConfigError, checkConfig, formatIssue, loadConfig } from './config/index.js';
 import { isStatusCommand, runStatusCommand } from './status/index.js';
 
@@ -20,6 +20,7 @@ commands:
   stop HASH                    stop a program's execution
   reload                       re-read the config file (same as SIGHUP)
   drain                        finish in-flight requests, stop programs, exit
+  login-url                    the URL that logs a browser in to /about/config (token from the status socket)
   version                      print the version
   build-runtime --out DIR      build the Debian 12 Python runtime for VM programs: DIR/runtime.squashfs,
                                its sha256 on the last line ([--cache DIR] [--package NAME]...; root)
@@ -46,6 +47,8 @@ class UsageError extends Error {}
 async function run(argv: string[]): Promise<number> {
   const file = option(argv, '--config') ?? process.env.ALEPH_EDGE_CONFIG ?? DEFAULT_CONFIG;
   if (argv.length > 0) throw new UsageError(`unexpected argument ${argv[0]}`);
+  // A closed stderr must cost log lines, never the node (see common/log.ts).
+  guardStdio();
   const log = createLogger('node');
   let settings;
   try {
@@ -58,7 +61,7 @@ async function run(argv: string[]): Promise<number> {
     throw error;
   }
   // Loaded here so that the status commands start fast.
-  const { AlephEdgeNode } = await import('./app/index.js');
+  const { AlephEdgeNode, NodeAlreadyRunningError } = await import('./app/index.js');
   let exitCode = 0;
   let node: AlephEdgeNodeType | undefined;
   let done!: (code: number) => void;
@@ -88,6 +91,10 @@ async function run(argv: string[]): Promise<number> {
   try {
     node = await AlephEdgeNode.start(settings, { version: version(), onDrainRequested: () => shutdown('drain requested') });
   } catch (error) {
+    if (error instanceof NodeAlreadyRunningError) {
+      process.stderr.write(`${error.message}\n`);
+      return 1;
+    }
     log.error('failed to start', { error: (error as Error).message });
     return 1;
   }

@@ -232,6 +232,7 @@ describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 120_
     const driver = createDriver('qemu', {
       stopGraceMs: 2000,
       drivers: {
+        process: { python: 'python3' },
         qemu: { binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir },
         firecracker: undefined as never,
         network: undefined as never,

@@ -11,11 +11,15 @@
 // /opt/code (read-only), data and immutable volumes read-only, ephemeral volumes as
 // sized tmpfs, persistent volumes read-write from a per-program host folder. The
 // network is shared (the program listens on $PORT on loopback, where the proxy
-// connects). Binary programs only: ASGI needs the runtime, which only a VM has.
+// connects). ASGI programs run with the host's python (drivers.process.python,
+// found in the sandbox's /usr) and our server from guest/, bound read-only at
+// /opt/aleph-guest: the runtime image is not used, so the app gets the host's
+// Python packages (python3-fastapi and friends from Debian).
 
 import { constants } from 'node:fs';
 import { access, lstat, readlink } from 'node:fs/promises';
 import path from 'node:path';
+import { GUEST_DIR, GUEST_MOUNT } from '../../common/index.js';
 import type { AlephVmVolume, Program, ProcessLaunch, VmLaunch } from '../types.js';
 import type { ProgramSpec } from './message.js';
 
@@ -54,6 +58,7 @@ export function toProgram(spec: ProgramSpec, launch: Program['launch'], codeRef:
     requestTimeoutMs: Math.ceil(Math.max(spec.resources.seconds, MIN_REQUEST_SECONDS) * 1000),
     launch,
     codeRef,
+    sender: spec.sender,
   };
 }
 
@@ -72,22 +77,30 @@ export function vmLaunch(spec: ProgramSpec, files: ProgramFiles): VmLaunch {
 }
 
 /** The sandboxed command for the process driver; throws LaunchRefused when it cannot be sandboxed. */
-export function processLaunch(spec: ProgramSpec, files: ProgramFiles, sandbox: Sandbox): ProcessLaunch {
-  if (spec.code.interface === 'asgi') {
-    throw new LaunchRefused(`ASGI program (${spec.code.entrypoint}) needs its runtime: use a VM driver`);
-  }
+export function processLaunch(spec: ProgramSpec, files: ProgramFiles, sandbox: Sandbox, guestDir: string = GUEST_DIR): ProcessLaunch {
+  const asgi = spec.code.interface === 'asgi';
   const args = [
     sandbox.bwrap, '--die-with-parent', '--unshare-all', '--share-net',
     ...sandbox.systemBinds,
     '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp',
     '--ro-bind', files.code, CODE_MOUNT,
   ];
+  if (asgi) args.push('--ro-bind', guestDir, GUEST_MOUNT);
   for (const volume of files.volumes) {
     if (volume.kind === 'ephemeral') args.push('--size', String(volume.sizeMib * 1024 * 1024), '--tmpfs', volume.mount);
     else args.push(volume.readOnly ? '--ro-bind' : '--bind', volume.source, volume.mount);
   }
-  args.push('--chdir', CODE_MOUNT, '--', path.posix.join(CODE_MOUNT, spec.code.entrypoint), ...spec.code.args);
-  return { kind: 'process', command: args, cwd: '/', env: { ...spec.variables } };
+  args.push('--chdir', CODE_MOUNT, '--');
+  if (asgi) {
+    // bwrap dies at once on SIGTERM, and --die-with-parent then kills the sandbox before
+    // the server's lifespan shutdown ran. Started with SIGTERM ignored (kept across
+    // exec), bwrap waits instead; our server installs its own handler and exits cleanly.
+    const command = ['/bin/sh', '-c', 'trap "" TERM; exec "$0" "$@"', ...args];
+    // The process driver appends `<python> -m aleph_asgi ... --port $PORT` (drivers/process/asgi.ts).
+    return { kind: 'process', command, cwd: '/', env: { ...spec.variables }, sandboxed: true, asgi: { app: spec.code.entrypoint, appDir: CODE_MOUNT, guestDir: GUEST_MOUNT } };
+  }
+  args.push(path.posix.join(CODE_MOUNT, spec.code.entrypoint), ...spec.code.args);
+  return { kind: 'process', command: args, cwd: '/', env: { ...spec.variables }, sandboxed: true };
 }
 
 export interface Sandbox {

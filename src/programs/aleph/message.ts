@@ -10,6 +10,7 @@
 
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
+import { ASGI_APP_PATTERN } from '../../common/index.js';
 
 export class MessageError extends Error {
   override readonly name = 'MessageError';
@@ -202,6 +203,7 @@ export function parseProgramMessage(message: unknown, hash: string): ProgramSpec
   if (iface === 'binary' && (entrypoint.startsWith('/') || posix.normalize(entrypoint).startsWith('..'))) {
     codeFields.fail('entrypoint', 'must be a path inside the code');
   }
+  if (iface === 'asgi' && !ASGI_APP_PATTERN.test(entrypoint)) codeFields.fail('entrypoint', 'must be "module:attribute" for an ASGI program');
   const args = codeFields.array('args').map((a) => (typeof a === 'string' ? a : codeFields.fail('args', 'expected strings')));
   const code: CodeSpec = { ...codeFields.refSpec(), encoding: codeFields.encoding('encoding'), entrypoint, interface: iface, args };
 

@@ -125,7 +125,6 @@ export class AlephProgramSource implements ProgramSource {
         throw new BootFailedError('programs from the Aleph network run in a VM driver; the process driver needs programs.allow_process_for_network = true and bubblewrap');
       }
       if (!this.sandbox) throw new BootFailedError('refusing to run downloaded code without a sandbox: bubblewrap (bwrap) is not installed');
-      if (spec.code.interface === 'asgi') throw new BootFailedError(`ASGI program (${spec.code.entrypoint}) needs its runtime: use a VM driver`);
     }
     const watch = new Set<string>([hash]);
     const pinned: string[] = [];
