@@ -66,9 +66,16 @@ async function run(argv: string[]): Promise<number> {
   let node: AlephEdgeNodeType | undefined;
   let done!: (code: number) => void;
   const finished = new Promise<number>((resolve) => (done = resolve));
+  let shuttingDown = false;
   const shutdown = (reason: string) => {
     if (!node) return;
-    log.info('shutting down', { reason });
+    if (shuttingDown) {
+      // A second signal while draining: the operator does not want to wait.
+      if (reason === 'SIGINT' || reason === 'SIGTERM') void node.hurry();
+      return;
+    }
+    shuttingDown = true;
+    log.info('shutting down', { reason, again: 'a second SIGINT or SIGTERM stops at once' });
     node.drain().then(() => done(exitCode), (error: Error) => {
       log.error('drain failed', { error: error.message });
       done(1);

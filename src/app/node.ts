@@ -159,6 +159,19 @@ export class AlephEdgeNode {
     return this.draining;
   }
 
+  /**
+   * Cuts a running drain short (the operator's second Ctrl-C or SIGTERM): open
+   * requests and streams are cut and every program is stopped now; drain()'s
+   * promise then settles as usual.
+   */
+  hurry(): Promise<void> {
+    const drained = this.drain();
+    log.warn('stopping now: open requests and streams are cut, programs stopped');
+    void this.frontend.drain(Date.now());
+    this.orchestrator.hurry();
+    return drained;
+  }
+
   private buildRouter(settings: Settings): Router {
     // Keep the TXT cache across reloads unless its own settings changed.
     if (!this.txt || !isDeepStrictEqual(this.txt.settings, settings.routing)) {

@@ -47,6 +47,7 @@ export class Edge {
   readonly pipeline: Pipeline;
   private readonly listeners: Listener[] = [];
   private readonly tunnels = new Set<Duplex>();
+  private closing: Promise<void> | undefined;
   private readonly handshakeFailures;
   private readonly handshakes: HandshakeGuard;
   private readonly h2: H2Front | undefined;
@@ -168,19 +169,31 @@ export class Edge {
     ]);
     clearTimeout(timer);
     await this.close();
+    // Exchanges cut by the close write their access-log line and metrics on their
+    // 'close' events, after the sockets are gone; a worker exits right after this.
+    let settle: NodeJS.Timeout | undefined;
+    await Promise.race([this.pipeline.idle(), new Promise<void>((resolve) => { settle = setTimeout(resolve, 1_000); })]);
+    clearTimeout(settle);
   }
 
-  /** Closes every listener and connection now. */
-  async close(): Promise<void> {
-    clearTimeout(this.defaultCertTimer);
-    for (const tunnel of this.tunnels) tunnel.destroy();
-    this.handshakes.closeAll();
-    this.h2?.closeAll();
-    await Promise.all(this.listeners.map(({ server }) => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    })));
-    this.listeners.length = 0;
+  /**
+   * Closes every listener and connection now. Once: a second caller (a drain cut
+   * short by a second signal) shares the first close, since a server's close
+   * callback registered after its 'close' event would never run.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      clearTimeout(this.defaultCertTimer);
+      for (const tunnel of this.tunnels) tunnel.destroy();
+      this.handshakes.closeAll();
+      this.h2?.closeAll();
+      await Promise.all(this.listeners.map(({ server }) => new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      })));
+      this.listeners.length = 0;
+    })();
+    return this.closing;
   }
 
   private async listen(kind: Kind, target: ListenAddress | { fd: number }, label: string): Promise<void> {

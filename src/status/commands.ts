@@ -22,7 +22,7 @@ export const STATUS_COMMANDS = ['status', 'vms', 'certs', 'metrics', 'stop', 're
 export type StatusCommand = (typeof STATUS_COMMANDS)[number];
 
 export const STATUS_USAGE =
-  'usage: aleph-edge status|vms|certs|metrics|reload|drain|login-url|stop <hash> [--socket PATH] [--json]';
+  'usage: aleph-edge status|vms|certs|metrics|reload|drain|login-url|stop <hash or unique prefix> [--socket PATH] [--json]';
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
@@ -111,12 +111,12 @@ async function execute({ command, args, json }: Invocation, client: StatusClient
       out(await client.metrics());
       return EXIT_OK;
     case 'stop': {
-      const hash = normalizeHash(args[0] ?? '');
-      if (!hash) {
-        io.stderr.write(`aleph-edge: malformed program hash "${args[0] ?? ''}" (expected 64 hex characters)\n${STATUS_USAGE}\n`);
-        return EXIT_USAGE;
+      const target = await stopTarget(client, args[0] ?? '');
+      if ('error' in target) {
+        io.stderr.write(`aleph-edge: ${target.error}\n${target.usage ? `${STATUS_USAGE}\n` : ''}`);
+        return target.usage ? EXIT_USAGE : EXIT_FAILED;
       }
-      const result = await client.stopVm(hash);
+      const result = await client.stopVm(target.hash);
       if (json) printJson(result);
       else out(`stopped ${result.stopped}`);
       return EXIT_OK;
@@ -145,4 +145,24 @@ async function execute({ command, args, json }: Invocation, client: StatusClient
       return EXIT_OK;
     }
   }
+}
+
+const MIN_PREFIX = 4;
+
+/**
+ * The hash `stop` means: a full hash, or a prefix of a running program's hash as
+ * `vms` prints it (12 characters and an ellipsis, which may be pasted along), when
+ * exactly one running program has it.
+ */
+async function stopTarget(client: StatusClient, arg: string): Promise<{ hash: string } | { error: string; usage?: boolean }> {
+  const text = arg.trim().replace(/(…|\.\.\.)$/, '').toLowerCase();
+  const full = normalizeHash(text);
+  if (full) return { hash: full };
+  if (!new RegExp(`^[0-9a-f]{${MIN_PREFIX},63}$`).test(text)) {
+    return { error: `malformed program hash "${arg}" (expected 64 hex characters, or at least ${MIN_PREFIX} as \`vms\` prints them)`, usage: true };
+  }
+  const matches = [...new Set((await client.vms()).map((vm) => vm.hash).filter((hash) => hash.startsWith(text)))];
+  if (matches.length === 1) return { hash: matches[0]! };
+  if (matches.length === 0) return { error: `no running program has a hash starting with ${text} (see \`aleph-edge vms\`)` };
+  return { error: `${text} is ambiguous: ${matches.length} running programs start with it (${matches.map((h) => h.slice(0, 16)).join(', ')}); give more characters` };
 }

@@ -3,14 +3,34 @@
 // system) and is created with O_EXCL so two writers never share one.
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 const TEMP_SUFFIX = '.tmp';
+// '.<target>.<writer pid>.<12 hex>.tmp', exactly as atomicWriteFile names them: an
+// operator's own 'notes.tmp' or another program's temp file never matches.
+const TEMP_NAME = /^\.(.+)\.([1-9]\d{0,9})\.[0-9a-f]{12}\.tmp$/;
 
-/** Temp names start with a dot and end in '.tmp'; nothing reads them as certificates. */
+/** The temp file's target name and writer pid when it is one of ours, else undefined. */
+export function parseTempName(name: string): { target: string; pid: number } | undefined {
+  const match = TEMP_NAME.exec(name);
+  return match ? { target: match[1]!, pid: Number(match[2]) } : undefined;
+}
+
+/** True for a temp file atomicWriteFile made; nothing reads them as certificates. */
 export function isTempName(name: string): boolean {
-  return name.startsWith('.') && name.endsWith(TEMP_SUFFIX);
+  return parseTempName(name) !== undefined;
+}
+
+/** True while a process with that pid exists (EPERM: it exists, under another user). */
+export function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Creates a folder (and parents) with the given mode when missing; existing folders are left as they are. */
@@ -28,10 +48,15 @@ export async function syncDir(path: string): Promise<void> {
   }
 }
 
+/** A fresh temp path next to path, named for this process (see TEMP_NAME). */
+export function tempPathFor(path: string, pid = process.pid): string {
+  return join(dirname(path), `.${basename(path)}.${pid}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`);
+}
+
 /** Writes data to path atomically: temp file (O_EXCL), fsync, chmod, rename, fsync folder. */
 export async function atomicWriteFile(path: string, data: string | Uint8Array, mode: number): Promise<void> {
   const dir = dirname(path);
-  const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`);
+  const temp = tempPathFor(path);
   const handle = await open(temp, 'wx', mode);
   try {
     try {
@@ -50,22 +75,35 @@ export async function atomicWriteFile(path: string, data: string | Uint8Array, m
   await syncDir(dir);
 }
 
-/** Removes temp files older than maxAgeMs left by a crashed writer (younger ones may belong to a live writer). */
-export async function removeStaleTemps(dir: string, maxAgeMs: number, now = Date.now()): Promise<void> {
+/**
+ * Removes the temp files a writer left when it died mid-write: ours by name, and
+ * either their writer is gone or they are older than maxAgeMs (a reused pid, or a
+ * writer on another host sharing the folder). A live writer's young temp file is
+ * kept. Returns how many were removed.
+ */
+export async function removeStaleTemps(dir: string, maxAgeMs: number, options: { now?: number; alive?: (pid: number) => boolean; names?: string[] } = {}): Promise<number> {
+  const now = options.now ?? Date.now();
+  const alive = options.alive ?? processAlive;
   let names: string[];
   try {
-    names = await readdir(dir);
+    names = options.names ?? await readdir(dir);
   } catch {
-    return;
+    return 0;
   }
+  let removed = 0;
   for (const name of names) {
-    if (!isTempName(name)) continue;
+    const temp = parseTempName(name);
+    if (!temp) continue;
     const path = join(dir, name);
     try {
-      const info = await stat(path);
-      if (now - info.mtimeMs > maxAgeMs) await unlink(path);
+      const info = await lstat(path);
+      if (!info.isFile()) continue;
+      if (alive(temp.pid) && now - info.mtimeMs <= maxAgeMs) continue;
+      await unlink(path);
+      removed++;
     } catch {
       // Gone already, or not ours to remove: either way not a certificate.
     }
   }
+  return removed;
 }

@@ -59,6 +59,8 @@ function errorCode(err: unknown): string | undefined {
 
 export class CertStorage {
   readonly root: string;
+  /** Settles with the count of leftover temp files removed after open(). */
+  leftoversRemoved: Promise<number> = Promise.resolve(0);
   private readonly log: Logger;
 
   constructor(root: string, log: Logger = createLogger('tls')) {
@@ -66,11 +68,48 @@ export class CertStorage {
     this.log = log;
   }
 
-  /** Creates the root folder (0700) if needed. */
+  /**
+   * Creates the root folder (0700) if needed, and starts removing the temp files
+   * left by interrupted writes (in the background: 10,000 host folders take about a
+   * second to walk on a busy machine; `leftoversRemoved` settles when it is done).
+   */
   static async open(root: string, log?: Logger): Promise<CertStorage> {
     const storage = new CertStorage(root, log);
     await ensureDir(storage.root);
+    const started = performance.now();
+    storage.leftoversRemoved = storage.removeLeftoverTemps().then((removed) => {
+      if (removed > 0) storage.log.info('removed temp files left by interrupted writes', { count: removed, ms: Math.round(performance.now() - started) });
+      return removed;
+    }, (err: Error) => {
+      storage.log.warn('could not remove temp files left by interrupted writes', { error: err.message });
+      return 0;
+    });
     return storage;
+  }
+
+  /**
+   * Removes our temp files whose writer is gone from every folder we write to:
+   * the root, issuer folders, host folders and account folders (three levels).
+   * Symlinks are not followed. Returns how many were removed.
+   */
+  async removeLeftoverTemps(): Promise<number> {
+    let removed = 0;
+    let level = [this.root];
+    for (let depth = 0; depth <= 3 && level.length > 0; depth++) {
+      const next: string[] = [];
+      for (let i = 0; i < level.length; i += LIST_BATCH) {
+        await Promise.all(level.slice(i, i + LIST_BATCH).map(async (dir) => {
+          const entries = await readdirOrEmpty(dir);
+          const files = entries.filter((e) => e.isFile()).map((e) => e.name);
+          // Not `removed += await ...`: that reads `removed` before the await, losing concurrent counts.
+          const count = await removeStaleTemps(dir, STALE_TEMP_MS, { names: files });
+          removed += count;
+          if (depth < 3) for (const entry of entries) if (entry.isDirectory()) next.push(join(dir, entry.name));
+        }));
+      }
+      level = next;
+    }
+    return removed;
   }
 
   /** Folder of one issuer ('internal', an ACME directory id). Throws InvalidNameError. */

@@ -31,6 +31,13 @@ interface AcmeProxy {
   arrivals: number[];
   /** Method and path of each arrival (which ACME call it was). */
   calls: string[];
+  /**
+   * When the node sent each request, as far as the proxy can tell: for the first
+   * request on a connection, when that connection was accepted (the client opens it
+   * for that request; on a loaded machine its TLS handshake can take seconds); for a
+   * later one on a kept-alive connection, its arrival.
+   */
+  sent: number[];
   refusals: number[];
   reset(): void;
   close(): Promise<void>;
@@ -43,12 +50,13 @@ async function startProxy(pebble: Pebble): Promise<AcmeProxy> {
   const sockets = new Set<net.Socket>();
   let windowEnd = 0;
   const state: AcmeProxy = {
-    directory: '', mode: 'pass', retryAfterSeconds: 3, requests: 0, connections: 0, arrivals: [], calls: [], refusals: [],
+    directory: '', mode: 'pass', retryAfterSeconds: 3, requests: 0, connections: 0, arrivals: [], calls: [], sent: [], refusals: [],
     reset() {
       this.requests = 0;
       this.connections = 0;
       this.arrivals = [];
       this.calls = [];
+      this.sent = [];
       this.refusals = [];
       windowEnd = 0;
     },
@@ -61,6 +69,9 @@ async function startProxy(pebble: Pebble): Promise<AcmeProxy> {
     state.requests++;
     state.arrivals.push(performance.now());
     state.calls.push(`${req.method} ${req.url}`);
+    const socket = req.socket as net.Socket & { acceptedAt?: number; served?: number };
+    state.sent.push(socket.served ? performance.now() : socket.acceptedAt ?? performance.now());
+    socket.served = (socket.served ?? 0) + 1;
     const problem = (status: number, headers: Record<string, string> = {}) => {
       req.resume();
       res.writeHead(status, { 'content-type': 'application/problem+json', ...headers });
@@ -87,7 +98,8 @@ async function startProxy(pebble: Pebble): Promise<AcmeProxy> {
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   });
-  server.on('connection', (socket: net.Socket) => {
+  server.on('connection', (socket: net.Socket & { acceptedAt?: number }) => {
+    socket.acceptedAt = performance.now();
     state.connections++;
     if (state.mode === 'down') {
       socket.destroy(); // a directory that is not there: reset on connect
@@ -124,6 +136,9 @@ describe('ACME faults', () => {
         tls: ['issue_rate = { burst = 100, interval = "60s" }'],
         issueWaitMs: 1500,
       });
+      // Set-up, not the measure: on a loaded machine an order can outlast issueWaitMs, when
+      // that handshake fails and the order goes on; the next handshake gets its certificate.
+      for (const host of existing) await until(async () => (await handshake(node!.httpsPort, host, root)).ok, 60_000, `the certificate of ${host}`);
       for (const host of existing) assert.equal((await httpsGet(node.httpsPort, host, root)).status, 200);
       const fingerprints = new Map<string, string>();
       for (const host of existing) {
@@ -158,14 +173,16 @@ describe('ACME faults', () => {
         await sleep(Math.max(0, 1000 - (performance.now() - roundStart)));
       }
       const seconds = (performance.now() - started) / 1000;
-      // Early requests: one arriving inside a Retry-After window (every 429 in it names
+      // Early requests: one sent inside a Retry-After window (every 429 in it names
       // the window's end, rounded up to whole seconds), 1 s after its start or later
       // (requests already on the wire when the first 429 left are not retries), except
       // in the second after the previous window's end (retries told the rounded-up value).
+      // Judged by when it was sent, not when it arrived: a connection opened before the
+      // window whose handshake took seconds under load brings a request decided before it.
       let early = 0;
       if (mode === '429') {
         const windowMs = proxy.retryAfterSeconds * 1000;
-        for (const t of proxy.arrivals) {
+        for (const t of proxy.sent) {
           let k = -1;
           while (k + 1 < proxy.refusals.length && proxy.refusals[k + 1]! <= t) k++;
           if (k < 0) continue;
@@ -188,7 +205,7 @@ describe('ACME faults', () => {
       const bound = 60;
       assert.ok(proxy.requests <= bound, `${proxy.requests} requests reached the ACME side (bound ${bound})`);
       assert.ok(proxy.connections <= bound, `${proxy.connections} connections reached the ACME side (bound ${bound})`);
-      if (mode === '429') assert.equal(early, 0, `a request came before Retry-After: arrivals ${proxy.arrivals.map((t, i) => `${Math.round(t - started)} ms ${proxy.calls[i]}`).join(', ')}, windows from ${proxy.refusals.map((t) => Math.round(t - started))} ms`);
+      if (mode === '429') assert.equal(early, 0, `a request came before Retry-After: arrivals ${proxy.arrivals.map((t, i) => `${Math.round(t - started)} ms (sent ${Math.round(proxy.sent[i]! - started)}) ${proxy.calls[i]}`).join(', ')}, windows from ${proxy.refusals.map((t) => Math.round(t - started))} ms`);
     } finally {
       await node?.close();
       await proxy.close();
@@ -253,6 +270,7 @@ describe('ACME faults', () => {
         if (Date.now() > deadline) throw new Error('no certificate written in 30 s');
         await sleep(5);
       }
+      const killedPid = node.child.pid!;
       node.child.kill('SIGKILL');
       await new Promise((r) => node.child.once('exit', r));
       const writtenAtKill = hosts.filter((h) => existsSync(path.join(hostDir(h), 'cert.pem'))).length;
@@ -269,11 +287,21 @@ describe('ACME faults', () => {
       let intact = 0;
       let broken = 0;
       let reissued = 0;
+      // The restarted node removes them in the background at start-up.
+      const killedTemps = async () => {
+        let count = 0;
+        for (const host of hosts) {
+          if (existsSync(hostDir(host))) count += (await readdir(hostDir(host))).filter((f) => f.endsWith('.tmp') && f.includes(`.${killedPid}.`)).length;
+        }
+        return count;
+      };
+      const tempsAtRestart = await killedTemps();
+      await until(async () => (await killedTemps()) === 0, 5000, 'the temp files of the killed node to be removed');
       let temps = 0;
       for (const host of hosts) {
         const folder = hostDir(host);
         if (!existsSync(folder)) continue;
-        temps += (await readdir(folder)).filter((f) => f.endsWith('.tmp')).length;
+        temps += (await readdir(folder)).filter((f) => f.endsWith('.tmp') && f.includes(`.${killedPid}.`)).length;
         let fingerprint: string | undefined;
         try {
           const cert = new X509Certificate(await readFile(path.join(folder, 'cert.pem')));
@@ -298,8 +326,9 @@ describe('ACME faults', () => {
       const vms = await node.status.vms();
       assert.ok(vms.every((v) => !programPids.includes(v.pid!)));
       process.stdout.write(`# acme kill -9: ${hosts.length - 1} new hosts ordering, ${writtenAtKill} cert.pem written at the kill; program alive after kill ${orphansAfterKill}/${programPids.length}, killed after restart; ` +
-        `restarted in ${readyAfter.toFixed(1)} s, status socket answers; stored pairs intact ${intact} (served as stored, verified), broken ${broken} (never served, ${reissued} re-ordered and verified), leftover temp files ${temps}\n`);
+        `restarted in ${readyAfter.toFixed(1)} s, status socket answers; stored pairs intact ${intact} (served as stored, verified), broken ${broken} (never served, ${reissued} re-ordered and verified), leftover temp files ${temps} (${tempsAtRestart} when the status socket answered)\n`);
       assert.equal(intact + broken >= writtenAtKill, true);
+      assert.equal(temps, 0, 'temp files of the killed node removed at start-up');
     } finally {
       if (node.child.exitCode === null && node.child.signalCode === null) {
         const exited = new Promise((r) => node.child.once('exit', r));

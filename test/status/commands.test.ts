@@ -115,6 +115,38 @@ describe('status CLI commands', () => {
     assert.deepEqual(provider.calls, [['stopVm', HASH_A]]);
   });
 
+  it('stop takes the short hash vms prints (ellipsis pasted along) when one running program has it', async () => {
+    provider.calls.length = 0;
+    const table = (await run('vms')).stdout;
+    const short = new RegExp(`${HASH_A.slice(0, 12)}…`).exec(table)?.[0];
+    assert.ok(short, table);
+    const { code, stdout } = await run('stop', short);
+    assert.equal(code, 0);
+    assert.equal(stdout, `stopped ${HASH_A}\n`);
+    assert.deepEqual(provider.calls, [['vms'], ['vms'], ['stopVm', HASH_A]]);
+    assert.equal((await run('stop', HASH_A.slice(0, 4).toUpperCase())).code, 0);
+  });
+
+  it('stop with an ambiguous or unknown prefix fails clearly and stops nothing', async () => {
+    const twin = { ...provider.vmList[0]!, hash: `${HASH_A.slice(0, 8)}${'f'.repeat(56)}` };
+    provider.vmList.push(twin);
+    try {
+      provider.calls.length = 0;
+      const ambiguous = await run('stop', HASH_A.slice(0, 6));
+      assert.equal(ambiguous.code, 1);
+      assert.match(ambiguous.stderr, new RegExp(`^aleph-edge: ${HASH_A.slice(0, 6)} is ambiguous: 2 running programs start with it \\(${HASH_A.slice(0, 16)}, ${twin.hash.slice(0, 16)}\\); give more characters\n$`));
+      const unknown = await run('stop', 'dead');
+      assert.equal(unknown.code, 1);
+      assert.match(unknown.stderr, /no running program has a hash starting with dead/);
+      assert.equal((await run('stop', 'a3f')).code, 2, 'fewer than 4 characters: usage error');
+      assert.deepEqual(provider.calls.filter((c) => c[0] === 'stopVm'), []);
+      // More characters than the twin shares: unique again.
+      assert.equal((await run('stop', HASH_A.slice(0, 9))).code, 0);
+    } finally {
+      provider.vmList.pop();
+    }
+  });
+
   it('stop of a program that is not running fails with the server message', async () => {
     const { code, stderr } = await run('stop', 'e'.repeat(64));
     assert.equal(code, 1);

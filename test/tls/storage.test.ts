@@ -3,7 +3,10 @@ import { mkdir, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promi
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { atomicWriteFile } from '../../src/tls/atomic.js';
+import { spawn } from 'node:child_process';
+import { symlink } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { atomicWriteFile, tempPathFor } from '../../src/tls/atomic.js';
 import { normalizeServerName, wildcardFor } from '../../src/tls/hostname.js';
 import { InternalCa } from '../../src/tls/internal-ca.js';
 import { lock, LockTimeoutError, tryLock } from '../../src/tls/lock.js';
@@ -115,6 +118,66 @@ describe('certificate storage', () => {
     await mkdir(path.join(dir, 'atomic', 'folder'));
     await assert.rejects(atomicWriteFile(path.join(dir, 'atomic', 'folder'), 'x', 0o600));
     assert.deepEqual((await readdir(path.dirname(target))).sort(), ['file.txt', 'folder']);
+  });
+
+  it('removes at start-up the temp files of writers killed mid-write, and only those', async () => {
+    const root = path.join(dir, 'leftovers');
+    const targets = [
+      path.join(root, 'internal', 'ca.key'),
+      path.join(root, 'acme-ca.test', 'app.example.org', 'cert.pem'),
+      path.join(root, 'acme-ca.test', '_wildcard.example.org', 'key.pem'),
+      path.join(root, 'acme-ca.test', '_accounts', 'ops_at_edge.test-12345678', 'account.key'),
+    ];
+    for (const target of targets) await mkdir(path.dirname(target), { recursive: true });
+    const atomicModule = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../src/tls/atomic.js');
+    // A writer process: creates a temp file for each target as atomicWriteFile does, writes
+    // half of it, then either is killed there (SIGKILL) or stays alive until told.
+    const writer = (paths: string[], die: boolean) => {
+      const code = `const { tempPathFor } = await import(${JSON.stringify(atomicModule)});
+        const { openSync, writeSync } = await import('node:fs');
+        for (const p of ${JSON.stringify(paths)}) writeSync(openSync(tempPathFor(p), 'wx', 0o600), '-----BEGIN PRIVATE');
+        ${die ? "process.kill(process.pid, 'SIGKILL');" : "process.stdout.write('ready'); setInterval(() => {}, 1000);"}`;
+      return spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+    };
+    const killed = writer(targets, true);
+    const killedSignal = await new Promise((resolve) => killed.once('exit', (_code, signal) => resolve(signal)));
+    assert.equal(killedSignal, 'SIGKILL');
+    const live = writer([targets[1]!], false);
+    await new Promise((resolve) => live.stdout!.once('data', resolve));
+    try {
+      const hostDir = path.dirname(targets[1]!);
+      const ours = tempPathFor(path.join(hostDir, 'meta.json')); // this process: alive, writing
+      await writeFile(ours, '{');
+      const old = tempPathFor(path.join(hostDir, 'key.pem')); // alive pid but two hours old: a reused pid
+      await writeFile(old, 'x');
+      await utimes(old, new Date(Date.now() - 2 * 3600_000), new Date(Date.now() - 2 * 3600_000));
+      // Not ours by name, or not a file: never touched.
+      const foreign = ['notes.tmp', '.cert.pem.tmp', `.cert.pem.${killed.pid}.tmp`, `.cert.pem.${killed.pid}.0123456789ab.tmp.bak`];
+      for (const name of foreign) await writeFile(path.join(hostDir, name), 'keep');
+      const linkName = path.basename(tempPathFor(path.join(hostDir, 'cert.pem'), killed.pid!));
+      await symlink(path.join(hostDir, 'notes.tmp'), path.join(hostDir, linkName));
+      await writeFile(targets[1]!, 'the stored certificate');
+      const before = await listFiles(root);
+      assert.equal(before.filter((f) => f.includes(`.${killed.pid}.`) && /\.[0-9a-f]{12}\.tmp$/.test(f)).length, targets.length + 1, before.join('\n'));
+
+      const storage = await CertStorage.open(root);
+      const removedCount = await storage.leftoversRemoved;
+
+      const remaining = await listFiles(root);
+      const expected = [
+        ...foreign.map((name) => path.relative(root, path.join(hostDir, name))),
+        path.relative(root, path.join(hostDir, linkName)),
+        path.relative(root, ours),
+        path.relative(root, targets[1]!),
+        ...before.filter((f) => f.includes(`.${live.pid}.`)),
+      ].sort();
+      assert.deepEqual(remaining, expected);
+      assert.equal(remaining.filter((f) => f.includes(`.${live.pid}.`)).length, 1, 'the live writer keeps its temp file');
+      assert.equal(await readFile(targets[1]!, 'utf8'), 'the stored certificate');
+      assert.equal(removedCount, targets.length + 1);
+    } finally {
+      live.kill('SIGKILL');
+    }
   });
 
   it('locks per host: exclusive, released, stale locks of dead processes or old mtimes broken', async () => {
