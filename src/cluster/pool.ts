@@ -7,6 +7,7 @@ import type { InheritedSocket } from '../edge/index.js';
 import { mergeExpositions } from '../metrics/merge.js';
 import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
 import { toWire } from './errors.js';
+import { probeAddresses } from './port-probe.js';
 import type { PrimaryMessage, WireLease, WirePem, WorkerMessage } from './protocol.js';
 
 const log = createLogger('cluster');
@@ -66,8 +67,13 @@ export class WorkerPool {
   }
 
   async start(): Promise<void> {
-    // Workers accept on the shared sockets themselves: no hop through the primary per connection.
+    // Workers accept themselves (their own SO_REUSEPORT sockets, or the shared
+    // ones): no hop through the primary per connection.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
+    if (this.options.inherited.length === 0) {
+      await probeAddresses('https', this.settings.server.httpsListen);
+      await probeAddresses('http', this.settings.server.httpListen);
+    }
     cluster.setupPrimary({ exec: fileURLToPath(new URL('../cli.js', import.meta.url)), args: ['worker'], silent: false });
     await Promise.all(Array.from({ length: this.options.workers }, (_, index) => this.fork(index)));
     this.ticketTimer = setInterval(() => this.rotateTicketKeys(), this.options.ticketRotationMs ?? 12 * 3600_000);
