@@ -7,6 +7,7 @@ import type { HttpProtocol, ListenAddress, ServerSettings } from '../config/inde
 import { createLogger } from '../common/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ExecutionGateway } from '../orchestrator/index.js';
+import { NodePages, type NodeState } from '../nodeapi/index.js';
 import type { Forwarder } from '../proxy/index.js';
 import { TLS_PROFILE, type CertificateResolver } from '../tls/index.js';
 import { H2Front } from './h2.js';
@@ -21,6 +22,8 @@ export interface EdgeDeps {
   server: ServerSettings;
   certs: CertificateResolver;
   gateway: ExecutionGateway;
+  /** What node pages read (in a worker: the primary's state over IPC). */
+  nodeState: NodeState;
   routes: RouteTable;
   forwarder: Forwarder;
   metrics: MetricsRegistry;
@@ -62,7 +65,8 @@ export class Edge {
       gateway: deps.gateway,
       forwarder: deps.forwarder,
       metrics: deps.metrics,
-      page: { domain: deps.server.domain, version: deps.version, startedAt: Date.now() },
+      pages: new NodePages(deps.nodeState, deps.version),
+      domain: deps.server.domain,
       maxBodyBytes: deps.server.limits.maxBodyBytes,
       hsts: deps.server.hsts,
     });
@@ -274,7 +278,7 @@ export class Edge {
   }
 
   private createHttpServer(): http.Server {
-    const handler = createHttpHandler(this.deps.certs, () => this.port('https'));
+    const handler = createHttpHandler(this.deps.certs, () => this.port('https'), this.pipeline.serverHeader);
     const server = http.createServer({ maxHeaderSize: this.deps.server.limits.maxHeaderBytes, connectionsCheckingInterval: checkingInterval(this.deps.server.limits) });
     server.on('request', (req, res) => void handler(req, res));
     server.on('upgrade', (_req, socket: Duplex) => socket.destroy());

@@ -21,7 +21,7 @@ export function replyFor(error: unknown): ErrorReply {
   if (error instanceof BadRequestError) return { status: 400, message: error.message, kind: 'bad_request' };
   if (error instanceof PayloadTooLargeError) return { status: 413, message: error.message, kind: 'too_large' };
   if (error instanceof UnavailableError) return { status: 503, message: error.message, retryAfterS: error.retryAfterS, kind: error.reason };
-  if (error instanceof BootFailedError) return { status: 502, message: error.message, retryAfterS: 1, kind: 'boot_failed' };
+  if (error instanceof BootFailedError) return { status: 502, message: error.message, retryAfterS: error.retryAfterS ?? 1, kind: 'boot_failed' };
   if (error instanceof UpstreamError) return { status: 502, message: error.message, kind: 'upstream' };
   if (error instanceof UpstreamTimeoutError) return { status: 504, message: error.message, kind: 'timeout' };
   // Anything else is our bug: log it in full, show the client nothing of it.

@@ -7,8 +7,8 @@ import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
 import type { ForwardInfo, Forwarder } from '../proxy/index.js';
 import type { Route, RouteRequest } from '../routing/index.js';
 import { replyFor, writeHttpError, writeSocketError, type ErrorReply } from './errors.js';
+import { NodePages } from '../nodeapi/index.js';
 import { NodeDomainHeaders } from './node-domain.js';
-import { servePage, type PageInfo } from './pages.js';
 
 /** What the pipeline needs of routing; swapped whole on reload. */
 export interface RouteTable {
@@ -20,7 +20,9 @@ export interface PipelineDeps {
   gateway: ExecutionGateway;
   forwarder: Forwarder;
   metrics: MetricsRegistry;
-  page: PageInfo;
+  pages: NodePages;
+  /** server.domain: the host whose answers carry the node-domain headers. */
+  domain: string;
   maxBodyBytes: number;
   /** Strict-Transport-Security for the node domain; '' for none. */
   hsts?: string;
@@ -51,11 +53,16 @@ export class Pipeline {
 
   constructor(private readonly deps: PipelineDeps) {
     this.routes = deps.routes;
-    this.nodeDomain = new NodeDomainHeaders(deps.page.domain, deps.hsts ?? '');
+    this.nodeDomain = new NodeDomainHeaders(deps.domain, deps.hsts ?? '');
     this.requests = deps.metrics.counter('aleph_edge_requests_total', 'Requests answered, by status class');
     this.duration = deps.metrics.histogram('aleph_edge_request_duration_seconds', 'Request duration, by status class', DURATION_BUCKETS);
     this.errors = deps.metrics.counter('aleph_edge_errors_total', 'Error replies, by kind');
     deps.metrics.gauge('aleph_edge_requests_in_flight', 'Requests being served').collect(() => [[{}, this.inFlight]]);
+  }
+
+  /** The `Server` header of the node's own answers. */
+  get serverHeader(): string {
+    return this.deps.pages.serverHeader;
   }
 
   /** Requests (and WebSocket tunnels) currently open. */
@@ -82,7 +89,7 @@ export class Pipeline {
       const status = res.headersSent ? res.statusCode : 0;
       this.requests.inc({ class: statusClass(status) });
       this.duration.observe(seconds, { class: statusClass(status) });
-      access.info(`${req.method} ${host}${target}`, {
+      access.info(`${req.method} ${host}${redactTarget(target)}`, {
         hash: hash ? shortHash(hash) : undefined, status, ms: Math.round(seconds * 1000), cut: res.writableFinished ? undefined : true,
       });
     });
@@ -92,7 +99,7 @@ export class Pipeline {
       this.checkBodySize(req);
       const route = await this.routes.route({ host, path: req.url ?? '' });
       if (route.kind === 'node') {
-        servePage(route.page, req, res, this.deps.page);
+        await this.deps.pages.handle(req, res, route.path);
         return;
       }
       hash = route.hash;
@@ -111,6 +118,8 @@ export class Pipeline {
       await this.deps.forwarder.web(req, res, lease, { clientIp: clientIp(req), proto, host }, { maxBodyBytes: this.deps.maxBodyBytes });
     } catch (error) {
       if (res.destroyed) return;
+      // Errors are the node's own answers, whatever the route.
+      if (!res.headersSent) res.setHeader('server', this.deps.pages.serverHeader);
       this.fail(res, replyFor(error), hash);
     } finally {
       lease?.release();
@@ -227,4 +236,9 @@ function leaveSignal(res: ServerResponse): { signal: AbortSignal; dispose(): voi
   const onClose = () => controller.abort();
   res.once('close', onClose);
   return { signal: controller.signal, dispose: () => res.off('close', onClose) };
+}
+
+/** The login URL carries the node's secret: it never reaches the access log. */
+function redactTarget(target: string): string {
+  return target.includes('token=') ? target.replace(/([?&]token=)[^&]*/g, '$1[redacted]') : target;
 }

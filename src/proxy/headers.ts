@@ -8,8 +8,11 @@ const HOP_BY_HOP = new Set([
 
 // Forwarding headers a client could forge; we set our own and drop theirs. Every
 // X-Forwarded-* counts (-Server, -Prefix, -Ssl... are trusted by some frameworks),
+// so do the client-IP headers CDNs set and libraries read like X-Forwarded-For,
 // and '_' is read as '-' (CGI/WSGI servers map both to HTTP_X_FORWARDED_FOR).
-const CLIENT_FORWARDING = new Set(['forwarded', 'x-real-ip']);
+const CLIENT_FORWARDING = new Set([
+  'forwarded', 'x-real-ip', 'true-client-ip', 'cf-connecting-ip', 'x-client-ip', 'client-ip', 'x-cluster-client-ip',
+]);
 
 function isClientForwarding(name: string): boolean {
   const normalized = name.includes('_') ? name.replaceAll('_', '-') : name;

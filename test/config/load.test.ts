@@ -465,6 +465,45 @@ describe('server.protocols and server.hsts', () => {
   });
   it('handshake_timeout cannot be 0', () => {
     assert.deepEqual(issues(`${base}[server.limits]\nhandshake_timeout = "0s"\n[tls]\nmode = "internal"\n`), ['4:1 server.limits.handshake_timeout: must be at least 100ms, got "0s"']);
+    });
+  });
+
+describe('ASGI programs', () => {
+  it('reads asgi + code (relative to the file) and drivers.process.python', () => {
+    const settings = parseConfig(`${BASE}[[programs.local]]
+hash = "${HASH_A}"
+asgi = "main:app"
+code = "../examples/asgi-counter"
+[drivers.process]
+python = "../venv/bin/python3"
+`, '/srv/edge/conf/edge.toml');
+    const [program] = settings.programs.local;
+    assert.deepEqual(program?.asgi, { app: 'main:app', code: '/srv/edge/examples/asgi-counter' });
+    assert.deepEqual(program?.command, []);
+    assert.equal(program?.cwd, '/srv/edge/examples/asgi-counter'); // the app's folder unless cwd says otherwise
+    assert.equal(program?.vm, undefined);
+    assert.equal(settings.drivers?.process.python, '/srv/edge/venv/bin/python3');
+    assert.equal(parse(`${BASE}[drivers.process]\n`).drivers?.process.python, 'python3');
+  });
+
+  it('check the asgi value, code and command with file:line', () => {
+    const text = `${BASE}[[programs.local]]
+hash = "${HASH_A}"
+asgi = "main.app"
+code = "app"
+[[programs.local]]
+hash = "${HASH_B}"
+asgi = "main:app"
+command = ["node", "x.js"]
+[drivers.process]
+python = ""
+`;
+    assert.deepEqual(issues(text), [
+      '7:1 programs.local[0].asgi: must be "module:attribute" with Python identifiers, like "main:app", got "main.app"',
+      '9:1 programs.local[1].code: is required with asgi: the folder holding the app, relative to this file',
+      '12:1 programs.local[1].command: not used with asgi: the ASGI server (guest/aleph_asgi) is the command; remove one of them',
+      '14:1 drivers.process.python: must not be empty',
+    ]);
   });
 });
 

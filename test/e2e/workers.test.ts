@@ -7,6 +7,7 @@ import { hashToLabel } from '../../src/common/index.js';
 import { StatusClient } from '../../src/status/index.js';
 import { example, fixtureProgram } from '../helpers/paths.js';
 import { alive, programHash, request, startTestNode, until, type TestNode } from '../helpers/node.js';
+import { promtoolCheck } from '../helpers/promtool.js';
 
 describe('multi-core: worker processes serve, the primary orchestrates', () => {
   let node: TestNode;
@@ -133,6 +134,17 @@ describe('multi-core: worker processes serve, the primary orchestrates', () => {
     for (let i = 0; i < 6; i++) {
       assert.equal((await request(node, { host: 'app.example.com', path: '/state/increment' })).status, 200);
     }
+  });
+
+  it('serves /metrics that Prometheus\'s own parser accepts: families of the primary and the workers merged', async () => {
+    // Families such as aleph_edge_txt_lookups_total are registered by the primary and by every worker.
+    assert.equal((await request(node, { host: node.domain, path: `/vm/${counter}/state/increment` })).status, 200);
+    const metrics = await new StatusClient(node.socket).metrics();
+    assert.match(metrics, /^aleph_edge_requests_total\{worker="\d+",/m, 'worker samples');
+    assert.match(metrics, /^aleph_edge_boots_total/m, 'primary samples');
+    const check = await promtoolCheck(metrics);
+    assert.equal(check.code, 0, `promtool check metrics: ${check.output}`);
+    assert.equal(check.output.trim(), '', 'no lint findings');
   });
 
   it('drain stops the workers and the programs', async () => {
