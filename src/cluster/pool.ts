@@ -132,8 +132,9 @@ export class WorkerPool {
   }
 
   private fork(index: number): Promise<void> {
-    // UV_TCP_SINGLE_ACCEPT: libuv otherwise accepts every pending connection in one
-    // go, so the first worker to wake takes a whole burst and the others idle.
+    // UV_TCP_SINGLE_ACCEPT: on a shared socket (the SO_REUSEPORT fallback) libuv
+    // otherwise accepts every pending connection in one go, so the first worker to
+    // wake takes a whole burst and the others idle.
     const worker = cluster.fork({ ALEPH_EDGE_WORKER: String(index), UV_TCP_SINGLE_ACCEPT: '1' });
     const state: WorkerState = {
       worker, index, listeners: [], leases: new Map(), acquiring: new Map(), metricsWaiters: new Map(), drained: false,
