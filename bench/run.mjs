@@ -6,6 +6,8 @@
 // .bench-results/. Installs nothing: needs caddy, nginx and wrk on PATH and a build
 // in dist/ (the npm script builds first).
 //
+// The h2 workload needs h2load (Debian: nghttp2-client).
+//
 // Environment:
 //   BENCH_QUICK=1        smoke run: 2 rounds of 1 s
 //   BENCH_ROUNDS=5       rounds per workload (default 5; 2 when quick)
@@ -23,7 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { makeCertificate } from './lib/cert.mjs';
-import { nodeClient, wrk } from './lib/load.mjs';
+import { h2load, nodeClient, wrk } from './lib/load.mjs';
 import { CLI, ROOT, directPeer, edgeProcesses, get, startCaddy, startEdge, startNginx } from './lib/peers.mjs';
 import { sleep } from './lib/proc.mjs';
 import { median } from './lib/stats.mjs';
@@ -99,6 +101,18 @@ const WORKLOADS = [
     run: async (peer, durationS) => {
       const r = await wrk(peer, { path: '/1mb', threads: 2, connections: 16, durationS });
       return { mibps: r.bytes / MiB / (r.duration_us / 1e6), errors: errorCount(r), raw: r };
+    },
+  },
+  {
+    id: 'h2',
+    title: 'HTTP/2 GET, 64 B response, 64 streams over 8 connections (h2load -c8 -m8)',
+    metrics: [{ key: 'rps', label: 'requests/s', better: 'higher' }],
+    // nginx is configured without http2 here; direct is plain HTTP/1.1.
+    h2Only: true,
+    run: async (peer, durationS) => {
+      const r = await h2load(peer, { clients: 8, streams: 8, durationS });
+      if (r.protocol !== 'h2') throw new Error(`${peer.name} negotiated ${r.protocol}, not h2`);
+      return { rps: r.per_s, errors: r.failed + r.errored, raw: r };
     },
   },
   {
@@ -246,6 +260,8 @@ const versions = {
   nginx: need('nginx', ['-v']).replace('nginx version: ', ''),
   wrk: need('wrk', ['--version']).split(' [')[0],
   openssl: need('openssl', ['version']).split(' ').slice(0, 2).join(' '),
+  node_openssl: process.versions.openssl,
+  h2load: need('h2load', ['--version']).split(' ').pop(),
 };
 const work = mkdtempSync(path.join(os.tmpdir(), 'aleph-edge-bench-'));
 const CERT = makeCertificate(work);
@@ -280,7 +296,7 @@ try {
   const runs = [];
   const summary = [];
   for (const workload of WORKLOADS.filter((w) => selected.includes(w.id))) {
-    const targets = active.filter((p) => p.tls || !workload.tlsOnly);
+    const targets = active.filter((p) => (p.tls || !workload.tlsOnly) && (!workload.h2Only || p.name === 'aleph-edge' || p.name === 'caddy'));
     const random = seededRandom(workload.id.length * 7919 + ROUNDS);
     // Warm-up: JIT, connection pools, caches of every peer; not measured.
     for (const peer of targets) await workload.run(peer, WARMUP);

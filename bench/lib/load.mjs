@@ -37,3 +37,24 @@ export function nodeClient(name, options, durationS) {
   for (const [key, value] of Object.entries(options)) args.push(`--${key}`, String(value));
   return runTool(process.execPath, args, { timeoutMs: (durationS + 30) * 1000 });
 }
+
+/**
+ * h2load (nghttp2-client) over HTTP/2: `clients` connections with `streams` each in
+ * flight. h2load prints a text summary; the request rate and counts are parsed from it.
+ */
+export function h2load(peer, { path: urlPath = '/', clients = 8, streams = 8, threads = 2, durationS }) {
+  const url = `https://localhost:${peer.port}${urlPath}`;
+  const args = ['-c', String(clients), '-m', String(streams), '-t', String(threads), '-D', String(durationS), url];
+  return new Promise((resolve, reject) => {
+    execFile('h2load', args, { timeout: (durationS + 30) * 1000, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
+      const rate = /finished in ([\d.]+)s, ([\d.]+) req\/s/.exec(stdout);
+      const counts = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(stdout);
+      const protocol = /Application protocol: (\S+)/.exec(stdout)?.[1];
+      if (error || !rate || !counts) {
+        reject(new Error(`h2load ${args.join(' ')} failed: ${error?.message ?? 'no summary'}\n${stdout.slice(-2000)}${stderr.slice(-2000)}`));
+        return;
+      }
+      resolve({ per_s: Number(rate[2]), seconds: Number(rate[1]), done: Number(counts[3]), failed: Number(counts[5]), errored: Number(counts[6]), protocol });
+    });
+  });
+}

@@ -8,6 +8,7 @@ import { mergeExpositions } from '../metrics/index.js';
 import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
 import { NODE_STATE_METHODS, type NodeState } from '../nodeapi/index.js';
 import { toWire } from './errors.js';
+import { probeAddresses } from './port-probe.js';
 import type { PrimaryMessage, WireLease, WirePem, WorkerMessage } from './protocol.js';
 
 const log = createLogger('cluster');
@@ -69,8 +70,13 @@ export class WorkerPool {
   }
 
   async start(): Promise<void> {
-    // Workers accept on the shared sockets themselves: no hop through the primary per connection.
+    // Workers accept themselves (their own SO_REUSEPORT sockets, or the shared
+    // ones): no hop through the primary per connection.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
+    if (this.options.inherited.length === 0) {
+      await probeAddresses('https', this.settings.server.httpsListen);
+      await probeAddresses('http', this.settings.server.httpListen);
+    }
     cluster.setupPrimary({ exec: fileURLToPath(new URL('../cli.js', import.meta.url)), args: ['worker'], silent: false });
     await Promise.all(Array.from({ length: this.options.workers }, (_, index) => this.fork(index)));
     this.ticketTimer = setInterval(() => this.rotateTicketKeys(), this.options.ticketRotationMs ?? 12 * 3600_000);
@@ -126,8 +132,9 @@ export class WorkerPool {
   }
 
   private fork(index: number): Promise<void> {
-    // UV_TCP_SINGLE_ACCEPT: libuv otherwise accepts every pending connection in one
-    // go, so the first worker to wake takes a whole burst and the others idle.
+    // UV_TCP_SINGLE_ACCEPT: on a shared socket (the SO_REUSEPORT fallback) libuv
+    // otherwise accepts every pending connection in one go, so the first worker to
+    // wake takes a whole burst and the others idle.
     const worker = cluster.fork({ ALEPH_EDGE_WORKER: String(index), UV_TCP_SINGLE_ACCEPT: '1' });
     const state: WorkerState = {
       worker, index, listeners: [], leases: new Map(), acquiring: new Map(), metricsWaiters: new Map(), drained: false,

@@ -54,6 +54,7 @@ export function runWorker(): void {
           version: message.version,
           inherited: message.inherited,
           ticketKeys: Buffer.from(message.ticketKeys, 'base64'),
+          reusePort: true,
         });
         edge.start().then(
           () => send({ type: 'ready', listeners: edge!.describe() }),

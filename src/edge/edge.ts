@@ -32,6 +32,12 @@ export interface EdgeDeps {
   inherited?: InheritedSocket[];
   /** TLS session ticket keys (48 bytes) shared by every worker, so resumption works across them. */
   ticketKeys?: Buffer;
+  /**
+   * Workers: bind each listener with SO_REUSEPORT, so the kernel spreads connections
+   * evenly over the workers' own sockets (a shared socket lets whichever worker wakes
+   * first take them). Falls back to the shared socket where it is not supported.
+   */
+  reusePort?: boolean;
 }
 
 type Kind = 'https' | 'http';
@@ -199,14 +205,21 @@ export class Edge {
   private async listen(kind: Kind, target: ListenAddress | { fd: number }, label: string): Promise<void> {
     const server = kind === 'https' ? this.createHttpsServer() : this.createHttpServer();
     this.applyLimits(server);
-    await new Promise<void>((resolve, reject) => {
+    const bind = (reusePort: boolean) => new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       const ready = () => {
         server.off('error', reject);
         resolve();
       };
       if ('fd' in target) server.listen({ fd: target.fd }, ready);
-      else server.listen({ host: target.host, port: target.port, ipv6Only: target.host.includes(':') }, ready);
+      else server.listen({ host: target.host, port: target.port, ipv6Only: target.host.includes(':'), ...(reusePort ? { reusePort: true } : {}) }, ready);
+    });
+    // Port 0 would give each worker a port of its own: those share the primary's socket.
+    const reusePort = this.deps.reusePort === true && !('fd' in target) && target.port !== 0;
+    await bind(reusePort).catch((error: NodeJS.ErrnoException) => {
+      if (!reusePort || error.code === 'EADDRINUSE' || error.code === 'EACCES') throw error;
+      log.info('SO_REUSEPORT not available, sharing the listening socket', { listener: label, error: error.code ?? error.message });
+      return bind(false);
     }).catch((error: NodeJS.ErrnoException) => {
       const hint = error.code === 'EACCES' ? ' (ports below 1024 need root, CAP_NET_BIND_SERVICE or systemd socket activation)'
         : error.code === 'EADDRINUSE' ? ' (another process is listening there)' : '';

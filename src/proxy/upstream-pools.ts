@@ -37,7 +37,7 @@ export class UpstreamPools {
   }
 
   /**
-   * An in-flight request on this pool was aborted. undici 7 then opens a spare
+   * An in-flight request on this pool was aborted. undici (7.x; kept for 8.x) opens a spare
    * connection for the aborted request and leaves it idle with no keep-alive timer
    * (nodejs/undici#5845); the pool is replaced shortly after, and its graceful close
    * drops that connection once its running requests are done.

@@ -3,7 +3,7 @@
 //
 // TTLs: Node's resolver does not expose TXT record TTLs (resolveTxt and
 // resolveAny return only the strings; `{ttl: true}` exists for A/AAAA only), and
-// Node 20's c-ares query cache is off. Rather than hand-roll a DNS client (and lose
+// Node's c-ares query cache is off. Rather than hand-roll a DNS client (and lose
 // resolv.conf handling, TCP fallback, retries), positive answers are cached for a
 // fixed min(maxTtlMs, 5 min): a changed record is picked up within 5 minutes.
 //

@@ -4,7 +4,9 @@
 // those over the per-address cap at once, serves another client throughout, and a
 // drain does not wait for handshakes.
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
 import net from 'node:net';
+import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { CLI, example } from '../helpers/paths.js';
 import { programHash } from '../helpers/node.js';
@@ -99,6 +101,30 @@ describe('unfinished TLS handshakes', () => {
     assert.equal(closedAt.size, sockets.length, 'every unfinished handshake was closed by the node');
     assert.ok(back, `worker fds back to ${baseline} within ${TIMEOUT_S + 2} s (now ${after})`);
     assert.deepEqual([...codes.keys()], [200]);
+  });
+
+  it('a finished handshake is not cut by handshake_timeout (h1 keep-alive and h2)', async () => {
+    const socket = tls.connect({ host: '127.0.0.1', port: node.httpsPort, servername: node.domain, ca: node.ca, ALPNProtocols: ['http/1.1'] });
+    await new Promise<void>((resolve, reject) => { socket.once('secureConnect', () => resolve()); socket.once('error', reject); });
+    const session = http2.connect(`https://127.0.0.1:${node.httpsPort}`, { ca: node.ca, servername: node.domain });
+    session.on('error', () => undefined);
+    await new Promise<void>((resolve) => session.once('connect', () => resolve()));
+    await sleep((TIMEOUT_S + 0.5) * 1000);
+    assert.equal(socket.destroyed, false, 'the h1 connection is still open');
+    socket.write(`GET /about HTTP/1.1\r\nHost: ${node.domain}\r\nConnection: close\r\n\r\n`);
+    let text = '';
+    socket.setEncoding('latin1').on('data', (c: string) => { text += c; });
+    await new Promise((resolve) => socket.once('close', resolve));
+    assert.match(text, /^HTTP\/1\.1 200/);
+    assert.equal(session.destroyed, false, 'the h2 connection is still open');
+    const status = await new Promise<number>((resolve, reject) => {
+      const stream = session.request({ ':path': '/about', ':authority': node.domain });
+      stream.on('response', (h) => resolve(Number(h[':status'])));
+      stream.on('error', reject);
+      stream.resume();
+    });
+    session.destroy();
+    assert.equal(status, 200);
   });
 
   it('a drain does not wait for unfinished handshakes', async () => {
