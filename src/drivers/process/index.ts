@@ -3,6 +3,7 @@
 
 import { createLogger, shortHash, type Logger } from '../../common/index.js';
 import type { Program } from '../../programs/index.js';
+import { guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
 import { DriverStartError, type Driver, type Instance, type Slot } from '../types.js';
 import { buildProgramEnv } from './env.js';
 import { ProcessInstance } from './instance.js';
@@ -49,8 +50,21 @@ export class ProcessDriver implements Driver {
     }
     const hash = shortHash(program.hash);
     const port = await pickFreePort(LOOPBACK_HOST);
-    const env = buildProgramEnv(launch, { host: LOOPBACK_HOST, port });
-    const child = await spawnProgram(launch, env);
+    // The guest API on a loopback port of its own; a sandboxed program cannot see the socket file.
+    let link: GuestLink | undefined;
+    let guest: Record<string, string> = {};
+    if (slot.guestApi) {
+      link = await openGuestLink({ socket: slot.guestApi.socket, host: LOOPBACK_HOST });
+      guest = guestEnv(link.url, program.sender ?? '', launch.sandboxed ? '' : slot.guestApi.socket);
+    }
+    const env = buildProgramEnv(launch, { host: LOOPBACK_HOST, port }, process.env, guest);
+    let child;
+    try {
+      child = await spawnProgram(launch, env);
+    } catch (error) {
+      await link?.close();
+      throw error;
+    }
     this.records?.add(child.pid, program.hash);
 
     const log: Logger = childLogger(this.log, { hash, exec: slot.executionId, pid: child.pid });
@@ -65,9 +79,13 @@ export class ProcessDriver implements Driver {
     // After 'spawn', errors only come from kill() on a gone process; exit handling covers it.
     child.on('error', (err) => log.debug('child process error', { error: err.message }));
 
-    log.info('program started', { port, command: launch.command[0] });
+    log.info('program started', { port, command: launch.command[0], guest_api: link?.url });
     const records = this.records;
-    return new ProcessInstance(child, { kind: 'tcp', host: LOOPBACK_HOST, port }, this.options.stopGraceMs, log, records && (() => records.remove(child.pid)));
+    const onGone = () => {
+      records?.remove(child.pid);
+      void link?.close();
+    };
+    return new ProcessInstance(child, { kind: 'tcp', host: LOOPBACK_HOST, port }, this.options.stopGraceMs, log, onGone);
   }
 }
 
