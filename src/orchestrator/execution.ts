@@ -22,6 +22,7 @@ export class Execution {
   instance: Instance | undefined;
   /** The guest API session, while the execution lives. */
   guest: GuestSession | undefined;
+  private guestClosed: Promise<void> | undefined;
   readonly startedAt = Date.now();
   readyAt: number | undefined;
   lastRequestAt: number | undefined;
@@ -70,8 +71,12 @@ export class Execution {
   /** Ends the guest API session (every way an execution ends comes here); idempotent. */
   closeGuest(): Promise<void> {
     const guest = this.guest;
-    this.guest = undefined;
-    return guest ? guest.close().catch(() => undefined) : Promise.resolve();
+    if (guest) {
+      this.guest = undefined;
+      this.guestClosed = guest.close().catch(() => undefined);
+    }
+    // A second caller waits for the close the first one started.
+    return this.guestClosed ?? Promise.resolve();
   }
 
   clearIdleTimer(): void {
