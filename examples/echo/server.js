@@ -20,13 +20,25 @@ function intParam(url, name, fallback, max) {
   return Number.isFinite(value) && value >= 0 ? Math.min(value, max) : fallback;
 }
 
-/** Replies { method, path, headers, body_bytes, body_sha256 } once the body has streamed through. */
-function describe(req, res) {
+/**
+ * Replies { method, path, headers, body_bytes, body_sha256 } once the body has streamed
+ * through. `?read_mib_s=N` reads the body at N MiB/s at most: a program slower than
+ * its client, so that only backpressure keeps the proxy from buffering the difference.
+ */
+function describe(req, res, url) {
   const hash = createHash('sha256');
+  const rate = intParam(url, 'read_mib_s', 0, 100000) * 1024 * 1024;
+  const started = Date.now();
   let bytes = 0;
   req.on('data', (chunk) => {
     hash.update(chunk);
     bytes += chunk.length;
+    if (rate === 0) return;
+    const ahead = (bytes / rate) * 1000 - (Date.now() - started);
+    if (ahead > 0) {
+      req.pause();
+      setTimeout(() => req.resume(), ahead);
+    }
   });
   req.on('end', () =>
     sendJson(res, 200, {
@@ -76,7 +88,7 @@ const server = createServer((req, res) => {
       res.writeHead(426, { upgrade: 'websocket', 'content-type': 'text/plain' });
       return res.end('this endpoint speaks WebSocket\n');
     default:
-      return describe(req, res);
+      return describe(req, res, url);
   }
 });
 

@@ -1,16 +1,16 @@
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { ConfigError, loadConfig, type RoutingSettings, type Settings } from '../config/index.js';
+import { ConfigError, DIAGNOSTIC_PROGRAM_HASH, defaultNodeSettings, loadConfig, type RoutingSettings, type Settings } from '../config/index.js';
 import { createLogger } from '../common/index.js';
 import { createDriver, waitForHttp } from '../drivers/index.js';
 import { inheritedSockets, type InheritedSocket } from '../edge/index.js';
-import { MetricsRegistry } from '../metrics/index.js';
-import { sumFamily } from '../metrics/merge.js';
+import { countDroppedLogLines, MetricsRegistry, mergeExpositions, sumFamily } from '../metrics/index.js';
 import { Orchestrator, type ReadinessProbe } from '../orchestrator/index.js';
 import { AlephProgramSource, LocalProgramSource, MessageStream } from '../programs/index.js';
 import { defaultAlephSettings } from '../config/schema.js';
 import { Forwarder } from '../proxy/index.js';
 import { GuestApi } from '../guestapi/index.js';
+import { LocalNodeState, LoginSecret, SystemSampler, diagnosticProgram, selfAddress } from '../nodeapi/index.js';
 import { DnsTxtLookup, Router } from '../routing/index.js';
 import { startStatusServer, type ReloadResult, type StatusProvider, type StatusServer, type StatusSnapshot } from '../status/index.js';
 import { createCertificateManager, type CertificateManager, type CertificateManagerDeps } from '../tls/index.js';
@@ -18,8 +18,17 @@ import { availableParallelism } from 'node:os';
 import { ClusterFrontend, LocalFrontend, type Frontend } from './frontend.js';
 import { SwappablePrograms } from './swappable-programs.js';
 import { restartOnlyChanges } from './reload-diff.js';
+import { StateLock } from './state-lock.js';
 
 const log = createLogger('node');
+
+/**
+ * The node's state directory: the status socket's folder (RuntimeDirectory under
+ * systemd), which also holds the records of running programs and the lock.
+ */
+function stateDirOf(settings: Settings): string {
+  return path.dirname(settings.server.statusSocket);
+}
 
 export interface NodeOptions {
   version: string;
@@ -57,10 +66,13 @@ export class AlephEdgeNode {
   private aleph: { source: AlephProgramSource; stream: MessageStream | undefined } | undefined;
   /** [guest_api]: made at start (it needs its socket folder); undefined when disabled. */
   private guestApi: Promise<GuestApi> | undefined;
+  private sampler: SystemSampler | undefined;
+  private secret: LoginSecret | undefined;
 
-  private constructor(settings: Settings, private readonly options: NodeOptions) {
+  private constructor(settings: Settings, private readonly options: NodeOptions, private readonly lock: StateLock) {
     this.settings = settings;
-    this.programs = new SwappablePrograms(new LocalProgramSource(settings.programs.local));
+    countDroppedLogLines(this.metrics);
+    this.programs = new SwappablePrograms(new LocalProgramSource(settings.programs.local), builtinPrograms(settings));
     this.router = this.buildRouter(settings);
     this.orchestrator = new Orchestrator({
       settings: settings.orchestrator,
@@ -69,7 +81,7 @@ export class AlephEdgeNode {
         stopGraceMs: settings.orchestrator.stopGraceMs,
         // Next to the status socket (RuntimeDirectory under systemd): records of running
         // programs, so a node restarted after SIGKILL kills what the last one left.
-        stateDir: path.join(path.dirname(settings.server.statusSocket), 'executions'),
+        stateDir: path.join(stateDirOf(settings), 'executions'),
         drivers: settings.drivers,
       }),
       probe,
@@ -93,10 +105,20 @@ export class AlephEdgeNode {
     return this.guestApi;
   }
 
+  /**
+   * Takes the state directory lock first (NodeAlreadyRunningError when a live node
+   * holds it): only then are a previous node's leftovers cleaned up and listeners opened.
+   */
   static async start(settings: Settings, options: NodeOptions): Promise<AlephEdgeNode> {
-    const node = new AlephEdgeNode(settings, options);
-    await node.startComponents();
-    return node;
+    const lock = StateLock.acquire(stateDirOf(settings), settings.server.statusSocket);
+    try {
+      const node = new AlephEdgeNode(settings, options, lock);
+      await node.startComponents();
+      return node;
+    } catch (error) {
+      lock.release();
+      throw error;
+    }
   }
 
   get gateway(): Orchestrator {
@@ -129,7 +151,7 @@ export class AlephEdgeNode {
     }
     // The Aleph source (programs.source = "aleph") stays: its settings apply at restart.
     const removed = this.aleph ? [] : this.programs.known().filter((p) => !next.programs.local.some((l) => l.hash === p.hash));
-    if (!this.aleph) this.programs.replace(new LocalProgramSource(next.programs.local));
+    this.programs.replace(this.aleph ? this.aleph.source : new LocalProgramSource(next.programs.local), builtinPrograms(next));
     this.router = this.buildRouter(next);
     this.frontend.update(next, this.router);
     this.orchestrator.updateSettings(next.orchestrator);
@@ -147,9 +169,11 @@ export class AlephEdgeNode {
       await Promise.all([this.frontend.drain(deadline), this.orchestrator.drain(Math.max(0, deadline - Date.now()))]);
       await this.guestApi?.then((api) => api.close(), () => undefined);
       this.forwarder.close();
+      this.sampler?.stop();
       this.aleph?.stream?.close();
       await this.status?.close();
       await this.certs.close();
+      this.lock.release();
       log.info('drained');
     })();
     return this.draining;
@@ -172,6 +196,19 @@ export class AlephEdgeNode {
       domain: this.settings.server.domain,
       acme: this.options.acme,
     });
+    const stateDir = nodeStateDir(this.settings);
+    this.secret = await LoginSecret.load(stateDir);
+    this.sampler = new SystemSampler({ diskDir: this.settings.programs.aleph?.cacheDir ?? stateDir });
+    await this.sampler.start();
+    const nodeState = new LocalNodeState({
+      version: this.options.version,
+      startedAt: this.startedAt,
+      settings: () => this.settings,
+      executions: () => this.orchestrator.list(),
+      listeners: () => this.frontend.describe(),
+      sampler: this.sampler,
+      secret: this.secret,
+    });
     const workers = this.settings.server.workers === 0 ? availableParallelism() : this.settings.server.workers;
     const inherited = this.options.inherited ?? inheritedSockets();
     this.frontend = workers > 1
@@ -179,6 +216,7 @@ export class AlephEdgeNode {
         settings: this.settings, version: this.options.version, workers, inherited,
         services: {
           gateway: this.orchestrator,
+          node: nodeState,
           certificate: (name) => this.certs.certificate(name),
           httpChallenge: (token) => this.certs.httpChallenge(token),
           alpnChallengeCertificate: (name) => this.certs.alpnChallengeCertificate(name),
@@ -189,13 +227,19 @@ export class AlephEdgeNode {
         server: this.settings.server,
         certs: this.certs,
         gateway: this.orchestrator,
+        nodeState,
         routes: this.router,
         forwarder: this.forwarder,
         metrics: this.metrics,
         version: this.options.version,
         inherited,
       });
-    await this.frontend.start();
+    try {
+      await this.frontend.start();
+    } catch (error) {
+      this.sampler.stop();
+      throw error;
+    }
     try {
       this.status = await startStatusServer({
         path: this.settings.server.statusSocket,
@@ -204,6 +248,7 @@ export class AlephEdgeNode {
       });
     } catch (error) {
       await this.frontend.drain(Date.now());
+      this.sampler.stop();
       throw error;
     }
   }
@@ -252,7 +297,13 @@ export class AlephEdgeNode {
       },
       vms: async () => this.orchestrator.list(),
       certs: () => this.certs.list(),
-      metrics: async () => this.metrics.render() + (await this.frontend.metrics()),
+      metrics: () => this.exposition(),
+      login: async () => {
+        const port = selfAddress(this.frontend.describe())?.port ?? 443;
+        const authority = port === 443 ? this.settings.server.domain : `${this.settings.server.domain}:${port}`;
+        const token = this.secret!.reveal();
+        return { token, url: `https://${authority}/about/login?token=${token}` };
+      },
       stopVm: (hash) => this.orchestrator.stop(hash, 'requested'),
       reload: () => this.reload(),
       drain: async () => {
@@ -262,13 +313,36 @@ export class AlephEdgeNode {
     };
   }
 
+  /** This process's metrics and its workers' (labelled worker="<index>"), one family at a time. */
+  private async exposition(): Promise<string> {
+    return mergeExpositions([{ text: this.metrics.render() }, { text: await this.frontend.metrics() }]);
+  }
+
   /** Headline counters, summed over this process and its workers. */
   private async counters(): Promise<Record<string, number>> {
-    const text = this.metrics.render() + (await this.frontend.metrics());
+    const text = await this.exposition();
     const out: Record<string, number> = {};
     for (const name of ['aleph_edge_requests_total', 'aleph_edge_errors_total', 'aleph_edge_boots_total', 'aleph_edge_boot_failures_total', 'aleph_edge_evictions_total']) {
       out[name.replace(/^aleph_edge_/, '').replace(/_total$/, '')] = sumFamily(text, name);
     }
     return out;
   }
+}
+
+/** The login secret's directory: node.state_dir, else the folder holding tls.storage (/var/lib/aleph-edge). */
+function nodeStateDir(settings: Settings): string {
+  return settings.node?.stateDir || path.dirname(settings.tls.storage);
+}
+
+/**
+ * The shipped diagnostic program, when node.check_program is its hash and nothing
+ * else defines that hash: under the process driver it runs from examples/diagnostic/.
+ */
+function builtinPrograms(settings: Settings): LocalProgramSource | undefined {
+  const node = settings.node ?? defaultNodeSettings();
+  if (node.checkProgram !== DIAGNOSTIC_PROGRAM_HASH || settings.orchestrator.driver !== 'process') return undefined;
+  if (settings.programs.local.some((p) => p.hash === node.checkProgram)) return undefined;
+  return new LocalProgramSource([diagnosticProgram({
+    hash: node.checkProgram, node, stateDir: path.join(nodeStateDir(settings), 'diagnostic'),
+  })]);
 }

@@ -7,3 +7,4 @@ export { createDriver, DRIVER_NAMES, type DriverName, type DriverOptions } from 
 export { QemuDriver, checkQemuOptions, type QemuDriverOptions } from './qemu/index.js';
 export { FirecrackerDriver, checkFirecrackerOptions, type FirecrackerDriverOptions } from './firecracker/index.js';
 export { NetworkPool, type Lease, type NetworkPoolOptions } from './net/index.js';
+export { buildRuntime, RUNTIME_PACKAGES, type RuntimeImage } from './image/index.js';

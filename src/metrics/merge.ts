@@ -1,5 +1,7 @@
 // Merges Prometheus text expositions from several processes into one: each
-// family's HELP/TYPE once, every sample tagged with a label naming its process.
+// family's HELP/TYPE once and its samples together (Prometheus's parser rejects a
+// second HELP or TYPE line, and a family split in two), every sample of a labelled
+// part tagged with a label naming its process.
 
 interface FamilyText {
   header: string[];
@@ -13,7 +15,14 @@ function addLabel(sample: string, name: string, value: string): string {
   return `${sample.slice(0, space)}{${name}="${value}"}${sample.slice(space)}`;
 }
 
-export function mergeExpositions(parts: Array<{ label: string; value: string; text: string }>): string {
+/** One process's exposition; its samples get label="value" when label is set. */
+export interface ExpositionPart {
+  text: string;
+  label?: string;
+  value?: string;
+}
+
+export function mergeExpositions(parts: ExpositionPart[]): string {
   const families = new Map<string, FamilyText>();
   for (const part of parts) {
     let current: FamilyText | undefined;
@@ -31,12 +40,12 @@ export function mergeExpositions(parts: Array<{ label: string; value: string; te
         continue;
       }
       if (line.startsWith('#')) continue;
-      current?.samples.push(addLabel(line, part.label, part.value));
+      current?.samples.push(part.label ? addLabel(line, part.label, part.value ?? '') : line);
     }
   }
   const out: string[] = [];
   for (const family of families.values()) out.push(...family.header, ...family.samples);
-  return out.join('\n') + '\n';
+  return out.length > 0 ? out.join('\n') + '\n' : '';
 }
 
 /** Sum of every sample of a family (all label sets) in an exposition. */

@@ -7,6 +7,7 @@
 
 import type acme from 'acme-client';
 import { acmeLib } from './acme-lib.js';
+import { CaUnavailableError, caGate, installCaGate } from './acme-gate.js';
 import type { Logger } from '../common/log.js';
 import type { ChallengeType } from '../config/types.js';
 import type { Counter, MetricsRegistry } from '../metrics/registry.js';
@@ -36,44 +37,7 @@ export interface AcmeIssuerOptions {
   caBackoff?: { initialMs: number; maxMs: number };
 }
 
-/** The CA failed before an order was placed; nothing is sent to it until retryAt. */
-export class CaUnavailableError extends Error {
-  override readonly name = 'CaUnavailableError';
-}
-
-// Retry-After of the last 429/503 answer per directory origin (acme-client honours it
-// within one request; this carries it over to the next orders).
-const retryAfterUntil = new Map<string, number>();
-
-// Status of the last answer per origin: acme-client's errors do not carry it.
-const lastStatus = new Map<string, number>();
-
-function noteRetryAfter(response: { status?: number; headers?: Record<string, unknown>; config?: { url?: string } } | undefined): void {
-  if (!response?.status || !URL.canParse(response.config?.url ?? '')) return;
-  const origin = new URL(response.config!.url!).origin;
-  lastStatus.set(origin, response.status);
-  if (response.status !== 429 && response.status !== 503) return;
-  const header = String(response.headers?.['retry-after'] ?? '');
-  const seconds = /^\d+$/.test(header) ? Number(header) : (Date.parse(header) - Date.now()) / 1000;
-  if (!(seconds > 0)) return;
-  retryAfterUntil.set(origin, Math.max(retryAfterUntil.get(origin) ?? 0, Date.now() + Math.min(seconds, 86_400) * 1000));
-}
-
-let watching: Promise<void> | undefined;
-
-/** Once per process: every answer of an ACME server passes through noteRetryAfter. */
-function watchCaAnswers(): Promise<void> {
-  watching ??= acmeLib().then((lib) => {
-    lib.axios.interceptors.response.use(
-      (response) => (noteRetryAfter(response as never), response),
-      (err: { response?: unknown }) => {
-        noteRetryAfter(err?.response as never);
-        throw err;
-      },
-    );
-  });
-  return watching;
-}
+export { CaUnavailableError } from './acme-gate.js';
 
 interface OrderMetrics {
   started: Counter;
@@ -123,8 +87,9 @@ export class AcmeIssuer implements Issuer {
 
   private async order(names: string[], types: AnyChallenge[]): Promise<PemPair> {
     if (types.length === 0) throw new Error('no ACME challenge type configured');
-    const until = Math.max(this.pausedUntil, retryAfterUntil.get(this.origin) ?? 0);
-    if (Date.now() < until) throw new CaUnavailableError(`the ACME directory failed; no order before ${new Date(until).toISOString()}`);
+    await installCaGate(acmeLib);
+    // Fail fast without work; the gate refuses each request too, so orders under way stop at their next one.
+    caGate.check(this.origin);
     if (this.caFailures > 0 && this.probing) throw new CaUnavailableError('the ACME directory failed; another order is probing it');
     const probe = this.caFailures > 0;
     if (probe) this.probing = true;
@@ -136,22 +101,24 @@ export class AcmeIssuer implements Issuer {
   }
 
   private caFailed(err: unknown): never {
+    // Refused by the gate: the pause that refused it is already in force.
+    if (err instanceof CaUnavailableError) throw err;
     // The CA's own trouble (unreachable, 5xx, 429) pauses every order; a refusal of
     // this name (any other 4xx) stays with the host's backoff.
-    const status = lastStatus.get(this.origin) ?? 0;
+    const status = caGate.lastStatus(this.origin);
     if (status >= 400 && status < 500 && status !== 429) throw err;
     // Orders that were already running when the pause began fail together: one step.
     if (Date.now() >= this.pausedUntil) {
       this.caFailures++;
       const { initialMs, maxMs } = this.options.caBackoff ?? { initialMs: 10_000, maxMs: 10 * 60_000 };
       this.pausedUntil = Date.now() + Math.min(maxMs, initialMs * 2 ** (this.caFailures - 1));
+      caGate.pause(this.origin, this.pausedUntil, `failed (${describe(err)})`);
     }
-    this.options.log.warn('acme directory failed; pausing orders', { directory: this.options.directory, error: describe(err), failures: this.caFailures, until: new Date(this.pausedUntil).toISOString() });
+    this.options.log.warn('acme directory failed; pausing orders', { directory: this.options.directory, error: describe(err), failures: this.caFailures, until: new Date(Math.max(this.pausedUntil, caGate.pausedUntil(this.origin))).toISOString() });
     throw new CaUnavailableError(`the ACME directory failed: ${describe(err)}`);
   }
 
   private async orderTypes(names: string[], types: AnyChallenge[]): Promise<PemPair> {
-    await watchCaAnswers();
     const client = await this.client().catch((err) => this.caFailed(err));
     let lastError: Error | undefined;
     for (const type of types) {

@@ -29,6 +29,8 @@ interface AcmeProxy {
   connections: number;
   /** Arrival times (ms) of requests and the starts of Retry-After windows, since reset(). */
   arrivals: number[];
+  /** Method and path of each arrival (which ACME call it was). */
+  calls: string[];
   refusals: number[];
   reset(): void;
   close(): Promise<void>;
@@ -41,11 +43,12 @@ async function startProxy(pebble: Pebble): Promise<AcmeProxy> {
   const sockets = new Set<net.Socket>();
   let windowEnd = 0;
   const state: AcmeProxy = {
-    directory: '', mode: 'pass', retryAfterSeconds: 3, requests: 0, connections: 0, arrivals: [], refusals: [],
+    directory: '', mode: 'pass', retryAfterSeconds: 3, requests: 0, connections: 0, arrivals: [], calls: [], refusals: [],
     reset() {
       this.requests = 0;
       this.connections = 0;
       this.arrivals = [];
+      this.calls = [];
       this.refusals = [];
       windowEnd = 0;
     },
@@ -57,6 +60,7 @@ async function startProxy(pebble: Pebble): Promise<AcmeProxy> {
   const server = https.createServer({ cert: pebble.apiCert, key }, (req, res) => {
     state.requests++;
     state.arrivals.push(performance.now());
+    state.calls.push(`${req.method} ${req.url}`);
     const problem = (status: number, headers: Record<string, string> = {}) => {
       req.resume();
       res.writeHead(status, { 'content-type': 'application/problem+json', ...headers });
@@ -184,7 +188,7 @@ describe('ACME faults', () => {
       const bound = 60;
       assert.ok(proxy.requests <= bound, `${proxy.requests} requests reached the ACME side (bound ${bound})`);
       assert.ok(proxy.connections <= bound, `${proxy.connections} connections reached the ACME side (bound ${bound})`);
-      if (mode === '429') assert.equal(early, 0, `a request came before Retry-After: arrivals ${proxy.arrivals.map((t) => Math.round(t - started))} ms, windows from ${proxy.refusals.map((t) => Math.round(t - started))} ms`);
+      if (mode === '429') assert.equal(early, 0, `a request came before Retry-After: arrivals ${proxy.arrivals.map((t, i) => `${Math.round(t - started)} ms ${proxy.calls[i]}`).join(', ')}, windows from ${proxy.refusals.map((t) => Math.round(t - started))} ms`);
     } finally {
       await node?.close();
       await proxy.close();

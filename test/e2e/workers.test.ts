@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
+import http2 from 'node:http2';
 import tls from 'node:tls';
 import { hashToLabel } from '../../src/common/index.js';
 import { StatusClient } from '../../src/status/index.js';
 import { example, fixtureProgram } from '../helpers/paths.js';
 import { alive, programHash, request, startTestNode, until, type TestNode } from '../helpers/node.js';
+import { promtoolCheck } from '../helpers/promtool.js';
 
 describe('multi-core: worker processes serve, the primary orchestrates', () => {
   let node: TestNode;
@@ -92,6 +94,39 @@ describe('multi-core: worker processes serve, the primary orchestrates', () => {
     assert.equal(resumed, 8);
   });
 
+  it('HTTP/2 through the workers: requests served, TLS 1.3 sessions resumed across workers with h2', async () => {
+    const connect = (session?: Buffer) => new Promise<tls.TLSSocket>((resolve, reject) => {
+      const socket = tls.connect({ host: '127.0.0.1', port: node.httpsPort, servername: node.domain, ca: node.ca, session, ALPNProtocols: ['h2'] });
+      socket.once('secureConnect', () => resolve(socket));
+      socket.once('error', reject);
+    });
+    const first = await connect();
+    const session = await new Promise<Buffer>((resolve) => first.once('session', resolve));
+    first.destroy();
+    let resumed = 0;
+    for (let i = 0; i < 8; i++) {
+      const socket = await connect(session);
+      assert.equal(socket.alpnProtocol, 'h2');
+      if (socket.isSessionReused()) resumed++;
+      socket.destroy();
+    }
+    assert.equal(resumed, 8);
+    // Requests over h2 sessions opened on whichever worker accepted them.
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const client = http2.connect(`https://127.0.0.1:${node.httpsPort}`, { ca: node.ca, servername: node.domain });
+      const status = await new Promise<number>((resolve, reject) => {
+        const stream = client.request({ ':path': `/vm/${counter}/state/increment`, ':authority': node.domain });
+        stream.on('response', (h) => resolve(Number(h[':status'])));
+        stream.on('error', reject);
+        stream.resume();
+      });
+      statuses.push(status);
+      client.destroy();
+    }
+    assert.deepEqual(statuses, [200, 200, 200, 200]);
+  });
+
   it('reload reaches every worker', async () => {
     const original = await readFile(node.configFile, 'utf8');
     await writeFile(node.configFile, original + `\n[[routes]]\nhost = "app.example.com"\nprogram = "${counter}"\n`);
@@ -99,6 +134,17 @@ describe('multi-core: worker processes serve, the primary orchestrates', () => {
     for (let i = 0; i < 6; i++) {
       assert.equal((await request(node, { host: 'app.example.com', path: '/state/increment' })).status, 200);
     }
+  });
+
+  it('serves /metrics that Prometheus\'s own parser accepts: families of the primary and the workers merged', async () => {
+    // Families such as aleph_edge_txt_lookups_total are registered by the primary and by every worker.
+    assert.equal((await request(node, { host: node.domain, path: `/vm/${counter}/state/increment` })).status, 200);
+    const metrics = await new StatusClient(node.socket).metrics();
+    assert.match(metrics, /^aleph_edge_requests_total\{worker="\d+",/m, 'worker samples');
+    assert.match(metrics, /^aleph_edge_boots_total/m, 'primary samples');
+    const check = await promtoolCheck(metrics);
+    assert.equal(check.code, 0, `promtool check metrics: ${check.output}`);
+    assert.equal(check.output.trim(), '', 'no lint findings');
   });
 
   it('drain stops the workers and the programs', async () => {

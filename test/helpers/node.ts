@@ -29,6 +29,8 @@ export interface TestNodeOptions {
   dir?: string;
   /** server.workers; default 1 (everything in the test process). */
   workers?: number;
+  /** Extra key = value lines for [server] (not tables). */
+  serverKeys?: string[];
 }
 
 export function programHash(name: string): string {
@@ -45,6 +47,7 @@ export function toml(options: TestNodeOptions, dir: string): string {
     `status_socket = "${path.join(dir, 'status.sock')}"`,
     'drain_timeout = "5s"',
     `workers = ${options.workers ?? 1}`,
+    ...(options.serverKeys ?? []),
     '[tls]',
     'mode = "internal"',
     `storage = "${path.join(dir, 'certs')}"`,

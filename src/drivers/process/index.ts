@@ -5,6 +5,7 @@ import { createLogger, shortHash, type Logger } from '../../common/index.js';
 import type { Program } from '../../programs/index.js';
 import { guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
 import { DriverStartError, type Driver, type Instance, type Slot } from '../types.js';
+import { asgiCommand } from './asgi.js';
 import { buildProgramEnv } from './env.js';
 import { ProcessInstance } from './instance.js';
 import { captureOutput, DEFAULT_OUTPUT_LIMITS, type OutputLimits } from './output.js';
@@ -23,6 +24,8 @@ export interface ProcessDriverOptions {
    * when this driver is created.
    */
   stateDir?: string;
+  /** Interpreter for ASGI programs (drivers.process.python); default 'python3'. */
+  python?: string;
 }
 
 export class ProcessDriver implements Driver {
@@ -58,9 +61,10 @@ export class ProcessDriver implements Driver {
       guest = guestEnv(link.url, program.sender ?? '', launch.sandboxed ? '' : slot.guestApi.socket);
     }
     const env = buildProgramEnv(launch, { host: LOOPBACK_HOST, port }, process.env, guest);
+    const command = launch.asgi ? asgiCommand(launch, launch.asgi, this.options.python ?? 'python3', { host: LOOPBACK_HOST, port }, env) : launch.command;
     let child;
     try {
-      child = await spawnProgram(launch, env);
+      child = await spawnProgram({ ...launch, command }, env);
     } catch (error) {
       await link?.close();
       throw error;
@@ -79,7 +83,7 @@ export class ProcessDriver implements Driver {
     // After 'spawn', errors only come from kill() on a gone process; exit handling covers it.
     child.on('error', (err) => log.debug('child process error', { error: err.message }));
 
-    log.info('program started', { port, command: launch.command[0], guest_api: link?.url });
+    log.info('program started', { port, command: command[0], ...(launch.asgi ? { asgi: launch.asgi.app } : {}), guest_api: link?.url });
     const records = this.records;
     const onGone = () => {
       records?.remove(child.pid);
