@@ -4,7 +4,7 @@
 // and closes it when the execution ends. Drivers make the socket reachable from the
 // program (src/drivers/guest-link.ts).
 
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { GuestApiSettings } from '../config/index.js';
 import { createLogger, shortHash } from '../common/index.js';
@@ -49,6 +49,8 @@ export class GuestApi {
   /** Makes the socket folder (private to the node) and removes sockets a previous node left. */
   static async create(settings: GuestApiSettings, deps: GuestApiDeps): Promise<GuestApi> {
     await mkdir(settings.socketDir, { recursive: true, mode: 0o700 });
+    // Only the node connects to these sockets (through its guest-links).
+    await chmod(settings.socketDir, 0o700);
     for (const name of await readdir(settings.socketDir)) {
       if (name.endsWith('.sock')) await rm(path.join(settings.socketDir, name), { force: true });
     }
