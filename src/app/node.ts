@@ -98,6 +98,7 @@ export class AlephEdgeNode {
         message: async (hash) => this.aleph?.source.cachedMessage(hash),
         blob: (hash) => this.aleph?.source.cachedBlob(hash),
       },
+      metrics: this.metrics,
     }).catch((error: unknown) => {
       this.guestApi = undefined; // the next boot tries again (e.g. the folder became writable)
       throw error;

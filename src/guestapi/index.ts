@@ -8,6 +8,7 @@ import { chmod, mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { GuestApiSettings } from '../config/index.js';
 import { createLogger, shortHash } from '../common/index.js';
+import type { Counter, MetricsRegistry } from '../metrics/index.js';
 import type { Program } from '../programs/index.js';
 import { ProgramCache } from './cache.js';
 import { AlephPassthrough, type AlephReadCache } from './passthrough.js';
@@ -26,6 +27,7 @@ export interface GuestApiDeps {
   alephApi: string;
   /** The node's message and artifact caches (programs.source = "aleph"). */
   cache?: AlephReadCache;
+  metrics?: MetricsRegistry;
 }
 
 export interface GuestApiSession {
@@ -39,11 +41,14 @@ export class GuestApi {
   private readonly cache: ProgramCache;
   private readonly api: AlephPassthrough;
   private readonly sessions = new Set<GuestSessionServer>();
+  private readonly requests: Counter | undefined;
 
   private constructor(private readonly settings: GuestApiSettings, deps: GuestApiDeps) {
     this.redis = new RedisClient({ address: settings.redis, timeoutMs: settings.redisTimeoutMs });
     this.cache = new ProgramCache(this.redis, { maxValueBytes: settings.maxValueBytes, maxKeys: settings.maxKeys, ttlMs: settings.keyTtlMs });
     this.api = new AlephPassthrough({ api: deps.alephApi, timeoutMs: settings.apiTimeoutMs, maxBytes: settings.maxResponseBytes, cache: deps.cache });
+    this.requests = deps.metrics?.counter('aleph_edge_guest_api_requests_total', 'Requests programs made to the guest API, by route and status');
+    deps.metrics?.gauge('aleph_edge_guest_api_sessions', 'Guest API sockets open (one per running execution)').collect(() => [[{}, this.sessions.size]]);
   }
 
   /** Makes the socket folder (private to the node) and removes sockets a previous node left. */
@@ -68,7 +73,7 @@ export class GuestApi {
       maxValueBytes: this.settings.maxValueBytes,
       maxConnections: this.settings.maxConnections,
       idleTimeoutMs: this.settings.idleTimeoutMs,
-    });
+    }, this.requests);
     await server.listen();
     this.sessions.add(server);
     log.debug('guest API open', { hash: shortHash(program.hash), id: executionId });

@@ -13,6 +13,7 @@
 import http from 'node:http';
 import { chmod, rm } from 'node:fs/promises';
 import { createLogger, shortHash } from '../common/index.js';
+import type { Counter } from '../metrics/index.js';
 import { CacheKeyError, CacheLimitError, type ProgramCache } from './cache.js';
 import { AlephPassthrough, apiRoute, reply, RouteError } from './passthrough.js';
 import { RedisReplyError, RedisUnavailableError } from './redis.js';
@@ -71,8 +72,10 @@ export class GuestSessionServer {
     private readonly cache: ProgramCache,
     private readonly api: AlephPassthrough,
     private readonly limits: SessionLimits,
+    private readonly requests?: Counter,
   ) {
     this.server = http.createServer({ maxHeaderSize: 16 * 1024, headersTimeout: 10_000, requestTimeout: 0, keepAliveTimeout: 5_000 }, (req, res) => {
+      res.once('close', () => this.requests?.inc({ route: routeLabel(req.method ?? '', req.url ?? ''), code: String(res.statusCode) }));
       this.handle(req, res).catch((error: unknown) => {
         log.error('guest API request failed', { hash: shortHash(program), error: error instanceof Error ? error.message : String(error) });
         reply(res, 500, 'internal error');
@@ -166,6 +169,18 @@ export class GuestSessionServer {
       throw error;
     }
   }
+}
+
+/** A bounded label for metrics (never the key or the hash). */
+function routeLabel(method: string, target: string): string {
+  const pathname = target.split('?')[0] ?? '';
+  if (pathname.startsWith('/cache')) {
+    const call = cacheCall(method, pathname, new URLSearchParams());
+    return call && call !== 'method' ? `cache_${call.op}` : 'cache_other';
+  }
+  if (pathname.startsWith('/api/v0/')) return pathname.includes('pubsub') ? 'signing' : 'aleph_api';
+  if (pathname === '/sign' || pathname === '/properties') return 'signing';
+  return 'other';
 }
 
 function json(res: http.ServerResponse, value: unknown): void {

@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { FakeAlephApi } from '../fixtures/aleph-api/server.js';
 import { fixtureProgram } from '../helpers/paths.js';
 import { programHash, request, startTestNode, until, type TestNode } from '../helpers/node.js';
+import { promtoolCheck } from '../helpers/promtool.js';
 import { removeRedis, startRedis, type RedisServer } from './redis-harness.js';
 
 interface Env {
@@ -92,6 +93,12 @@ describe('guest API through the node (process driver)', () => {
     assert.equal((await guestCall(b, 'GET', '/cache/visits')).status, 404);
     assert.deepEqual(JSON.parse((await guestCall(b, 'GET', '/cache/?pattern=*')).body), []);
     assert.deepEqual(JSON.parse((await guestCall(a, 'GET', '/cache/?pattern=*')).body), ['visits']);
+    const metrics = node.node.metrics.render();
+    assert.match(metrics, /aleph_edge_guest_api_requests_total\{(?=[^}]*route="cache_set")(?=[^}]*code="200")[^}]*\} 1\n/);
+    assert.match(metrics, /aleph_edge_guest_api_requests_total\{(?=[^}]*route="cache_get")(?=[^}]*code="404")[^}]*\} 1\n/);
+    assert.match(metrics, /aleph_edge_guest_api_sessions 2\n/);
+    const lint = await promtoolCheck(metrics);
+    assert.equal(lint.code, 0, lint.output);
   });
 
   it('keeps the cache across a restart of the program (a new execution, a new socket)', async () => {
