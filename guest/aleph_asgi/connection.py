@@ -125,6 +125,9 @@ class Connection:
                       "".join(traceback.format_exception(error)).rstrip())
             self._abandon(cycle)
             return False
+        if not cycle.complete and (cycle.broken or self.channel.peer_gone.is_set()):
+            self.channel.abort()  # the client left; the app stopping early is no error
+            return False
         if not cycle.complete:
             log.error("the app returned without completing its response to %s %s", request.method,
                       request.raw_path.decode("ascii", "replace"))

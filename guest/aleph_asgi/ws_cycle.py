@@ -235,14 +235,14 @@ class WebSocketCycle:
             await asyncio.sleep(interval)
             if self.state != OPEN:
                 return
-            if time.monotonic() - self._last_heard < interval:
-                continue
+            if time.monotonic() - self._last_heard < interval or self._queue.full():
+                continue  # heard lately, or we stopped reading because the app is behind
             try:
                 self.channel.write(wf.encode_frame(wf.OP_PING, b"aleph-asgi"))
             except ClientDisconnected:
                 return
             await asyncio.sleep(timeout)
-            if self.state == OPEN and time.monotonic() - self._last_heard >= interval + timeout:
+            if self.state == OPEN and not self._queue.full() and time.monotonic() - self._last_heard >= interval + timeout:
                 log.info("websocket client silent after a ping, closing")
                 self._send_close(wf.INTERNAL_ERROR, "keepalive ping timeout")
 

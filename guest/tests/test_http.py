@@ -118,6 +118,30 @@ class BodyTest(ServerTestCase):
                 rest.append(piece)
             self.assertEqual(b"".join(rest), b"got 0\nend\n")
 
+    def test_unread_body_is_held_back_by_tcp(self):
+        size = 64 * 1024 * 1024
+        with self.server.connect() as sock, self.server.connect() as control:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 * 1024)
+            sock.sendall(request("/hold-body", "POST", headers={"Content-Length": str(size)}))
+            sock.setblocking(False)
+            block, accepted, stalled_since = b"x" * 65536, 0, None
+            while accepted < size:
+                try:
+                    accepted += sock.send(block[: size - accepted])
+                    stalled_since = None
+                except BlockingIOError:
+                    stalled_since = stalled_since or time.monotonic()
+                    if time.monotonic() - stalled_since > 1.0:
+                        break  # nobody has been reading for a second
+                    time.sleep(0.01)
+            # Kernel buffers on both sides plus the server's 64 KiB: far from the whole body.
+            self.assertLess(accepted, 16 * 1024 * 1024)
+            control.sendall(request("/hold-body/release"))
+            self.assertEqual(Reader(control).response().status, 200)
+            sock.setblocking(True)
+            sock.sendall(block * ((size - accepted) // len(block)) + block[: (size - accepted) % len(block)])
+            self.assertEqual(Reader(sock).response().body, str(size).encode())
+
     def test_expect_100_continue(self):
         with self.server.connect() as sock:
             sock.sendall(request("/echo", "POST", headers={"Content-Length": "4", "Expect": "100-continue"}))

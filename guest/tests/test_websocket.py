@@ -139,7 +139,7 @@ class WebSocketTest(ServerTestCase):
 
 
 class KeepalivePingTest(ServerTestCase):
-    limits = ["ws_ping_interval=0.3", "ws_ping_timeout=0.3"]
+    limits = ["ws_ping_interval=0.5", "ws_ping_timeout=1.5"]
 
     def test_silent_client_is_pinged_then_dropped(self):
         sock, reader, status, _ = ws_connect(self.server)

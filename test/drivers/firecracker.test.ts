@@ -342,6 +342,53 @@ describe('firecracker driver with the fake firecracker', { skip: skip || false, 
     assert.deepEqual(apiCalls(apiLog).filter((c) => c.method && c.status !== 204 && c.status !== 200), [], 'every API call succeeded');
   });
 
+  it('passes the layout\'s drives through under the jailer: in order, none root, shared ones linked in, writable ones owned by the jail uid', async () => {
+    const base = join(dir, 'jail-drives');
+    const cgroupRoot = join(dir, 'cgroup-drives');
+    await mkdir(cgroupRoot, { recursive: true });
+    await writeFile(join(cgroupRoot, 'cgroup.controllers'), 'cpu memory\n');
+    const mounts = join(dir, 'mounts-drives');
+    await writeFile(mounts, `cgroup2 ${cgroupRoot} cgroup2 rw 0 0\n`);
+    const apiLog = join(dir, 'api-drives.log');
+    await writeFile(apiLog, '');
+    await chown(apiLog, NOBODY, NOBODY);
+    const jailer = await wrapper(join(dir, 'bin-jailer-drives'), 'jailer', FAKE_JAILER, { FAKE_JAILER_PROC_MOUNTS: mounts });
+    const binary = await wrapper(join(dir, 'bin-drives'), 'firecracker', FAKE, { FAKE_FIRECRACKER_LOG: apiLog });
+    const images = join(dir, 'images');
+    await mkdir(join(images, 'rt', 'bin'), { recursive: true });
+    await mkdir(join(images, 'code'), { recursive: true });
+    await writeFile(join(images, 'code', 'start'), '#!/bin/sh\n', { mode: 0o755 });
+    for (const name of ['rt', 'code']) execFileSync('mksquashfs', [join(images, name), join(images, `${name}.squashfs`), '-quiet', '-noappend'], { stdio: 'ignore' });
+    const persistent = join(images, 'volumes', 'p.img');
+    const pool = new NetworkPool({ pool: '10.213.13.0/29', prefix: 30, tapPrefix: 'aefd', stateDir: join(dir, 'drives-net'), outboundInterface: '' });
+    const driver = new FirecrackerDriver({ ...driverBase(binary, pool), jailer, chrootBaseDir: base, cgroupRoot, uid: NOBODY, gid: NOBODY });
+    const program = vmProgram(join(images, 'code.squashfs'));
+    program.launch = {
+      ...(program.launch as Extract<typeof program.launch, { kind: 'vm' }>),
+      entrypoint: '/opt/code/start',
+      aleph: {
+        interface: 'binary', asgiApp: '', runtime: join(images, 'rt.squashfs'),
+        volumes: [
+          { mount: '/data', kind: 'persistent', source: persistent, sizeMib: 8, readOnly: false },
+          { mount: '/scratch', kind: 'ephemeral', source: '', sizeMib: 8, readOnly: false },
+        ],
+      },
+    };
+    const instance = await driver.start(program, nextSlot());
+    await instance.stop();
+    await instance.exited;
+    const drives = apiCalls(apiLog).filter((c) => c.path?.startsWith('/drives/'));
+    assert.deepEqual(drives.map((c) => [c.path, c.body.path_on_host, c.body.is_root_device, c.body.is_read_only, c.status]), [
+      ['/drives/runtime', '/runtime.img', false, true, 204],
+      ['/drives/code', '/code.img', false, true, 204],
+      ['/drives/volume_0', '/volume_0.img', false, false, 204],
+      ['/drives/volume_1', '/volume_1.ephemeral.img', false, false, 204],
+    ]);
+    assert.equal(statSync(persistent).uid, NOBODY, 'the persistent volume (hard-linked) belongs to the jail uid');
+    assert.ok(!existsSync(join(base, 'firecracker', 'aleph-0')), 'the jail is removed');
+    assert.ok(!existsSync(join(cgroupRoot, 'firecracker', 'aleph-0')), 'the cgroup is removed');
+  });
+
   function driverBase(binary: string, pool: NetworkPool): FirecrackerDriverOptions {
     return {
       stopGraceMs: 3000, binary, jailer: '', kernel, initramfs, runDir: join(dir, 'arm-run'), chrootBaseDir: join(dir, 'unused'),

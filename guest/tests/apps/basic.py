@@ -85,6 +85,21 @@ async def http(scope, receive, send):
     elif path.startswith("/chunks/go/"):
         GATES.open(int(path.rsplit("/", 1)[1]))
         await text(send, 200, b"ok")
+    elif path == "/hold-body":
+        # Reads one body message, then nothing until /hold-body/release: the rest of the
+        # body must wait in the client (TCP backpressure), not in the server's memory.
+        first = await receive()
+        await GATES.wait(100)
+        total = len(first["body"])
+        more = first["more_body"]
+        while more:
+            message = await receive()
+            total += len(message["body"])
+            more = message["more_body"]
+        await text(send, 200, b"%d" % total)
+    elif path == "/hold-body/release":
+        GATES.open(100)
+        await text(send, 200, b"ok")
     elif path == "/boom":
         raise RuntimeError("secret detail that must not leak")
     elif path == "/boom-after-start":

@@ -31,7 +31,7 @@ import { codeKind, vmLaunchOf } from '../qemu/index.js';
 import { VmProcess, type Cleanup } from '../qemu/vm-process.js';
 import { DriverStartError, type Driver, type Endpoint, type Instance, type Slot } from '../types.js';
 import { FirecrackerApi } from './api.js';
-import { cgroup2Mount, chrootRoot, hostCgroupRoot, jailerArgs, JAILED_API_SOCKET, ownForJail, prepareChroot, removeJail, resolveExecFile, type JailSpec } from './jailer.js';
+import { cgroup2Mount, chrootRoot, hostCgroupRoot, jailerArgs, JAILED_API_SOCKET, linkIntoJail, ownForJail, prepareChroot, removeJail, resolveExecFile, type JailSpec } from './jailer.js';
 
 export type FirecrackerArch = 'x86_64' | 'aarch64';
 
@@ -224,8 +224,10 @@ export class FirecrackerDriver implements Driver {
           if (!drive.readOnly) writable.add(`${drive.id}.img`);
         }
         cleanups.push(() => removeJail(jail));
-        const inside = await prepareChroot(jail, shared, writable);
+        await prepareChroot(jail);
+        // Disks first: a persistent volume may be made now, and is then linked in.
         cleanups.push(await prepareDisks(layout));
+        const inside = await linkIntoJail(jail, shared, writable);
         const drives = layout.drives.map((d) => ({ id: d.id, path: dirname(d.path) === root ? `/${basename(d.path)}` : inside[`${d.id}.img`]!, readOnly: d.readOnly }));
         // The jailed Firecracker opens read-write drives as the jail uid.
         for (const drive of drives) if (!drive.readOnly) await ownForJail(jail, join(root, drive.path));
@@ -372,4 +374,4 @@ export function firecrackerConfig(vm: {
 }
 
 export { FirecrackerApi, FirecrackerApiError } from './api.js';
-export { cgroup2Mount, cgroupDir, chrootDir, chrootRoot, jailerArgs, prepareChroot, removeJail, resolveExecFile, JAILED_API_SOCKET, type JailSpec } from './jailer.js';
+export { cgroup2Mount, cgroupDir, chrootDir, chrootRoot, jailerArgs, linkIntoJail, prepareChroot, removeJail, resolveExecFile, JAILED_API_SOCKET, type JailSpec } from './jailer.js';

@@ -78,20 +78,28 @@ export function jailerArgs(spec: JailSpec): string[] {
 }
 
 /**
- * Makes a fresh chroot root for `spec.id` (removing any leftover chroot and cgroup
- * first) and links each shared read-only file (kernel, drives) into it under the
- * given name (read-only ones are copied when a hard link cannot cross filesystems,
- * writable ones must link). Linked files keep their owner (a hard link shares the inode, so a
- * chown would change the original): they must be readable by the jail's uid.
- * The jailer itself sets the modes of /, /dev and /run. Returns the paths as the
- * jailed firecracker sees them ('/<name>').
+ * Makes a fresh, empty chroot root for `spec.id`, removing any leftover chroot and
+ * cgroup first. The jailer itself sets the modes of /, /dev and /run.
  */
-export async function prepareChroot(spec: JailSpec, files: Record<string, string>, writable: ReadonlySet<string> = new Set()): Promise<Record<string, string>> {
+export async function prepareChroot(spec: JailSpec): Promise<string> {
   await removeJail(spec);
   const root = chrootRoot(spec);
   // The levels above the root as the jailer makes them (0755); the root is the jail uid's once the jailer ran.
   await mkdir(chrootDir(spec), { recursive: true, mode: 0o755 });
   await mkdir(root, { mode: 0o700 });
+  return root;
+}
+
+/**
+ * Links each shared file (kernel, drives made elsewhere) into the jail's root under
+ * the given name: read-only ones are copied when a hard link cannot cross
+ * filesystems, writable ones must link (a copy would lose what the guest writes).
+ * Linked files keep their owner (a hard link shares the inode, so a chown changes
+ * the original): they must be readable by the jail's uid. Returns the paths as the
+ * jailed firecracker sees them ('/<name>').
+ */
+export async function linkIntoJail(spec: JailSpec, files: Record<string, string>, writable: ReadonlySet<string> = new Set()): Promise<Record<string, string>> {
+  const root = chrootRoot(spec);
   const inside: Record<string, string> = {};
   for (const [name, source] of Object.entries(files)) {
     if (name === basename(spec.firecracker)) throw new Error(`a jail file may not be named like the exec file (${name})`);
@@ -100,7 +108,6 @@ export async function prepareChroot(spec: JailSpec, files: Record<string, string
       await link(source, target);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-      // A copy of a writable drive would lose what the guest writes.
       if (writable.has(name)) throw new Error(`${source} is on another filesystem than ${spec.chrootBaseDir}: a writable drive must be hard-linked into the jail`);
       await copyFile(source, target);
     }
