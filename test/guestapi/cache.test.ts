@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import net from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -174,6 +175,42 @@ describe('guest API cache (real Redis)', () => {
     const other = await call(a.socket, 'GET', '/api/v0/aggregates/0xabc.json');
     assert.equal(other.status, 404);
     assert.match(other.text, /not available through the guest API/);
+  });
+
+  it('bounds what a guest can hold: connections per execution, header size, idle connections', async () => {
+    const open = (socketPath: string) => new Promise<net.Socket>((resolve, reject) => {
+      const socket = net.connect({ path: socketPath }, () => resolve(socket));
+      socket.once('error', reject);
+    });
+    const ended = (socket: net.Socket) => new Promise<void>((resolve) => {
+      socket.resume();
+      socket.on('error', () => undefined);
+      if (socket.closed) resolve();
+      else socket.once('close', () => resolve());
+    });
+    const tight = await GuestApi.create(settingsFor(path.join(dir, 'tight'), redis.address, { maxConnections: 2 }), { alephApi: 'http://127.0.0.1:9' });
+    const idle = await GuestApi.create(settingsFor(path.join(dir, 'idle'), redis.address, { idleTimeoutMs: 300 }), { alephApi: 'http://127.0.0.1:9' });
+    try {
+      const s = await tight.open(program('f'), 'ffff-1');
+      const held = [await open(s.socket), await open(s.socket)];
+      const third = await open(s.socket);
+      await ended(third);
+      // The two held ones still work.
+      const answer = await new Promise<string>((resolve) => {
+        held[0]!.once('data', (chunk) => resolve(chunk.toString()));
+        held[0]!.write('GET /cache/?pattern=* HTTP/1.1\r\nHost: guest\r\n\r\n');
+      });
+      assert.match(answer, /^HTTP\/1\.1 200/);
+      for (const socket of held) socket.destroy();
+      const huge = await call(s.socket, 'GET', '/cache/x', undefined, { 'x-pad': 'p'.repeat(20_000) }).catch((error: Error) => error);
+      assert.ok(huge instanceof Error || huge.status === 431, 'oversized head refused');
+      // A connection that sends nothing is closed after idle_timeout.
+      const i = await idle.open(program('f'), 'ffff-2');
+      await ended(await open(i.socket));
+    } finally {
+      await tight.close();
+      await idle.close();
+    }
   });
 
   it('close() removes the socket; the session no longer answers', async () => {
