@@ -9,6 +9,7 @@ import { Orchestrator, type ReadinessProbe } from '../orchestrator/index.js';
 import { AlephProgramSource, LocalProgramSource, MessageStream } from '../programs/index.js';
 import { defaultAlephSettings } from '../config/schema.js';
 import { Forwarder } from '../proxy/index.js';
+import { GuestApi } from '../guestapi/index.js';
 import { LocalNodeState, LoginSecret, SystemSampler, diagnosticProgram, selfAddress } from '../nodeapi/index.js';
 import { DnsTxtLookup, Router } from '../routing/index.js';
 import { startStatusServer, type ReloadResult, type StatusProvider, type StatusServer, type StatusSnapshot } from '../status/index.js';
@@ -63,6 +64,8 @@ export class AlephEdgeNode {
   private draining: Promise<void> | undefined;
   /** programs.source = "aleph": the source and its message stream subscription. */
   private aleph: { source: AlephProgramSource; stream: MessageStream | undefined } | undefined;
+  /** [guest_api]: made at start (it needs its socket folder); undefined when disabled. */
+  private guestApi: Promise<GuestApi> | undefined;
   private sampler: SystemSampler | undefined;
   private secret: LoginSecret | undefined;
 
@@ -83,7 +86,24 @@ export class AlephEdgeNode {
       }),
       probe,
       metrics: this.metrics,
+      guest: settings.guestApi.enabled ? { open: async (program, id) => (await this.startGuestApi()).open(program, id) } : undefined,
     });
+  }
+
+  /** The guest API, created on first use; reads from the Aleph source's caches when there is one. */
+  private startGuestApi(): Promise<GuestApi> {
+    this.guestApi ??= GuestApi.create(this.settings.guestApi, {
+      alephApi: this.settings.programs.alephApi,
+      cache: {
+        message: async (hash) => this.aleph?.source.cachedMessage(hash),
+        blob: (hash) => this.aleph?.source.cachedBlob(hash),
+      },
+      metrics: this.metrics,
+    }).catch((error: unknown) => {
+      this.guestApi = undefined; // the next boot tries again (e.g. the folder became writable)
+      throw error;
+    });
+    return this.guestApi;
   }
 
   /**
@@ -148,6 +168,7 @@ export class AlephEdgeNode {
       const deadline = Date.now() + this.settings.server.drainTimeoutMs;
       log.info('draining', { deadline_s: Math.round(this.settings.server.drainTimeoutMs / 1000) });
       await Promise.all([this.frontend.drain(deadline), this.orchestrator.drain(Math.max(0, deadline - Date.now()))]);
+      await this.guestApi?.then((api) => api.close(), () => undefined);
       this.forwarder.close();
       this.sampler?.stop();
       this.aleph?.stream?.close();

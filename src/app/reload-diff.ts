@@ -9,6 +9,7 @@ const RESTART_ONLY: Array<[string, (s: Settings) => unknown]> = [
   ['orchestrator.driver', (s) => s.orchestrator.driver],
   ['orchestrator.stop_grace', (s) => s.orchestrator.stopGraceMs],
   ['programs.source', (s) => s.programs.source],
+  ['guest_api', (s) => s.guestApi],
 ];
 
 export function restartOnlyChanges(current: Settings, next: Settings): string[] {

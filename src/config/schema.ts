@@ -12,6 +12,7 @@ import type {
   ChallengeType,
   DriverName,
   DriversSettings,
+  GuestApiSettings,
   HttpProtocol,
   LocalAsgiSettings,
   LocalProgramSettings,
@@ -80,11 +81,12 @@ export function buildSettings(document: RawTable, context: SchemaContext): Schem
   const routing = readRouting(root.table('routing'));
   const drivers = readDrivers(root, paths);
   const node = readNode(root, paths);
+  const guestApi = readGuestApi(root.table('guest_api'), paths, server.statusSocket);
   root.finish();
 
   // HSTS by default only where the certificates are publicly trusted (ACME).
   if (server.hsts === undefined) server.hsts = tls.mode === 'acme' ? 'max-age=31536000' : '';
-  const settings: Settings = { file: context.file, server, tls, orchestrator, programs, routes, routing };
+  const settings: Settings = { file: context.file, server, tls, orchestrator, programs, routes, routing, guestApi };
   if (drivers) settings.drivers = drivers;
   if (node) settings.node = node;
   return { settings, issues: sink.issues };
@@ -603,6 +605,64 @@ function readRoutes(root: TableReader): RouteSettings[] {
     }
     return { host, program };
   });
+}
+
+/** Defaults of [guest_api]; socketDir follows the status socket. */
+export function defaultGuestApiSettings(statusSocket: string = DEFAULTS.statusSocket): GuestApiSettings {
+  return {
+    enabled: true,
+    redis: 'redis://127.0.0.1:6379',
+    socketDir: resolve(statusSocket, '..', 'guest-api'),
+    maxValueBytes: 1024 * KIB,
+    maxKeys: 1000,
+    keyTtlMs: 7 * 24 * HOUR,
+    redisTimeoutMs: 2 * SECOND,
+    apiTimeoutMs: 15 * SECOND,
+    maxResponseBytes: 16 * 1024 * KIB,
+    maxConnections: 32,
+    idleTimeoutMs: 60 * SECOND,
+  };
+}
+
+function readGuestApi(t: TableReader, paths: PathResolver, statusSocket: string): GuestApiSettings {
+  const d = defaultGuestApiSettings(statusSocket);
+  const socketDir = t.string('socket_dir', '');
+  const settings: GuestApiSettings = {
+    enabled: t.bool('enabled', d.enabled),
+    redis: t.checked('redis', d.redis, checkRedisAddress),
+    socketDir: socketDir === '' ? d.socketDir : paths.resolve(socketDir),
+    // Redis takes values up to 512 MiB; a cache entry far below that.
+    maxValueBytes: t.size('max_value_size', d.maxValueBytes, 1),
+    maxKeys: t.int('max_keys', d.maxKeys, { min: 1, max: 1_000_000 }),
+    keyTtlMs: t.duration('key_ttl', d.keyTtlMs, 1000),
+    redisTimeoutMs: t.duration('redis_timeout', d.redisTimeoutMs, 1),
+    apiTimeoutMs: t.duration('api_timeout', d.apiTimeoutMs, 1),
+    maxResponseBytes: t.size('max_response_size', d.maxResponseBytes, 1),
+    maxConnections: t.int('max_connections', d.maxConnections, { min: 1, max: 10_000 }),
+    idleTimeoutMs: t.duration('idle_timeout', d.idleTimeoutMs, 1),
+  };
+  if (settings.maxValueBytes > 512 * 1024 * KIB) t.issue('max_value_size', 'must be at most 512MiB (the Redis limit)');
+  // Unix socket paths are limited to 107 bytes; an execution's socket adds ~30.
+  if (settings.socketDir.length > 76) t.issue('socket_dir', `"${settings.socketDir}" is too long for unix socket paths (at most 76 characters)`);
+  t.finish();
+  return settings;
+}
+
+// redis://[:password@]host[:port][/db] or unix:/absolute/path.
+function checkRedisAddress(text: string): Checked<string> {
+  if (text.startsWith('unix:')) {
+    return text.length > 5 && text[5] === '/' ? { ok: true, value: text } : { ok: false, message: `"${text}" must be unix:/absolute/path` };
+  }
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return { ok: false, message: `"${text}" is not redis://host:port or unix:/path` };
+  }
+  if (url.protocol !== 'redis:' || url.hostname === '' || url.search !== '' || url.hash !== '' || !/^\/?\d*$/.test(url.pathname)) {
+    return { ok: false, message: `"${text}" is not redis://[:password@]host[:port][/db] or unix:/path` };
+  }
+  return { ok: true, value: text };
 }
 
 function readRouting(t: TableReader): RoutingSettings {

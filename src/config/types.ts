@@ -184,6 +184,21 @@ export interface RoutingSettings {
   lookupTimeoutMs: number; // default 2s
 }
 
+/** [guest_api]: what running programs may call on the host (src/guestapi/, docs/guest-api.md). */
+export interface GuestApiSettings {
+  enabled: boolean; // default true
+  redis: string; // 'redis://[:password@]host[:port][/db]' or 'unix:/path/redis.sock'; default redis://127.0.0.1:6379
+  socketDir: string; // absolute; per-execution sockets; '' in TOML = <dirname(status_socket)>/guest-api
+  maxValueBytes: number; // one cache value; default 1 MiB
+  maxKeys: number; // cache keys per program; default 1000
+  keyTtlMs: number; // cache entries expire after this (the reference: 7 days)
+  redisTimeoutMs: number; // connect and per-command limit; default 2s
+  apiTimeoutMs: number; // one Aleph API pass-through request (whole answer); default 15s
+  maxResponseBytes: number; // one pass-through answer; default 16 MiB (blobs from the artifact cache are not capped)
+  maxConnections: number; // per execution; default 32
+  idleTimeoutMs: number; // a guest connection without traffic is closed; default 60s
+}
+
 export interface Settings {
   /** Absolute path of the file these settings came from ('' for an in-memory config). */
   file: string;
@@ -193,6 +208,7 @@ export interface Settings {
   programs: ProgramsSettings;
   routes: RouteSettings[];
   routing: RoutingSettings;
+  guestApi: GuestApiSettings;
   /** VM driver settings; present when the file has a [drivers] table (defaults: defaultDriversSettings()). */
   drivers?: DriversSettings;
   /** The node's public API (src/nodeapi/); present when the file has a [node] table (defaults: defaultNodeSettings()). */

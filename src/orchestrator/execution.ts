@@ -1,7 +1,7 @@
 import type { Instance } from '../drivers/index.js';
 import { formatEndpoint } from '../drivers/index.js';
 import type { Program } from '../programs/index.js';
-import type { ExecutionInfo, ExecutionState } from './types.js';
+import type { ExecutionInfo, ExecutionState, GuestSession } from './types.js';
 
 // Legal transitions, in one place. `failed` and `stopped` are terminal.
 const TRANSITIONS: Record<ExecutionState, readonly ExecutionState[]> = {
@@ -20,6 +20,9 @@ export class Execution {
   state: ExecutionState = 'starting';
   program: Program | undefined;
   instance: Instance | undefined;
+  /** The guest API session, while the execution lives. */
+  guest: GuestSession | undefined;
+  private guestClosed: Promise<void> | undefined;
   readonly startedAt = Date.now();
   readyAt: number | undefined;
   lastRequestAt: number | undefined;
@@ -63,6 +66,17 @@ export class Execution {
 
   get lastUsedAt(): number {
     return this.lastRequestAt ?? this.readyAt ?? this.startedAt;
+  }
+
+  /** Ends the guest API session (every way an execution ends comes here); idempotent. */
+  closeGuest(): Promise<void> {
+    const guest = this.guest;
+    if (guest) {
+      this.guest = undefined;
+      this.guestClosed = guest.close().catch(() => undefined);
+    }
+    // A second caller waits for the close the first one started.
+    return this.guestClosed ?? Promise.resolve();
   }
 
   clearIdleTimer(): void {

@@ -1,4 +1,4 @@
-export type { Lease, ExecutionGateway, ExecutionInfo, ExecutionState } from './types.js';
+export type { Lease, ExecutionGateway, ExecutionInfo, ExecutionState, GuestServices, GuestSession } from './types.js';
 export { Orchestrator } from './orchestrator.js';
 export type { OrchestratorDeps, ReadinessProbe, StopReason } from './orchestrator.js';
 export type { BackoffPolicy } from './backoff.js';

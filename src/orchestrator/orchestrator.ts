@@ -1,12 +1,12 @@
 import type { OrchestratorSettings } from '../config/index.js';
 import { BootFailedError, EdgeError, UnavailableError, UpstreamError, createLogger, retryAfterSeconds, shortHash } from '../common/index.js';
-import type { Driver, Endpoint } from '../drivers/index.js';
+import type { Driver, Endpoint, Slot } from '../drivers/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ProgramSource } from '../programs/index.js';
 import { BootBackoff, type BackoffPolicy } from './backoff.js';
 import { Execution } from './execution.js';
 import { orchestratorMetrics, type OrchestratorMetrics } from './metrics.js';
-import type { ExecutionGateway, ExecutionInfo, ExecutionState, Lease } from './types.js';
+import type { ExecutionGateway, ExecutionInfo, ExecutionState, GuestServices, Lease } from './types.js';
 
 /** Resolves once the program answers at its endpoint; rejects when the signal aborts. */
 export type ReadinessProbe = (endpoint: Endpoint, options: { path: string; signal: AbortSignal }) => Promise<void>;
@@ -18,6 +18,8 @@ export interface OrchestratorDeps {
   probe: ReadinessProbe;
   metrics: MetricsRegistry;
   backoff?: BackoffPolicy;
+  /** The guest API; without it programs get none (no slot.guestApi). */
+  guest?: GuestServices;
 }
 
 export type StopReason = 'idle' | 'evicted' | 'requested' | 'drain' | 'removed' | 'unhealthy';
@@ -36,6 +38,7 @@ export class Orchestrator implements ExecutionGateway {
   private readonly programs: ProgramSource;
   private readonly driver: Driver;
   private readonly probe: ReadinessProbe;
+  private readonly guest: GuestServices | undefined;
   private readonly metrics: OrchestratorMetrics;
   private readonly backoff: BootBackoff;
   /** The current execution per hash (starting, ready or draining). */
@@ -55,6 +58,7 @@ export class Orchestrator implements ExecutionGateway {
     this.programs = deps.programs;
     this.driver = deps.driver;
     this.probe = deps.probe;
+    this.guest = deps.guest;
     this.metrics = orchestratorMetrics(deps.metrics);
     this.backoff = new BootBackoff(deps.backoff);
     this.metrics.executions.collect(() => {
@@ -247,12 +251,26 @@ export class Orchestrator implements ExecutionGateway {
       await this.admit(execution);
       log.info('program starting', { hash: shortHash(hash), name: program.name || undefined, driver: this.driver.name, id: execution.id });
       this.bootCounts.set(hash, (this.bootCounts.get(hash) ?? 0) + 1);
-      const started = this.driver.start(program, { executionId: execution.id });
+      const slot: Slot = { executionId: execution.id };
+      if (this.guest) {
+        const opening = this.guest.open(program, execution.id);
+        // A session opened after a timeout must not stay open.
+        opening.then((guest) => { if (signal.aborted) void guest.close(); }, () => {});
+        try {
+          execution.guest = await waitFor(opening, signal);
+        } catch (error) {
+          if (signal.aborted) throw error;
+          throw new BootFailedError(`guest API unavailable: ${describe(error)}`);
+        }
+        slot.guestApi = { socket: execution.guest.socket };
+      }
+      const started = this.driver.start(program, slot);
       // A start that completes after a timeout must not leave the program running.
       started.then((instance) => { if (signal.aborted) void instance.stop(); }, () => {});
       const instance = await waitFor(started, signal);
       execution.instance = instance;
       void instance.exited.then((exit) => {
+        void execution.closeGuest();
         if (!exit.requested) this.onUnexpectedExit(execution, exit.code, exit.signal);
       });
       const t1 = performance.now();
@@ -300,6 +318,7 @@ export class Orchestrator implements ExecutionGateway {
       this.retiring.add(execution);
       try { await execution.instance.stop(); } finally { this.retiring.delete(execution); }
     }
+    await execution.closeGuest();
     // A request-level refusal (unknown program, no capacity) is not a broken program.
     if (cause instanceof EdgeError && !(cause instanceof BootFailedError)) throw cause;
     // Stopped while booting (drain, stop verb): not the program's fault either.
@@ -351,6 +370,7 @@ export class Orchestrator implements ExecutionGateway {
       try {
         await execution.instance?.stop();
       } finally {
+        await execution.closeGuest();
         this.retiring.delete(execution);
         if (execution.state === 'stopping') execution.transition('stopped');
         this.metrics.stops.inc({ reason });

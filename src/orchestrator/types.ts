@@ -1,4 +1,5 @@
 import type { Endpoint } from '../drivers/index.js';
+import type { Program } from '../programs/index.js';
 
 /** A request's hold on a ready execution; release exactly once when the exchange ends. */
 export interface Lease {
@@ -51,4 +52,21 @@ export interface ExecutionInfo {
   memory_mib: number;
   restarts: number;
   last_error: string | null;
+}
+
+/** What the guest API gives one execution: its own socket, closed when the execution ends. */
+export interface GuestSession {
+  /** Unix socket of an HTTP server serving this program only (identity = the socket). */
+  socket: string;
+  /** Stops serving and removes the socket; idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Services a running program may call on the host (implemented by src/guestapi/,
+ * wired in src/app/). Opened before the driver starts the program; the socket reaches
+ * the driver as `slot.guestApi`.
+ */
+export interface GuestServices {
+  open(program: Program, executionId: string): Promise<GuestSession>;
 }

@@ -106,6 +106,19 @@ describe('defaults', () => {
         maxTtlMs: 3_600_000,
         lookupTimeoutMs: 2_000,
       },
+      guestApi: {
+        enabled: true,
+        redis: 'redis://127.0.0.1:6379',
+        socketDir: '/run/aleph-edge/guest-api',
+        maxValueBytes: 1024 * 1024,
+        maxKeys: 1000,
+        keyTtlMs: 7 * 24 * 3_600_000,
+        redisTimeoutMs: 2_000,
+        apiTimeoutMs: 15_000,
+        maxResponseBytes: 16 * 1024 * 1024,
+        maxConnections: 32,
+        idleTimeoutMs: 60_000,
+      },
     });
   });
 
@@ -569,5 +582,29 @@ describe('loadConfig / checkConfig', () => {
     assert.deepEqual(found, [{ file, line: 0, column: 0, key: '', message: 'cannot read config file (ENOENT)' }]);
     assert.equal(formatIssue(found[0]!), `${file}: cannot read config file (ENOENT)`);
     await assert.rejects(loadConfig(file), ConfigError);
+  });
+});
+
+describe('[guest_api]', () => {
+  it('reads every key; socket_dir follows the status socket unless set', () => {
+    const settings = parse(BASE.replace('[tls]', 'status_socket = "/srv/ae/status.sock"\n[tls]'));
+    assert.equal(settings.guestApi.socketDir, '/srv/ae/guest-api');
+    const custom = parse(`${BASE}[guest_api]\nenabled = false\nredis = "unix:/run/redis/redis.sock"\nsocket_dir = "gapi"\nmax_value_size = "4KiB"\nmax_keys = 10\nkey_ttl = "1h"\nredis_timeout = "500ms"\napi_timeout = "3s"\nmax_response_size = "1MiB"\nmax_connections = 4\nidle_timeout = "5s"\n`);
+    assert.deepEqual(custom.guestApi, {
+      enabled: false, redis: 'unix:/run/redis/redis.sock', socketDir: '/etc/aleph-edge/gapi', maxValueBytes: 4096, maxKeys: 10,
+      keyTtlMs: 3_600_000, redisTimeoutMs: 500, apiTimeoutMs: 3000, maxResponseBytes: 1024 * 1024, maxConnections: 4, idleTimeoutMs: 5000,
+    });
+    assert.equal(parse(`${BASE}[guest_api]\nredis = "redis://:secret@10.0.0.5:6380/2"\n`).guestApi.redis, 'redis://:secret@10.0.0.5:6380/2');
+  });
+
+  it('reports bad values with their line', () => {
+    assert.deepEqual(issues(`${BASE}[guest_api]\nredis = "http://127.0.0.1:6379"\nmax_keys = 0\nmax_value_size = "1GiB"\nunknown = 1\n`), [
+      '6:1 guest_api.redis: "http://127.0.0.1:6379" is not redis://[:password@]host[:port][/db] or unix:/path',
+      '7:1 guest_api.max_keys: must be a positive integer, got 0',
+      '8:1 guest_api.max_value_size: must be at most 512MiB (the Redis limit)',
+      '9:1 guest_api.unknown: unknown key',
+    ]);
+    assert.deepEqual(issues(`${BASE}[guest_api]\nredis = "unix:relative.sock"\n`), ['6:1 guest_api.redis: "unix:relative.sock" must be unix:/absolute/path']);
+    assert.match(issues(`${BASE}[guest_api]\nsocket_dir = "/${'d'.repeat(90)}"\n`)[0]!, /guest_api.socket_dir: .* too long/);
   });
 });

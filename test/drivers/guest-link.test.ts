@@ -156,6 +156,22 @@ describe('guest link', () => {
     }
   });
 
+  it('listens on another loopback address (for qemu user-mode guestfwd)', async () => {
+    const link = await openGuestLink({ socket: socketPath, host: '127.0.0.2' });
+    try {
+      assert.equal(link.url, `http://127.0.0.2:${link.port}`);
+      const a = await new Promise<net.Socket>((resolve, reject) => {
+        const s = net.connect({ host: '127.0.0.2', port: link.port }, () => resolve(s));
+        s.once('error', reject);
+      });
+      assert.equal(await exchange(a, 'q'), 'echo:q');
+      a.destroy();
+      await assert.rejects(connect(link.port), /ECONNREFUSED/, 'not on 127.0.0.1');
+    } finally {
+      await link.close();
+    }
+  });
+
   it('close() ends open connections and frees the port', async () => {
     const link = await openGuestLink({ socket: socketPath, host: '127.0.0.1' });
     const a = await connect(link.port);

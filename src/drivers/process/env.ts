@@ -13,6 +13,7 @@ export function buildProgramEnv(
   launch: ProcessLaunch,
   listen: { host: string; port: number },
   parent: NodeJS.ProcessEnv = process.env,
+  guest: Record<string, string> = {},
 ): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of INHERITED) {
@@ -21,6 +22,8 @@ export function buildProgramEnv(
   }
   env.PATH ??= DEFAULT_PATH;
   Object.assign(env, launch.env);
+  // The guest API (ALEPH_*) is the node's to say, like the port.
+  Object.assign(env, guest);
   // Set last: the program must listen where the proxy will connect.
   env.PORT = String(listen.port);
   env.HOST = listen.host;

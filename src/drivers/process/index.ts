@@ -3,6 +3,7 @@
 
 import { createLogger, shortHash, type Logger } from '../../common/index.js';
 import type { Program } from '../../programs/index.js';
+import { guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
 import { DriverStartError, type Driver, type Instance, type Slot } from '../types.js';
 import { asgiCommand } from './asgi.js';
 import { buildProgramEnv } from './env.js';
@@ -52,9 +53,22 @@ export class ProcessDriver implements Driver {
     }
     const hash = shortHash(program.hash);
     const port = await pickFreePort(LOOPBACK_HOST);
-    const env = buildProgramEnv(launch, { host: LOOPBACK_HOST, port });
+    // The guest API on a loopback port of its own; a sandboxed program cannot see the socket file.
+    let link: GuestLink | undefined;
+    let guest: Record<string, string> = {};
+    if (slot.guestApi) {
+      link = await openGuestLink({ socket: slot.guestApi.socket, host: LOOPBACK_HOST });
+      guest = guestEnv(link.url, program.sender ?? '', launch.sandboxed ? '' : slot.guestApi.socket);
+    }
+    const env = buildProgramEnv(launch, { host: LOOPBACK_HOST, port }, process.env, guest);
     const command = launch.asgi ? asgiCommand(launch, launch.asgi, this.options.python ?? 'python3', { host: LOOPBACK_HOST, port }, env) : launch.command;
-    const child = await spawnProgram({ ...launch, command }, env);
+    let child;
+    try {
+      child = await spawnProgram({ ...launch, command }, env);
+    } catch (error) {
+      await link?.close();
+      throw error;
+    }
     this.records?.add(child.pid, program.hash);
 
     const log: Logger = childLogger(this.log, { hash, exec: slot.executionId, pid: child.pid });
@@ -69,9 +83,13 @@ export class ProcessDriver implements Driver {
     // After 'spawn', errors only come from kill() on a gone process; exit handling covers it.
     child.on('error', (err) => log.debug('child process error', { error: err.message }));
 
-    log.info('program started', { port, command: command[0], ...(launch.asgi ? { asgi: launch.asgi.app } : {}) });
+    log.info('program started', { port, command: command[0], ...(launch.asgi ? { asgi: launch.asgi.app } : {}), guest_api: link?.url });
     const records = this.records;
-    return new ProcessInstance(child, { kind: 'tcp', host: LOOPBACK_HOST, port }, this.options.stopGraceMs, log, records && (() => records.remove(child.pid)));
+    const onGone = () => {
+      records?.remove(child.pid);
+      void link?.close();
+    };
+    return new ProcessInstance(child, { kind: 'tcp', host: LOOPBACK_HOST, port }, this.options.stopGraceMs, log, onGone);
   }
 }
 

@@ -135,6 +135,23 @@ export class AlephProgramSource implements ProgramSource {
     }
   }
 
+  /** A message already in the node's message cache (for the guest API), or undefined. */
+  async cachedMessage(hash: string): Promise<unknown | undefined> {
+    if (!/^[0-9a-f]{64}$/.test(hash)) return undefined;
+    try {
+      return JSON.parse(await readFile(this.messageFile(hash), 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The path of a blob already in the artifact cache (for the guest API), or undefined. */
+  cachedBlob(itemHash: string): string | undefined {
+    if (!ArtifactCache.isKey(itemHash)) return undefined;
+    const folder = this.cache.lookup(itemHash);
+    return folder ? path.join(folder, 'blob') : undefined;
+  }
+
   /**
    * A message from the API's stream: the programs (resolved on this node) it makes
    * stale, to be drained. A FORGET also drops the forgotten messages from the cache.
