@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parseProgramMessage, parseStoreMessage, touchedHashes, MessageError, vmLaunch, processLaunch } from '../../src/programs/aleph/index.js';
+import { MIN_REQUEST_SECONDS, toProgram } from '../../src/programs/aleph/launch.js';
 import { ROOT } from '../helpers/paths.js';
 
 const raw = JSON.parse(readFileSync(path.join(ROOT, 'test/fixtures/aleph-api/program_message_from_aleph.json'), 'utf8')) as Record<string, unknown>;
@@ -78,6 +79,15 @@ describe('Aleph messages', () => {
     assert.deepEqual(sandboxed.asgi, { app: 'main:app', appDir: '/opt/code', guestDir: '/opt/aleph-guest' });
     const args = sandboxed.command.join(' ');
     assert.match(args, / --ro-bind \/c \/opt\/code --ro-bind \/pkg\/guest \/opt\/aleph-guest.* --chdir \/opt\/code --$/);
+  });
+
+  it('resources.seconds is the request timeout, raised to the floor a cold ASGI start needs', () => {
+    const message = rehashed();
+    const spec = parseProgramMessage(message, message.item_hash as string);
+    const launch = vmLaunch(spec, { code: '/c', runtime: '/r', volumes: [] });
+    assert.equal(toProgram(spec, launch, 'x').requestTimeoutMs, 30_000); // the fixture's 30 s
+    assert.equal(toProgram({ ...spec, resources: { ...spec.resources, seconds: 1 } }, launch, 'x').requestTimeoutMs, MIN_REQUEST_SECONDS * 1000);
+    assert.equal(MIN_REQUEST_SECONDS, 10);
   });
 
   it('tells which hashes a stream message touches', () => {
