@@ -2,7 +2,7 @@
 import cluster from 'node:cluster';
 import type { AlephEdgeNode as AlephEdgeNodeType } from './app/index.js';
 import { readFileSync } from 'node:fs';
-import { createLogger } from './common/index.js';
+import { createLogger, guardStdio } from './common/index.js';
 import { ConfigError, checkConfig, formatIssue, loadConfig } from './config/index.js';
 import { isStatusCommand, runStatusCommand } from './status/index.js';
 
@@ -20,7 +20,10 @@ commands:
   stop HASH                    stop a program's execution
   reload                       re-read the config file (same as SIGHUP)
   drain                        finish in-flight requests, stop programs, exit
+  login-url                    the URL that logs a browser in to /about/config (token from the status socket)
   version                      print the version
+  build-runtime --out DIR      build the Debian 12 Python runtime for VM programs: DIR/runtime.squashfs,
+                               its sha256 on the last line ([--cache DIR] [--package NAME]...; root)
 
 Status commands talk to the status socket: --socket PATH (default $ALEPH_EDGE_SOCKET or
 /run/aleph-edge/status.sock) or --config FILE to read it from the config; --json for scripts.`;
@@ -44,6 +47,8 @@ class UsageError extends Error {}
 async function run(argv: string[]): Promise<number> {
   const file = option(argv, '--config') ?? process.env.ALEPH_EDGE_CONFIG ?? DEFAULT_CONFIG;
   if (argv.length > 0) throw new UsageError(`unexpected argument ${argv[0]}`);
+  // A closed stderr must cost log lines, never the node (see common/log.ts).
+  guardStdio();
   const log = createLogger('node');
   let settings;
   try {
@@ -56,7 +61,7 @@ async function run(argv: string[]): Promise<number> {
     throw error;
   }
   // Loaded here so that the status commands start fast.
-  const { AlephEdgeNode } = await import('./app/index.js');
+  const { AlephEdgeNode, NodeAlreadyRunningError } = await import('./app/index.js');
   let exitCode = 0;
   let node: AlephEdgeNodeType | undefined;
   let done!: (code: number) => void;
@@ -93,6 +98,10 @@ async function run(argv: string[]): Promise<number> {
   try {
     node = await AlephEdgeNode.start(settings, { version: version(), onDrainRequested: () => shutdown('drain requested') });
   } catch (error) {
+    if (error instanceof NodeAlreadyRunningError) {
+      process.stderr.write(`${error.message}\n`);
+      return 1;
+    }
     log.error('failed to start', { error: (error as Error).message });
     return 1;
   }
@@ -109,6 +118,28 @@ async function checkConfigCommand(argv: string[]): Promise<number> {
   }
   for (const issue of issues) process.stderr.write(`${formatIssue(issue)}\n`);
   return 1;
+}
+
+async function buildRuntimeCommand(argv: string[]): Promise<number> {
+  const outDir = option(argv, '--out');
+  const cacheDir = option(argv, '--cache');
+  const packages: string[] = [];
+  for (let name = option(argv, '--package'); name !== undefined; name = option(argv, '--package')) packages.push(name);
+  if (!outDir) throw new UsageError('build-runtime needs --out DIR');
+  if (argv.length > 0) throw new UsageError(`unexpected argument ${argv[0]}`);
+  const { buildRuntime, RUNTIME_PACKAGES } = await import('./drivers/index.js');
+  const { resolve } = await import('node:path');
+  const started = Date.now();
+  process.stderr.write(`building the runtime (${(packages.length ? packages : RUNTIME_PACKAGES).join(', ')}); a first build takes minutes\n`);
+  try {
+    const image = await buildRuntime({ outDir: resolve(outDir), cacheDir: cacheDir && resolve(cacheDir), packages: packages.length ? packages : undefined, onOutput: (chunk) => process.stderr.write(chunk) });
+    process.stderr.write(`runtime ready in ${Math.round((Date.now() - started) / 1000)} s (cached as ${image.cached})\n`);
+    process.stdout.write(`${image.path}\nsha256 ${image.sha256}\n`);
+    return 0;
+  } catch (error) {
+    process.stderr.write(`aleph-edge build-runtime: ${(error as Error).message}\n`);
+    return 1;
+  }
 }
 
 async function statusCommand(command: string, argv: string[]): Promise<number> {
@@ -129,6 +160,8 @@ async function main(argv: string[]): Promise<number> {
         return await run(rest);
       case 'check-config':
         return await checkConfigCommand(rest);
+      case 'build-runtime':
+        return await buildRuntimeCommand(rest);
       case 'version':
       case '--version':
         process.stdout.write(`aleph-edge ${version()}\n`);

@@ -1,2 +1,3 @@
 export { AlephEdgeNode } from './node.js';
 export type { NodeOptions } from './node.js';
+export { NodeAlreadyRunningError } from './state-lock.js';

@@ -1,14 +1,15 @@
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { ConfigError, loadConfig, type RoutingSettings, type Settings } from '../config/index.js';
+import { ConfigError, DIAGNOSTIC_PROGRAM_HASH, defaultNodeSettings, loadConfig, type RoutingSettings, type Settings } from '../config/index.js';
 import { createLogger } from '../common/index.js';
 import { createDriver, waitForHttp } from '../drivers/index.js';
 import { inheritedSockets, type InheritedSocket } from '../edge/index.js';
-import { MetricsRegistry, mergeExpositions, sumFamily } from '../metrics/index.js';
+import { countDroppedLogLines, MetricsRegistry, mergeExpositions, sumFamily } from '../metrics/index.js';
 import { Orchestrator, type ReadinessProbe } from '../orchestrator/index.js';
 import { AlephProgramSource, LocalProgramSource, MessageStream } from '../programs/index.js';
 import { defaultAlephSettings } from '../config/schema.js';
 import { Forwarder } from '../proxy/index.js';
+import { LocalNodeState, LoginSecret, SystemSampler, diagnosticProgram, selfAddress } from '../nodeapi/index.js';
 import { DnsTxtLookup, Router } from '../routing/index.js';
 import { startStatusServer, type ReloadResult, type StatusProvider, type StatusServer, type StatusSnapshot } from '../status/index.js';
 import { createCertificateManager, type CertificateManager, type CertificateManagerDeps } from '../tls/index.js';
@@ -16,8 +17,17 @@ import { availableParallelism } from 'node:os';
 import { ClusterFrontend, LocalFrontend, type Frontend } from './frontend.js';
 import { SwappablePrograms } from './swappable-programs.js';
 import { restartOnlyChanges } from './reload-diff.js';
+import { StateLock } from './state-lock.js';
 
 const log = createLogger('node');
+
+/**
+ * The node's state directory: the status socket's folder (RuntimeDirectory under
+ * systemd), which also holds the records of running programs and the lock.
+ */
+function stateDirOf(settings: Settings): string {
+  return path.dirname(settings.server.statusSocket);
+}
 
 export interface NodeOptions {
   version: string;
@@ -53,10 +63,13 @@ export class AlephEdgeNode {
   private draining: Promise<void> | undefined;
   /** programs.source = "aleph": the source and its message stream subscription. */
   private aleph: { source: AlephProgramSource; stream: MessageStream | undefined } | undefined;
+  private sampler: SystemSampler | undefined;
+  private secret: LoginSecret | undefined;
 
-  private constructor(settings: Settings, private readonly options: NodeOptions) {
+  private constructor(settings: Settings, private readonly options: NodeOptions, private readonly lock: StateLock) {
     this.settings = settings;
-    this.programs = new SwappablePrograms(new LocalProgramSource(settings.programs.local));
+    countDroppedLogLines(this.metrics);
+    this.programs = new SwappablePrograms(new LocalProgramSource(settings.programs.local), builtinPrograms(settings));
     this.router = this.buildRouter(settings);
     this.orchestrator = new Orchestrator({
       settings: settings.orchestrator,
@@ -65,7 +78,7 @@ export class AlephEdgeNode {
         stopGraceMs: settings.orchestrator.stopGraceMs,
         // Next to the status socket (RuntimeDirectory under systemd): records of running
         // programs, so a node restarted after SIGKILL kills what the last one left.
-        stateDir: path.join(path.dirname(settings.server.statusSocket), 'executions'),
+        stateDir: path.join(stateDirOf(settings), 'executions'),
         drivers: settings.drivers,
       }),
       probe,
@@ -73,10 +86,20 @@ export class AlephEdgeNode {
     });
   }
 
+  /**
+   * Takes the state directory lock first (NodeAlreadyRunningError when a live node
+   * holds it): only then are a previous node's leftovers cleaned up and listeners opened.
+   */
   static async start(settings: Settings, options: NodeOptions): Promise<AlephEdgeNode> {
-    const node = new AlephEdgeNode(settings, options);
-    await node.startComponents();
-    return node;
+    const lock = StateLock.acquire(stateDirOf(settings), settings.server.statusSocket);
+    try {
+      const node = new AlephEdgeNode(settings, options, lock);
+      await node.startComponents();
+      return node;
+    } catch (error) {
+      lock.release();
+      throw error;
+    }
   }
 
   get gateway(): Orchestrator {
@@ -109,7 +132,7 @@ export class AlephEdgeNode {
     }
     // The Aleph source (programs.source = "aleph") stays: its settings apply at restart.
     const removed = this.aleph ? [] : this.programs.known().filter((p) => !next.programs.local.some((l) => l.hash === p.hash));
-    if (!this.aleph) this.programs.replace(new LocalProgramSource(next.programs.local));
+    this.programs.replace(this.aleph ? this.aleph.source : new LocalProgramSource(next.programs.local), builtinPrograms(next));
     this.router = this.buildRouter(next);
     this.frontend.update(next, this.router);
     this.orchestrator.updateSettings(next.orchestrator);
@@ -126,9 +149,11 @@ export class AlephEdgeNode {
       log.info('draining', { deadline_s: Math.round(this.settings.server.drainTimeoutMs / 1000) });
       await Promise.all([this.frontend.drain(deadline), this.orchestrator.drain(Math.max(0, deadline - Date.now()))]);
       this.forwarder.close();
+      this.sampler?.stop();
       this.aleph?.stream?.close();
       await this.status?.close();
       await this.certs.close();
+      this.lock.release();
       log.info('drained');
     })();
     return this.draining;
@@ -164,6 +189,19 @@ export class AlephEdgeNode {
       domain: this.settings.server.domain,
       acme: this.options.acme,
     });
+    const stateDir = nodeStateDir(this.settings);
+    this.secret = await LoginSecret.load(stateDir);
+    this.sampler = new SystemSampler({ diskDir: this.settings.programs.aleph?.cacheDir ?? stateDir });
+    await this.sampler.start();
+    const nodeState = new LocalNodeState({
+      version: this.options.version,
+      startedAt: this.startedAt,
+      settings: () => this.settings,
+      executions: () => this.orchestrator.list(),
+      listeners: () => this.frontend.describe(),
+      sampler: this.sampler,
+      secret: this.secret,
+    });
     const workers = this.settings.server.workers === 0 ? availableParallelism() : this.settings.server.workers;
     const inherited = this.options.inherited ?? inheritedSockets();
     this.frontend = workers > 1
@@ -171,6 +209,7 @@ export class AlephEdgeNode {
         settings: this.settings, version: this.options.version, workers, inherited,
         services: {
           gateway: this.orchestrator,
+          node: nodeState,
           certificate: (name) => this.certs.certificate(name),
           httpChallenge: (token) => this.certs.httpChallenge(token),
           alpnChallengeCertificate: (name) => this.certs.alpnChallengeCertificate(name),
@@ -181,13 +220,19 @@ export class AlephEdgeNode {
         server: this.settings.server,
         certs: this.certs,
         gateway: this.orchestrator,
+        nodeState,
         routes: this.router,
         forwarder: this.forwarder,
         metrics: this.metrics,
         version: this.options.version,
         inherited,
       });
-    await this.frontend.start();
+    try {
+      await this.frontend.start();
+    } catch (error) {
+      this.sampler.stop();
+      throw error;
+    }
     try {
       this.status = await startStatusServer({
         path: this.settings.server.statusSocket,
@@ -196,6 +241,7 @@ export class AlephEdgeNode {
       });
     } catch (error) {
       await this.frontend.drain(Date.now());
+      this.sampler.stop();
       throw error;
     }
   }
@@ -245,6 +291,12 @@ export class AlephEdgeNode {
       vms: async () => this.orchestrator.list(),
       certs: () => this.certs.list(),
       metrics: () => this.exposition(),
+      login: async () => {
+        const port = selfAddress(this.frontend.describe())?.port ?? 443;
+        const authority = port === 443 ? this.settings.server.domain : `${this.settings.server.domain}:${port}`;
+        const token = this.secret!.reveal();
+        return { token, url: `https://${authority}/about/login?token=${token}` };
+      },
       stopVm: (hash) => this.orchestrator.stop(hash, 'requested'),
       reload: () => this.reload(),
       drain: async () => {
@@ -268,4 +320,22 @@ export class AlephEdgeNode {
     }
     return out;
   }
+}
+
+/** The login secret's directory: node.state_dir, else the folder holding tls.storage (/var/lib/aleph-edge). */
+function nodeStateDir(settings: Settings): string {
+  return settings.node?.stateDir || path.dirname(settings.tls.storage);
+}
+
+/**
+ * The shipped diagnostic program, when node.check_program is its hash and nothing
+ * else defines that hash: under the process driver it runs from examples/diagnostic/.
+ */
+function builtinPrograms(settings: Settings): LocalProgramSource | undefined {
+  const node = settings.node ?? defaultNodeSettings();
+  if (node.checkProgram !== DIAGNOSTIC_PROGRAM_HASH || settings.orchestrator.driver !== 'process') return undefined;
+  if (settings.programs.local.some((p) => p.hash === node.checkProgram)) return undefined;
+  return new LocalProgramSource([diagnosticProgram({
+    hash: node.checkProgram, node, stateDir: path.join(nodeStateDir(settings), 'diagnostic'),
+  })]);
 }

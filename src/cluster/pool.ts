@@ -6,6 +6,7 @@ import type { Settings } from '../config/index.js';
 import type { InheritedSocket } from '../edge/index.js';
 import { mergeExpositions } from '../metrics/index.js';
 import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
+import { NODE_STATE_METHODS, type NodeState } from '../nodeapi/index.js';
 import { toWire } from './errors.js';
 import type { PrimaryMessage, WireLease, WirePem, WorkerMessage } from './protocol.js';
 
@@ -14,6 +15,8 @@ const log = createLogger('cluster');
 /** What the primary serves to its workers. */
 export interface PoolServices {
   gateway: ExecutionGateway;
+  /** What node pages read; workers ask for it over IPC. */
+  node: NodeState;
   certificate(servername: string): Promise<{ certPem: string; keyPem: string } | undefined>;
   httpChallenge(token: string): Promise<string | undefined>;
   /** TLS-ALPN-01 validation certificate while a challenge is pending (acme mode). */
@@ -229,6 +232,19 @@ export class WorkerPool {
         (ocsp ? ocsp(certificate, issuer) : Promise.resolve(undefined)).then(
           (response) => this.send(state, { type: 'reply', id: message.id, ok: true, value: response ? response.toString('base64') : null }),
           () => this.send(state, { type: 'reply', id: message.id, ok: true, value: null }),
+        );
+        break;
+      }
+      case 'node': {
+        const node = this.options.services.node;
+        const method = message.method;
+        // Only the listed methods: the message comes from another process.
+        const call = NODE_STATE_METHODS.includes(method)
+          ? (method === 'verifyToken' ? node.verifyToken(String(message.arg ?? '')) : node[method]())
+          : Promise.reject(new Error(`unknown node state method ${String(method)}`));
+        (call as Promise<unknown>).then(
+          (value) => this.send(state, { type: 'reply', id: message.id, ok: true, value }),
+          (error: unknown) => this.send(state, { type: 'reply', id: message.id, ok: false, error: toWire(error) }),
         );
         break;
       }

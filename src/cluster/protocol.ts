@@ -3,6 +3,7 @@
 import type { Settings } from '../config/index.js';
 import type { Endpoint } from '../drivers/index.js';
 import type { InheritedSocket } from '../edge/index.js';
+import type { NodeStateMethod } from '../nodeapi/index.js';
 
 export interface WireError {
   kind: 'not_found' | 'bad_request' | 'unavailable' | 'boot_failed' | 'upstream' | 'timeout' | 'internal';
@@ -32,7 +33,9 @@ export type Call =
   | { type: 'certificate'; id: number; servername: string }
   | { type: 'challenge'; id: number; token: string }
   | { type: 'alpn-certificate'; id: number; servername: string }
-  | { type: 'ocsp'; id: number; certificate: string; issuer: string | null };
+  | { type: 'ocsp'; id: number; certificate: string; issuer: string | null }
+  /** A node page's question for the primary's NodeState (verifyToken takes the token as `arg`). */
+  | { type: 'node'; id: number; method: NodeStateMethod; arg?: string };
 
 /** Worker -> primary notifications. */
 export type Notice =

@@ -1,6 +1,6 @@
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { LRUCache } from 'lru-cache';
-import type { CertificateResolver, CertInfo } from '../tls/index.js';
+import { TLS_PROFILE, type CertificateResolver, type CertInfo, type PemPair } from '../tls/index.js';
 import type { WirePem } from './protocol.js';
 import type { WorkerChannel } from './worker-channel.js';
 
@@ -23,7 +23,7 @@ export class RemoteCertificates implements CertificateResolver {
       // Validation certificates live for seconds: never cached here.
       this.alpnChallenge = async (servername) => {
         const pem = await channel.call<WirePem | null>({ type: 'alpn-certificate', servername });
-        return pem ? createSecureContext({ cert: pem.cert, key: pem.key }) : undefined;
+        return pem ? createSecureContext({ cert: pem.cert, key: pem.key, ...TLS_PROFILE }) : undefined;
       };
       this.ocspResponse = async (certificate, issuer) => {
         const staple = await channel.call<string | null>({
@@ -46,6 +46,12 @@ export class RemoteCertificates implements CertificateResolver {
     return pending;
   }
 
+  /** The PEM pair for a name (the listener's default certificate, for clients without SNI). */
+  async certificate(servername: string): Promise<PemPair | undefined> {
+    const pem = await this.channel.call<WirePem | null>({ type: 'certificate', servername });
+    return pem ? { certPem: pem.cert, keyPem: pem.key } : undefined;
+  }
+
   httpChallenge(token: string): Promise<string | undefined> {
     return this.channel.call<string | undefined>({ type: 'challenge', token });
   }
@@ -58,7 +64,7 @@ export class RemoteCertificates implements CertificateResolver {
   private async fetch(servername: string): Promise<SecureContext | undefined> {
     const pem = await this.channel.call<WirePem | null>({ type: 'certificate', servername });
     if (!pem) return undefined;
-    const context = createSecureContext({ cert: pem.cert, key: pem.key, minVersion: 'TLSv1.2' });
+    const context = createSecureContext({ cert: pem.cert, key: pem.key, ...TLS_PROFILE });
     this.contexts.set(servername, context);
     return context;
   }

@@ -1,12 +1,13 @@
-import { createLogger } from '../common/index.js';
+import { createLogger, guardStdio } from '../common/index.js';
 import type { Settings } from '../config/index.js';
 import { Edge } from '../edge/index.js';
-import { MetricsRegistry } from '../metrics/index.js';
+import { countDroppedLogLines, MetricsRegistry } from '../metrics/index.js';
 import { Forwarder } from '../proxy/index.js';
 import { DnsTxtLookup, Router } from '../routing/index.js';
 import type { PrimaryMessage, WorkerMessage } from './protocol.js';
 import { RemoteCertificates } from './remote-certs.js';
 import { RemoteGateway } from './remote-gateway.js';
+import { RemoteNodeState } from './remote-node-state.js';
 import { WorkerChannel } from './worker-channel.js';
 
 const log = createLogger('worker');
@@ -22,11 +23,14 @@ function send(message: WorkerMessage): void {
  */
 export function runWorker(): void {
   const channel = new WorkerChannel((message) => send(message as WorkerMessage));
+  guardStdio();
   const metrics = new MetricsRegistry();
+  countDroppedLogLines(metrics);
   let edge: Edge | undefined;
   let settings: Settings | undefined;
   const forwarder = new Forwarder();
   const gateway = new RemoteGateway(channel, metrics);
+  const nodeState = new RemoteNodeState(channel);
 
   const buildRouter = (s: Settings) => new Router({
     domain: s.server.domain,
@@ -43,6 +47,7 @@ export function runWorker(): void {
           server: settings.server,
           certs: new RemoteCertificates(channel, settings.tls.cacheSize, settings.tls.mode === 'acme'),
           gateway,
+          nodeState,
           routes: buildRouter(settings),
           forwarder,
           metrics,

@@ -26,8 +26,22 @@ export class UnavailableError extends EdgeError {
   }
 }
 
-/** The program failed to boot (bad image, crash at start, boot timeout). -> 502 */
-export class BootFailedError extends EdgeError {}
+/**
+ * The program failed to boot (bad image, crash at start, boot timeout). -> 502 +
+ * Retry-After: `retryAfterS` is the wait before the next boot is allowed (backoff).
+ */
+export class BootFailedError extends EdgeError {
+  readonly retryAfterS: number | undefined;
+  constructor(message: string, options?: { cause?: unknown; retryAfterS?: number }) {
+    super(message, options);
+    this.retryAfterS = options?.retryAfterS;
+  }
+}
+
+/** Whole seconds a client should wait for `ms` (Retry-After takes integers; never 0 while blocked). */
+export function retryAfterSeconds(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000));
+}
 
 /** The program's execution went away while serving (crash, reset). -> 502 */
 export class UpstreamError extends EdgeError {}

@@ -3,6 +3,8 @@
 // becomes an issue with its key path.
 
 import { resolve } from 'node:path';
+import { ASGI_APP_PATTERN } from '../common/guest.js';
+import { FIRECRACKER_CMDLINE_MAX, FIRECRACKER_MAX_VCPUS, firecrackerExtraBootArgsRoom, forbiddenBootArg } from '../common/firecracker-limits.js';
 import { normalizeHash } from '../common/hash.js';
 import { IssueSink, TableReader, tomlType, type RawIssue, type RawTable } from './reader.js';
 import type {
@@ -10,8 +12,11 @@ import type {
   ChallengeType,
   DriverName,
   DriversSettings,
+  HttpProtocol,
+  LocalAsgiSettings,
   LocalProgramSettings,
   LocalVmSettings,
+  NodeSettings,
   OrchestratorSettings,
   ProgramsSettings,
   RouteSettings,
@@ -70,14 +75,18 @@ export function buildSettings(document: RawTable, context: SchemaContext): Schem
   const server = readServer(root.table('server'), paths);
   const tls = readTls(root.table('tls'), paths);
   const orchestrator = readOrchestrator(root.table('orchestrator'));
-  const programs = readPrograms(root.table('programs'), paths);
+  const programs = readPrograms(root.table('programs'), paths, orchestrator.driver);
   const routes = readRoutes(root);
   const routing = readRouting(root.table('routing'));
   const drivers = readDrivers(root, paths);
+  const node = readNode(root, paths);
   root.finish();
 
+  // HSTS by default only where the certificates are publicly trusted (ACME).
+  if (server.hsts === undefined) server.hsts = tls.mode === 'acme' ? 'max-age=31536000' : '';
   const settings: Settings = { file: context.file, server, tls, orchestrator, programs, routes, routing };
   if (drivers) settings.drivers = drivers;
+  if (node) settings.node = node;
   return { settings, issues: sink.issues };
 }
 
@@ -101,6 +110,9 @@ function readServer(t: TableReader, paths: PathResolver): ServerSettings {
   const drainTimeoutMs = t.duration('drain_timeout', 30 * SECOND);
   // 0 = one worker per core; 1 = a single process (no workers).
   const workers = t.int('workers', 0, { min: 0, max: 256 });
+  const protocols = readProtocols(t);
+  // Resolved against tls.mode by buildSettings when absent.
+  const hsts = t.has('hsts') ? t.checked('hsts', '', checkHsts) : undefined;
 
   const l = t.table('limits');
   const limits: ServerSettings['limits'] = {
@@ -110,10 +122,43 @@ function readServer(t: TableReader, paths: PathResolver): ServerSettings {
     keepAliveTimeoutMs: l.duration('keep_alive_timeout', 5 * SECOND),
     maxBodyBytes: l.size('max_body_bytes', 0),
     maxConnections: l.int('max_connections', 0, { min: 0 }),
+    // Never 0: a handshake must not hold its connection forever.
+    handshakeTimeoutMs: l.duration('handshake_timeout', 10 * SECOND, 100),
+    maxHandshakesPerAddress: l.int('max_handshakes_per_address', 128, { min: 1 }),
+    maxHandshakes: l.int('max_handshakes', 4096, { min: 1 }),
+    h2MaxConcurrentStreams: l.int('h2_max_concurrent_streams', 100, { min: 1, max: 10_000 }),
+    h2IdleTimeoutMs: l.duration('h2_idle_timeout', 60 * SECOND, 100),
   };
   l.finish();
   t.finish();
-  return { domain, httpsListen, httpListen, statusSocket, statusSocketMode, drainTimeoutMs, workers, limits };
+  return { domain, httpsListen, httpListen, statusSocket, statusSocketMode, drainTimeoutMs, workers, protocols, hsts: hsts as string, limits };
+}
+
+function readProtocols(t: TableReader): HttpProtocol[] {
+  const fallback: HttpProtocol[] = ['h1', 'h2'];
+  if (!t.has('protocols')) {
+    t.take('protocols');
+    return fallback;
+  }
+  const values = t.stringArray('protocols', fallback);
+  const bad = values.find((v) => v !== 'h1' && v !== 'h2');
+  if (bad !== undefined) {
+    t.issue('protocols', `unknown protocol "${bad}": use "h1" and/or "h2"`);
+    return fallback;
+  }
+  if (values.length === 0) {
+    t.issue('protocols', 'must name at least one of "h1", "h2"');
+    return fallback;
+  }
+  return [...new Set(values as HttpProtocol[])];
+}
+
+// A Strict-Transport-Security value: max-age=<seconds>, optionally includeSubDomains and preload.
+function checkHsts(text: string): Checked<string> {
+  if (text === '') return { ok: true, value: '' };
+  return /^max-age=\d{1,10}(\s*;\s*(includeSubDomains|preload))*$/i.test(text.trim())
+    ? { ok: true, value: text.trim() }
+    : { ok: false, message: `"${text}" is not a Strict-Transport-Security value (max-age=<seconds>[; includeSubDomains][; preload]; "" for none)` };
 }
 
 // Unix permission bits: TOML octal (0o660) or a string of octal digits ("0660").
@@ -220,11 +265,17 @@ function readOrchestrator(t: TableReader): OrchestratorSettings {
   return settings;
 }
 
-function readPrograms(t: TableReader, paths: PathResolver): ProgramsSettings {
+function readPrograms(t: TableReader, paths: PathResolver, driver: DriverName): ProgramsSettings {
   const source = t.oneOf('source', 'local', SOURCES);
   const alephApi = t.checked('aleph_api', DEFAULTS.alephApi, checkHttpUrl);
   const entries = t.tables('local');
   const local = entries.map((entry) => readLocalProgram(entry, paths));
+  if (driver === 'firecracker') {
+    // machine-config's limits, at check-config rather than as a 400 at the first boot.
+    local.forEach((program, index) => {
+      if (program.vcpus > FIRECRACKER_MAX_VCPUS) entries[index]!.issue('vcpus', `must be at most ${FIRECRACKER_MAX_VCPUS} with the firecracker driver (machine-config vcpu_count is 1-${FIRECRACKER_MAX_VCPUS}), got ${program.vcpus}`);
+    });
+  }
 
   // Duplicates point at the later entry: the earlier one is the "real" definition.
   const seenHashes = new Map<string, number>();
@@ -298,9 +349,14 @@ function readLocalProgram(t: TableReader, paths: PathResolver): LocalProgramSett
   const hash = t.checked('hash', '', checkHash, true);
   const name = t.string('name', '');
   let command: string[] = [];
-  // A VM program (with `code`) needs no command; a process program does.
-  const vmProgram = t.has('code');
-  if (vmProgram && !t.has('command')) {
+  // An ASGI program is started by our server; a VM program (with `code`) needs no
+  // command; a process program does.
+  const asgiProgram = t.has('asgi');
+  const vmProgram = !asgiProgram && t.has('code');
+  if (asgiProgram) {
+    if (t.has('command')) t.issue('command', 'not used with asgi: the ASGI server (guest/aleph_asgi) is the command; remove one of them');
+    t.take('command');
+  } else if (vmProgram && !t.has('command')) {
     t.take('command');
   } else if (t.require('command', 'is required: the program and its arguments, like ["node", "server.js"]')) {
     command = t.stringArray('command', []);
@@ -326,8 +382,24 @@ function readLocalProgram(t: TableReader, paths: PathResolver): LocalProgramSett
     requestTimeoutMs: t.duration('request_timeout', 0),
   };
   if (vmProgram) settings.vm = readLocalVm(t, paths);
+  if (asgiProgram) {
+    settings.asgi = readLocalAsgi(t, paths);
+    if (cwdText === '') settings.cwd = settings.asgi.code;
+  }
   t.finish();
   return settings;
+}
+
+function readLocalAsgi(t: TableReader, paths: PathResolver): LocalAsgiSettings {
+  const app = t.checked('asgi', '', (text) =>
+    ASGI_APP_PATTERN.test(text)
+      ? { ok: true, value: text }
+      : { ok: false, message: `must be "module:attribute" with Python identifiers, like "main:app", got "${text}"` },
+  );
+  const code = t.require('code', 'is required with asgi: the folder holding the app, relative to this file')
+    ? paths.resolve(t.checked('code', '', nonEmpty))
+    : '';
+  return { app, code };
 }
 
 function readLocalVm(t: TableReader, paths: PathResolver): LocalVmSettings {
@@ -345,6 +417,7 @@ function readLocalVm(t: TableReader, paths: PathResolver): LocalVmSettings {
 /** Defaults of the [drivers.*] sections (used when the file has no [drivers] table). */
 export function defaultDriversSettings(): DriversSettings {
   return {
+    process: { python: 'python3' },
     qemu: { binary: 'qemu-system-x86_64', kernel: '', initramfs: '', machine: 'auto', accel: 'auto', network: 'user', runDir: '/run/aleph-edge/vms' },
     firecracker: {
       binary: 'firecracker',
@@ -354,8 +427,10 @@ export function defaultDriversSettings(): DriversSettings {
       rootfs: '',
       runDir: '/run/aleph-edge/firecracker',
       chrootBaseDir: '/srv/jailer',
+      cgroupRoot: '',
       uid: 0,
       gid: 0,
+      extraBootArgs: '',
       apiTimeoutMs: 5 * SECOND,
     },
     network: { pool: '172.16.0.0/24', prefix: 30, tapPrefix: 'aetap', stateDir: '/run/aleph-edge/net', outboundInterface: '' },
@@ -369,6 +444,10 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
   const d = root.optionalTable('drivers');
   if (!d) return undefined;
   const defaults = defaultDriversSettings();
+  const p = d.table('process');
+  const processSettings: DriversSettings['process'] = { python: p.checked('python', defaults.process.python, nonEmpty) };
+  if (processSettings.python.includes('/')) processSettings.python = paths.resolve(processSettings.python);
+  p.finish();
   const q = d.table('qemu');
   const qemu: DriversSettings['qemu'] = {
     binary: q.checked('binary', defaults.qemu.binary, nonEmpty),
@@ -390,9 +469,11 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
     rootfs: paths.resolve(f.string('rootfs', '')),
     runDir: paths.resolve(f.checked('run_dir', defaults.firecracker.runDir, nonEmpty)),
     chrootBaseDir: paths.resolve(f.checked('chroot_base_dir', defaults.firecracker.chrootBaseDir, nonEmpty)),
+    cgroupRoot: paths.resolve(f.string('cgroup_root', '')),
     uid: f.int('uid', 0, { min: 0 }),
     gid: f.int('gid', 0, { min: 0 }),
     apiTimeoutMs: f.duration('api_timeout', defaults.firecracker.apiTimeoutMs, 1),
+    extraBootArgs: f.checked('extra_boot_args', '', checkExtraBootArgs),
   };
   if (firecracker.jailer.includes('/')) firecracker.jailer = paths.resolve(firecracker.jailer);
   if (firecracker.binary.includes('/')) firecracker.binary = paths.resolve(firecracker.binary);
@@ -411,7 +492,21 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
   };
   n.finish();
   d.finish();
-  return { qemu, firecracker, network };
+  return { process: processSettings, qemu, firecracker, network };
+}
+
+// Operator kernel arguments: within what Firecracker's command line leaves after
+// ours and its own per-device entries, and none that contradict the boot layout.
+function checkExtraBootArgs(text: string): Checked<string> {
+  const room = firecrackerExtraBootArgsRoom();
+  if (Buffer.byteLength(text) > room) {
+    return { ok: false, message: `is ${Buffer.byteLength(text)} bytes; Firecracker's kernel command line (${FIRECRACKER_CMDLINE_MAX + 1} bytes with its NUL) leaves ${room} after the driver's arguments and its own virtio_mmio.device= entries` };
+  }
+  for (const arg of text.split(/\s+/).filter(Boolean)) {
+    const why = forbiddenBootArg(arg);
+    if (why) return { ok: false, message: `"${arg}": ${why}` };
+  }
+  return { ok: true, value: text.trim() };
 }
 
 // "a.b.c.d/n" with n <= 30 and no host bits set.
@@ -424,6 +519,57 @@ function checkIpv4Network(text: string): Checked<string> {
   const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
   if ((address & mask) >>> 0 !== address) return { ok: false, message: `"${text}" has host bits set; the network is ${[address & mask].map((a) => [a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join('.'))[0]}/${prefix}` };
   return { ok: true, value: text };
+}
+
+/**
+ * Hash of the diagnostic program shipped in examples/diagnostic/: sha256 of its name
+ * ("aleph-edge diagnostic program"), not of its content,
+ * so that the URL monitors call stays the same across releases.
+ */
+export const DIAGNOSTIC_PROGRAM_HASH = '506472294cc45a5763f64371ae56cee4b41a98d608184b6265c7577c99df518a';
+
+/** Defaults of [node] (used when the file has no [node] table). */
+export function defaultNodeSettings(): NodeSettings {
+  return {
+    checkProgram: DIAGNOSTIC_PROGRAM_HASH,
+    stateDir: '',
+    checks: { ipv4Url: 'https://9.9.9.9/', ipv6Url: 'https://[2620:fe::fe]/', dnsHostname: 'aleph.im', domain: '', timeoutMs: 5 * SECOND },
+    diagnostic: { internetUrl: 'https://aleph.im/', ipv4Target: '9.9.9.9:53', ipv6Target: '[2620:fe::fe]:53', dnsHostname: 'aleph.im' },
+  };
+}
+
+function readNode(root: TableReader, paths: PathResolver): NodeSettings | undefined {
+  const t = root.optionalTable('node');
+  if (!t) return undefined;
+  const d = defaultNodeSettings();
+  const checkProgram = t.checked('check_program', d.checkProgram, checkHash);
+  const stateDir = paths.resolve(t.string('state_dir', ''));
+  const c = t.table('checks');
+  const checks: NodeSettings['checks'] = {
+    ipv4Url: c.checked('ipv4_url', d.checks.ipv4Url, checkHttpUrl),
+    ipv6Url: c.checked('ipv6_url', d.checks.ipv6Url, checkHttpUrl),
+    dnsHostname: c.checked('dns_hostname', d.checks.dnsHostname, checkHostname),
+    domain: c.checked('domain', '', (text) => (text === '' ? { ok: true, value: '' } : checkHostname(text))),
+    timeoutMs: c.duration('timeout', d.checks.timeoutMs, 1),
+  };
+  c.finish();
+  const g = t.table('diagnostic');
+  const diagnostic: NodeSettings['diagnostic'] = {
+    internetUrl: g.checked('internet_url', d.diagnostic.internetUrl, checkHttpUrl),
+    ipv4Target: g.checked('ipv4_target', d.diagnostic.ipv4Target, checkHostPort),
+    ipv6Target: g.checked('ipv6_target', d.diagnostic.ipv6Target, checkHostPort),
+    dnsHostname: g.checked('dns_hostname', d.diagnostic.dnsHostname, checkHostname),
+  };
+  g.finish();
+  t.finish();
+  return { checkProgram, stateDir, checks, diagnostic };
+}
+
+// "host:port" or "[v6]:port".
+function checkHostPort(text: string): Checked<string> {
+  return /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(text) && Number(text.slice(text.lastIndexOf(':') + 1)) <= 65535
+    ? { ok: true, value: text }
+    : { ok: false, message: `"${text}" is not host:port (IPv6 in brackets: [2620:fe::fe]:53)` };
 }
 
 function readEnv(t: TableReader): Record<string, string> {

@@ -7,6 +7,8 @@ export interface ListenAddress {
   port: number;
 }
 
+export type HttpProtocol = 'h1' | 'h2';
+
 export interface ServerSettings {
   domain: string; // lowercase, no trailing dot, no port
   httpsListen: ListenAddress[];
@@ -15,6 +17,8 @@ export interface ServerSettings {
   statusSocketMode: number; // default 0o660
   drainTimeoutMs: number; // default 30s
   workers: number; // default 0 = one worker process per core; 1 = everything in one process
+  protocols: HttpProtocol[]; // default ['h1', 'h2']: what ALPN offers on the HTTPS listeners
+  hsts: string; // Strict-Transport-Security on the node domain; default 'max-age=31536000' in acme mode, '' (none) otherwise
   limits: {
     maxHeaderBytes: number; // default 16 KiB
     headersTimeoutMs: number; // default 10s: time to receive complete headers (slowloris)
@@ -22,6 +26,11 @@ export interface ServerSettings {
     keepAliveTimeoutMs: number; // default 5s
     maxBodyBytes: number; // default 0 = unlimited (streamed, never buffered)
     maxConnections: number; // default 0 = unlimited
+    handshakeTimeoutMs: number; // default 10s: a connection that has not finished its TLS handshake by then is destroyed
+    maxHandshakesPerAddress: number; // default 128: unfinished handshakes per client address (IPv6: per /64)
+    maxHandshakes: number; // default 4096: unfinished handshakes in total, per process
+    h2MaxConcurrentStreams: number; // default 100 streams per HTTP/2 connection
+    h2IdleTimeoutMs: number; // default 60s: an HTTP/2 connection without open streams is closed after this
   };
 }
 
@@ -75,6 +84,13 @@ export interface LocalProgramSettings {
   requestTimeoutMs: number; // 0 = node default
   /** VM drivers: present when the entry has `code` (then `command` is optional). */
   vm?: LocalVmSettings;
+  /** An ASGI app (`asgi = "main:app"`, `code = "<dir>"`): the process driver serves it with guest/aleph_asgi; `command` is then empty. */
+  asgi?: LocalAsgiSettings;
+}
+
+export interface LocalAsgiSettings {
+  app: string; // module:attribute, checked against ASGI_APP_PATTERN
+  code: string; // absolute folder: put first on sys.path (--app-dir) and the program's cwd
 }
 
 export interface LocalVmSettings {
@@ -100,13 +116,15 @@ export interface QemuDriverSettings {
 export interface FirecrackerDriverSettings {
   binary: string; // default 'firecracker'
   jailer: string; // '' = run firecracker directly (development); production: path to jailer
-  kernel: string; // absolute; uncompressed ELF vmlinux (required when orchestrator.driver = "firecracker")
-  initramfs: string; // absolute or ''; base initramfs
-  rootfs: string; // absolute or ''; read-only root drive (ext4/squashfs) instead of the initramfs
+  kernel: string; // absolute; x86_64: ELF vmlinux or bzImage, aarch64: PE Image (required when orchestrator.driver = "firecracker")
+  initramfs: string; // absolute; base initramfs: every VM boots kernel + initramfs, no drive is the root device
+  rootfs: string; // absolute or ''; the default runtime squashfs (a read-only drive the init mounts under an overlay, never is_root_device)
   runDir: string; // API sockets and per-VM files without the jailer; default /run/aleph-edge/firecracker
   chrootBaseDir: string; // jailer --chroot-base-dir; default /srv/jailer
   uid: number; // jailer --uid; default 0 (set an unprivileged one in production)
   gid: number; // jailer --gid
+  cgroupRoot: string; // cgroup_root: the cgroup v2 hierarchy the jailer uses; '' = the cgroup2 mount in /proc/mounts
+  extraBootArgs: string; // extra_boot_args: appended to the guest kernel command line; default ''
   apiTimeoutMs: number; // api_timeout: the API socket must appear (and each API call answer) within this; default 5s
 }
 
@@ -118,7 +136,12 @@ export interface NetworkDriverSettings {
   outboundInterface: string; // NAT egress for programs with internet = true; '' = none allowed
 }
 
+export interface ProcessDriverSettings {
+  python: string; // interpreter for ASGI programs; default 'python3' (PATH); a path with '/' is resolved against the config file
+}
+
 export interface DriversSettings {
+  process: ProcessDriverSettings;
   qemu: QemuDriverSettings;
   firecracker: FirecrackerDriverSettings;
   network: NetworkDriverSettings;
@@ -172,4 +195,27 @@ export interface Settings {
   routing: RoutingSettings;
   /** VM driver settings; present when the file has a [drivers] table (defaults: defaultDriversSettings()). */
   drivers?: DriversSettings;
+  /** The node's public API (src/nodeapi/); present when the file has a [node] table (defaults: defaultNodeSettings()). */
+  node?: NodeSettings;
+}
+
+/** [node]: what the node's public API serves and checks. */
+export interface NodeSettings {
+  checkProgram: string; // 64 hex; default: the shipped diagnostic program (registered automatically)
+  stateDir: string; // absolute; the login secret lives here; '' = the directory holding tls.storage
+  /** /status/check/host probes. */
+  checks: {
+    ipv4Url: string; // default https://9.9.9.9/ (any answer: 200 or 404 counts as egress)
+    ipv6Url: string; // default https://[2620:fe::fe]/
+    dnsHostname: string; // resolved for the dns check; default aleph.im
+    domain: string; // resolved (and fetched over http) for the domain check; '' = server.domain
+    timeoutMs: number; // per probe; default 5s
+  };
+  /** What the shipped diagnostic program probes (passed to it as environment variables). */
+  diagnostic: {
+    internetUrl: string; // GET, must answer 200 with a Server header; default https://aleph.im/
+    ipv4Target: string; // host:port opened over TCP; default 9.9.9.9:53
+    ipv6Target: string; // default [2620:fe::fe]:53
+    dnsHostname: string; // default aleph.im
+  };
 }

@@ -21,7 +21,7 @@ export type DriverOptions = ProcessDriverOptions & {
 export function createDriver(name: DriverName, opts: DriverOptions): Driver {
   switch (name) {
     case 'process':
-      return new ProcessDriver(opts);
+      return new ProcessDriver({ ...opts, python: opts.python ?? (opts.drivers ?? defaultDriversSettings()).process.python });
     case 'qemu': {
       const { qemu, network } = opts.drivers ?? defaultDriversSettings();
       return new QemuDriver({ ...qemu, stopGraceMs: opts.stopGraceMs, pool: qemu.network === 'tap' ? new NetworkPool(network) : undefined });

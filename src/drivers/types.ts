@@ -8,6 +8,13 @@ export type Endpoint =
 /** Per-execution identity handed to a driver (used for names, logs, resources). */
 export interface Slot {
   executionId: string; // unique per execution, e.g. '<short hash>-<n>'
+  /**
+   * The execution's guest API (src/guestapi/): an HTTP server on this unix socket,
+   * for this program only. Drivers make it reachable from the program with
+   * openGuestLink (guest-link.ts) and set ALEPH_API_HOST & co (guestEnv). Absent
+   * when the guest API is disabled.
+   */
+  guestApi?: { socket: string };
 }
 
 export interface ExitInfo {

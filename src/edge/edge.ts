@@ -3,12 +3,15 @@ import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import type { ListenAddress, ServerSettings } from '../config/index.js';
+import type { HttpProtocol, ListenAddress, ServerSettings } from '../config/index.js';
 import { createLogger } from '../common/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ExecutionGateway } from '../orchestrator/index.js';
+import { NodePages, type NodeState } from '../nodeapi/index.js';
 import type { Forwarder } from '../proxy/index.js';
-import type { CertificateResolver } from '../tls/index.js';
+import { TLS_PROFILE, type CertificateResolver } from '../tls/index.js';
+import { H2Front } from './h2.js';
+import { HandshakeGuard } from './handshake-guard.js';
 import { createHttpHandler } from './http-listener.js';
 import { Pipeline, type RouteTable } from './pipeline.js';
 import { inheritedSockets, type InheritedSocket } from './systemd.js';
@@ -19,6 +22,8 @@ export interface EdgeDeps {
   server: ServerSettings;
   certs: CertificateResolver;
   gateway: ExecutionGateway;
+  /** What node pages read (in a worker: the primary's state over IPC). */
+  nodeState: NodeState;
   routes: RouteTable;
   forwarder: Forwarder;
   metrics: MetricsRegistry;
@@ -37,8 +42,6 @@ interface Listener {
   label: string;
 }
 
-const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
-
 /** The node's listeners (:443 and :80, or inherited fds) and their request pipeline. */
 export class Edge {
   readonly pipeline: Pipeline;
@@ -46,6 +49,10 @@ export class Edge {
   private readonly tunnels = new Set<Duplex>();
   private closing: Promise<void> | undefined;
   private readonly handshakeFailures;
+  private readonly handshakes: HandshakeGuard;
+  private readonly h2: H2Front | undefined;
+  private ticketKeys: Buffer | undefined;
+  private defaultCertTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: EdgeDeps) {
     this.pipeline = new Pipeline({
@@ -53,9 +60,20 @@ export class Edge {
       gateway: deps.gateway,
       forwarder: deps.forwarder,
       metrics: deps.metrics,
-      page: { domain: deps.server.domain, version: deps.version, startedAt: Date.now() },
+      pages: new NodePages(deps.nodeState, deps.version),
+      domain: deps.server.domain,
       maxBodyBytes: deps.server.limits.maxBodyBytes,
+      hsts: deps.server.hsts,
     });
+    const limits = deps.server.limits;
+    this.ticketKeys = deps.ticketKeys;
+    this.handshakes = new HandshakeGuard({ timeoutMs: limits.handshakeTimeoutMs, perAddress: limits.maxHandshakesPerAddress, total: limits.maxHandshakes }, deps.metrics);
+    if (deps.server.protocols.includes('h2')) {
+      this.h2 = new H2Front(limits, {
+        request: (req, res) => void this.pipeline.handle(req, res, 'https'),
+        connect: (req, res, stream) => void this.pipeline.connectH2(req, res, stream),
+      }, deps.metrics);
+    }
     this.handshakeFailures = deps.metrics.counter('aleph_edge_tls_handshake_failures_total', 'TLS handshakes that failed, by reason');
   }
 
@@ -82,10 +100,40 @@ export class Edge {
       await this.close();
       throw error;
     }
+    void this.refreshDefaultCertificate();
+  }
+
+  /**
+   * Clients without SNI (monitoring by IP, some scanners) get the node domain's
+   * certificate: it becomes the listeners' default context, refreshed periodically
+   * so that renewals reach it.
+   */
+  private async refreshDefaultCertificate(): Promise<void> {
+    const { certs, server: settings } = this.deps;
+    if (!certs.certificate || !settings.domain) return;
+    let pair;
+    try {
+      pair = await certs.certificate(settings.domain);
+    } catch (error) {
+      log.debug('no default certificate yet', { error: (error as Error).message });
+    }
+    if (this.listeners.length === 0) return; // closed meanwhile
+    if (pair) {
+      for (const { kind, server } of this.listeners) {
+        if (kind !== 'https') continue;
+        const tlsServer = server as https.Server;
+        tlsServer.setSecureContext({ cert: pair.certPem, key: pair.keyPem, ...TLS_PROFILE });
+        if (this.ticketKeys) tlsServer.setTicketKeys(this.ticketKeys);
+      }
+    }
+    clearTimeout(this.defaultCertTimer);
+    this.defaultCertTimer = setTimeout(() => void this.refreshDefaultCertificate(), pair ? 10 * 60_000 : 30_000);
+    this.defaultCertTimer.unref();
   }
 
   /** Rotates the session ticket keys of every HTTPS listener. */
   setTicketKeys(keys: Buffer): void {
+    this.ticketKeys = keys;
     for (const { kind, server } of this.listeners) if (kind === 'https') (server as https.Server).setTicketKeys(keys);
   }
 
@@ -107,6 +155,9 @@ export class Edge {
       server.close();
       server.closeIdleConnections();
     }
+    this.h2?.stopAccepting();
+    // Nothing was asked on them yet: a drain has nothing to wait for.
+    this.handshakes.closeAll();
   }
 
   /** Waits for in-flight requests up to the deadline, then cuts whatever is left. */
@@ -132,7 +183,10 @@ export class Edge {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      clearTimeout(this.defaultCertTimer);
       for (const tunnel of this.tunnels) tunnel.destroy();
+      this.handshakes.closeAll();
+      this.h2?.closeAll();
       await Promise.all(this.listeners.map(({ server }) => new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
@@ -177,12 +231,14 @@ export class Edge {
           (error: Error) => callback(error),
         );
       },
-      minVersion: 'TLSv1.2',
-      ...(certs.alpnChallenge ? { ALPNCallback: alpnSelect } : { ALPNProtocols: ['http/1.1'] }),
-      handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+      ...TLS_PROFILE,
+      ALPNCallback: alpnSelector(this.deps.server.protocols, certs.alpnChallenge !== undefined),
+      handshakeTimeout: this.deps.server.limits.handshakeTimeoutMs,
       maxHeaderSize: this.deps.server.limits.maxHeaderBytes,
       connectionsCheckingInterval: checkingInterval(this.deps.server.limits),
     });
+    this.routeByAlpn(server);
+    this.handshakes.attach(server);
     if (this.deps.ticketKeys) server.setTicketKeys(this.deps.ticketKeys);
     if (certs.ocspResponse) {
       // Staple when the resolver has a cached OCSP response; otherwise the handshake goes on without one.
@@ -198,13 +254,31 @@ export class Edge {
     });
     server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
       this.handshakeFailures.inc({ reason: error.code ?? 'error' });
+      socket.destroy();
       log.debug('tls handshake failed', { sni: (socket as TLSSocket & { servername?: string }).servername || undefined, error: error.message });
     });
     return server;
   }
 
+  /**
+   * https.Server serves HTTP/1.1 on every secure connection; a connection that
+   * negotiated 'h2' goes to the HTTP/2 front instead, and with h1 turned off a
+   * client that negotiated nothing is closed.
+   */
+  private routeByAlpn(server: https.Server): void {
+    const h1 = server.listeners('secureConnection') as Array<(socket: TLSSocket) => void>;
+    server.removeAllListeners('secureConnection');
+    const h1Enabled = this.deps.server.protocols.includes('h1');
+    server.on('secureConnection', (socket: TLSSocket) => {
+      if (socket.alpnProtocol === 'h2' && this.h2) this.h2.accept(socket);
+      // acme-tls/1 validations end after the handshake; the HTTP/1.1 side closes them.
+      else if (h1Enabled || socket.alpnProtocol === 'acme-tls/1') for (const listener of h1) listener.call(server, socket);
+      else socket.destroy();
+    });
+  }
+
   private createHttpServer(): http.Server {
-    const handler = createHttpHandler(this.deps.certs, () => this.port('https'));
+    const handler = createHttpHandler(this.deps.certs, () => this.port('https'), this.pipeline.serverHeader);
     const server = http.createServer({ maxHeaderSize: this.deps.server.limits.maxHeaderBytes, connectionsCheckingInterval: checkingInterval(this.deps.server.limits) });
     server.on('request', (req, res) => void handler(req, res));
     server.on('upgrade', (_req, socket: Duplex) => socket.destroy());
@@ -234,13 +308,18 @@ export class Edge {
 const sniSeen = new WeakSet<TLSSocket>();
 const acmeValidation = new WeakSet<TLSSocket>();
 
-function alpnSelect(this: TLSSocket, { protocols }: { servername: string; protocols: string[] }): string | undefined {
-  if (protocols.includes('acme-tls/1') && !sniSeen.has(this)) {
-    acmeValidation.add(this);
-    return 'acme-tls/1';
-  }
-  // Like ALPNProtocols: ['http/1.1'], except that a client offering neither is refused.
-  return protocols.includes('http/1.1') ? 'http/1.1' : undefined;
+function alpnSelector(enabled: HttpProtocol[], acme: boolean) {
+  const h2 = enabled.includes('h2');
+  const h1 = enabled.includes('h1');
+  return function (this: TLSSocket, { protocols }: { servername: string; protocols: string[] }): string | undefined {
+    if (acme && protocols.includes('acme-tls/1') && !sniSeen.has(this)) {
+      acmeValidation.add(this);
+      return 'acme-tls/1';
+    }
+    if (h2 && protocols.includes('h2')) return 'h2';
+    // A client offering none of ours is refused.
+    return h1 && protocols.includes('http/1.1') ? 'http/1.1' : undefined;
+  };
 }
 
 /**

@@ -21,7 +21,7 @@ export function replyFor(error: unknown): ErrorReply {
   if (error instanceof BadRequestError) return { status: 400, message: error.message, kind: 'bad_request' };
   if (error instanceof PayloadTooLargeError) return { status: 413, message: error.message, kind: 'too_large' };
   if (error instanceof UnavailableError) return { status: 503, message: error.message, retryAfterS: error.retryAfterS, kind: error.reason };
-  if (error instanceof BootFailedError) return { status: 502, message: error.message, retryAfterS: 1, kind: 'boot_failed' };
+  if (error instanceof BootFailedError) return { status: 502, message: error.message, retryAfterS: error.retryAfterS ?? 1, kind: 'boot_failed' };
   if (error instanceof UpstreamError) return { status: 502, message: error.message, kind: 'upstream' };
   if (error instanceof UpstreamTimeoutError) return { status: 504, message: error.message, kind: 'timeout' };
   // Anything else is our bug: log it in full, show the client nothing of it.
@@ -48,7 +48,8 @@ export function writeHttpError(res: ServerResponse, reply: ErrorReply): void {
   const body = `${reply.status} ${reply.message}\n`;
   const headers = headersFor(reply, body);
   // After a malformed request the connection state is suspect: do not reuse it.
-  if (reply.status === 400 || reply.status === 413) headers.connection = 'close';
+  // (HTTP/2 has no Connection header: the stream ends, the connection stays.)
+  if ((reply.status === 400 || reply.status === 413) && res.req.httpVersionMajor < 2) headers.connection = 'close';
   res.writeHead(reply.status, headers);
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }

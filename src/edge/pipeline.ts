@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { BadRequestError, PayloadTooLargeError, createLogger, shortHash } from '../common/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
@@ -6,7 +7,8 @@ import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
 import type { ForwardInfo, Forwarder } from '../proxy/index.js';
 import type { Route, RouteRequest } from '../routing/index.js';
 import { replyFor, writeHttpError, writeSocketError, type ErrorReply } from './errors.js';
-import { servePage, type PageInfo } from './pages.js';
+import { NodePages } from '../nodeapi/index.js';
+import { NodeDomainHeaders } from './node-domain.js';
 
 /** What the pipeline needs of routing; swapped whole on reload. */
 export interface RouteTable {
@@ -18,8 +20,12 @@ export interface PipelineDeps {
   gateway: ExecutionGateway;
   forwarder: Forwarder;
   metrics: MetricsRegistry;
-  page: PageInfo;
+  pages: NodePages;
+  /** server.domain: the host whose answers carry the node-domain headers. */
+  domain: string;
   maxBodyBytes: number;
+  /** Strict-Transport-Security for the node domain; '' for none. */
+  hsts?: string;
 }
 
 const access = createLogger('access');
@@ -43,13 +49,20 @@ export class Pipeline {
   private readonly errors;
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
+  private readonly nodeDomain: NodeDomainHeaders;
 
   constructor(private readonly deps: PipelineDeps) {
     this.routes = deps.routes;
+    this.nodeDomain = new NodeDomainHeaders(deps.domain, deps.hsts ?? '');
     this.requests = deps.metrics.counter('aleph_edge_requests_total', 'Requests answered, by status class');
     this.duration = deps.metrics.histogram('aleph_edge_request_duration_seconds', 'Request duration, by status class', DURATION_BUCKETS);
     this.errors = deps.metrics.counter('aleph_edge_errors_total', 'Error replies, by kind');
     deps.metrics.gauge('aleph_edge_requests_in_flight', 'Requests being served').collect(() => [[{}, this.inFlight]]);
+  }
+
+  /** The `Server` header of the node's own answers. */
+  get serverHeader(): string {
+    return this.deps.pages.serverHeader;
   }
 
   /** Requests (and WebSocket tunnels) currently open. */
@@ -65,7 +78,8 @@ export class Pipeline {
 
   async handle(req: IncomingMessage, res: ServerResponse, proto: ForwardInfo['proto']): Promise<void> {
     const started = performance.now();
-    const host = req.headers.host ?? '';
+    // HTTP/2 names the authority in a pseudo-header (a Host header, if sent, must agree: RFC 9113 8.3.1).
+    const host = req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? '';
     const target = req.url ?? '';
     let hash: string | undefined;
     this.begin();
@@ -75,16 +89,17 @@ export class Pipeline {
       const status = res.headersSent ? res.statusCode : 0;
       this.requests.inc({ class: statusClass(status) });
       this.duration.observe(seconds, { class: statusClass(status) });
-      access.info(`${req.method} ${host}${target}`, {
+      access.info(`${req.method} ${host}${redactTarget(target)}`, {
         hash: hash ? shortHash(hash) : undefined, status, ms: Math.round(seconds * 1000), cut: res.writableFinished ? undefined : true,
       });
     });
     let lease: Lease | undefined;
+    this.nodeDomain.apply(host, res);
     try {
       this.checkBodySize(req);
       const route = await this.routes.route({ host, path: req.url ?? '' });
       if (route.kind === 'node') {
-        servePage(route.page, req, res, this.deps.page);
+        await this.deps.pages.handle(req, res, route.path);
         return;
       }
       hash = route.hash;
@@ -103,6 +118,8 @@ export class Pipeline {
       await this.deps.forwarder.web(req, res, lease, { clientIp: clientIp(req), proto, host }, { maxBodyBytes: this.deps.maxBodyBytes });
     } catch (error) {
       if (res.destroyed) return;
+      // Errors are the node's own answers, whatever the route.
+      if (!res.headersSent) res.setHeader('server', this.deps.pages.serverHeader);
       this.fail(res, replyFor(error), hash);
     } finally {
       lease?.release();
@@ -136,6 +153,39 @@ export class Pipeline {
       this.errors.inc({ kind: reply.kind });
       access.info(`WS ${host}${target}`, { hash: hash ? shortHash(hash) : undefined, status: reply.status });
       writeSocketError(socket, reply);
+    } finally {
+      lease?.release();
+      this.end();
+    }
+  }
+
+  /** A WebSocket over HTTP/2 (extended CONNECT with :protocol = websocket). */
+  async connectH2(req: IncomingMessage, res: ServerResponse, stream: ServerHttp2Stream): Promise<void> {
+    const host = (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? '';
+    const target = req.url ?? '';
+    let hash: string | undefined;
+    let lease: Lease | undefined;
+    this.begin();
+    try {
+      if (req.headers[':protocol'] !== 'websocket') throw new BadRequestError('unsupported CONNECT');
+      const route = await this.routes.route({ host, path: target });
+      if (route.kind === 'node') throw new BadRequestError('unsupported upgrade');
+      hash = route.hash;
+      const gone = leaveSignal(res);
+      try {
+        lease = await this.deps.gateway.acquire(route.hash, gone.signal);
+      } finally {
+        gone.dispose();
+      }
+      if (stream.destroyed) return;
+      req.url = route.path;
+      const outcome = await this.deps.forwarder.wsOverH2(req, stream, lease, { clientIp: clientIp(req), proto: 'https', host });
+      access.info(`WS ${host}${target}`, { hash: shortHash(hash), status: outcome.status, h2: true });
+    } catch (error) {
+      if (stream.destroyed) return;
+      const reply = replyFor(error);
+      access.info(`WS ${host}${target}`, { hash: hash ? shortHash(hash) : undefined, status: reply.status, h2: true });
+      this.fail(res, reply, hash);
     } finally {
       lease?.release();
       this.end();
@@ -186,4 +236,9 @@ function leaveSignal(res: ServerResponse): { signal: AbortSignal; dispose(): voi
   const onClose = () => controller.abort();
   res.once('close', onClose);
   return { signal: controller.signal, dispose: () => res.off('close', onClose) };
+}
+
+/** The login URL carries the node's secret: it never reaches the access log. */
+function redactTarget(target: string): string {
+  return target.includes('token=') ? target.replace(/([?&]token=)[^&]*/g, '$1[redacted]') : target;
 }

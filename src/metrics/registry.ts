@@ -26,7 +26,12 @@ function sample(name: string, key: string, value: number): string {
 export class Counter implements Family {
   readonly type = 'counter' as const;
   private readonly values = new Map<string, number>();
+  private collector?: () => number;
   constructor(readonly name: string, readonly help: string) {}
+  /** Sample a total kept elsewhere (below metrics/, e.g. the logger) at scrape time. */
+  collect(fn: () => number): void {
+    this.collector = fn;
+  }
   inc(labels: Labels = {}, by = 1): void {
     const key = labelKey(labels);
     this.values.set(key, (this.values.get(key) ?? 0) + by);
@@ -41,6 +46,7 @@ export class Counter implements Family {
     return sum;
   }
   render(): string[] {
+    if (this.collector) return [sample(this.name, '', this.collector())];
     return [...this.values].map(([key, value]) => sample(this.name, key, value));
   }
 }

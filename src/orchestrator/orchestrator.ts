@@ -1,5 +1,5 @@
 import type { OrchestratorSettings } from '../config/index.js';
-import { BootFailedError, EdgeError, UnavailableError, UpstreamError, createLogger, shortHash } from '../common/index.js';
+import { BootFailedError, EdgeError, UnavailableError, UpstreamError, createLogger, retryAfterSeconds, shortHash } from '../common/index.js';
 import type { Driver, Endpoint } from '../drivers/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ProgramSource } from '../programs/index.js';
@@ -73,7 +73,8 @@ export class Orchestrator implements ExecutionGateway {
       const blocked = this.backoff.blocked(hash);
       if (blocked) {
         this.metrics.rejections.inc({ reason: 'backoff' });
-        throw new BootFailedError(`program failed to boot: ${blocked.reason} (next attempt in ${Math.ceil(blocked.remainingMs / 1000)}s)`);
+        const waitS = retryAfterSeconds(blocked.remainingMs);
+        throw new BootFailedError(`program failed to boot: ${blocked.reason} (next attempt in ${waitS}s)`, { retryAfterS: waitS });
       }
       execution = this.boot(hash);
     }
@@ -309,7 +310,7 @@ export class Orchestrator implements ExecutionGateway {
     const delay = this.backoff.fail(hash, reason);
     this.metrics.bootFailures.inc({ reason: cause instanceof BootTimeout ? 'timeout' : 'error' });
     log.warn('program failed to boot', { hash: shortHash(hash), id: execution.id, reason, retry_in_ms: delay });
-    throw new BootFailedError(`program failed to boot: ${reason}`);
+    throw new BootFailedError(`program failed to boot: ${reason}`, { retryAfterS: retryAfterSeconds(delay) });
   }
 
   /** Makes room under max_vms and memory_budget_mib, evicting idle executions LRU-first. */

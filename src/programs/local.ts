@@ -1,5 +1,5 @@
 import type { LocalProgramSettings } from '../config/index.js';
-import { NotFoundError } from '../common/index.js';
+import { GUEST_DIR, NotFoundError } from '../common/index.js';
 import type { Program, ProgramSource } from './types.js';
 
 /** Programs declared in the TOML (`[[programs.local]]`); immutable, rebuilt on reload. */
@@ -29,8 +29,15 @@ function toProgram(entry: LocalProgramSettings): Program {
     vcpus: entry.vcpus,
     healthPath: entry.healthPath,
     requestTimeoutMs: entry.requestTimeoutMs,
-    launch: entry.vm
-      ? { kind: 'vm', ...entry.vm, env: entry.env }
-      : { kind: 'process', command: entry.command, cwd: entry.cwd, env: entry.env },
+    launch: launchOf(entry),
   };
+}
+
+function launchOf(entry: LocalProgramSettings): Program['launch'] {
+  if (entry.vm) return { kind: 'vm', ...entry.vm, env: entry.env };
+  if (entry.asgi) {
+    // Served by our ASGI server with the host's python (drivers.process.python).
+    return { kind: 'process', command: [], cwd: entry.cwd, env: entry.env, asgi: { app: entry.asgi.app, appDir: entry.asgi.code, guestDir: GUEST_DIR } };
+  }
+  return { kind: 'process', command: entry.command, cwd: entry.cwd, env: entry.env };
 }

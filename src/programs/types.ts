@@ -2,12 +2,23 @@
 
 export interface ProcessLaunch {
   kind: 'process';
-  command: string[]; // argv; the program must listen on $PORT (and may read $HOST)
+  command: string[]; // argv; the program must listen on $PORT (and may read $HOST). With `asgi`: the prefix before the interpreter ([] or a sandbox ending in '--')
   cwd: string;
   env: Record<string, string>;
+  /** Runs inside a sandbox (bubblewrap) that does not see the host's files, so not the guest API socket either. */
+  sandboxed?: boolean;
+  /** An ASGI app served by guest/aleph_asgi: the driver appends `<python> -m aleph_asgi --app .. --app-dir .. --host .. --port ..`. */
+  asgi?: AsgiServe;
 }
 
-/** A program for the VM drivers (qemu, firecracker); see README "Drivers and the guest contract". */
+/** What the process driver needs to serve an ASGI app with our server (guest/aleph_asgi). */
+export interface AsgiServe {
+  app: string; // module:attribute
+  appDir: string; // --app-dir as the interpreter sees it (inside a sandbox: /opt/code)
+  guestDir: string; // PYTHONPATH as the interpreter sees it: the package's guest/ (inside a sandbox: /opt/aleph-guest)
+}
+
+/** A program for the VM drivers (qemu, firecracker); see docs/drivers.md. */
 export interface VmLaunch {
   kind: 'vm';
   code: string; // absolute: a directory (packed into the initramfs as /app) or a disk image (read-only drive); '' = none
@@ -20,10 +31,11 @@ export interface VmLaunch {
   aleph?: AlephVmExtras;
 }
 
-/** See README "Programs from the Aleph network". */
+/** See docs/aleph-programs.md. */
 export interface AlephVmExtras {
   interface: 'asgi' | 'binary'; // asgi: the runtime serves `asgiApp` from /opt/code on :8080; binary: `entrypoint` does
   asgiApp: string; // 'module:app' for asgi, '' otherwise
+  args?: string[]; // binary: arguments after the entrypoint (the message's code.args)
   runtime: string; // absolute path of the runtime's root filesystem image (squashfs); '' = not fetched
   volumes: AlephVmVolume[];
 }
@@ -31,7 +43,7 @@ export interface AlephVmExtras {
 export interface AlephVmVolume {
   mount: string; // absolute path inside the guest
   kind: 'data' | 'immutable' | 'ephemeral' | 'persistent';
-  source: string; // host path: an image file or a folder (data, immutable, persistent); '' for ephemeral
+  source: string; // host path: an image (VM drivers: squashfs for data/immutable, <volumes_dir>/<hash>/<name>.img for persistent) or a folder (process driver); '' for ephemeral
   sizeMib: number; // ephemeral and persistent: the size the guest gets; 0 otherwise
   readOnly: boolean;
 }
@@ -48,6 +60,8 @@ export interface Program {
   launch: Launch;
   /** Programs from the Aleph network: the code's STORE message hash (the `Aleph-Program-Code-Ref` header). */
   codeRef?: string;
+  /** Programs from the Aleph network: the PROGRAM message's sender (the program's ALEPH_ADDRESS_TO_USE). */
+  sender?: string;
 }
 
 /** Where program definitions come from (local registry, Aleph network). */

@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { ServerHttp2Stream } from 'node:http2';
 import { Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
 import { createProxyServer, type ProxyServer, type ProxyTarget } from 'http-proxy-3';
 import type { Dispatcher } from 'undici';
@@ -76,6 +78,8 @@ function classify(error: NodeJS.ErrnoException, exchange: Exchange): { error: Ed
 
 /** A request body to stream upstream, or null when the request has none. */
 function requestBody(req: IncomingMessage): Readable | null {
+  // HTTP/2 frames bodies itself: there is one unless the request ended with its headers.
+  if (req.httpVersionMajor === 2) return (req as IncomingMessage & { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders ? null : req;
   if (req.headers['transfer-encoding'] !== undefined) return req;
   const length = req.headers['content-length'];
   return length !== undefined && length !== '0' ? req : null;
@@ -95,6 +99,8 @@ export class Forwarder {
   private readonly pools: UpstreamPools;
   private readonly proxy: ProxyServer;
   private readonly exchanges = new WeakMap<IncomingMessage, Exchange>();
+  /** Program sockets of WebSockets over HTTP/2 (their client side is an h2 stream). */
+  private readonly h2Tunnels = new Set<Duplex>();
 
   constructor(options: ForwarderOptions = {}) {
     const keepAliveTimeoutMs = options.freeSocketTimeoutMs ?? 4_000;
@@ -171,7 +177,10 @@ export class Forwarder {
             exchange.abort?.(new UpstreamError('response no longer wanted'));
             return;
           }
-          res.writeHead(statusCode, statusMessage, downstreamResponseHeaders(headers, lease.hash, lease.codeRef));
+          const out = downstreamResponseHeaders(headers, lease.hash, lease.codeRef);
+          // HTTP/2 has no reason phrase.
+          if (req.httpVersionMajor === 2) res.writeHead(statusCode, out);
+          else res.writeHead(statusCode, statusMessage, out);
         },
         onResponseData: (controller, chunk) => {
           if (res.destroyed) return exchange.abort?.(new UpstreamError('client went away'));
@@ -248,9 +257,84 @@ export class Forwarder {
     });
   }
 
+  /**
+   * A WebSocket opened over HTTP/2 (RFC 8441 extended CONNECT): the program gets an
+   * HTTP/1.1 upgrade request (with a key of ours), and once it switches protocols
+   * the h2 stream and the program's socket carry the WebSocket frames both ways.
+   * Resolves when the tunnel closes; rejects with an EdgeError before the 101.
+   */
+  wsOverH2(req: IncomingMessage, stream: ServerHttp2Stream, lease: Lease, info: ForwardInfo): Promise<ForwardOutcome> {
+    return new Promise((resolve, reject) => {
+      const exchange = this.begin(lease, (outcome) => {
+        if (outcome instanceof EdgeError) reject(outcome);
+        else resolve(outcome);
+      });
+      const incoming: http.IncomingHttpHeaders = {};
+      for (const name in req.headers) if (name.charCodeAt(0) !== 58) incoming[name] = req.headers[name];
+      incoming.upgrade = 'websocket';
+      const headers = upstreamRequestHeaders(incoming, info, true);
+      headers.host = info.host;
+      headers['sec-websocket-key'] = randomBytes(16).toString('base64');
+      headers['sec-websocket-version'] = '13';
+      const endpoint = lease.endpoint;
+      const upstream = http.request({
+        ...(endpoint.kind === 'tcp' ? { host: endpoint.host, port: endpoint.port } : { socketPath: endpoint.path }),
+        method: 'GET', path: req.url ?? '/', headers, agent: this.agent,
+      });
+      exchange.abort = (reason) => upstream.destroy(reason);
+      stream.once('close', () => {
+        exchange.settle({ status: exchange.upgraded ? 200 : 0, complete: exchange.upgraded });
+        upstream.destroy();
+      });
+      upstream.once('upgrade', (res, socket, head) => {
+        exchange.upgraded = true;
+        clearTimeout(exchange.timer);
+        if (stream.destroyed) return socket.destroy();
+        const reply: Record<string, string | number> = { ':status': 200 };
+        for (const name of ['sec-websocket-protocol', 'sec-websocket-extensions']) {
+          const value = res.headers[name];
+          if (typeof value === 'string') reply[name] = value;
+        }
+        stream.respond(reply);
+        if (head.length > 0) stream.write(head);
+        socket.pipe(stream);
+        stream.pipe(socket);
+        this.h2Tunnels.add(socket);
+        socket.once('close', () => {
+          this.h2Tunnels.delete(socket);
+          stream.close();
+        });
+        socket.on('error', () => stream.close());
+        stream.on('error', () => socket.destroy());
+        stream.once('close', () => socket.destroy());
+      });
+      upstream.once('response', (res) => {
+        // The program refused the upgrade: its status goes to the client as it is.
+        res.resume();
+        if (exchange.settled || stream.destroyed) return;
+        const headers = downstreamResponseHeaders(res.headers, lease.hash, lease.codeRef);
+        stream.respond({ ...headers, ':status': res.statusCode ?? 502 }, { endStream: true });
+        exchange.settle({ status: res.statusCode ?? 502, complete: true });
+      });
+      upstream.once('error', (error: NodeJS.ErrnoException) => {
+        if (exchange.settled) return;
+        const { error: edgeError, fatal } = classify(error, exchange);
+        lease.reportFailure(edgeError.message, fatal);
+        if (exchange.upgraded) {
+          stream.close();
+          exchange.settle({ status: 200, complete: false });
+        } else {
+          exchange.settle(edgeError);
+        }
+      });
+      upstream.end();
+    });
+  }
+
   /** Closes upstream connections (shutdown). */
   close(): void {
     this.pools.close();
+    for (const socket of this.h2Tunnels) socket.destroy();
     this.agent.destroy();
   }
 

@@ -8,8 +8,11 @@ const HOP_BY_HOP = new Set([
 
 // Forwarding headers a client could forge; we set our own and drop theirs. Every
 // X-Forwarded-* counts (-Server, -Prefix, -Ssl... are trusted by some frameworks),
+// so do the client-IP headers CDNs set and libraries read like X-Forwarded-For,
 // and '_' is read as '-' (CGI/WSGI servers map both to HTTP_X_FORWARDED_FOR).
-const CLIENT_FORWARDING = new Set(['forwarded', 'x-real-ip']);
+const CLIENT_FORWARDING = new Set([
+  'forwarded', 'x-real-ip', 'true-client-ip', 'cf-connecting-ip', 'x-client-ip', 'client-ip', 'x-cluster-client-ip',
+]);
 
 function isClientForwarding(name: string): boolean {
   const normalized = name.includes('_') ? name.replaceAll('_', '-') : name;
@@ -68,11 +71,16 @@ export function upstreamRequestRawHeaders(incoming: { rawHeaders: string[]; head
   const chunked = incoming.headers['transfer-encoding'] !== undefined;
   const raw = incoming.rawHeaders;
   const out: string[] = [];
+  let host = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
-    if (!forwardsUpstream(name, nominated) || (chunked && name === 'content-length')) continue;
+    // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) are not headers upstream.
+    if (name.charCodeAt(0) === 58 || !forwardsUpstream(name, nominated) || (chunked && name === 'content-length')) continue;
+    if (name === 'host') host = true;
     out.push(raw[i]!, raw[i + 1]!);
   }
+  // From HTTP/2, the authority becomes the Host header of the HTTP/1.1 request.
+  if (!host && info.host) out.push('host', info.host);
   out.push('x-forwarded-for', info.clientIp, 'x-forwarded-proto', info.proto, 'x-forwarded-host', info.host);
   return out;
 }

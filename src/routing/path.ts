@@ -19,6 +19,8 @@ const HASH_LENGTH = 64;
 const VM_PREFIX = '/vm';
 const ABOUT_PREFIX = '/about';
 const STATUS_PREFIX = '/status';
+const V2_PREFIX = '/v2';
+const CONTROL_PREFIX = '/control';
 
 function invalidTarget(detail = 'invalid request target'): BadRequestError {
   return new BadRequestError(detail);
@@ -134,5 +136,7 @@ export function routeDomainPath(target: string): Route {
   if (isUnder(target, pathEnd, VM_PREFIX)) return vmRoute(target, pathEnd);
   if (isUnder(target, pathEnd, ABOUT_PREFIX)) return { kind: 'node', page: 'about', path: target };
   if (isUnder(target, pathEnd, STATUS_PREFIX)) return { kind: 'node', page: 'status', path: target };
+  if (isUnder(target, pathEnd, V2_PREFIX)) return { kind: 'node', page: 'v2', path: target };
+  if (isUnder(target, pathEnd, CONTROL_PREFIX)) return { kind: 'node', page: 'control', path: target };
   throw new NotFoundError('no such page');
 }

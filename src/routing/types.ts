@@ -1,7 +1,7 @@
 /** What a request maps to. */
 export type Route =
   | { kind: 'program'; hash: string; path: string; via: 'path' | 'label' | 'static' | 'txt' }
-  | { kind: 'node'; page: 'index' | 'about' | 'status'; path: string };
+  | { kind: 'node'; page: 'index' | 'about' | 'status' | 'v2' | 'control'; path: string };
 
 export interface RouteRequest {
   host: string; // Host header or :authority, as received (may carry a port)

@@ -4,7 +4,7 @@
 import { request } from 'node:http';
 import type { ExecutionInfo } from '../orchestrator/index.js';
 import type { CertInfo } from '../tls/index.js';
-import type { ReloadResult, StatusSnapshot } from './types.js';
+import type { LoginInfo, ReloadResult, StatusSnapshot } from './types.js';
 import { errnoCode } from './socket-file.js';
 import { certFromWire, type CertRecord, type StopResult } from './wire.js';
 
@@ -55,6 +55,10 @@ export class StatusClient {
   /** Resolves with the result whether or not the new configuration was accepted (200 or 422). */
   reload(): Promise<ReloadResult> {
     return this.json('POST', '/reload', [200, 422]) as Promise<ReloadResult>;
+  }
+
+  login(): Promise<LoginInfo> {
+    return this.json('GET', '/login') as Promise<LoginInfo>;
   }
 
   async drain(): Promise<void> {

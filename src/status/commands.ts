@@ -18,11 +18,11 @@ export interface CommandIO {
   env?: Record<string, string | undefined>;
 }
 
-export const STATUS_COMMANDS = ['status', 'vms', 'certs', 'metrics', 'stop', 'reload', 'drain'] as const;
+export const STATUS_COMMANDS = ['status', 'vms', 'certs', 'metrics', 'stop', 'reload', 'drain', 'login-url'] as const;
 export type StatusCommand = (typeof STATUS_COMMANDS)[number];
 
 export const STATUS_USAGE =
-  'usage: aleph-edge status|vms|certs|metrics|reload|drain|stop <hash or unique prefix> [--socket PATH] [--json]';
+  'usage: aleph-edge status|vms|certs|metrics|reload|drain|login-url|stop <hash or unique prefix> [--socket PATH] [--json]';
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
@@ -130,6 +130,13 @@ async function execute({ command, args, json }: Invocation, client: StatusClient
         io.stderr.write(lines.join('\n') + '\n');
       }
       return result.ok ? EXIT_OK : EXIT_FAILED;
+    }
+    case 'login-url': {
+      // The token only ever leaves the node through this socket (file permissions are the access control).
+      const login = await client.login();
+      if (json) printJson(login);
+      else out(login.url);
+      return EXIT_OK;
     }
     case 'drain': {
       const body = await client.json('POST', '/drain', [202]);

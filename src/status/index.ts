@@ -1,4 +1,4 @@
-export type { StatusProvider, StatusSnapshot, ReloadResult } from './types.js';
+export type { StatusProvider, StatusSnapshot, ReloadResult, LoginInfo } from './types.js';
 export { startStatusServer } from './server.js';
 export type { StatusServer, StatusServerOptions } from './server.js';
 export { StatusClient, StatusClientError } from './client.js';

@@ -37,6 +37,12 @@ const ROUTES: Route[] = [
   },
   { pattern: /^\/vms\/([^/]*)\/stop$/, methods: { POST: stopVm } },
   {
+    pattern: /^\/login$/,
+    methods: {
+      GET: async (p) => (p.login ? ok(await p.login()) : errorReply(404, 'this node has no login')),
+    },
+  },
+  {
     pattern: /^\/reload$/,
     methods: {
       POST: async (p) => {

@@ -13,6 +13,11 @@ export interface StatusSnapshot {
   workers?: Array<{ index: number; pid: number | undefined; leases: number }>;
 }
 
+export interface LoginInfo {
+  token: string;
+  url: string;
+}
+
 export interface ReloadResult {
   ok: boolean;
   errors: string[]; // 'file:line:col: message' lines when !ok
@@ -24,6 +29,8 @@ export interface StatusProvider {
   vms(): Promise<ExecutionInfo[]>;
   certs(): Promise<CertInfo[]>;
   metrics(): Promise<string>;
+  /** The node's login token and the URL that logs in with it (only ever given out here). */
+  login?(): Promise<LoginInfo>;
   /** Stops the program's execution; false when none is running. */
   stopVm(hash: string): Promise<boolean>;
   reload(): Promise<ReloadResult>;

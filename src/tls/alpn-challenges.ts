@@ -3,6 +3,7 @@
 // only to a client that negotiated the 'acme-tls/1' protocol, never to a browser.
 
 import { createSecureContext, type SecureContext } from 'node:tls';
+import { TLS_PROFILE } from './profile.js';
 
 const DEFAULT_TTL_MS = 10 * 60_000;
 
@@ -17,7 +18,7 @@ export class AlpnChallengeStore {
   private readonly entries = new Map<string, Entry>();
 
   set(host: string, certPem: string, keyPem: string, ttlMs = DEFAULT_TTL_MS): void {
-    const context = createSecureContext({ cert: certPem, key: keyPem, minVersion: 'TLSv1.2' });
+    const context = createSecureContext({ cert: certPem, key: keyPem, ...TLS_PROFILE });
     this.entries.set(host, { context, certPem, keyPem, expiresAt: Date.now() + ttlMs });
   }
 

@@ -26,6 +26,7 @@ export type { CertInfo, CertificateResolver, IssuancePolicy } from './types.js';
 export type { Issuer } from './issuer.js';
 export type { PemPair } from './pair.js';
 export { CertificateManager } from './manager.js';
+export { TLS_PROFILE, type TlsProfile } from './profile.js';
 export { TlsSetupError } from './errors.js';
 export { internalCaCertPath } from './internal-ca.js';
 

@@ -4,6 +4,7 @@
 
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
+import { TLS_PROFILE } from './profile.js';
 
 /** A PEM certificate chain (leaf first) and its PEM private key. */
 export interface PemPair {
@@ -91,7 +92,7 @@ export function covers(parsed: ParsedPair, name: string): boolean {
 /** The TLS context served for a pair. Throws PairError when OpenSSL refuses it. */
 export function secureContextFor(pair: PemPair): SecureContext {
   try {
-    return createSecureContext({ cert: pair.certPem, key: pair.keyPem, minVersion: 'TLSv1.2' });
+    return createSecureContext({ cert: pair.certPem, key: pair.keyPem, ...TLS_PROFILE });
   } catch (err) {
     throw new PairError(`TLS context refused: ${(err as Error).message}`);
   }

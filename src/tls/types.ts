@@ -1,4 +1,5 @@
 import type { SecureContext } from 'node:tls';
+import type { PemPair } from './pair.js';
 
 /** One certificate as listed by the status API. */
 export interface CertInfo {
@@ -28,6 +29,11 @@ export interface CertificateResolver {
    * 'OCSPRequest' event gives them); undefined means no staple. Never waits for a responder.
    */
   ocspResponse?(certificate: Buffer, issuer: Buffer | null): Promise<Buffer | undefined>;
+  /**
+   * The PEM pair behind secureContext(): the listener's default certificate (the node
+   * domain's), served to clients that send no SNI.
+   */
+  certificate?(servername: string): Promise<PemPair | undefined>;
   /** Key authorization for an HTTP-01 token, when a challenge is pending. */
   httpChallenge(token: string): Promise<string | undefined>;
   /** Certificates currently loaded or stored. */

@@ -46,6 +46,8 @@ export interface CliNodeOptions extends TestNodeOptions {
   env?: Record<string, string>;
   /** Do not wait for the status socket. */
   noWait?: boolean;
+  /** The node's stderr is this file descriptor (a FIFO, say) instead of a pipe to the test; stderr() is then ''. */
+  stderrFd?: number;
 }
 
 export async function writeNodeConfig(options: CliNodeOptions, dir: string, ports: { https: number; http: number }): Promise<string> {
@@ -68,13 +70,13 @@ export async function startCliNode(options: CliNodeOptions): Promise<CliNode> {
   const { command, args } = options.wrap ? options.wrap(argv) : { command: process.execPath, args: argv };
   const spawnOptions: SpawnOptions = {
     env: { ...process.env, ALEPH_EDGE_LOG: process.env.ALEPH_EDGE_LOG ?? 'warn', ...options.env },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'ignore', options.stderrFd ?? 'pipe'],
   };
   const child = spawn(command, args, spawnOptions);
   let errText = '';
   let errBytes = 0;
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (chunk: string) => {
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
     errText += chunk;
     errBytes += Buffer.byteLength(chunk);
     if (errText.length > 1 << 20) errText = errText.slice(-(1 << 19));
@@ -113,12 +115,13 @@ export interface Reply {
 }
 
 /** One HTTPS request (fresh connection) through the node. */
-export function get(node: CliNode, target: string, options: { host?: string; method?: string; headers?: Record<string, string>; timeoutMs?: number; body?: string } = {}): Promise<Reply> {
+export function get(node: CliNode, target: string, options: { host?: string; method?: string; headers?: Record<string, string>; timeoutMs?: number; body?: string; localAddress?: string } = {}): Promise<Reply> {
   const host = options.host ?? node.domain;
   return new Promise((resolve, reject) => {
     const req = https.request({
       host: '127.0.0.1', port: node.httpsPort, servername: host, ca: node.ca, method: options.method ?? 'GET',
       path: target, headers: { host, ...options.headers }, agent: false, timeout: options.timeoutMs ?? 10_000,
+      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
     }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));

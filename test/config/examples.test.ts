@@ -17,7 +17,7 @@ describe('conf/dev.toml', () => {
     assert.deepEqual(await checkConfig(join(CONF, 'dev.toml')), []);
   });
 
-  it('runs the three examples from conf/ with their documented hashes', async () => {
+  it('runs the examples from conf/ with their documented hashes', async () => {
     const settings = await loadConfig(join(CONF, 'dev.toml'));
     assert.equal(settings.server.domain, 'localhost');
     assert.deepEqual(settings.server.httpsListen, [{ host: '127.0.0.1', port: 8443 }]);
@@ -33,8 +33,12 @@ describe('conf/dev.toml', () => {
       ['counter', sha256('aleph-edge example counter')],
       ['echo', sha256('aleph-edge example echo')],
       ['sse', sha256('aleph-edge example sse')],
+      ['asgi-counter', sha256('aleph-edge example asgi-counter')],
     ]);
-    for (const program of settings.programs.local) {
+    const [asgi] = settings.programs.local.filter((p) => p.asgi);
+    assert.deepEqual(asgi?.asgi, { app: 'main:app', code: join(ROOT, 'examples/asgi-counter') });
+    assert.ok(existsSync(join(ROOT, 'examples/asgi-counter/main.py')));
+    for (const program of settings.programs.local.filter((p) => !p.asgi)) {
       assert.equal(program.cwd, CONF);
       assert.equal(program.command[0], 'node');
       const script = resolve(program.cwd, program.command[1]!);

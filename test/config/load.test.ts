@@ -56,6 +56,8 @@ describe('defaults', () => {
         statusSocketMode: 0o660,
         drainTimeoutMs: 30_000,
         workers: 0,
+        protocols: ['h1', 'h2'],
+        hsts: 'max-age=31536000',
         limits: {
           maxHeaderBytes: 16 * 1024,
           headersTimeoutMs: 10_000,
@@ -63,6 +65,11 @@ describe('defaults', () => {
           keepAliveTimeoutMs: 5_000,
           maxBodyBytes: 0,
           maxConnections: 0,
+          handshakeTimeoutMs: 10_000,
+          maxHandshakesPerAddress: 128,
+          maxHandshakes: 4096,
+          h2MaxConcurrentStreams: 100,
+          h2IdleTimeoutMs: 60_000,
         },
       },
       tls: {
@@ -190,6 +197,11 @@ lookup_timeout = "500ms"
       keepAliveTimeoutMs: 250,
       maxBodyBytes: 1048576,
       maxConnections: 1000,
+      handshakeTimeoutMs: 10_000,
+      maxHandshakesPerAddress: 128,
+      maxHandshakes: 4096,
+      h2MaxConcurrentStreams: 100,
+      h2IdleTimeoutMs: 60_000,
     });
     assert.deepEqual(settings.tls.challenges, ['http-01']);
     assert.equal(settings.tls.onDemand, false);
@@ -431,6 +443,66 @@ name = "nohash"
       '13:1 programs.local[1].name: duplicate name "counter": already used by programs.local[0]',
       '15:1 programs.local[2].hash: is required',
       '15:1 programs.local[2].command: is required: the program and its arguments, like ["node", "server.js"]',
+    ]);
+  });
+});
+
+describe('server.protocols and server.hsts', () => {
+  const base = '[server]\ndomain = "vm.example.org"\n';
+  it('HSTS by default in acme mode only; an explicit value holds in any mode', () => {
+    assert.equal(parse(`${base}[tls]\nemail = "ops@example.org"\n`).server.hsts, 'max-age=31536000');
+    assert.equal(parse(`${base}[tls]\nmode = "internal"\n`).server.hsts, '');
+    assert.equal(parse(`${base}hsts = "max-age=600; includeSubDomains"\n[tls]\nmode = "internal"\n`).server.hsts, 'max-age=600; includeSubDomains');
+    assert.equal(parse(`${base}hsts = ""\n[tls]\nemail = "ops@example.org"\n`).server.hsts, '');
+  });
+  it('protocols take h1 and h2 only', () => {
+    assert.deepEqual(parse(`${base}protocols = ["h1"]\n[tls]\nmode = "internal"\n`).server.protocols, ['h1']);
+    assert.deepEqual(issues(`${base}protocols = ["h3"]\nhsts = "1 year"\n[tls]\nmode = "internal"\n`), [
+      '3:1 server.protocols: unknown protocol "h3": use "h1" and/or "h2"',
+      '4:1 server.hsts: "1 year" is not a Strict-Transport-Security value (max-age=<seconds>[; includeSubDomains][; preload]; "" for none)',
+    ]);
+    assert.deepEqual(issues(`${base}protocols = []\n[tls]\nmode = "internal"\n`), ['3:1 server.protocols: must name at least one of "h1", "h2"']);
+  });
+  it('handshake_timeout cannot be 0', () => {
+    assert.deepEqual(issues(`${base}[server.limits]\nhandshake_timeout = "0s"\n[tls]\nmode = "internal"\n`), ['4:1 server.limits.handshake_timeout: must be at least 100ms, got "0s"']);
+    });
+  });
+
+describe('ASGI programs', () => {
+  it('reads asgi + code (relative to the file) and drivers.process.python', () => {
+    const settings = parseConfig(`${BASE}[[programs.local]]
+hash = "${HASH_A}"
+asgi = "main:app"
+code = "../examples/asgi-counter"
+[drivers.process]
+python = "../venv/bin/python3"
+`, '/srv/edge/conf/edge.toml');
+    const [program] = settings.programs.local;
+    assert.deepEqual(program?.asgi, { app: 'main:app', code: '/srv/edge/examples/asgi-counter' });
+    assert.deepEqual(program?.command, []);
+    assert.equal(program?.cwd, '/srv/edge/examples/asgi-counter'); // the app's folder unless cwd says otherwise
+    assert.equal(program?.vm, undefined);
+    assert.equal(settings.drivers?.process.python, '/srv/edge/venv/bin/python3');
+    assert.equal(parse(`${BASE}[drivers.process]\n`).drivers?.process.python, 'python3');
+  });
+
+  it('check the asgi value, code and command with file:line', () => {
+    const text = `${BASE}[[programs.local]]
+hash = "${HASH_A}"
+asgi = "main.app"
+code = "app"
+[[programs.local]]
+hash = "${HASH_B}"
+asgi = "main:app"
+command = ["node", "x.js"]
+[drivers.process]
+python = ""
+`;
+    assert.deepEqual(issues(text), [
+      '7:1 programs.local[0].asgi: must be "module:attribute" with Python identifiers, like "main:app", got "main.app"',
+      '9:1 programs.local[1].code: is required with asgi: the folder holding the app, relative to this file',
+      '12:1 programs.local[1].command: not used with asgi: the ASGI server (guest/aleph_asgi) is the command; remove one of them',
+      '14:1 drivers.process.python: must not be empty',
     ]);
   });
 });

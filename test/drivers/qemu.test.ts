@@ -36,14 +36,16 @@ describe('qemu command line', () => {
     assert.match(args[args.indexOf('-append') + 1]!, /console=ttyS0 .*aleph\.ip=10\.0\.2\.15\/24$/);
   });
 
-  it('q35 with a tap device, KVM and a read-only code drive', () => {
+  it('q35 with a tap device, KVM and the layout\'s drives in order, serial = id', () => {
     const joined = qemuArgs({
       machine: 'q35', accel: 'kvm', memoryMib: 128, vcpus: 1, kernel: '/k', initrd: '/i', kernelArgs: [],
-      qmpSocket: '/q', net: { mode: 'tap', tap: 'aetap3' }, codeDrive: '/code.img',
+      qmpSocket: '/q', net: { mode: 'tap', tap: 'aetap3' },
+      drives: [{ id: 'runtime', path: '/rt.squashfs', readOnly: true }, { id: 'code', path: '/a,b.img', readOnly: true }, { id: 'volume_0', path: '/v.img', readOnly: false }],
     }).join(' ');
     assert.match(joined, /-M q35 -accel kvm -cpu host/);
     assert.match(joined, /-netdev tap,id=n0,ifname=aetap3,script=no,downscript=no -device virtio-net-pci,netdev=n0/);
-    assert.match(joined, /-drive file=\/code\.img,if=none,id=code,format=raw,readonly=on -device virtio-blk-pci,drive=code/);
+    assert.match(joined, /-drive file=\/rt\.squashfs,if=none,id=runtime,format=raw,readonly=on -device virtio-blk-pci,drive=runtime,serial=runtime -drive file=\/a,,b\.img,if=none,id=code,format=raw,readonly=on -device virtio-blk-pci,drive=code,serial=code -drive file=\/v\.img,if=none,id=volume_0,format=raw,readonly=off/);
+    assert.doesNotMatch(joined, /root=/);
   });
 });
 
@@ -230,6 +232,7 @@ describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 120_
     const driver = createDriver('qemu', {
       stopGraceMs: 2000,
       drivers: {
+        process: { python: 'python3' },
         qemu: { binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir },
         firecracker: undefined as never,
         network: undefined as never,

@@ -65,6 +65,35 @@ describe('failures, reload and drain through the whole node', () => {
     }
   });
 
+  it('Retry-After on a 502 from a backing-off boot is the real wait, in every worker', async () => {
+    const node = await startTestNode({ workers: 2, programs: [{ name: 'broken', script: fixtureProgram('sockets.js'), env: { EXIT_AT_START: '3' } }] });
+    try {
+      const path = `/vm/${programHash('broken')}/`;
+      // Failures double the wait: 1 s, 2 s, 4 s. Boot until the third one has failed.
+      const waits: number[] = [];
+      while (waits.length < 3) {
+        const reply = await request(node, { host: node.domain, path });
+        assert.equal(reply.status, 502);
+        const retryAfter = Number(reply.headers['retry-after']);
+        const announced = /next attempt in (\d+)s/.exec(reply.body);
+        if (announced) {
+          // Refused while backing off: the header says what the body says.
+          assert.equal(retryAfter, Number(announced[1]), reply.body);
+          await new Promise((resolve) => setTimeout(resolve, 250));
+        } else {
+          assert.match(reply.body, /program exited during boot/);
+          waits.push(retryAfter);
+        }
+      }
+      assert.deepEqual(waits, [1, 2, 4]);
+      const refused = await request(node, { host: node.domain, path });
+      assert.match(refused.body, /next attempt in [34]s/);
+      assert.ok(Number(refused.headers['retry-after']) >= 3, `retry-after ${String(refused.headers['retry-after'])}`);
+    } finally {
+      await node.close();
+    }
+  });
+
   it('reload: a broken file keeps the running config; a good one adds a route without dropping an open WebSocket', async () => {
     const node = await startTestNode({ programs: [{ name: 'echo', script: example('echo') }, { name: 'counter', script: example('counter') }] });
     try {

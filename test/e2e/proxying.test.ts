@@ -61,7 +61,8 @@ describe('edge -> routing -> orchestrator -> proxy, through real TLS and real pr
   it('serves the node pages on the bare domain', async () => {
     const index = await request(node, { host: node.domain, path: '/' });
     assert.equal(index.status, 200);
-    assert.match(index.body, /aleph-edge node for edge\.test/);
+    assert.match(index.body, /Aleph compute node <code>edge\.test<\/code>/);
+    assert.equal(index.headers.server, 'aleph-edge/test');
     assert.equal((await request(node, { host: node.domain, path: '/nothing-here' })).status, 404);
   });
 

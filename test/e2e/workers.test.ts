@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
+import http2 from 'node:http2';
 import tls from 'node:tls';
 import { hashToLabel } from '../../src/common/index.js';
 import { StatusClient } from '../../src/status/index.js';
@@ -91,6 +92,39 @@ describe('multi-core: worker processes serve, the primary orchestrates', () => {
     }
     // The kernel spreads connections over both workers; all of them must resume.
     assert.equal(resumed, 8);
+  });
+
+  it('HTTP/2 through the workers: requests served, TLS 1.3 sessions resumed across workers with h2', async () => {
+    const connect = (session?: Buffer) => new Promise<tls.TLSSocket>((resolve, reject) => {
+      const socket = tls.connect({ host: '127.0.0.1', port: node.httpsPort, servername: node.domain, ca: node.ca, session, ALPNProtocols: ['h2'] });
+      socket.once('secureConnect', () => resolve(socket));
+      socket.once('error', reject);
+    });
+    const first = await connect();
+    const session = await new Promise<Buffer>((resolve) => first.once('session', resolve));
+    first.destroy();
+    let resumed = 0;
+    for (let i = 0; i < 8; i++) {
+      const socket = await connect(session);
+      assert.equal(socket.alpnProtocol, 'h2');
+      if (socket.isSessionReused()) resumed++;
+      socket.destroy();
+    }
+    assert.equal(resumed, 8);
+    // Requests over h2 sessions opened on whichever worker accepted them.
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const client = http2.connect(`https://127.0.0.1:${node.httpsPort}`, { ca: node.ca, servername: node.domain });
+      const status = await new Promise<number>((resolve, reject) => {
+        const stream = client.request({ ':path': `/vm/${counter}/state/increment`, ':authority': node.domain });
+        stream.on('response', (h) => resolve(Number(h[':status'])));
+        stream.on('error', reject);
+        stream.resume();
+      });
+      statuses.push(status);
+      client.destroy();
+    }
+    assert.deepEqual(statuses, [200, 200, 200, 200]);
   });
 
   it('reload reaches every worker', async () => {

@@ -12,7 +12,9 @@ if (!process.env.ALEPH_EDGE_LOG) setLogLevel('warn');
 
 export interface TestProgram {
   name: string;
-  script: string; // absolute path of a node script
+  script?: string; // absolute path of a node script
+  /** An ASGI app instead of a script: `asgi` + `code` in the entry (served by guest/aleph_asgi). */
+  asgi?: { app: string; code: string };
   env?: Record<string, string>;
   memoryMib?: number;
   healthPath?: string;
@@ -29,6 +31,8 @@ export interface TestNodeOptions {
   dir?: string;
   /** server.workers; default 1 (everything in the test process). */
   workers?: number;
+  /** Extra key = value lines for [server] (not tables). */
+  serverKeys?: string[];
 }
 
 export function programHash(name: string): string {
@@ -45,6 +49,7 @@ export function toml(options: TestNodeOptions, dir: string): string {
     `status_socket = "${path.join(dir, 'status.sock')}"`,
     'drain_timeout = "5s"',
     `workers = ${options.workers ?? 1}`,
+    ...(options.serverKeys ?? []),
     '[tls]',
     'mode = "internal"',
     `storage = "${path.join(dir, 'certs')}"`,
@@ -58,7 +63,9 @@ export function toml(options: TestNodeOptions, dir: string): string {
       '[[programs.local]]',
       `name = "${program.name}"`,
       `hash = "${programHash(program.name)}"`,
-      `command = [${JSON.stringify(process.execPath)}, ${JSON.stringify(program.script)}]`,
+      ...(program.asgi
+        ? [`asgi = "${program.asgi.app}"`, `code = ${JSON.stringify(program.asgi.code)}`]
+        : [`command = [${JSON.stringify(process.execPath)}, ${JSON.stringify(program.script)}]`]),
       `memory_mib = ${program.memoryMib ?? 64}`,
     );
     if (program.healthPath) lines.push(`health_path = "${program.healthPath}"`);

@@ -34,11 +34,17 @@ describe('npm pack + npm install -g of the tarball', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('packs the compiled CLI, units, example config and README, not tests or sources', () => {
-    for (const expected of ['dist/src/cli.js', 'package.json', 'README.md', 'conf/aleph-edge.toml', 'systemd/aleph-edge.service', 'systemd/aleph-edge.socket', 'systemd/aleph-edge-http.socket', 'systemd/aleph-edge.sysusers.conf', 'systemd/drop-ins/no-socket-activation.conf', 'systemd/drop-ins/vm-driver.conf']) {
+  it('packs the compiled CLI, units, example config, the guest files and README, not tests or sources', () => {
+    for (const expected of ['dist/src/cli.js', 'package.json', 'README.md', 'conf/aleph-edge.toml', 'systemd/aleph-edge.service', 'systemd/aleph-edge.socket', 'systemd/aleph-edge-http.socket', 'systemd/aleph-edge.sysusers.conf', 'systemd/drop-ins/no-socket-activation.conf', 'systemd/drop-ins/vm-driver.conf', 'guest/init/init.sh', 'guest/runtime/build.sh']) {
       assert.ok(files.includes(expected), `${expected} in the tarball`);
     }
     assert.deepEqual(files.filter((f) => f.startsWith('dist/test/') || f.startsWith('src/') || f.startsWith('test/') || f.endsWith('.map')), []);
+    // The ASGI server the process driver and the guests run, without its tests or bytecode.
+    for (const expected of ['guest/aleph_asgi/__main__.py', 'guest/aleph_asgi/server.py']) assert.ok(files.includes(expected), `${expected} in the tarball`);
+    // The default check program (node.check_program), without its unit tests.
+    assert.ok(files.includes('examples/diagnostic/main.py'), 'the diagnostic program in the tarball');
+    assert.ok(!files.includes('examples/diagnostic/test_main.py'));
+    assert.deepEqual(files.filter((f) => f.startsWith('guest/tests/') || f.includes('__pycache__')), []);
   });
 
   it('installs an executable aleph-edge with a node shebang', async () => {
@@ -58,6 +64,11 @@ describe('npm pack + npm install -g of the tarball', () => {
     // Its dependencies were installed alongside (no devDependencies).
     const deps = await readdir(path.join(installed, 'node_modules'));
     assert.ok(deps.includes('http-proxy-3') && deps.includes('smol-toml'), deps.join(' '));
+    // The installed CLI finds guest/ next to its dist/ (GUEST_DIR), and the server starts from there.
+    const guestDir = (await run(process.execPath, ['--input-type=module', '-e', `import { GUEST_DIR } from ${JSON.stringify(path.join(installed, 'dist/src/common/guest.js'))}; console.log(GUEST_DIR);`])).stdout.trim();
+    assert.equal(guestDir, path.join(installed, 'guest'));
+    const help = await run('/usr/bin/python3', ['-m', 'aleph_asgi', '--help'], { env: { ...env, PYTHONPATH: guestDir } });
+    assert.match(help.stdout, /--app-dir/);
     assert.ok(!deps.includes('typescript'));
   });
 });

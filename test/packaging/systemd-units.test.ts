@@ -121,7 +121,7 @@ describe('systemd units', () => {
       return target;
     }
 
-    for (const dropIns of [[], ['no-socket-activation.conf'], ['vm-driver.conf']]) {
+    for (const dropIns of [[], ['no-socket-activation.conf'], ['vm-driver.conf'], ['vm-driver.conf', 'firecracker-jailer.conf']]) {
       it(`accepts the units${dropIns.length ? ` with drop-ins/${dropIns.join(', ')}` : ''} without a warning`, async () => {
         const target = await stage(dropIns.join('+') || 'plain', dropIns);
         const { stdout, stderr } = await run('systemd-analyze', ['verify', '--man=no', 'aleph-edge.service', 'aleph-edge.socket', 'aleph-edge-http.socket'].map((f) => (f.includes('.') && !f.startsWith('-') ? path.join(target, f) : f)), {

@@ -15,6 +15,8 @@ export interface AlephNodeOptions {
   workers?: number;
   /** Keep the cache folder on close (to start another node on it). */
   keepCache?: boolean;
+  /** More TOML after the [programs] table (e.g. [drivers.process]). */
+  extra?: string;
 }
 
 /** A full node with programs.source = "aleph" against a stand-in API, process driver under bubblewrap. */
@@ -32,7 +34,7 @@ export async function startAlephNode(options: AlephNodeOptions): Promise<TestNod
     'download_timeout = "5s"',
     ...(options.programs ?? []),
   ];
-  const node: TestNodeOptions = { programs: [], orchestrator: ['boot_timeout = "10s"', ...(options.orchestrator ?? [])], extra: lines.join('\n'), workers: options.workers };
+  const node: TestNodeOptions = { programs: [], orchestrator: ['boot_timeout = "10s"', ...(options.orchestrator ?? [])], extra: [...lines, options.extra ?? ''].join('\n'), workers: options.workers };
   const started = await startTestNode(node);
   const close = started.close;
   started.close = async () => {

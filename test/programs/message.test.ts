@@ -47,6 +47,7 @@ describe('Aleph messages', () => {
       [(c) => { c.volumes[0].mount = '/opt/../etc'; }, /content\.volumes\[0\]\.mount: .* is not a normalized absolute mount point/],
       [(c) => { c.variables = { 'BAD-NAME': 'x' }; }, /content\.variables\.BAD-NAME: not a valid variable name/],
       [(c) => { delete c.runtime; }, /content\.runtime: expected an object/],
+      [(c) => { c.code.interface = 'asgi'; c.code.entrypoint = 'main:app; rm -rf'; }, /content\.code\.entrypoint: must be "module:attribute" for an ASGI program/],
     ];
     for (const [edit, expected] of cases) {
       const copy = structuredClone(content);
@@ -71,9 +72,12 @@ describe('Aleph messages', () => {
     assert.equal(launch.code, '/cache/code/blob');
     assert.equal(launch.entrypoint, '');
     assert.equal(launch.internet, true);
-    assert.deepEqual(launch.aleph, { interface: 'asgi', asgiApp: 'main:app', runtime: '/cache/runtime/blob', volumes });
-    // The process driver cannot serve ASGI programs (the runtime is a VM root filesystem).
-    assert.throws(() => processLaunch(spec, { code: '/c', runtime: '', volumes: [] }, { bwrap: '/usr/bin/bwrap', systemBinds: [] }), /needs its runtime/);
+    assert.deepEqual(launch.aleph, { interface: 'asgi', asgiApp: 'main:app', args: [], runtime: '/cache/runtime/blob', volumes });
+    // The process driver serves ASGI programs in the sandbox with our server bound at /opt/aleph-guest.
+    const sandboxed = processLaunch(spec, { code: '/c', runtime: '', volumes: [] }, { bwrap: '/usr/bin/bwrap', systemBinds: [] }, '/pkg/guest');
+    assert.deepEqual(sandboxed.asgi, { app: 'main:app', appDir: '/opt/code', guestDir: '/opt/aleph-guest' });
+    const args = sandboxed.command.join(' ');
+    assert.match(args, / --ro-bind \/c \/opt\/code --ro-bind \/pkg\/guest \/opt\/aleph-guest.* --chdir \/opt\/code --$/);
   });
 
   it('tells which hashes a stream message touches', () => {

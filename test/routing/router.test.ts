@@ -68,10 +68,12 @@ describe('rule 1: bare domain', () => {
     assert.deepEqual(await route('/status'), { kind: 'node', page: 'status', path: '/status' });
     assert.deepEqual(await route('/status/?x'), { kind: 'node', page: 'status', path: '/status/?x' });
     assert.deepEqual(await route('/status?x'), { kind: 'node', page: 'status', path: '/status?x' });
+    assert.deepEqual(await route('/v2/about/executions/list'), { kind: 'node', page: 'v2', path: '/v2/about/executions/list' });
+    assert.deepEqual(await route('/control/allocations'), { kind: 'node', page: 'control', path: '/control/allocations' });
   });
 
   it('anything else on the bare domain is 404', async () => {
-    for (const path of ['/aboutx', '/statuses', '/vmx/' + H, '/VM/' + H, '/index.html', '/favicon.ico']) {
+    for (const path of ['/aboutx', '/statuses', '/v2x', '/controls', '/vmx/' + H, '/VM/' + H, '/index.html', '/favicon.ico']) {
       await rejectsWith(route(path), NotFoundError, 'no such page');
     }
   });

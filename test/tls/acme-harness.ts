@@ -266,7 +266,8 @@ export async function startAcmeNode(options: AcmeNodeOptions): Promise<AcmeNode>
     `domain = "${DOMAIN}"`,
     `https_listen = ["127.0.0.1:${httpsPort}"]`,
     options.noHttp ? 'http_listen = []' : `http_listen = ["127.0.0.1:${httpPort}"]`,
-    `status_socket = "${path.join(options.dir, `status-${id}.sock`)}"`,
+    // One state directory per node (its lock, its program records), even when nodes share `dir`.
+    `status_socket = "${path.join(options.dir, `node-${id}`, 'status.sock')}"`,
     'drain_timeout = "2s"',
     `workers = ${options.workers ?? 1}`,
     '[tls]',
@@ -304,7 +305,7 @@ export async function startAcmeNode(options: AcmeNodeOptions): Promise<AcmeNode>
       httpRetry: { attempts: 2, delaySeconds: 0 },
     },
   });
-  const socketPath = path.join(options.dir, `status-${id}.sock`);
+  const socketPath = path.join(options.dir, `node-${id}`, 'status.sock');
   return {
     node,
     status: (urlPath) => new Promise((resolve, reject) => {

@@ -1,58 +1,165 @@
-// The `firecracker` driver: one Firecracker VMM per execution, configured through
-// its API socket (boot source, drives, machine config, one tap interface, optional
-// vsock), then InstanceStart. In production it runs under the jailer (chroot, uid/
-// gid, cgroup limits); without a jailer it runs directly (development, tests).
-// The guest is reached at its pool address on :8080. Stop: SendCtrlAltDel, then
-// SIGTERM/SIGKILL; the tap lease, per-VM files and the chroot are freed on exit.
+// The `firecracker` driver (Firecracker 1.16): one VMM per execution, configured
+// through its API socket (boot source, drives, machine config, one tap interface,
+// optional vsock), then InstanceStart. In production it runs under the jailer
+// (chroot, uid/gid, cgroup limits); without a jailer it runs directly
+// (development, tests). The guest is reached at its pool address on :8080.
+//
+// Boot layout: every VM boots kernel + our initramfs (the init). No drive is ever
+// the root device (Firecracker's docs/initrd.md); drives are an ordered list passed
+// through as given (vda, vdb, ... in that order), and the init decides what to
+// mount where. Stop: SendCtrlAltDel on x86_64 (aarch64 has no i8042, its API
+// refuses it), then SIGTERM/SIGKILL; the tap lease, per-VM files, the chroot and
+// the cgroup are freed on exit. See docs/firecracker.md.
 
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { createLogger, shortHash } from '../../common/index.js';
+import { basename, dirname, join } from 'node:path';
+import {
+  createLogger,
+  FIRECRACKER_BYTES_PER_DEVICE,
+  FIRECRACKER_CMDLINE_MAX,
+  FIRECRACKER_MAX_VCPUS,
+  forbiddenBootArg,
+  shortHash,
+} from '../../common/index.js';
 import { buildProgramArchive, writeConcatenated } from '../image/index.js';
 import type { NetworkPool } from '../net/index.js';
 import type { Program } from '../../programs/types.js';
+import { prepareDisks, vmLayout } from '../vm/index.js';
 import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from '../qemu/checks.js';
 import { codeKind, vmLaunchOf } from '../qemu/index.js';
 import { VmProcess, type Cleanup } from '../qemu/vm-process.js';
 import { DriverStartError, type Driver, type Endpoint, type Instance, type Slot } from '../types.js';
 import { FirecrackerApi } from './api.js';
-import { chrootRoot, jailerArgs, JAILED_API_SOCKET, ownForJail, prepareChroot, removeChroot, type JailSpec } from './jailer.js';
+import { cgroup2Mount, chrootRoot, hostCgroupRoot, jailerArgs, JAILED_API_SOCKET, linkIntoJail, ownForJail, prepareChroot, removeJail, resolveExecFile, type JailSpec } from './jailer.js';
+
+export type FirecrackerArch = 'x86_64' | 'aarch64';
 
 export interface FirecrackerDriverOptions {
   stopGraceMs: number;
   binary: string; // firecracker
   jailer: string; // '' = no jailer
-  kernel: string; // uncompressed ELF vmlinux
-  initramfs: string; // base initramfs, or ''
-  rootfs: string; // read-only root drive, or ''
+  kernel: string; // x86_64: ELF vmlinux or bzImage; aarch64: PE Image
+  initramfs: string; // base initramfs (required: every VM boots it)
+  /** The default runtime (a squashfs the init mounts as its root under an overlay); '' = none. Never the root device. */
+  rootfs: string;
   runDir: string; // per-VM files when not jailed
   chrootBaseDir: string;
+  /** The cgroup v2 hierarchy the jailer writes to; '' = the cgroup2 mount in /proc/mounts. */
+  cgroupRoot: string;
   uid: number;
   gid: number;
   apiTimeoutMs: number;
+  /** Appended to the kernel command line (checked by the config: no root=, init=, aleph.*). */
+  extraBootArgs: string;
   pool: NetworkPool | undefined;
   /** Attach a vsock device (guest CID 3) with its socket next to the API socket. */
   vsock?: boolean;
+  /** The host architecture Firecracker runs on; default: this process's. */
+  arch?: FirecrackerArch;
+}
+
+/** One guest drive, in the order the guest sees them (vda, vdb, ...); never the root device. */
+export interface DriveConfig {
+  id: string; // Firecracker drive_id: letters, digits and '_'
+  path: string; // on the host
+  readOnly: boolean;
+}
+
+export function hostArch(): FirecrackerArch {
+  return process.arch === 'arm64' ? 'aarch64' : 'x86_64';
 }
 
 /** Everything missing for the firecracker driver, one message per problem. */
 export function checkFirecrackerOptions(options: FirecrackerDriverOptions): string[] {
   const problems: string[] = [];
+  const arch = options.arch ?? hostArch();
   checkExecutable(problems, 'drivers.firecracker.binary', options.binary, ' (https://github.com/firecracker-microvm/firecracker/releases)');
   if (options.jailer !== '') checkExecutable(problems, 'drivers.firecracker.jailer', options.jailer);
-  checkFile(problems, 'drivers.firecracker.kernel', options.kernel, IMAGE_HINT.replace('--out DIR', '--out DIR --vmlinux'));
-  if (options.initramfs === '' && options.rootfs === '') problems.push('drivers.firecracker: set initramfs or rootfs (the guest needs a root filesystem)');
-  if (options.initramfs !== '') checkFile(problems, 'drivers.firecracker.initramfs', options.initramfs, IMAGE_HINT);
-  if (options.rootfs !== '') checkFile(problems, 'drivers.firecracker.rootfs', options.rootfs);
+  const kernelProblems: string[] = [];
+  checkFile(kernelProblems, 'drivers.firecracker.kernel', options.kernel, IMAGE_HINT.replace('--out DIR', '--out DIR --vmlinux'));
+  problems.push(...kernelProblems);
+  if (kernelProblems.length === 0) {
+    const format = kernelFormatProblem(options.kernel, arch);
+    if (format) problems.push(`drivers.firecracker.kernel: ${format}`);
+  }
+  checkFile(problems, 'drivers.firecracker.initramfs', options.initramfs, `; every Firecracker VM boots kernel + initramfs${IMAGE_HINT}`);
   if (!options.pool) problems.push('the firecracker driver needs tap networking: a [drivers.network] pool');
   if (options.jailer === '' && options.runDir === '') problems.push('drivers.firecracker.run_dir is not set');
+  if (options.jailer !== '') {
+    if (options.uid === 0 || options.gid === 0) problems.push('drivers.firecracker.uid and gid: set an unprivileged uid:gid for the jail (0 runs Firecracker as root)');
+    if (options.cgroupRoot === '' && !cgroup2Mount(readText('/proc/mounts'))) problems.push('the jailer needs a cgroup v2 hierarchy (no cgroup2 mount in /proc/mounts; set drivers.firecracker.cgroup_root)');
+    const nodeUid = process.getuid?.() ?? 0;
+    const privilege = jailerPrivilegeProblem(nodeUid);
+    if (privilege) problems.push(privilege);
+    const access = socketAccessProblem(options.uid, nodeUid, readText('/proc/self/status'));
+    if (access) problems.push(access);
+  }
   return problems;
+}
+
+/**
+ * The jailer must start as root: its switch from uid 0 to the jail uid clears every
+ * capability. Started by another uid with ambient capabilities (the systemd way to
+ * give a service some), it would keep them across that switch and hand them to
+ * Firecracker. Exported for tests.
+ */
+export function jailerPrivilegeProblem(nodeUid: number): string | undefined {
+  if (nodeUid === 0) return undefined;
+  return `the jailer must start as root (this node runs as uid ${nodeUid}; a non-root jailer would pass its capabilities on to Firecracker): run the service with systemd/drop-ins/firecracker-jailer.conf`;
+}
+
+/**
+ * The jailer makes the jail's / and /run mode 0700, owned by the jail uid, so the
+ * node reaches the API socket inside (and removes the chroot) only with
+ * CAP_DAC_OVERRIDE, which root has unless the bounding set drops it. Exported for tests.
+ */
+export function socketAccessProblem(jailUid: number, nodeUid: number, procStatus: string): string | undefined {
+  if (nodeUid === jailUid) return undefined;
+  const effective = /^CapEff:\s*([0-9a-f]+)/m.exec(procStatus)?.[1];
+  if (effective === undefined) return undefined; // no /proc: cannot tell
+  const CAP_DAC_OVERRIDE = 1n;
+  if ((BigInt(`0x${effective}`) >> CAP_DAC_OVERRIDE) & 1n) return undefined;
+  return `the node (uid ${nodeUid}) cannot reach the API socket in a jail owned by uid ${jailUid} (mode 0700) without CAP_DAC_OVERRIDE (systemd/drop-ins/firecracker-jailer.conf grants it)`;
+}
+
+/**
+ * x86_64 boots an ELF vmlinux or a bzImage; aarch64 a PE `Image` (arm64 magic at
+ * 0x38). Returns what is wrong, or undefined. Exported for tests.
+ */
+export function kernelFormatProblem(path: string, arch: FirecrackerArch): string | undefined {
+  const head = Buffer.alloc(0x240);
+  let read = 0;
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      read = readSync(fd, head, 0, head.length, 0);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    return `${path}: ${(err as Error).message}`;
+  }
+  const elf = read >= 4 && head.readUInt32BE(0) === 0x7f454c46;
+  const bzImage = read >= 0x206 && head.toString('latin1', 0x202, 0x206) === 'HdrS';
+  const armImage = read >= 0x3c && head.toString('latin1', 0x38, 0x3c) === 'ARM\x64';
+  if (arch === 'x86_64' && !elf && !bzImage) return `${path} is neither an ELF vmlinux nor a bzImage (what Firecracker boots on x86_64)`;
+  if (arch === 'aarch64' && !armImage) return `${path} is not an arm64 PE Image (Firecracker on aarch64 boots arch/arm64/boot/Image, not an ELF vmlinux)`;
+  return undefined;
+}
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 /** The request bodies, in order, that configure one VM (exported for tests). */
 export interface FirecrackerConfig {
-  bootSource: { kernel_image_path: string; boot_args: string; initrd_path?: string };
-  drives: Array<{ drive_id: string; path_on_host: string; is_root_device: boolean; is_read_only: boolean }>;
+  bootSource: { kernel_image_path: string; boot_args: string; initrd_path: string };
+  drives: Array<{ drive_id: string; path_on_host: string; is_root_device: false; is_read_only: boolean }>;
   machine: { vcpu_count: number; mem_size_mib: number; smt: boolean };
   network: { iface_id: string; host_dev_name: string; guest_mac: string };
   vsock?: { guest_cid: number; uds_path: string };
@@ -63,15 +170,20 @@ export class FirecrackerDriver implements Driver {
   private readonly log = createLogger('driver.firecracker');
   private readonly console = createLogger('vm');
   private readonly firecrackerPath: string;
+  private readonly arch: FirecrackerArch;
+  private cgroupRoot: Promise<string> | undefined;
 
   constructor(private readonly options: FirecrackerDriverOptions) {
     const problems = checkFirecrackerOptions(options);
     if (problems.length > 0) throw setupError('firecracker', problems);
     this.firecrackerPath = findExecutable(options.binary)!;
+    this.arch = options.arch ?? hostArch();
+    if (this.arch === 'aarch64') this.log.info('aarch64: no SendCtrlAltDel, VMs are stopped with SIGTERM then SIGKILL');
   }
 
   async start(program: Program, slot: Slot): Promise<Instance> {
     const launch = vmLaunchOf(program);
+    checkResources(program);
     const pool = this.options.pool!;
     const hash = shortHash(program.hash);
     const log = withFields(this.log, { hash, exec: slot.executionId });
@@ -80,65 +192,69 @@ export class FirecrackerDriver implements Driver {
       for (const step of cleanups.splice(0).reverse()) await Promise.resolve(step()).catch(() => {});
     };
     try {
-      const lease = await pool.acquire(slot.executionId, { internet: launch.internet });
+      const jailed = this.options.jailer !== '';
+      const lease = await pool.acquire(slot.executionId, { internet: launch.internet, tapOwner: jailed ? { uid: this.options.uid, gid: this.options.gid } : undefined });
       cleanups.push(() => pool.release(lease));
       // The id follows the pool slot: a chroot left by a crashed VM in this slot is removed before reuse.
       const id = `aleph-${lease.slot}`;
       const code = await codeKind(launch.code);
-      const archive = await buildProgramArchive({ codeDir: code === 'dir' ? launch.code : undefined, entrypoint: launch.entrypoint, env: launch.env });
       const baseInitramfs = launch.initramfs || this.options.initramfs;
-      const rootfs = this.options.rootfs;
+      const kernel = launch.kernel || this.options.kernel;
+      if (launch.kernel) {
+        const format = kernelFormatProblem(launch.kernel, this.arch);
+        if (format) throw new DriverStartError(format);
+      }
+      // The one boot layout (src/drivers/vm/layout.ts): kernel + our initramfs, an ordered
+      // drive list passed through as it is (none the root device), told to the init in the initramfs.
+      const layoutFor = (vmDir: string) => vmLayout({ hash: program.hash, launch, code, vmDir, defaultRuntime: this.options.rootfs });
 
-      let dir: string; // where per-VM files live, as the host sees it
-      let paths: { kernel: string; initrd?: string; rootfs?: string; code?: string; api: string; vsock: string };
+      let paths: { kernel: string; initrd: string; drives: DriveConfig[]; api: string; vsock: string; apiOnHost: string };
       let spawnFile: string;
       let spawnArgs: string[];
-      const jail: JailSpec | undefined = this.options.jailer
-        ? {
-            jailer: this.options.jailer,
-            firecracker: this.firecrackerPath,
-            id,
-            uid: this.options.uid,
-            gid: this.options.gid,
-            chrootBaseDir: this.options.chrootBaseDir,
-            memoryMib: program.memoryMib,
-            vcpus: program.vcpus,
-          }
-        : undefined;
-      if (jail) {
-        const shared: Record<string, string> = { vmlinux: launch.kernel || this.options.kernel };
-        if (rootfs) shared['rootfs.img'] = rootfs;
-        if (code === 'image') shared['code.img'] = launch.code;
-        cleanups.push(() => removeChroot(jail));
-        const inside = await prepareChroot(jail, shared);
-        dir = chrootRoot(jail);
-        paths = { kernel: inside.vmlinux!, rootfs: inside['rootfs.img'], code: inside['code.img'], api: JAILED_API_SOCKET, vsock: '/run/vsock.sock' };
-        if (baseInitramfs) {
-          await writeConcatenated(join(dir, 'initrd'), [baseInitramfs, archive]);
-          await ownForJail(jail, join(dir, 'initrd'));
-          paths.initrd = '/initrd';
+      if (jailed) {
+        const jail = await this.jailSpec(id, program);
+        const root = chrootRoot(jail);
+        const layout = layoutFor(root);
+        // Drives made for this boot live in the root already; the others are hard-linked in.
+        const shared: Record<string, string> = { vmlinux: kernel };
+        const writable = new Set<string>();
+        for (const drive of layout.drives) {
+          if (dirname(drive.path) === root) continue;
+          shared[`${drive.id}.img`] = drive.path;
+          if (!drive.readOnly) writable.add(`${drive.id}.img`);
         }
+        cleanups.push(() => removeJail(jail));
+        await prepareChroot(jail);
+        // Disks first: a persistent volume may be made now, and is then linked in.
+        cleanups.push(await prepareDisks(layout));
+        const inside = await linkIntoJail(jail, shared, writable);
+        const drives = layout.drives.map((d) => ({ id: d.id, path: dirname(d.path) === root ? `/${basename(d.path)}` : inside[`${d.id}.img`]!, readOnly: d.readOnly }));
+        // The jailed Firecracker opens read-write drives as the jail uid.
+        for (const drive of drives) if (!drive.readOnly) await ownForJail(jail, join(root, drive.path));
+        await writeConcatenated(join(root, 'initrd'), [baseInitramfs, await buildProgramArchive({ codeDir: layout.codeDir, files: layout.files })]);
+        await ownForJail(jail, join(root, 'initrd'));
+        paths = { kernel: inside.vmlinux!, initrd: '/initrd', drives, api: JAILED_API_SOCKET, vsock: '/run/vsock.sock', apiOnHost: join(root, JAILED_API_SOCKET) };
         spawnFile = this.options.jailer;
         spawnArgs = jailerArgs(jail);
       } else {
         await mkdir(this.options.runDir, { recursive: true, mode: 0o700 });
-        dir = await mkdtemp(join(this.options.runDir, `${safeName(slot.executionId)}-`));
+        const dir = await mkdtemp(join(this.options.runDir, `${safeName(slot.executionId)}-`));
         cleanups.push(() => rm(dir, { recursive: true, force: true }));
-        paths = { kernel: launch.kernel || this.options.kernel, rootfs: rootfs || undefined, code: code === 'image' ? launch.code : undefined, api: join(dir, 'api.sock'), vsock: join(dir, 'vsock.sock') };
-        if (baseInitramfs) {
-          paths.initrd = join(dir, 'initrd');
-          await writeConcatenated(paths.initrd, [baseInitramfs, archive]);
-        }
+        const layout = layoutFor(dir);
+        cleanups.push(await prepareDisks(layout));
+        const drives = layout.drives.map((d) => ({ id: d.id, path: d.path, readOnly: d.readOnly }));
+        paths = { kernel, initrd: join(dir, 'initrd'), drives, api: join(dir, 'api.sock'), vsock: join(dir, 'vsock.sock'), apiOnHost: join(dir, 'api.sock') };
+        await writeConcatenated(paths.initrd, [baseInitramfs, await buildProgramArchive({ codeDir: layout.codeDir, files: layout.files })]);
         spawnFile = this.firecrackerPath;
         spawnArgs = ['--api-sock', paths.api, '--id', id];
       }
-      const apiSocketOnHost = jail ? join(dir, paths.api) : paths.api;
 
       const config = firecrackerConfig({
         kernel: paths.kernel,
         initrd: paths.initrd,
-        rootfs: paths.rootfs,
-        code: paths.code,
+        drives: paths.drives,
+        extraBootArgs: this.options.extraBootArgs,
+        arch: this.arch,
         vcpus: program.vcpus,
         memoryMib: program.memoryMib,
         tap: lease.tap,
@@ -147,17 +263,16 @@ export class FirecrackerDriver implements Driver {
         gateway: lease.hostIp,
         vsock: this.options.vsock ? paths.vsock : undefined,
       });
-      if (!paths.initrd && !paths.rootfs) throw new DriverStartError('no root filesystem: set drivers.firecracker.initramfs or rootfs');
-      if (code === 'dir' && !paths.initrd) throw new DriverStartError('a code directory needs an initramfs to be packed into; use a code image with rootfs');
 
       const endpoint: Endpoint = { kind: 'tcp', host: lease.guestIp, port: 8080 };
-      const api = new FirecrackerApi(apiSocketOnHost, this.options.apiTimeoutMs);
+      const api = new FirecrackerApi(paths.apiOnHost, this.options.apiTimeoutMs);
       const vm = await VmProcess.spawn(spawnFile, spawnArgs, {
         endpoint,
         stopGraceMs: this.options.stopGraceMs,
         log,
         console: withFields(this.console, { hash }),
-        hooks: { graceful: async () => void (await api.put('/actions', { action_type: 'SendCtrlAltDel' })) },
+        // aarch64 has no i8042 (the API answers 400): SIGTERM, then SIGKILL after stop_grace.
+        hooks: this.arch === 'x86_64' ? { graceful: async () => void (await api.put('/actions', { action_type: 'SendCtrlAltDel' })) } : {},
         cleanups: cleanups.splice(0),
       });
       try {
@@ -172,7 +287,7 @@ export class FirecrackerDriver implements Driver {
         await vm.stop();
         throw new DriverStartError(`firecracker: ${(err as Error).message}`);
       }
-      log.info('vm started', { pid: vm.pid, jailed: Boolean(jail), id, tap: lease.tap, endpoint: `${lease.guestIp}:8080`, memory_mib: program.memoryMib, vcpus: program.vcpus });
+      log.info('vm started', { pid: vm.pid, jailed, id, tap: lease.tap, endpoint: `${lease.guestIp}:8080`, memory_mib: program.memoryMib, vcpus: program.vcpus });
       return vm;
     } catch (err) {
       await undo();
@@ -180,13 +295,56 @@ export class FirecrackerDriver implements Driver {
       throw new DriverStartError(`firecracker: ${(err as Error).message}`, { cause: err });
     }
   }
+
+  private async jailSpec(id: string, program: Program): Promise<JailSpec> {
+    this.cgroupRoot ??= this.options.cgroupRoot ? Promise.resolve(this.options.cgroupRoot) : hostCgroupRoot().then((root) => root ?? '/sys/fs/cgroup');
+    return {
+      jailer: this.options.jailer,
+      // Resolved at each start: the jail directory is named after the real file (an upgrade may re-point a symlink).
+      firecracker: await resolveExecFile(this.firecrackerPath),
+      id,
+      uid: this.options.uid,
+      gid: this.options.gid,
+      chrootBaseDir: this.options.chrootBaseDir,
+      cgroupRoot: await this.cgroupRoot,
+      memoryMib: program.memoryMib,
+      vcpus: program.vcpus,
+    };
+  }
+}
+
+/** machine-config limits, for programs that did not go through the config checks (Aleph). */
+function checkResources(program: Program): void {
+  if (!Number.isInteger(program.vcpus) || program.vcpus < 1 || program.vcpus > FIRECRACKER_MAX_VCPUS) {
+    throw new DriverStartError(`firecracker allows 1-${FIRECRACKER_MAX_VCPUS} vCPUs, the program asks for ${program.vcpus}`);
+  }
+  if (!Number.isInteger(program.memoryMib) || program.memoryMib < 1) throw new DriverStartError(`firecracker needs a memory size of at least 1 MiB, the program asks for ${program.memoryMib}`);
+}
+
+/** The kernel command line we send as boot_args (Firecracker then drops its defaults). */
+export function firecrackerBootArgs(vm: { guestIp: string; gateway: string; extraBootArgs: string; arch: FirecrackerArch }): string {
+  // No root= or init=: the initramfs is the root and its /init runs; Firecracker
+  // appends virtio_mmio.device= entries itself (x86_64).
+  const args = ['console=ttyS0', 'reboot=k', 'panic=1', 'pci=off', 'quiet'];
+  // Firecracker's own defaults: skip probing what its i8042 does not have (boot time).
+  if (vm.arch === 'x86_64') args.push('i8042.noaux', 'i8042.nomux', 'i8042.dumbkbd');
+  // The drives are described to the init in /etc/aleph/mounts (the layout), not here.
+  args.push(`aleph.ip=${vm.guestIp}`, `aleph.gw=${vm.gateway}`);
+  const extra = vm.extraBootArgs.split(/\s+/).filter(Boolean);
+  for (const arg of extra) {
+    const why = forbiddenBootArg(arg);
+    if (why) throw new DriverStartError(`drivers.firecracker.extra_boot_args: ${why}`);
+  }
+  return [...args, ...extra].join(' ');
 }
 
 export function firecrackerConfig(vm: {
   kernel: string;
-  initrd?: string;
-  rootfs?: string;
-  code?: string;
+  initrd: string;
+  /** In guest order (vda, vdb, ...): Firecracker attaches drives in the order they are added. */
+  drives: DriveConfig[];
+  extraBootArgs: string;
+  arch: FirecrackerArch;
   vcpus: number;
   memoryMib: number;
   tap: string;
@@ -195,22 +353,18 @@ export function firecrackerConfig(vm: {
   gateway: string;
   vsock?: string;
 }): FirecrackerConfig {
-  const drives: FirecrackerConfig['drives'] = [];
-  const bootArgs = ['console=ttyS0', 'reboot=k', 'panic=1', 'pci=off', 'quiet', `aleph.ip=${vm.guestIp}`, `aleph.gw=${vm.gateway}`];
-  if (vm.rootfs) {
-    drives.push({ drive_id: 'rootfs', path_on_host: vm.rootfs, is_root_device: true, is_read_only: true });
-    bootArgs.push('init=/init');
+  for (const drive of vm.drives) {
+    if (!/^[A-Za-z0-9_]+$/.test(drive.id)) throw new DriverStartError(`drive id ${JSON.stringify(drive.id)}: Firecracker allows only letters, digits and '_'`);
   }
-  if (vm.code) {
-    // Drives appear in the guest in the order they were added: vda, vdb, ...
-    bootArgs.push(`aleph.code=/dev/vd${String.fromCharCode(97 + drives.length)}`);
-    drives.push({ drive_id: 'code', path_on_host: vm.code, is_root_device: false, is_read_only: true });
+  if (new Set(vm.drives.map((d) => d.id)).size !== vm.drives.length) throw new DriverStartError('two drives share an id');
+  const bootArgs = firecrackerBootArgs(vm);
+  const devices = vm.drives.length + 1 + (vm.vsock ? 1 : 0);
+  if (bootArgs.length + devices * FIRECRACKER_BYTES_PER_DEVICE > FIRECRACKER_CMDLINE_MAX) {
+    throw new DriverStartError(`the kernel command line (${bootArgs.length} bytes and ${devices} devices) does not fit Firecracker's ${FIRECRACKER_CMDLINE_MAX + 1}-byte buffer`);
   }
-  const bootSource: FirecrackerConfig['bootSource'] = { kernel_image_path: vm.kernel, boot_args: bootArgs.join(' ') };
-  if (vm.initrd) bootSource.initrd_path = vm.initrd;
   const config: FirecrackerConfig = {
-    bootSource,
-    drives,
+    bootSource: { kernel_image_path: vm.kernel, initrd_path: vm.initrd, boot_args: bootArgs },
+    drives: vm.drives.map((d) => ({ drive_id: d.id, path_on_host: d.path, is_root_device: false, is_read_only: d.readOnly })),
     machine: { vcpu_count: vm.vcpus, mem_size_mib: vm.memoryMib, smt: false },
     // A locally administered MAC derived from the slot, stable across reuse.
     network: { iface_id: 'eth0', host_dev_name: vm.tap, guest_mac: `06:00:ac:10:${((vm.slot >> 8) & 255).toString(16).padStart(2, '0')}:${(vm.slot & 255).toString(16).padStart(2, '0')}` },
@@ -220,4 +374,4 @@ export function firecrackerConfig(vm: {
 }
 
 export { FirecrackerApi, FirecrackerApiError } from './api.js';
-export { chrootDir, chrootRoot, jailerArgs, prepareChroot, removeChroot, JAILED_API_SOCKET, type JailSpec } from './jailer.js';
+export { cgroup2Mount, cgroupDir, chrootDir, chrootRoot, jailerArgs, linkIntoJail, prepareChroot, removeJail, resolveExecFile, JAILED_API_SOCKET, type JailSpec } from './jailer.js';

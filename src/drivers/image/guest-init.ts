@@ -1,87 +1,44 @@
-// The guest's /init (busybox sh, PID 1). The guest contract, in one place:
+// The guest's /init: guest/init/init.sh (busybox sh, PID 1), read from the package
+// and put into the base initramfs. The guest contract, in one place (details in
+// docs/guest.md):
 //   kernel arguments  aleph.ip=<addr>/<prefix>  aleph.gw=<addr>  aleph.dns=<addr>
-//                     aleph.code=<block device>  (optional: code on a read-only drive instead of /app in the initramfs)
-//                     aleph.data=<block device>  (optional: a writable data volume mounted on /data)
+//                     (no root=: the kernel boots our initramfs; no drive is the root device)
+//   drives            virtio-blk, in the order of src/drivers/vm/layout.ts (vda, vdb, ...),
+//                     each named in /etc/aleph/mounts; qemu also sets the drive id as serial
+//   /etc/aleph/mounts "<id> <device> <mount point> <fstype> <mode>" lines, runtime first:
+//                     root     the runtime squashfs, read-only, under a tmpfs overlay that
+//                              becomes the program's / (entered with chroot; PID 1 stays here)
+//                     ro       read-only (code at /opt/code, immutable volumes)
+//                     rw       read-write ext4 (persistent volumes, ephemeral ones made per boot)
+//                     overlay  read-only image under a tmpfs overlay (the message's data)
 //   /etc/aleph/env    shell `export NAME='value'` lines, sourced before the program starts
-//   /etc/aleph/entry  the entrypoint (default /app/start); it must serve HTTP on port 8080
+//   /etc/aleph/entry  the program's argv, one argument per line (default /app/start); it must
+//                     serve HTTP on port 8080 (asgi: python3 -m aleph_asgi ... --port 8080)
+//   /etc/aleph/cwd    its working directory (default /app)
+//   /etc/aleph/hostname      the hostname (the base32 label of the program hash)
+//   /etc/aleph/stop-timeout  seconds between SIGTERM and SIGKILL at shutdown (default 2)
+//   /opt/aleph-guest  guest/'s Python packages (the ASGI server), bind-mounted read-only
 //   readiness         the host decides: the first HTTP answer on :8080 means ready
 //   shutdown          SIGINT to PID 1 (Ctrl-Alt-Del, or the ACPI power button via acpid) -> SIGTERM
-//                     to the program, reset after 2 s at most; when the program exits the VM resets
-//                     (qemu runs with -no-reboot and Firecracker exits on reset, so the VMM exits too)
+//                     to the program, SIGKILL after stop-timeout; then the volumes are unmounted
+//                     and the VM resets (qemu runs with -no-reboot and Firecracker exits on reset,
+//                     so the VMM exits too); when the program exits by itself the same happens
 // Console lines prefixed "aleph-guest:" are the init's own.
 
-export const GUEST_INIT = `#!/bin/busybox sh
-/bin/busybox mount -t devtmpfs devtmpfs /dev
-/bin/busybox --install -s /bin
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t tmpfs tmpfs /run
-mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
-exec </dev/console >/dev/console 2>&1
-say() { echo "aleph-guest: $*"; }
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
-for m in $(cat /etc/aleph/modules); do insmod "/lib/modules/aleph/$m.ko" 2>/dev/null; done
+/** guest/ in the repository (and in the npm package), from dist/src/drivers/image/ at run time. */
+export const GUEST_DIR = fileURLToPath(new URL('../../../../guest/', import.meta.url));
 
-ip=; gw=; dns=; code=; data=
-for arg in $(cat /proc/cmdline); do
-  case "$arg" in
-    aleph.ip=*) ip="\${arg#aleph.ip=}" ;;
-    aleph.gw=*) gw="\${arg#aleph.gw=}" ;;
-    aleph.dns=*) dns="\${arg#aleph.dns=}" ;;
-    aleph.code=*) code="\${arg#aleph.code=}" ;;
-    aleph.data=*) data="\${arg#aleph.data=}" ;;
-  esac
-done
+export const GUEST_INIT = readFileSync(`${GUEST_DIR}init/init.sh`, 'utf8');
 
-ip link set lo up
-n=0
-while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 1000 ]; do usleep 20000; n=$((n+1)); done
-if [ -e /sys/class/net/eth0 ]; then
-  ip link set eth0 up
-  [ -n "$ip" ] && ip addr add "$ip" dev eth0
-  [ -n "$gw" ] && ip route add default via "$gw"
-else
-  say "no network device (eth0)"
-fi
-[ -n "$dns" ] && echo "nameserver $dns" > /etc/resolv.conf
-
-wait_dev() { n=0; while [ ! -e "$1" ] && [ $n -lt 1000 ]; do usleep 20000; n=$((n+1)); done; }
-if [ -n "$code" ]; then wait_dev "$code"; mount -o ro "$code" /app || say "cannot mount code volume $code"; fi
-if [ -n "$data" ]; then mkdir -p /data; wait_dev "$data"; mount "$data" /data || say "cannot mount data volume $data"; fi
-
-# Shutdown requests reach PID 1 as SIGINT: Ctrl-Alt-Del (Firecracker SendCtrlAltDel)
-# from the kernel, the ACPI power button (QMP system_powerdown) through acpid.
-mkdir -p /etc/acpi/PWRF
-printf '#!/bin/sh\nkill -INT 1\n' > /etc/acpi/PWRF/00000080
-chmod 755 /etc/acpi/PWRF/00000080
-# The power button's input device appears asynchronously; acpid only scans at start.
-( wait_dev /dev/input/event0; exec acpid -f -d -c /etc/acpi >/dev/null 2>&1 ) &
-
-[ -f /etc/aleph/env ] && . /etc/aleph/env
-entry=/app/start
-[ -f /etc/aleph/entry ] && entry="$(cat /etc/aleph/entry)"
-cd /app 2>/dev/null || cd /
-say "starting $entry (ip \${ip:-none})"
-pid=
-stop_program() {
-  say "shutdown requested, stopping the program"
-  [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
-  ( sleep 2; say "program did not stop, resetting"; sync; reboot -f ) &
-}
-trap stop_program INT TERM
-"$entry" &
-pid=$!
-status=0
-while kill -0 "$pid" 2>/dev/null; do wait "$pid"; status=$?; done
-wait "$pid" 2>/dev/null; last=$?; [ "$last" -ne 127 ] && status=$last
-say "program exited with status $status"
-sync
-reboot -f
-`;
-
-/** Kernel modules the init loads, in dependency order (virtio, network, block, power button). */
+/**
+ * Kernel modules the init loads, in dependency order (virtio, network, block, power
+ * button, the filesystems of the program's drives). Names absent from a kernel are
+ * built in there (the Debian cloud kernel has ext4 built in, squashfs, overlay and
+ * loop as modules; loop devices are not needed, images are drives).
+ */
 export const GUEST_MODULES = [
   'virtio',
   'virtio_ring',
@@ -95,4 +52,7 @@ export const GUEST_MODULES = [
   'virtio_blk',
   'evdev',
   'button',
+  'squashfs',
+  'overlay',
+  'ext4', // with its depends= (jbd2, mbcache, crc16) where it is a module
 ];

@@ -3,16 +3,18 @@
 // entrypoint and environment. The kernel unpacks concatenated archives in order,
 // so a VM boots from base + program without rebuilding the base.
 
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodeCpio, parentDirs, treeEntries, type CpioEntry } from './cpio.js';
-import { GUEST_INIT, GUEST_MODULES } from './guest-init.js';
+import { GUEST_DIR, GUEST_INIT, GUEST_MODULES } from './guest-init.js';
 
 export const DEFAULT_BUSYBOX = '/bin/busybox';
 
 export interface BaseImageOptions {
   modulesDir: string; // <kernel root>/lib/modules/<version>
   busybox?: string; // a statically linked busybox (Debian: busybox-static)
+  /** Where guest/ is (its Python packages go to /opt/aleph-guest); default the package's own. */
+  guestDir?: string;
 }
 
 /** The base initramfs as one newc archive. */
@@ -36,7 +38,27 @@ export async function buildBaseInitramfs(options: BaseImageOptions): Promise<Buf
   for (const module of modules) {
     entries.push({ type: 'file', path: `lib/modules/aleph/${module.name}.ko`, data: await readFile(module.path) });
   }
+  entries.push(...(await guestPackages(options.guestDir ?? GUEST_DIR)));
   return encodeCpio(entries);
+}
+
+/** guest/'s Python packages (folders with an __init__.py) under opt/aleph-guest, without caches and tests. */
+async function guestPackages(guestDir: string): Promise<CpioEntry[]> {
+  const entries: CpioEntry[] = [...parentDirs('opt/aleph-guest/x'), { type: 'dir', path: 'opt/aleph-guest' }];
+  for (const entry of (await readdir(guestDir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    if (!entry.isDirectory() || !(await isFile(join(guestDir, entry.name, '__init__.py')))) continue;
+    const tree = await treeEntries(join(guestDir, entry.name), `opt/aleph-guest/${entry.name}`);
+    entries.push(...tree.filter((e) => !/(^|\/)(__pycache__|tests)(\/|$)/.test(e.path.slice('opt/aleph-guest/'.length)) && !e.path.endsWith('.pyc')));
+  }
+  return entries.filter((e, i) => e.type !== 'dir' || entries.findIndex((o) => o.type === 'dir' && o.path === e.path) === i);
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
 }
 
 function isStaticElf(data: Buffer): boolean {
@@ -89,18 +111,18 @@ export function moduleDepends(ko: Buffer): string[] {
 export interface ProgramImageOptions {
   /** Directory copied to /app (omit when the code comes on a drive). */
   codeDir?: string;
-  entrypoint: string; // absolute path inside the guest
-  env: Record<string, string>;
+  /** Files of /etc/aleph/ by name (mounts, env, entry, cwd, hostname, stop-timeout), from src/drivers/vm/layout.ts. */
+  files: Record<string, string>;
 }
 
-/** The per-program archive: /app, /etc/aleph/entry and /etc/aleph/env. */
+/** The per-program archive: /app (a code folder) and the /etc/aleph/ files. */
 export async function buildProgramArchive(options: ProgramImageOptions): Promise<Buffer> {
   const entries: CpioEntry[] = options.codeDir ? await treeEntries(options.codeDir, 'app') : [];
-  entries.push(
-    ...parentDirs('etc/aleph/entry'),
-    { type: 'file', path: 'etc/aleph/entry', data: Buffer.from(`${options.entrypoint}\n`) },
-    { type: 'file', path: 'etc/aleph/env', mode: 0o600, data: Buffer.from(envScript(options.env)) },
-  );
+  entries.push(...parentDirs('etc/aleph/x'));
+  for (const [name, text] of Object.entries(options.files).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (!/^[a-z][a-z-]*$/.test(name)) throw new Error(`bad /etc/aleph file name ${JSON.stringify(name)}`);
+    entries.push({ type: 'file', path: `etc/aleph/${name}`, mode: name === 'env' ? 0o600 : 0o644, data: Buffer.from(text) });
+  }
   return encodeCpio(entries);
 }
 

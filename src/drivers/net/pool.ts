@@ -78,7 +78,11 @@ export class NetworkPool {
     return this.reclaimed;
   }
 
-  async acquire(owner: string, options: { internet?: boolean } = {}): Promise<Lease> {
+  /**
+   * `tapOwner`: the uid/gid the tap device is made for (`ip tuntap ... user U group G`),
+   * so an unprivileged VMM (a jailed Firecracker has no CAP_NET_ADMIN) may open it.
+   */
+  async acquire(owner: string, options: { internet?: boolean; tapOwner?: { uid: number; gid: number } } = {}): Promise<Lease> {
     await this.reclaim();
     return this.serial(async () => {
       const taken = new Set([...this.held.keys(), ...(await this.recordedSlots())]);
@@ -109,7 +113,8 @@ export class NetworkPool {
       this.held.set(slot, lease);
       try {
         await this.deleteTap(lease.tap); // a leftover with the same name
-        await this.ip('tuntap', 'add', 'dev', lease.tap, 'mode', 'tap');
+        const tapOwner = options.tapOwner ? ['user', String(options.tapOwner.uid), 'group', String(options.tapOwner.gid)] : [];
+        await this.ip('tuntap', 'add', 'dev', lease.tap, 'mode', 'tap', ...tapOwner);
         await this.ip('addr', 'add', `${lease.hostIp}/${lease.prefix}`, 'dev', lease.tap);
         await this.ip('link', 'set', lease.tap, 'up');
         await this.firewall('add', lease);

@@ -4,6 +4,7 @@
 import { createLogger, shortHash, type Logger } from '../../common/index.js';
 import type { Program } from '../../programs/index.js';
 import { DriverStartError, type Driver, type Instance, type Slot } from '../types.js';
+import { asgiCommand } from './asgi.js';
 import { buildProgramEnv } from './env.js';
 import { ProcessInstance } from './instance.js';
 import { captureOutput, DEFAULT_OUTPUT_LIMITS, type OutputLimits } from './output.js';
@@ -22,6 +23,8 @@ export interface ProcessDriverOptions {
    * when this driver is created.
    */
   stateDir?: string;
+  /** Interpreter for ASGI programs (drivers.process.python); default 'python3'. */
+  python?: string;
 }
 
 export class ProcessDriver implements Driver {
@@ -50,7 +53,8 @@ export class ProcessDriver implements Driver {
     const hash = shortHash(program.hash);
     const port = await pickFreePort(LOOPBACK_HOST);
     const env = buildProgramEnv(launch, { host: LOOPBACK_HOST, port });
-    const child = await spawnProgram(launch, env);
+    const command = launch.asgi ? asgiCommand(launch, launch.asgi, this.options.python ?? 'python3', { host: LOOPBACK_HOST, port }, env) : launch.command;
+    const child = await spawnProgram({ ...launch, command }, env);
     this.records?.add(child.pid, program.hash);
 
     const log: Logger = childLogger(this.log, { hash, exec: slot.executionId, pid: child.pid });
@@ -65,7 +69,7 @@ export class ProcessDriver implements Driver {
     // After 'spawn', errors only come from kill() on a gone process; exit handling covers it.
     child.on('error', (err) => log.debug('child process error', { error: err.message }));
 
-    log.info('program started', { port, command: launch.command[0] });
+    log.info('program started', { port, command: command[0], ...(launch.asgi ? { asgi: launch.asgi.app } : {}) });
     const records = this.records;
     return new ProcessInstance(child, { kind: 'tcp', host: LOOPBACK_HOST, port }, this.options.stopGraceMs, log, records && (() => records.remove(child.pid)));
   }

@@ -6,38 +6,13 @@
 
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Logger } from '../../common/index.js';
+import { bootId, procStat, type Logger } from '../../common/index.js';
 
 interface ExecutionRecord {
   pid: number; // also the process group id
   start_time: string; // /proc/<pid>/stat field 22 (clock ticks since boot)
   boot_id: string;
   hash: string;
-}
-
-interface ProcStat {
-  state: string;
-  pgrp: number;
-  startTime: string;
-}
-
-function procStat(pid: number | string): ProcStat | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // pid (comm) state ppid pgrp ... — comm may contain spaces and ')'.
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { state: fields[0] ?? '', pgrp: Number(fields[2]), startTime: fields[19] ?? '' };
-  } catch {
-    return undefined;
-  }
-}
-
-function bootId(): string {
-  try {
-    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-  } catch {
-    return '';
-  }
 }
 
 function kill(pid: number, signal: NodeJS.Signals): boolean {

@@ -16,8 +16,8 @@ export interface QemuVmSpec {
   net:
     | { mode: 'user'; hostPort: number; internet: boolean } // host 127.0.0.1:hostPort -> guest :8080
     | { mode: 'tap'; tap: string };
-  /** Read-only code drive (a disk image), attached as the first virtio-blk disk (/dev/vda). */
-  codeDrive?: string;
+  /** virtio-blk disks in guest order (vda, vdb, ...), from src/drivers/vm/layout.ts; the id is also the serial. */
+  drives?: Array<{ id: string; path: string; readOnly: boolean }>;
 }
 
 /** Guest address under qemu user-mode networking (slirp defaults). */
@@ -49,9 +49,11 @@ export function qemuArgs(spec: QemuVmSpec): string[] {
     args.push('-netdev', `tap,id=n0,ifname=${spec.net.tap},script=no,downscript=no`);
   }
   args.push('-device', `${device('virtio-net-pci', 'virtio-net-device')},netdev=n0`);
-  if (spec.codeDrive) {
-    args.push('-drive', `file=${spec.codeDrive},if=none,id=code,format=raw,readonly=on`);
-    args.push('-device', `${device('virtio-blk-pci', 'virtio-blk-device')},drive=code`);
+  for (const drive of spec.drives ?? []) {
+    // qemu's option syntax: a ',' in a value is written ',,'.
+    const file = drive.path.replaceAll(',', ',,');
+    args.push('-drive', `file=${file},if=none,id=${drive.id},format=raw,readonly=${drive.readOnly ? 'on' : 'off'}`);
+    args.push('-device', `${device('virtio-blk-pci', 'virtio-blk-device')},drive=${drive.id},serial=${drive.id}`);
   }
   return args;
 }

@@ -10,6 +10,7 @@ import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLogger, shortHash } from '../../common/index.js';
 import { buildProgramArchive, kvmUsable, writeConcatenated } from '../image/index.js';
+import { prepareDisks, vmLayout } from '../vm/index.js';
 import type { NetworkPool } from '../net/index.js';
 import { LOOPBACK_HOST, pickFreePort } from '../process/port.js';
 import type { Program, VmLaunch } from '../../programs/types.js';
@@ -90,12 +91,10 @@ export class QemuDriver implements Driver {
       const dir = await mkdtemp(join(this.options.runDir, `${safeName(slot.executionId)}-`));
       cleanups.push(() => rm(dir, { recursive: true, force: true }));
 
-      const code = await codeKind(launch.code);
-      const archive = await buildProgramArchive({
-        codeDir: code === 'dir' ? launch.code : undefined,
-        entrypoint: launch.entrypoint,
-        env: launch.env,
-      }).catch((err: Error) => {
+      const layout = vmLayout({ hash: program.hash, launch, code: await codeKind(launch.code), vmDir: dir });
+      const releaseDisks = await prepareDisks(layout);
+      cleanups.push(releaseDisks);
+      const archive = await buildProgramArchive({ codeDir: layout.codeDir, files: layout.files }).catch((err: Error) => {
         throw new DriverStartError(`cannot pack the program's code: ${err.message}`);
       });
       const initrd = join(dir, 'initrd');
@@ -116,7 +115,6 @@ export class QemuDriver implements Driver {
         endpoint = { kind: 'tcp', host: LOOPBACK_HOST, port: hostPort };
         kernelArgs.push(`aleph.ip=${USER_NET.guest}`, `aleph.gw=${USER_NET.gateway}`, `aleph.dns=${USER_NET.dns}`);
       }
-      if (code === 'image') kernelArgs.push('aleph.code=/dev/vda');
 
       const qmpSocket = join(dir, 'qmp.sock');
       const accel = await this.resolveAccel();
@@ -136,7 +134,7 @@ export class QemuDriver implements Driver {
         kernelArgs,
         qmpSocket,
         net,
-        codeDrive: code === 'image' ? launch.code : undefined,
+        drives: layout.drives,
       });
       const qmp = (command: string) => async () => {
         const client = await QmpClient.connect(qmpSocket);
@@ -163,7 +161,7 @@ export class QemuDriver implements Driver {
       // wasted: qemu's port forward accepts connections that then hang while the guest
       // boots. Readiness itself stays HTTP-level (the orchestrator's probe).
       const launched = await vm.launchedWithin(seen, LAUNCH_WAIT_MS);
-      log.info(launched ? 'vm started' : 'vm started (no launch line from the guest yet)', { pid: vm.pid, accel, machine, memory_mib: program.memoryMib, vcpus: program.vcpus, endpoint: `${endpoint.host}:${endpoint.port}` });
+      log.info(launched ? 'vm started' : 'vm started (no launch line from the guest yet)', { pid: vm.pid, accel, machine, memory_mib: program.memoryMib, vcpus: program.vcpus, drives: layout.drives.length, endpoint: `${endpoint.host}:${endpoint.port}` });
       return vm;
     } catch (err) {
       await undo();

@@ -1,8 +1,8 @@
 // A validated PROGRAM message + its fetched files -> a Program the orchestrator boots.
 //
-// VM drivers (the normal path) get a VmLaunch: the code as a folder (zip, plain) or
-// an image (squashfs), which the guest puts at /app, the entrypoint (binary programs listen on
-// 8080), the message's variables as environment, and `aleph` extras: the interface
+// VM drivers (the normal path) get a VmLaunch: the code as a squashfs image (the
+// blob itself, or one made from a zip or plain file), which the guest mounts at
+// /opt/code, the entrypoint (binary programs listen on 8080), the message's variables as environment, and `aleph` extras: the interface
 // (ASGI programs are served by the runtime), the runtime image and every volume.
 //
 // The process driver runs downloaded code only when the operator allows it
@@ -11,18 +11,22 @@
 // /opt/code (read-only), data and immutable volumes read-only, ephemeral volumes as
 // sized tmpfs, persistent volumes read-write from a per-program host folder. The
 // network is shared (the program listens on $PORT on loopback, where the proxy
-// connects). Binary programs only: ASGI needs the runtime, which only a VM has.
+// connects). ASGI programs run with the host's python (drivers.process.python,
+// found in the sandbox's /usr) and our server from guest/, bound read-only at
+// /opt/aleph-guest: the runtime image is not used, so the app gets the host's
+// Python packages (python3-fastapi and friends from Debian).
 
 import { constants } from 'node:fs';
 import { access, lstat, readlink } from 'node:fs/promises';
 import path from 'node:path';
+import { GUEST_DIR, GUEST_MOUNT } from '../../common/index.js';
 import type { AlephVmVolume, Program, ProcessLaunch, VmLaunch } from '../types.js';
 import type { ProgramSpec } from './message.js';
 
 /** Where the sandbox puts the code (as the reference supervisor's guests do). */
 export const CODE_MOUNT = '/opt/code';
-/** Where this project's guest init puts the code (src/drivers/image/guest-init.ts). */
-export const GUEST_CODE = '/app';
+/** Where the guest init puts the code of a program on a runtime (src/drivers/vm/layout.ts). */
+export const GUEST_CODE = '/opt/code';
 
 export class LaunchRefused extends Error {
   override readonly name = 'LaunchRefused';
@@ -34,6 +38,16 @@ export interface ProgramFiles {
   volumes: AlephVmVolume[]; // data first, then the message's volumes in order
 }
 
+/**
+ * The request timeout floor: `resources.seconds` below it is raised to it. The
+ * reference's default of 1 s is too short here: the first requests after a cold
+ * start still import and warm up lazily (FastAPI builds its routes, pydantic its
+ * validators) and under TCG or on a loaded node that alone takes seconds. Booting
+ * itself is bounded by orchestrator.boot_timeout, not by this. 10 s still ends a
+ * hung request well before a client or the 30 s default of a message would.
+ */
+export const MIN_REQUEST_SECONDS = 10;
+
 export function toProgram(spec: ProgramSpec, launch: Program['launch'], codeRef: string): Program {
   return {
     hash: spec.hash,
@@ -41,9 +55,10 @@ export function toProgram(spec: ProgramSpec, launch: Program['launch'], codeRef:
     memoryMib: spec.resources.memoryMib,
     vcpus: spec.resources.vcpus,
     healthPath: '',
-    requestTimeoutMs: Math.ceil(spec.resources.seconds * 1000),
+    requestTimeoutMs: Math.ceil(Math.max(spec.resources.seconds, MIN_REQUEST_SECONDS) * 1000),
     launch,
     codeRef,
+    sender: spec.sender,
   };
 }
 
@@ -57,27 +72,35 @@ export function vmLaunch(spec: ProgramSpec, files: ProgramFiles): VmLaunch {
     kernel: '',
     initramfs: '',
     internet: spec.internet,
-    aleph: { interface: spec.code.interface, asgiApp: asgi ? spec.code.entrypoint : '', runtime: files.runtime, volumes: files.volumes },
+    aleph: { interface: spec.code.interface, asgiApp: asgi ? spec.code.entrypoint : '', args: [...spec.code.args], runtime: files.runtime, volumes: files.volumes },
   };
 }
 
 /** The sandboxed command for the process driver; throws LaunchRefused when it cannot be sandboxed. */
-export function processLaunch(spec: ProgramSpec, files: ProgramFiles, sandbox: Sandbox): ProcessLaunch {
-  if (spec.code.interface === 'asgi') {
-    throw new LaunchRefused(`ASGI program (${spec.code.entrypoint}) needs its runtime: use a VM driver`);
-  }
+export function processLaunch(spec: ProgramSpec, files: ProgramFiles, sandbox: Sandbox, guestDir: string = GUEST_DIR): ProcessLaunch {
+  const asgi = spec.code.interface === 'asgi';
   const args = [
     sandbox.bwrap, '--die-with-parent', '--unshare-all', '--share-net',
     ...sandbox.systemBinds,
     '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp',
     '--ro-bind', files.code, CODE_MOUNT,
   ];
+  if (asgi) args.push('--ro-bind', guestDir, GUEST_MOUNT);
   for (const volume of files.volumes) {
     if (volume.kind === 'ephemeral') args.push('--size', String(volume.sizeMib * 1024 * 1024), '--tmpfs', volume.mount);
     else args.push(volume.readOnly ? '--ro-bind' : '--bind', volume.source, volume.mount);
   }
-  args.push('--chdir', CODE_MOUNT, '--', path.posix.join(CODE_MOUNT, spec.code.entrypoint), ...spec.code.args);
-  return { kind: 'process', command: args, cwd: '/', env: { ...spec.variables } };
+  args.push('--chdir', CODE_MOUNT, '--');
+  if (asgi) {
+    // bwrap dies at once on SIGTERM, and --die-with-parent then kills the sandbox before
+    // the server's lifespan shutdown ran. Started with SIGTERM ignored (kept across
+    // exec), bwrap waits instead; our server installs its own handler and exits cleanly.
+    const command = ['/bin/sh', '-c', 'trap "" TERM; exec "$0" "$@"', ...args];
+    // The process driver appends `<python> -m aleph_asgi ... --port $PORT` (drivers/process/asgi.ts).
+    return { kind: 'process', command, cwd: '/', env: { ...spec.variables }, sandboxed: true, asgi: { app: spec.code.entrypoint, appDir: CODE_MOUNT, guestDir: GUEST_MOUNT } };
+  }
+  args.push(path.posix.join(CODE_MOUNT, spec.code.entrypoint), ...spec.code.args);
+  return { kind: 'process', command: args, cwd: '/', env: { ...spec.variables }, sandboxed: true };
 }
 
 export interface Sandbox {

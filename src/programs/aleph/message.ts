@@ -10,6 +10,7 @@
 
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
+import { ASGI_APP_PATTERN } from '../../common/index.js';
 
 export class MessageError extends Error {
   override readonly name = 'MessageError';
@@ -69,6 +70,8 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const CID = /^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{50,120})$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const ENCODINGS: readonly CodeEncoding[] = ['plain', 'zip', 'squashfs'];
+/** Where the VM guest has its own mounts (src/drivers/vm/layout.ts). */
+const RESERVED_MOUNTS = ['/proc', '/sys', '/dev', '/run', '/opt/code', '/opt/aleph-guest'];
 
 type Obj = Record<string, unknown>;
 
@@ -133,7 +136,14 @@ class Fields {
     if (!value.startsWith('/') || value.includes('\0') || posix.normalize(value) !== value || value.split('/').includes('..') || value === '/') {
       this.fail(key, `"${value}" is not a normalized absolute mount point`);
     }
+    // The guest init reads mount points as words; these paths are its own.
+    if (!/^[\x21-\x7e]+$/.test(value)) this.fail(key, `"${value}" must not contain spaces or control characters`);
+    if (RESERVED_MOUNTS.some((r) => value === r || value.startsWith(`${r}/`))) this.fail(key, `"${value}" is reserved inside the VM`);
     return value;
+  }
+  sizeMib(): number {
+    if (!this.has('size_mib')) this.fail('size_mib', 'is required (the volume size in MiB)');
+    return this.number('size_mib', { min: 1, max: 1 << 20, int: true });
   }
   refSpec(): RefSpec {
     return { ref: this.hash('ref'), useLatest: this.bool('use_latest', false) };
@@ -193,6 +203,7 @@ export function parseProgramMessage(message: unknown, hash: string): ProgramSpec
   if (iface === 'binary' && (entrypoint.startsWith('/') || posix.normalize(entrypoint).startsWith('..'))) {
     codeFields.fail('entrypoint', 'must be a path inside the code');
   }
+  if (iface === 'asgi' && !ASGI_APP_PATTERN.test(entrypoint)) codeFields.fail('entrypoint', 'must be "module:attribute" for an ASGI program');
   const args = codeFields.array('args').map((a) => (typeof a === 'string' ? a : codeFields.fail('args', 'expected strings')));
   const code: CodeSpec = { ...codeFields.refSpec(), encoding: codeFields.encoding('encoding'), entrypoint, interface: iface, args };
 
@@ -207,13 +218,13 @@ export function parseProgramMessage(message: unknown, hash: string): ProgramSpec
     const v = new Fields(raw, `content.volumes[${index}].`);
     const mount = v.mount('mount');
     if (v.has('ref')) return { kind: 'immutable', mount, ...v.refSpec() };
-    if (v.bool('ephemeral', false)) return { kind: 'ephemeral', mount, sizeMib: v.number('size_mib', { min: 1, max: 1 << 20, int: true }) };
+    if (v.bool('ephemeral', false)) return { kind: 'ephemeral', mount, sizeMib: v.sizeMib() };
     if (v.has('persistence')) {
       const persistence = v.string('persistence');
       if (persistence !== 'host' && persistence !== 'store') v.fail('persistence', `unsupported "${persistence}"`);
       const name = v.string('name');
       if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) v.fail('name', `"${name}" is not a volume name`);
-      return { kind: 'persistent', mount, name, persistence: persistence as 'host' | 'store', sizeMib: v.number('size_mib', { min: 1, max: 1 << 20, int: true }) };
+      return { kind: 'persistent', mount, name, persistence: persistence as 'host' | 'store', sizeMib: v.sizeMib() };
     }
     return v.fail('mount', 'a volume needs a ref, ephemeral = true or a persistence');
   });

@@ -22,7 +22,7 @@ import { AlephClient, FetchError } from './client.js';
 import { Downloader, type Artifact } from './download.js';
 import { findSandbox, LaunchRefused, processLaunch, toProgram, vmLaunch, type ProgramFiles, type Sandbox } from './launch.js';
 import { MessageError, parseProgramMessage, parseStoreMessage, touchedHashes, type CodeEncoding, type ProgramSpec, type RefSpec, type StoreSpec } from './message.js';
-import { unpack } from './unpack.js';
+import { isSquashfsFile, squashfsImage, unpack } from './unpack.js';
 
 const log = createLogger('programs.aleph');
 /** How much larger than its archive cap an unpacked archive may be. */
@@ -125,7 +125,6 @@ export class AlephProgramSource implements ProgramSource {
         throw new BootFailedError('programs from the Aleph network run in a VM driver; the process driver needs programs.allow_process_for_network = true and bubblewrap');
       }
       if (!this.sandbox) throw new BootFailedError('refusing to run downloaded code without a sandbox: bubblewrap (bwrap) is not installed');
-      if (spec.code.interface === 'asgi') throw new BootFailedError(`ASGI program (${spec.code.entrypoint}) needs its runtime: use a VM driver`);
     }
     const watch = new Set<string>([hash]);
     const pinned: string[] = [];
@@ -153,39 +152,64 @@ export class AlephProgramSource implements ProgramSource {
       };
       const processDriver = this.driver === 'process';
       const s = this.settings;
+      // VM drivers attach images: a squashfs blob as it is (checked), a folder as a squashfs built once.
+      const squashfsBlob = async (folder: string, field: string, what: string): Promise<string> => {
+        const blob = path.join(folder, 'blob');
+        if (!(await isSquashfsFile(blob))) throw new BootFailedError(`${field}: the ${what} is not a squashfs image`);
+        return blob;
+      };
+      const asImage = async (key: string, folder: string, what: string): Promise<string> => {
+        try {
+          return await squashfsImage(this.cache, key, folder, what);
+        } catch (error) {
+          throw this.fetchFailure(`could not make the ${what} image`, error);
+        }
+      };
 
       const code = await fetchRef('code', spec.code, s.maxCodeBytes);
       let codePath: string;
-      if (spec.code.encoding === 'squashfs' && !processDriver) codePath = path.join(code.folder, 'blob');
+      if (spec.code.encoding === 'squashfs' && !processDriver) codePath = await squashfsBlob(code.folder, 'content.code', `code ${shortHash(code.store.itemHash)} (encoding "squashfs")`);
       else {
         const fileName = spec.code.encoding !== 'plain' ? undefined : spec.code.interface === 'asgi' ? `${spec.code.entrypoint.split(':')[0]}.py` : spec.code.entrypoint;
         codePath = await asFolder(code.store.itemHash, spec.code.encoding, s.maxCodeBytes, fileName);
+        if (!processDriver) codePath = await asImage(code.store.itemHash, codePath, 'code');
       }
 
       const volumes: AlephVmVolume[] = [];
       if (spec.data) {
         const data = await fetchRef('data', spec.data, s.maxDataBytes);
-        const source = spec.data.encoding === 'squashfs' && !processDriver
-          ? path.join(data.folder, 'blob')
-          : await asFolder(data.store.itemHash, spec.data.encoding, s.maxDataBytes, 'data');
+        let source: string;
+        if (spec.data.encoding === 'squashfs' && !processDriver) source = await squashfsBlob(data.folder, 'content.data', `data ${shortHash(data.store.itemHash)} (encoding "squashfs")`);
+        else {
+          source = await asFolder(data.store.itemHash, spec.data.encoding, s.maxDataBytes, 'data');
+          if (!processDriver) source = await asImage(data.store.itemHash, source, 'data');
+        }
         volumes.push({ mount: spec.data.mount, kind: 'data', source, sizeMib: 0, readOnly: true });
       }
-      for (const volume of spec.volumes) {
+      for (const [index, volume] of spec.volumes.entries()) {
         if (volume.kind === 'immutable') {
           const fetched = await fetchRef('volume', volume, s.maxVolumeBytes);
-          const source = processDriver ? await asFolder(fetched.store.itemHash, 'squashfs', s.maxVolumeBytes) : path.join(fetched.folder, 'blob');
+          const source = processDriver
+            ? await asFolder(fetched.store.itemHash, 'squashfs', s.maxVolumeBytes)
+            : await squashfsBlob(fetched.folder, `content.volumes[${index}]`, `immutable volume ${shortHash(fetched.store.itemHash)}`);
           volumes.push({ mount: volume.mount, kind: 'immutable', source, sizeMib: 0, readOnly: true });
         } else if (volume.kind === 'ephemeral') {
           volumes.push({ mount: volume.mount, kind: 'ephemeral', source: '', sizeMib: volume.sizeMib, readOnly: false });
-        } else {
+        } else if (processDriver) {
           // persistence "store" is not implemented by the reference either: kept on the host like "host".
           const folder = path.join(s.volumesDir, hash, volume.name);
           await mkdir(folder, { recursive: true });
           volumes.push({ mount: volume.mount, kind: 'persistent', source: folder, sizeMib: volume.sizeMib, readOnly: false });
+        } else {
+          // An ext4 image the VM driver makes at first use (src/drivers/vm/disks.ts); its size is the limit.
+          volumes.push({ mount: volume.mount, kind: 'persistent', source: path.join(s.volumesDir, hash, `${volume.name}.img`), sizeMib: volume.sizeMib, readOnly: false });
         }
       }
       let runtime = '';
-      if (!processDriver) runtime = path.join((await fetchRef('runtime', spec.runtime, s.maxRuntimeBytes)).folder, 'blob');
+      if (!processDriver) {
+        const fetched = await fetchRef('runtime', spec.runtime, s.maxRuntimeBytes);
+        runtime = await squashfsBlob(fetched.folder, 'content.runtime', `runtime ${shortHash(fetched.store.itemHash)}`);
+      }
 
       const files: ProgramFiles = { code: codePath, runtime, volumes };
       let launch: Program['launch'];

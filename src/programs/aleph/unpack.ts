@@ -5,7 +5,7 @@
 // The folder appears by rename; its size is added to the cache entry.
 
 import { execFile } from 'node:child_process';
-import { chmod, copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { ArtifactCache } from './cache.js';
@@ -103,5 +103,47 @@ async function exists(p: string): Promise<boolean> {
     return true;
   } catch {
     return false;
+  }
+}
+
+const imaging = new Map<string, Promise<string>>();
+
+/**
+ * A read-only squashfs image of an unpacked folder (a zip or plain code, a data
+ * archive) for the VM drivers, which attach images, not folders: built once per
+ * cache entry with mksquashfs into tmp/ and renamed to <entry>/<variant>.squashfs,
+ * its size added to the entry. Owners are root and times fixed: same folder, same image.
+ */
+export function squashfsImage(cache: ArtifactCache, key: string, folder: string, what: string): Promise<string> {
+  const image = `${folder}.squashfs`;
+  let pending = imaging.get(image);
+  if (!pending) {
+    pending = (async () => {
+      if (await exists(image)) return image;
+      const temp = cache.tempPath(`${key}.image`);
+      try {
+        await tool('mksquashfs', [folder, temp, '-noappend', '-quiet', '-no-progress', '-all-root', '-all-time', '0', '-mkfs-time', '0'], `the read-only image of the ${what} could not be made`);
+        const bytes = (await stat(temp)).size;
+        await rename(temp, image);
+        await cache.grow(key, bytes);
+        return image;
+      } finally {
+        await rm(temp, { force: true });
+      }
+    })().finally(() => imaging.delete(image));
+    imaging.set(image, pending);
+  }
+  return pending;
+}
+
+/** True when the file starts with the squashfs magic ("hsqs", little-endian superblock). */
+export async function isSquashfsFile(file: string): Promise<boolean> {
+  const handle = await open(file, 'r');
+  try {
+    const head = Buffer.alloc(4);
+    const { bytesRead } = await handle.read(head, 0, 4, 0);
+    return bytesRead === 4 && head.toString('latin1') === 'hsqs';
+  } finally {
+    await handle.close();
   }
 }

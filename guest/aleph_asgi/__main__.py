@@ -1,0 +1,61 @@
+"""Command line: python3 -m aleph_asgi --app module:app --app-dir DIR [--host H] [--port P]."""
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+
+from .errors import AppLoadError
+from .limits import Limits
+from .loader import load_app
+from .server import serve
+
+EXIT_BAD_APP = 2
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python3 -m aleph_asgi", description="Serve an ASGI 3 application.")
+    parser.add_argument("--app", required=True, help="module:attribute of the ASGI application, e.g. main:app")
+    parser.add_argument("--app-dir", default=".", help="folder put first on sys.path (default: .)")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help="override one of the limits in aleph_asgi/limits.py, e.g. keep_alive_timeout=2")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser.parse_args(argv)
+
+
+def parse_limits(pairs: list[str]) -> Limits:
+    fields = {field.name: field.type for field in dataclasses.fields(Limits)}
+    values: dict[str, float | int] = {}
+    for pair in pairs:
+        name, equals, raw = pair.partition("=")
+        if not equals or name not in fields:
+            raise ValueError(f"unknown limit {name!r}; known: {', '.join(fields)}")
+        kind = int if fields[name] in (int, "int") else float
+        value = kind(raw)
+        if value < 0:
+            raise ValueError(f"limit {name} must not be negative")
+        values[name] = value
+    return Limits(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(), format="aleph_asgi: %(message)s")
+    log = logging.getLogger("aleph_asgi")
+    if not 0 <= args.port <= 65535:
+        log.error("--port must be 0..65535")
+        return EXIT_BAD_APP
+    try:
+        limits = parse_limits(args.limit)
+        app = load_app(args.app, args.app_dir)
+    except (AppLoadError, ValueError) as error:
+        log.error("%s", error)
+        return EXIT_BAD_APP
+    return asyncio.run(serve(app, args.host, args.port, limits))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+#!/bin/busybox sh
+# The guest's /init (busybox sh, PID 1). The contract it implements is documented in
+# docs/guest.md and summarised in src/drivers/image/guest-init.ts. Console lines
+# prefixed "aleph-guest:" are the init's own.
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
+exec </dev/console >/dev/console 2>&1
+say() { echo "aleph-guest: $*"; }
+fail() { say "$*"; sync; reboot -f; }
+
+for m in $(cat /etc/aleph/modules); do insmod "/lib/modules/aleph/$m.ko" 2>/dev/null; done
+
+ip=; gw=; dns=
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    aleph.ip=*) ip="${arg#aleph.ip=}" ;;
+    aleph.gw=*) gw="${arg#aleph.gw=}" ;;
+    aleph.dns=*) dns="${arg#aleph.dns=}" ;;
+  esac
+done
+
+ip link set lo up
+n=0
+while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 1000 ]; do usleep 20000; n=$((n+1)); done
+if [ -e /sys/class/net/eth0 ]; then
+  ip link set eth0 up
+  [ -n "$ip" ] && ip addr add "$ip" dev eth0
+  [ -n "$gw" ] && ip route add default via "$gw"
+else
+  say "no network device (eth0)"
+fi
+
+wait_dev() { n=0; while [ ! -e "$1" ] && [ $n -lt 1000 ]; do usleep 20000; n=$((n+1)); done; }
+
+# A drive named in /etc/aleph/mounts by its id and its expected node: the node whose
+# serial is the id when the VMM sets serials (qemu), else the expected one (the
+# VMM attaches drives in the listed order).
+device_of() {
+  wait_dev "/dev/$2"
+  for s in /sys/block/vd*/serial; do
+    [ -f "$s" ] && [ "$(cat "$s" 2>/dev/null)" = "$1" ] && { d="${s%/serial}"; echo "/dev/${d##*/}"; return; }
+  done
+  echo "/dev/$2"
+}
+
+# /etc/aleph/mounts: "<id> <device> <mount point> <fstype> <mode>" per line, in
+# order (the runtime first). mode: root (the runtime: read-only, under a tmpfs
+# overlay that becomes the program's /), ro, rw, overlay (read-only image under a
+# tmpfs overlay: writable, reset at each boot).
+root=
+mounted=
+if [ -f /etc/aleph/mounts ]; then
+  while read -r id dev target fstype mode; do
+    case "$id" in ''|'#'*) continue ;; esac
+    node="$(device_of "$id" "$dev")"
+    if [ "$mode" = root ]; then
+      mkdir -p /mnt/runtime /mnt/rootrw /newroot
+      mount -t "$fstype" -o ro "$node" /mnt/runtime || fail "cannot mount the runtime ($id on $node)"
+      mount -t tmpfs -o mode=0755 tmpfs /mnt/rootrw
+      mkdir -p /mnt/rootrw/upper /mnt/rootrw/work
+      mount -t overlay overlay -o lowerdir=/mnt/runtime,upperdir=/mnt/rootrw/upper,workdir=/mnt/rootrw/work /newroot \
+        || fail "cannot mount the root overlay"
+      root=/newroot
+      continue
+    fi
+    at="$root$target"
+    mkdir -p "$at" || fail "cannot create the mount point $target"
+    case "$mode" in
+      ro) mount -t "$fstype" -o ro "$node" "$at" || fail "cannot mount $id ($node) on $target" ;;
+      rw) mount -t "$fstype" -o rw "$node" "$at" || fail "cannot mount $id ($node) on $target" ;;
+      overlay)
+        base="/mnt/volumes/$id"
+        mkdir -p "$base/lower" "$base/rw"
+        mount -t "$fstype" -o ro "$node" "$base/lower" || fail "cannot mount $id ($node)"
+        mount -t tmpfs tmpfs "$base/rw" && mkdir -p "$base/rw/upper" "$base/rw/work"
+        mount -t overlay overlay -o "lowerdir=$base/lower,upperdir=$base/rw/upper,workdir=$base/rw/work" "$at" \
+          || fail "cannot mount the overlay of $id on $target" ;;
+      *) fail "unknown mount mode $mode for $id" ;;
+    esac
+    mounted="$at $mounted"
+  done < /etc/aleph/mounts
+fi
+
+hostname=aleph
+[ -f /etc/aleph/hostname ] && hostname="$(cat /etc/aleph/hostname)"
+hostname "$hostname"
+
+if [ -n "$root" ]; then
+  # The program's view: the runtime with /proc, /sys, /dev, /run of its own, our
+  # guest files at /opt/aleph-guest (read-only) and a busybox for the launcher.
+  for d in proc sys dev run tmp opt/aleph-guest etc; do mkdir -p "$root/$d"; done
+  mount -t proc proc "$root/proc"
+  mount -t sysfs sysfs "$root/sys"
+  mount -o bind /dev "$root/dev"
+  mount -o bind /dev/pts "$root/dev/pts"
+  mkdir -p "$root/dev/shm" && mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
+  mount -t tmpfs -o mode=0755 tmpfs "$root/run"
+  chmod 1777 "$root/tmp"
+  if [ -d /opt/aleph-guest ]; then
+    mount -o bind /opt/aleph-guest "$root/opt/aleph-guest" && mount -o remount,bind,ro "$root/opt/aleph-guest"
+  fi
+  mkdir -p "$root/run/aleph" && cp /bin/busybox "$root/run/aleph/busybox"
+  echo "$hostname" > "$root/etc/hostname"
+  printf '127.0.0.1 localhost\n127.0.1.1 %s\n::1 localhost\n' "$hostname" > "$root/etc/hosts"
+  [ -n "$dns" ] && { rm -f "$root/etc/resolv.conf"; echo "nameserver $dns" > "$root/etc/resolv.conf"; }
+else
+  [ -n "$dns" ] && echo "nameserver $dns" > /etc/resolv.conf
+fi
+
+# Shutdown requests reach PID 1 as SIGINT: Ctrl-Alt-Del (Firecracker SendCtrlAltDel)
+# from the kernel, the ACPI power button (QMP system_powerdown) through acpid.
+mkdir -p /etc/acpi/PWRF
+printf '#!/bin/sh\nkill -INT 1\n' > /etc/acpi/PWRF/00000080
+chmod 755 /etc/acpi/PWRF/00000080
+# The power button's input device appears asynchronously; acpid only scans at start.
+( wait_dev /dev/input/event0; exec acpid -f -d -c /etc/acpi >/dev/null 2>&1 ) &
+
+[ -f /etc/aleph/env ] && . /etc/aleph/env
+# /etc/aleph/entry: the program's argv, one argument per line (default /app/start).
+set --
+if [ -f /etc/aleph/entry ]; then
+  while IFS= read -r a; do set -- "$@" "$a"; done < /etc/aleph/entry
+fi
+[ $# -gt 0 ] || set -- /app/start
+cwd=/app
+[ -f /etc/aleph/cwd ] && cwd="$(cat /etc/aleph/cwd)"
+stop_timeout=2
+[ -f /etc/aleph/stop-timeout ] && stop_timeout="$(cat /etc/aleph/stop-timeout)"
+
+say "starting $1 (ip ${ip:-none}, host $hostname)"
+pid=
+stop_program() {
+  say "shutdown requested, stopping the program"
+  [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+  # kill -1 spares PID 1 and the caller: the program and its children go, then the
+  # main loop below unmounts the volumes and resets.
+  ( sleep "$stop_timeout"; say "program did not stop within ${stop_timeout}s, killing it"; kill -KILL -1 ) &
+}
+trap stop_program INT TERM
+if [ -n "$root" ]; then
+  # chroot, not switch_root: PID 1 stays here, so it can unmount the volumes (the
+  # ext4 ones cleanly) whatever the runtime contains.
+  chroot "$root" /run/aleph/busybox sh -c 'cd "$0" 2>/dev/null || cd /; exec "$@"' "$cwd" "$@" &
+else
+  cd "$cwd" 2>/dev/null || cd /
+  "$@" &
+fi
+pid=$!
+status=0
+while kill -0 "$pid" 2>/dev/null; do wait "$pid"; status=$?; done
+wait "$pid" 2>/dev/null; last=$?; [ "$last" -ne 127 ] && status=$last
+say "program exited with status $status"
+kill -TERM -1 2>/dev/null; usleep 100000; kill -KILL -1 2>/dev/null
+sync
+for at in $mounted; do umount "$at" 2>/dev/null || mount -o remount,ro "$at" 2>/dev/null; done
+sync
+reboot -f

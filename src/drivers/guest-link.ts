@@ -1,0 +1,145 @@
+// Guest link: makes an execution's guest API (an HTTP server on a per-execution unix
+// socket, see src/guestapi/) reachable from the program over TCP. A listener on a
+// given host address forwards each accepted connection, bytes as they are, to the
+// unix socket. Used by every driver:
+//   process driver  -> 127.0.0.1:<free port>
+//   tap networking  -> the tap's host address, accepting only the guest's address
+//   qemu user mode  -> 127.0.0.1:<free port>, reached through a guestfwd
+// (docs/guest-api.md). Identity is the socket the link forwards to, never anything
+// the guest sends. Bounded: a connection cap, an idle timeout on every connection,
+// a connect timeout towards the socket; close() ends everything it opened.
+
+import net from 'node:net';
+
+export interface GuestLinkOptions {
+  /** The execution's guest API socket. */
+  socket: string;
+  /** Address to listen on, e.g. '127.0.0.1' or a tap's host address. */
+  host: string;
+  /** 0 (default) = a free port picked by the kernel. */
+  port?: number;
+  /**
+   * Peer addresses allowed to connect (e.g. the VM's guest address on its tap);
+   * undefined = any. On a tap, other guests could route to this host address too.
+   */
+  allowedPeers?: readonly string[];
+  /** Concurrent connections; more are closed at once. Default 32. */
+  maxConnections?: number;
+  /** A connection with no traffic either way for this long is closed. Default 60 s. */
+  idleTimeoutMs?: number;
+  /** Connecting to the unix socket must succeed within this. Default 2 s. */
+  connectTimeoutMs?: number;
+}
+
+export interface GuestLink {
+  readonly host: string;
+  readonly port: number;
+  /** `http://<host>:<port>` (IPv6 hosts bracketed): the program's ALEPH_API_HOST. */
+  readonly url: string;
+  /** Connections open right now (for tests and status). */
+  connections(): number;
+  /** Stops listening and closes every forwarded connection; idempotent. */
+  close(): Promise<void>;
+}
+
+export const GUEST_LINK_DEFAULTS = { maxConnections: 32, idleTimeoutMs: 60_000, connectTimeoutMs: 2_000 } as const;
+
+/** Opens the listener; rejects when the address cannot be bound. */
+export async function openGuestLink(options: GuestLinkOptions): Promise<GuestLink> {
+  const maxConnections = options.maxConnections ?? GUEST_LINK_DEFAULTS.maxConnections;
+  const idleTimeoutMs = options.idleTimeoutMs ?? GUEST_LINK_DEFAULTS.idleTimeoutMs;
+  const connectTimeoutMs = options.connectTimeoutMs ?? GUEST_LINK_DEFAULTS.connectTimeoutMs;
+  if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new RangeError(`maxConnections must be a positive integer, got ${maxConnections}`);
+  if (!(idleTimeoutMs > 0) || !(connectTimeoutMs > 0)) throw new RangeError('idleTimeoutMs and connectTimeoutMs must be positive');
+  const allowed = options.allowedPeers ? new Set(options.allowedPeers.map(normalizeAddress)) : undefined;
+
+  const live = new Set<net.Socket>();
+  let pairs = 0;
+  let closing: Promise<void> | undefined;
+
+  const server = net.createServer({ pauseOnConnect: true }, (client) => {
+    if (closing || pairs >= maxConnections || (allowed && !allowed.has(normalizeAddress(client.remoteAddress ?? '')))) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect({ path: options.socket });
+    live.add(client);
+    live.add(upstream);
+    pairs++;
+    let ended = false;
+    const end = () => {
+      if (!ended) {
+        ended = true;
+        pairs--;
+      }
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const side of [client, upstream]) {
+      side.on('error', end);
+      side.on('close', () => {
+        live.delete(side);
+        end();
+      });
+    }
+    const connectTimer = setTimeout(end, connectTimeoutMs);
+    upstream.once('connect', () => {
+      clearTimeout(connectTimer);
+      // Idle means neither side moved a byte: each side's timer resets on its own traffic,
+      // and pipe() moves traffic through both, so one timeout per side covers the pair.
+      client.setTimeout(idleTimeoutMs, end);
+      upstream.setTimeout(idleTimeoutMs, end);
+      client.pipe(upstream);
+      upstream.pipe(client);
+      client.resume();
+    });
+    upstream.once('close', () => clearTimeout(connectTimer));
+  });
+  server.on('error', () => undefined);
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: options.host, port: options.port ?? 0, exclusive: true }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as net.AddressInfo;
+  const host = options.host;
+  return {
+    host,
+    port: address.port,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`,
+    connections: () => pairs,
+    close: () => {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of live) socket.destroy();
+      });
+      return closing;
+    },
+  };
+}
+
+/** '::ffff:10.0.0.2' and '10.0.0.2' are the same peer. */
+function normalizeAddress(address: string): string {
+  const lower = address.toLowerCase();
+  return lower.startsWith('::ffff:') && lower.includes('.') ? lower.slice(7) : lower;
+}
+
+/**
+ * The guest API environment of a program (names as the reference runtime sets them).
+ * `unixSocket` is a path the program itself can open, '' when it has none (VMs, or a
+ * sandbox without the socket): clients then use the host URL (aleph-sdk treats '' as unset).
+ * Remote crypto points at the same endpoint, which answers signing requests with a
+ * clear refusal (docs/guest-api.md).
+ */
+export function guestEnv(apiHost: string, sender: string, unixSocket = ''): Record<string, string> {
+  return {
+    ALEPH_API_HOST: apiHost,
+    ALEPH_API_UNIX_SOCKET: unixSocket,
+    ALEPH_REMOTE_CRYPTO_HOST: apiHost,
+    ALEPH_REMOTE_CRYPTO_UNIX_SOCKET: unixSocket,
+    ALEPH_ADDRESS_TO_USE: sender,
+  };
+}

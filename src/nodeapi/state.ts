@@ -1,0 +1,131 @@
+// The node's state as the pages see it, in the process that owns it (the primary
+// in a multi-core node). Checks and samples are shared by every caller.
+
+import { isIP } from 'node:net';
+import type { Settings } from '../config/index.js';
+import type { ExecutionInfo } from '../orchestrator/index.js';
+import { CachedTask } from './cached.js';
+import { hostEgressIpv6, runDiagnostic, runHostChecks, type SelfAddress } from './checks.js';
+import { redactConfig } from './redact.js';
+import type { LoginSecret } from './secret.js';
+import type { SystemSampler } from './system.js';
+import type { DiagnosticResult, HostCheckResult, NodeOverview, NodeState, PublicConfig } from './types.js';
+import { defaultNodeSettings } from '../config/index.js';
+
+/** Check answers are reused this long: monitors call every few seconds from several places. */
+export const CHECK_CACHE_MS = 5_000;
+
+export interface LocalNodeStateDeps {
+  version: string;
+  startedAt: number;
+  settings(): Settings;
+  executions(): ExecutionInfo[];
+  /** The node's listeners as Frontend.describe() gives them ('https 127.0.0.1:8443', ...). */
+  listeners(): string[];
+  sampler: SystemSampler;
+  secret: LoginSecret;
+}
+
+/** Where to reach our own HTTPS listener: a wildcard bind is reached on loopback. */
+export function selfAddress(listeners: string[]): SelfAddress | undefined {
+  for (const line of listeners) {
+    const match = /^https (?:\[([^\]]+)\]|([^\s:]+)):(\d+)$/.exec(line);
+    if (!match) continue;
+    const host = match[1] ?? match[2]!;
+    const port = Number(match[3]);
+    if (isIP(host) === 0) continue; // 'https fd:3' (socket activation) names no address
+    if (host === '0.0.0.0') return { host: '127.0.0.1', port };
+    if (host === '::') return { host: '::1', port };
+    return { host, port };
+  }
+  return undefined;
+}
+
+export class LocalNodeState implements NodeState {
+  private readonly diagnostic: CachedTask<DiagnosticResult>;
+  private readonly host: CachedTask<HostCheckResult>;
+  private readonly egress6: CachedTask<boolean>;
+
+  constructor(private readonly deps: LocalNodeStateDeps) {
+    this.diagnostic = new CachedTask(() => runDiagnostic({
+      hash: this.node().checkProgram,
+      domain: deps.settings().server.domain,
+      self: () => selfAddress(deps.listeners()),
+    }), CHECK_CACHE_MS);
+    this.host = new CachedTask(() => runHostChecks(this.hostOptions()), CHECK_CACHE_MS);
+    this.egress6 = new CachedTask(() => hostEgressIpv6(this.hostOptions()), CHECK_CACHE_MS);
+  }
+
+  private node() {
+    return this.deps.settings().node ?? defaultNodeSettings();
+  }
+
+  private hostOptions() {
+    const settings = this.deps.settings();
+    const checks = this.node().checks;
+    return {
+      ...checks,
+      domain: checks.domain || settings.server.domain,
+      httpsPort: () => selfAddress(this.deps.listeners())?.port ?? 443,
+      version: this.deps.version,
+    };
+  }
+
+  async overview(): Promise<NodeOverview> {
+    const settings = this.deps.settings();
+    const executions = this.deps.executions();
+    return {
+      version: this.deps.version,
+      domain: settings.server.domain,
+      uptime_s: Math.round((Date.now() - this.deps.startedAt) / 1000),
+      https_port: selfAddress(this.deps.listeners())?.port ?? 443,
+      executions: executions.length,
+      memory_used_mib: executions.reduce((sum, e) => sum + e.memory_mib, 0),
+      memory_budget_mib: settings.orchestrator.memoryBudgetMib,
+      check_program: this.node().checkProgram,
+    };
+  }
+
+  async usage() {
+    return this.deps.sampler.usage();
+  }
+
+  async capability() {
+    return this.deps.sampler.capability();
+  }
+
+  async executions(): Promise<ExecutionInfo[]> {
+    return this.deps.executions();
+  }
+
+  checkDiagnostic(): Promise<DiagnosticResult> {
+    return this.diagnostic.get();
+  }
+
+  checkHost(): Promise<HostCheckResult> {
+    return this.host.get();
+  }
+
+  checkHostIpv6(): Promise<boolean> {
+    return this.egress6.get();
+  }
+
+  async publicConfig(): Promise<PublicConfig> {
+    const settings = this.deps.settings();
+    return {
+      DOMAIN_NAME: settings.server.domain,
+      version: this.deps.version,
+      references: { API_SERVER: settings.programs.alephApi, CHECK_FASTAPI_VM_ID: this.node().checkProgram },
+      orchestrator: { driver: settings.orchestrator.driver, max_vms: settings.orchestrator.maxVms, memory_budget_mib: settings.orchestrator.memoryBudgetMib },
+    };
+  }
+
+  async effectiveConfig(): Promise<unknown> {
+    const settings = this.deps.settings();
+    return redactConfig({ ...settings, node: this.node() });
+  }
+
+  async verifyToken(token: string): Promise<boolean> {
+    return this.deps.secret.matches(token);
+  }
+}

@@ -1,0 +1,103 @@
+// Shapes of the node's public API (those of the reference supervisor, aleph-vm) and
+// what the pages ask of the process that owns the node's state.
+
+import type { ExecutionInfo } from '../orchestrator/index.js';
+
+/** GET /about/usage/system */
+export interface SystemUsage {
+  cpu: { count: number; load_average: { load1: number; load5: number; load15: number }; core_frequencies: { min: number | null; max: number | null } };
+  mem: { total_kB: number; available_kB: number };
+  disk: { total_kB: number; available_kB: number };
+  period: { start_timestamp: string; duration_seconds: number };
+  properties: { cpu: { architecture: string; vendor: string | null; features: string[] } };
+  gpu: { devices: unknown[]; available_devices: unknown[] };
+  active: boolean;
+}
+
+/** GET /about/capability: null wherever the host does not say. */
+export interface Capability {
+  cpu: { architecture: string; vendor: string | null; model: string | null; frequency: number | null; count: number; features: string[] };
+  memory: { size: number | null; units: string | null; type: string | null; clock: number | null };
+}
+
+/** GET /status/check/fastapi: one boolean per check of the diagnostic program. */
+export interface DiagnosticResult {
+  index: boolean;
+  environ: boolean;
+  messages: boolean;
+  dns: boolean;
+  ipv4: boolean;
+  internet: boolean;
+  cache: boolean;
+  persistent_storage: boolean;
+  error_handling: boolean;
+  get_a_message: boolean;
+  lifespan: boolean;
+  /** Not part of the answer: /ip/6 of the diagnostic, for /status/check/ipv6. */
+  ipv6?: boolean;
+}
+
+/** The checks that must hold for /status/check/fastapi to answer 200. */
+export const REQUIRED_CHECKS = ['index', 'environ', 'ipv4', 'internet', 'dns', 'error_handling', 'lifespan'] as const;
+/** Left out with ?retro-compatibility=true (newer than the legacy runtime). */
+export const NEWER_CHECKS = ['get_a_message', 'lifespan'] as const;
+
+export interface HostFamilyCheck {
+  egress: boolean;
+  dns: boolean;
+  domain: boolean;
+  http: boolean;
+}
+
+/** GET /status/check/host */
+export interface HostCheckResult {
+  ipv4: HostFamilyCheck;
+  ipv6: HostFamilyCheck;
+}
+
+/** What the index page shows. */
+export interface NodeOverview {
+  version: string;
+  domain: string;
+  uptime_s: number;
+  /** The port programs are reached on (443 unless the listener says otherwise). */
+  https_port: number;
+  executions: number;
+  memory_used_mib: number;
+  memory_budget_mib: number;
+  check_program: string;
+}
+
+/** GET /status/config: public fields only. */
+export interface PublicConfig {
+  DOMAIN_NAME: string;
+  version: string;
+  references: { API_SERVER: string; CHECK_FASTAPI_VM_ID: string };
+  orchestrator: { driver: string; max_vms: number; memory_budget_mib: number };
+}
+
+/**
+ * What node pages ask of the process that owns the node's state (the orchestrator,
+ * the login secret, the background samplers). Async and JSON-only on purpose: in a
+ * multi-core node the pages are served by workers and every call crosses IPC.
+ */
+export interface NodeState {
+  overview(): Promise<NodeOverview>;
+  usage(): Promise<SystemUsage>;
+  capability(): Promise<Capability>;
+  executions(): Promise<ExecutionInfo[]>;
+  checkDiagnostic(): Promise<DiagnosticResult>;
+  checkHost(): Promise<HostCheckResult>;
+  checkHostIpv6(): Promise<boolean>;
+  publicConfig(): Promise<PublicConfig>;
+  /** The effective configuration, secrets redacted. Only shown after verifyToken. */
+  effectiveConfig(): Promise<unknown>;
+  /** Constant-time comparison with the node's login secret. */
+  verifyToken(token: string): Promise<boolean>;
+}
+
+export const NODE_STATE_METHODS = [
+  'overview', 'usage', 'capability', 'executions', 'checkDiagnostic', 'checkHost', 'checkHostIpv6',
+  'publicConfig', 'effectiveConfig', 'verifyToken',
+] as const satisfies ReadonlyArray<keyof NodeState>;
+export type NodeStateMethod = (typeof NODE_STATE_METHODS)[number];

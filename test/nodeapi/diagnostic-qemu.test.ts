@@ -1,0 +1,107 @@
+// The diagnostic program as the network runs it: a PROGRAM message (zip of
+// examples/diagnostic on the built Debian runtime, a persistent volume at
+// /var/lib/example) on the stand-in Aleph API, booted by the qemu driver under TCG,
+// checked through /status/check/fastapi with node.check_program naming it. Its probe
+// targets are servers of this test, reached from the guest through QEMU's user-mode
+// network (10.0.2.2 is the host's loopback).
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { AlephEdgeNode } from '../../src/app/index.js';
+import { setLogLevel } from '../../src/common/index.js';
+import { loadConfig } from '../../src/config/index.js';
+import { buildBaseInitramfs, ensureKernel, ensureRuntime } from '../../src/drivers/image/index.js';
+import { FakeAlephApi, zip } from '../fixtures/aleph-api/server.js';
+import { processesWith, qemuSkipReason } from '../drivers/qemu-guest.js';
+import { request, type TestNode } from '../helpers/node.js';
+import { ROOT } from '../helpers/paths.js';
+import { startProbeTargets, type ProbeTargets } from './local-servers.js';
+import { FASTAPI, assertShape } from './shapes.js';
+
+if (!process.env.ALEPH_EDGE_LOG) setLogLevel('warn');
+const skip = qemuSkipReason();
+const SLIRP_HOST = '10.0.2.2';
+
+describe('the diagnostic program in a qemu VM (TCG), checked by the node', { skip: skip || false, timeout: 600_000 }, () => {
+  let dir: string;
+  let api: FakeAlephApi;
+  let targets: ProbeTargets;
+  let node: TestNode | undefined;
+  let hash: string;
+
+  before(async () => {
+    // Built by .ci/setup.d/runtime.sh (minutes): never here, so a missing one fails clearly.
+    const runtimePath = await ensureRuntime(undefined, undefined, undefined, true);
+    const kernel = await ensureKernel();
+    dir = await mkdtemp(join(tmpdir(), 'aleph-edge-test-diagvm-'));
+    const initramfs = join(dir, 'initramfs.cpio');
+    await writeFile(initramfs, await buildBaseInitramfs({ modulesDir: kernel.modulesDir }));
+    targets = await startProbeTargets();
+    api = new FakeAlephApi();
+    await api.start();
+    const runtime = api.addStore(await readFile(runtimePath));
+    const code = api.addStore(zip({ 'main.py': { text: await readFile(join(ROOT, 'examples/diagnostic/main.py'), 'utf8') } }));
+    hash = api.addProgram({
+      code, runtime, encoding: 'zip', entrypoint: 'main:app', memory: 256,
+      volumes: [{ mount: '/var/lib/example', name: 'state', persistence: 'host', size_mib: 4 }],
+      variables: {
+        DIAGNOSTIC_INTERNET_URL: `http://${SLIRP_HOST}:${targets.v4Port}/`,
+        DIAGNOSTIC_IPV4_TARGET: `${SLIRP_HOST}:${targets.v4Port}`,
+        DIAGNOSTIC_DNS_HOSTNAME: 'localhost', // the guest init writes it for 127.0.0.1 and ::1
+      },
+      // Outbound access for the probes (QEMU user networking without restrict=on).
+      edit: (content) => { content.environment = { ...(content.environment as object), internet: true }; },
+    });
+
+    const nodeDir = join(dir, 'node');
+    await mkdir(nodeDir, { recursive: true });
+    const config = join(nodeDir, 'aleph-edge.toml');
+    await writeFile(config, [
+      '[server]', 'domain = "edge.test"', 'https_listen = ["127.0.0.1:8443"]', 'http_listen = []',
+      `status_socket = "${join(nodeDir, 'status.sock')}"`, 'drain_timeout = "5s"',
+      '[tls]', 'mode = "internal"', `storage = "${join(nodeDir, 'certs')}"`,
+      '[orchestrator]', 'driver = "qemu"', 'idle_timeout = "10m"', 'boot_timeout = "150s"', 'stop_grace = "15s"',
+      '[drivers.qemu]', `kernel = "${kernel.vmlinuz}"`, `initramfs = "${initramfs}"`, 'accel = "tcg"', `run_dir = "${join(dir, 'vms')}"`,
+      '[programs]', 'source = "aleph"', `aleph_api = "${api.url}"`, `cache_dir = "${join(dir, 'cache')}"`,
+      `volumes_dir = "${join(dir, 'volumes')}"`, 'download_retries = 1', 'download_timeout = "60s"', 'subscribe = false',
+      '[node]', `check_program = "${hash}"`,
+    ].join('\n') + '\n');
+    const settings = await loadConfig(config);
+    settings.server.httpsListen = [{ host: '127.0.0.1', port: 0 }];
+    const started = await AlephEdgeNode.start(settings, { version: 'test', inherited: [] });
+    node = {
+      node: started, settings, dir: nodeDir, configFile: config, domain: 'edge.test', httpsPort: started.port('https')!, httpPort: 0,
+      socket: settings.server.statusSocket, ca: await readFile(join(nodeDir, 'certs/internal/ca.crt'), 'utf8'), close: () => started.drain(),
+    };
+  });
+
+  after(async () => {
+    await node?.close();
+    await api?.close();
+    await targets?.close();
+    if (!dir) return;
+    for (const pid of processesWith(dir)) process.kill(pid, 'SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('every check that needs neither the guest API nor the internet holds', async (t) => {
+    // Under TCG the first boot (kernel, runtime, Python) takes longer than a monitor
+    // waits; a node keeps its check program warm, so boot it first.
+    const t0 = performance.now();
+    const index = await request(node!, { host: node!.domain, path: `/vm/${hash}/` });
+    t.diagnostic(`diagnostic program cold start under TCG: ${Math.round(performance.now() - t0)} ms`);
+    assert.equal(index.status, 200, index.body);
+    assert.equal(JSON.parse(index.body).Example, 'example_fastapi');
+
+    const check = await request(node!, { host: node!.domain, path: '/status/check/fastapi' });
+    const result = JSON.parse(check.body);
+    t.diagnostic(`checks: ${check.body}`);
+    assertShape(result, FASTAPI);
+    for (const name of ['index', 'ipv4', 'internet', 'dns', 'error_handling', 'lifespan', 'persistent_storage']) assert.equal(result[name], true, name);
+    const environ = JSON.parse((await request(node!, { host: node!.domain, path: `/vm/${hash}/environ` })).body);
+    assert.equal(result.environ, 'ALEPH_API_HOST' in environ);
+    assert.equal(check.status, ['index', 'environ', 'ipv4', 'internet', 'dns', 'error_handling', 'lifespan'].every((n) => result[n]) ? 200 : 503);
+  });
+});

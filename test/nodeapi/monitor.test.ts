@@ -1,0 +1,192 @@
+// The network's monitor sequence against a node started with the CLI (two worker
+// processes, so node pages cross IPC to the primary), then the hammering the
+// reference once leaked file descriptors under (aleph-vm #212).
+import assert from 'node:assert/strict';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import https from 'node:https';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { DIAGNOSTIC_PROGRAM_HASH } from '../../src/config/index.js';
+import { StatusClient } from '../../src/status/index.js';
+import { toml, until, type Reply } from '../helpers/node.js';
+import { CLI, ROOT } from '../helpers/paths.js';
+import { DUAL_NAME, startProbeTargets, type ProbeTargets } from './local-servers.js';
+import { FASTAPI, FASTAPI_RETRO, USAGE_SYSTEM, assertShape } from './shapes.js';
+
+const run = promisify(execFile);
+const REQUIRED = ['index', 'environ', 'ipv4', 'internet', 'dns', 'error_handling', 'lifespan'];
+const HASH = DIAGNOSTIC_PROGRAM_HASH;
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+describe('the monitor sequence against `aleph-edge run`', () => {
+  let dir: string;
+  let child: ChildProcess;
+  let httpsPort: number;
+  let socket: string;
+  let ca: string;
+  let targets: ProbeTargets;
+  let v6Port: number;
+  let log = '';
+  let token = '';
+
+  const get = (p: string, timeoutMs = 30_000): Promise<Reply & { ms: number }> => new Promise((resolve, reject) => {
+    const started = Date.now();
+    const req = https.request({
+      host: '127.0.0.1', port: httpsPort, servername: DUAL_NAME, ca, path: p, agent: false,
+      headers: { host: DUAL_NAME }, signal: AbortSignal.timeout(timeoutMs),
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString(), ms: Date.now() - started }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  const status = () => new StatusClient(socket).status();
+  const nodeFds = async () => {
+    const snapshot = await status();
+    return fdCount(child.pid!) + (snapshot.workers ?? []).reduce((sum, w) => sum + (w.pid ? fdCount(w.pid) : 0), 0);
+  };
+
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'aleph-edge-monitor-'));
+    targets = await startProbeTargets();
+    v6Port = Number(new URL(targets.v6).port);
+    httpsPort = await freePort();
+    const httpPort = await freePort();
+    socket = path.join(dir, 'status.sock');
+    const text = toml({
+      programs: [],
+      domain: DUAL_NAME,
+      workers: 2,
+      extra: [
+        '[node.checks]',
+        `ipv4_url = "${targets.v4}"`, `ipv6_url = "${targets.v6}"`, `dns_hostname = "${DUAL_NAME}"`, 'timeout = "2s"',
+        '[node.diagnostic]',
+        `internet_url = "${targets.v4}"`, `ipv4_target = "127.0.0.1:${targets.v4Port}"`, `ipv6_target = "[::1]:${v6Port}"`, `dns_hostname = "${DUAL_NAME}"`,
+      ].join('\n'),
+    }, dir).replace('127.0.0.1:8443', `127.0.0.1:${httpsPort}`).replace('127.0.0.1:8080', `127.0.0.1:${httpPort}`);
+    await writeFile(path.join(dir, 'aleph-edge.toml'), text);
+    child = spawn(process.execPath, [CLI, 'run', '--config', path.join(dir, 'aleph-edge.toml')], {
+      // Access log on: the login URL carries the secret, which must not reach the log.
+      env: { ...process.env, ALEPH_EDGE_LOG: 'info' },
+      stdio: ['ignore', 'inherit', 'pipe'],
+    });
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (text: string) => { log += text; });
+    await until(() => existsSync(socket), 15_000, 'the status socket');
+    ca = await readFile(path.join(dir, 'certs/internal/ca.crt'), 'utf8');
+    await until(async () => ((await status().catch(() => undefined))?.workers?.length ?? 0) === 2, 15_000, 'two workers');
+  });
+
+  after(async () => {
+    if (child && child.exitCode === null) {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    }
+    await targets?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  let guestApi = false;
+
+  it('GET / (Server), /about/login 401, /vm/<check>/ in 10 s, /status/check/fastapi in 20 s, usage in 5 s', async () => {
+    const index = await get('/');
+    assert.equal(index.status, 200);
+    const pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    assert.equal(index.headers.server, `aleph-edge/${pkg.version}`);
+
+    const login = await get('/about/login');
+    assert.equal(login.status, 401);
+    assert.deepEqual(JSON.parse(login.body), { success: false });
+
+    const vm = await get(`/vm/${HASH}/`, 10_000);
+    assert.equal(vm.status, 200);
+    assert.ok(vm.ms < 10_000, `/vm/<check>/ took ${vm.ms} ms`);
+    assert.equal(JSON.parse(vm.body).Example, 'example_fastapi');
+    guestApi = 'ALEPH_API_HOST' in JSON.parse((await get(`/vm/${HASH}/environ`)).body);
+
+    const check = await get('/status/check/fastapi', 20_000);
+    assert.ok(check.ms < 20_000, `/status/check/fastapi took ${check.ms} ms`);
+    const result = JSON.parse(check.body);
+    assertShape(result, FASTAPI);
+    assert.equal(check.headers['access-control-allow-origin'], '*');
+    // What runs here without the guest API or the internet must pass, pointed at local targets.
+    for (const name of ['index', 'ipv4', 'internet', 'dns', 'error_handling', 'lifespan', 'persistent_storage']) assert.equal(result[name], true, name);
+    assert.equal(result.environ, guestApi);
+    assert.equal(check.status, REQUIRED.every((name) => result[name]) ? 200 : 503);
+
+    const retro = await get('/status/check/fastapi?retro-compatibility=true', 20_000);
+    assertShape(JSON.parse(retro.body), FASTAPI_RETRO);
+
+    const usage = await get('/about/usage/system', 5_000);
+    assert.equal(usage.status, 200);
+    assert.ok(usage.ms < 5_000);
+    assertShape(JSON.parse(usage.body), USAGE_SYSTEM);
+  });
+
+  it('/status/check/version compares with the node\'s version', async () => {
+    const pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const same = await get(`/status/check/version?reference=${pkg.version}`);
+    assert.equal(same.status, 200);
+    assert.equal(same.body, `Up-to-date: version ${pkg.version} >= ${pkg.version}`);
+    const newer = await get('/status/check/version?reference=999.0.0');
+    assert.equal(newer.status, 403);
+    assert.match(newer.body, /^Outdated: /);
+  });
+
+  it('`aleph-edge login-url` gives the URL that logs in (from the status socket)', async () => {
+    const { stdout } = await run(process.execPath, [CLI, 'login-url', '--socket', socket]);
+    const url = new URL(stdout.trim());
+    assert.equal(url.host, `${DUAL_NAME}:${httpsPort}`);
+    token = url.searchParams.get('token')!;
+    const login = await get(`${url.pathname}${url.search}`);
+    assert.equal(login.status, 302);
+    assert.match(String(login.headers['set-cookie']), /HttpOnly; Secure; SameSite=Strict/);
+    const config = await new Promise<Reply>((resolve, reject) => {
+      https.get({ host: '127.0.0.1', port: httpsPort, servername: DUAL_NAME, ca, path: '/about/config', agent: false, headers: { host: DUAL_NAME, cookie: `token=${token}` } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+      }).on('error', reject);
+    });
+    assert.equal(config.status, 200);
+    assert.ok(!config.body.includes(token));
+    await until(() => log.includes('/about/login?token=[redacted]'), 5_000, 'the login request in the access log');
+    assert.ok(!log.includes(token), 'the token is in the log');
+  });
+
+  it('50 concurrent /status/check/fastapi from cold: one boot, identical answers, fds back to baseline', async () => {
+    const baseline = await nodeFds();
+    const { stdout } = await run(process.execPath, [CLI, 'stop', HASH, '--socket', socket]);
+    assert.match(stdout, /stopped/);
+    await new Promise((resolve) => setTimeout(resolve, 5_500)); // past the check cache
+    const boots = (await status()).counters.boots!;
+    const replies = await Promise.all(Array.from({ length: 50 }, () => get('/status/check/fastapi', 20_000)));
+    for (const reply of replies) {
+      assert.ok(reply.ms < 20_000, `answered in ${reply.ms} ms`);
+      assert.equal(reply.status, replies[0]!.status);
+      assert.equal(reply.body, replies[0]!.body);
+    }
+    assert.equal(JSON.parse(replies[0]!.body).index, true);
+    assert.equal((await status()).counters.boots! - boots, 1);
+    await until(async () => (await nodeFds()) <= baseline, 15_000, `file descriptors back to ${baseline}`);
+  });
+});
