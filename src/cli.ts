@@ -50,25 +50,23 @@ async function run(argv: string[]): Promise<number> {
   // A closed stderr must cost log lines, never the node (see common/log.ts).
   guardStdio();
   const log = createLogger('node');
-  let settings;
-  try {
-    settings = await loadConfig(file);
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${error.format()}\n`);
-      return 1;
-    }
-    throw error;
-  }
-  // Loaded here so that the status commands start fast.
-  const { AlephEdgeNode, NodeAlreadyRunningError } = await import('./app/index.js');
+  // Signals are handled from here on: one that comes while the node starts (or while
+  // its config loads) is not lost.
   let exitCode = 0;
   let node: AlephEdgeNodeType | undefined;
   let done!: (code: number) => void;
   const finished = new Promise<number>((resolve) => (done = resolve));
   let shuttingDown = false;
+  let signalledWhileStarting: string | undefined;
   const shutdown = (reason: string) => {
-    if (!node) return;
+    if (!node) {
+      // Still starting (a first ACME account, a new CA...): drain as soon as the node is
+      // up; a second signal does not wait for that.
+      if (signalledWhileStarting) process.exit(1);
+      signalledWhileStarting = reason;
+      log.info('shutting down once started', { reason, again: 'a second SIGINT or SIGTERM exits at once' });
+      return;
+    }
     if (shuttingDown) {
       // A second signal while draining: the operator does not want to wait.
       if (reason === 'SIGINT' || reason === 'SIGTERM') void node.hurry();
@@ -95,6 +93,18 @@ async function run(argv: string[]): Promise<number> {
     if (node) shutdown('uncaught exception');
     else done(1);
   });
+  let settings;
+  try {
+    settings = await loadConfig(file);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.format()}\n`);
+      return 1;
+    }
+    throw error;
+  }
+  // Loaded here so that the status commands start fast.
+  const { AlephEdgeNode, NodeAlreadyRunningError } = await import('./app/index.js');
   try {
     node = await AlephEdgeNode.start(settings, { version: version(), onDrainRequested: () => shutdown('drain requested') });
   } catch (error) {
@@ -106,6 +116,7 @@ async function run(argv: string[]): Promise<number> {
     return 1;
   }
   log.info('aleph-edge ready', { version: version(), domain: settings.server.domain, listeners: node.listeners().join(', '), status_socket: settings.server.statusSocket });
+  if (signalledWhileStarting) shutdown(signalledWhileStarting);
   return finished;
 }
 

@@ -3,7 +3,7 @@
 // program stopped), and `aleph-edge stop` takes the short hash `vms` prints.
 import assert from 'node:assert/strict';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import net from 'node:net';
@@ -135,6 +135,39 @@ describe('operator habits', () => {
     } finally {
       node.child.kill('SIGTERM');
       await node.exited;
+    }
+  });
+
+  it('a SIGTERM while the node is still starting is not lost: it drains once up and exits 0', async () => {
+    // The config is a FIFO: the node blocks reading it, so the signal lands while it starts.
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'aleph-edge-operator-'));
+    dirs.push(dir);
+    const [httpsPort, httpPort] = [await freePort(), await freePort()];
+    const text = toml({ programs: [{ name: 'echo', script: example('echo') }] }, dir)
+      .replace('127.0.0.1:8443', `127.0.0.1:${httpsPort}`)
+      .replace('127.0.0.1:8080', `127.0.0.1:${httpPort}`);
+    const fifo = path.join(dir, 'aleph-edge.toml');
+    await run('mkfifo', [fifo]);
+    const child = spawn(process.execPath, [CLI, 'run', '--config', fifo], { env: { ...process.env, ALEPH_EDGE_LOG: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (c: string) => (err += c));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      // The CLI has installed its handlers once one of its threads waits in the FIFO's open.
+      const waitsOnFifo = () => readdirSync(`/proc/${child.pid}/task`).some((tid) => {
+        try { return /fifo|wait_for_partner/.test(readFileSync(`/proc/${child.pid}/task/${tid}/wchan`, 'utf8')); } catch { return false; }
+      });
+      await until(() => waitsOnFifo(), 10_000, 'the node to open its config');
+      child.kill('SIGTERM');
+      await until(() => err.includes('shutting down once started'), 5_000, 'the signal to be noted');
+      await writeFile(fifo, text);
+      const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running'), 20_000))]);
+      assert.equal(code, 0, err);
+      assert.match(err, /aleph-edge ready/);
+      assert.match(err, /shutting down reason=SIGTERM/);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
     }
   });
 });
