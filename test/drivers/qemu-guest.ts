@@ -1,6 +1,6 @@
 // Shared set-up for the VM tests: the guest kernel (downloaded once into the cache
 // by .ci/setup.d/vm.sh, or here on first use), a base initramfs built for the
-// test run, a guest program (busybox httpd + a CGI script), and process checks.
+// test run, a guest program (busybox httpd + CGI scripts), and process checks.
 
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
@@ -49,6 +49,9 @@ export async function writeGuestProgram(dir: string): Promise<string> {
   await writeFile(join(code, 'www', 'index.html'), 'hello from the guest\n');
   await writeFile(join(code, 'www', 'cgi-bin', 'env'), '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\necho "GREETING=$GREETING"\necho "QUOTED=$QUOTED"\n');
   await chmod(join(code, 'www', 'cgi-bin', 'env'), 0o755);
+  // The guest API as the program sees it: its variables, and a call through $ALEPH_API_HOST.
+  await writeFile(join(code, 'www', 'cgi-bin', 'api'), '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\necho "ALEPH_API_HOST=$ALEPH_API_HOST"\necho "ALEPH_ADDRESS_TO_USE=$ALEPH_ADDRESS_TO_USE"\necho "ALEPH_API_UNIX_SOCKET=[$ALEPH_API_UNIX_SOCKET]"\nwget -q -O- "$ALEPH_API_HOST/cache/get/probe" 2>&1\n');
+  await chmod(join(code, 'www', 'cgi-bin', 'api'), 0o755);
   return code;
 }
 
