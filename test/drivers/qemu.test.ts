@@ -4,9 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AlephEdgeNode } from '../../src/app/index.js';
@@ -18,29 +16,9 @@ import { moduleDepends } from '../../src/drivers/image/initramfs.js';
 import { GUEST_API_LOOPBACK, qemuArgs, QemuDriver } from '../../src/drivers/qemu/index.js';
 import { programHash, request, until, type TestNode } from '../helpers/node.js';
 import { httpGet, makeProgram, nextSlot } from './helpers.js';
-import { guestSetup, netnsSkipReason, processesWith, qemuSkipReason, writeGuestProgram, type GuestSetup } from './qemu-guest.js';
+import { guestSetup, netnsSkipReason, processesWith, qemuSkipReason, standInGuestApi, tcpListeners, writeGuestProgram, type GuestSetup } from './qemu-guest.js';
 
 if (!process.env.ALEPH_EDGE_LOG) setLogLevel('warn');
-
-/** TCP listeners on `host` (IPv4), from /proc/net/tcp. */
-function tcpListeners(host: string): string[] {
-  const hex = host.split('.').map((b) => Number(b).toString(16).padStart(2, '0').toUpperCase()).reverse().join('');
-  return readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)
-    .map((line) => line.trim().split(/\s+/))
-    .filter((f) => f[1]?.startsWith(`${hex}:`) && f[3] === '0A')
-    .map((f) => f[1]!);
-}
-
-/** An HTTP server on a unix socket in the guest API's place: what reaches the socket is what the guest sent. */
-async function standInGuestApi(socket: string): Promise<{ socket: string; requests: string[]; close(): Promise<void> }> {
-  const requests: string[] = [];
-  const server = http.createServer((req, res) => {
-    requests.push(`${req.method} ${req.url}`);
-    res.end(req.url === '/cache/get/probe' ? 'probe answered through the socket\n' : 'unexpected\n');
-  });
-  await new Promise<void>((resolve) => server.listen(socket, resolve));
-  return { socket, requests, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
-}
 
 describe('qemu command line', () => {
   it('microvm with user networking: virtio-mmio devices, loopback-only port forward, no route out', () => {
