@@ -51,7 +51,7 @@ export async function writeGuestProgram(dir: string): Promise<string> {
   await writeFile(join(code, 'www', 'cgi-bin', 'env'), '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\necho "GREETING=$GREETING"\necho "QUOTED=$QUOTED"\n');
   await chmod(join(code, 'www', 'cgi-bin', 'env'), 0o755);
   // The guest API as the program sees it: its variables, and a call through $ALEPH_API_HOST.
-  await writeFile(join(code, 'www', 'cgi-bin', 'api'), '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\necho "ALEPH_API_HOST=$ALEPH_API_HOST"\necho "ALEPH_ADDRESS_TO_USE=$ALEPH_ADDRESS_TO_USE"\necho "ALEPH_API_UNIX_SOCKET=[$ALEPH_API_UNIX_SOCKET]"\nbusybox wget -q -T 5 -O- "$ALEPH_API_HOST/cache/get/probe" 2>&1\n');
+  await writeFile(join(code, 'www', 'cgi-bin', 'api'), '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\necho "ALEPH_API_HOST=$ALEPH_API_HOST"\necho "ALEPH_ADDRESS_TO_USE=$ALEPH_ADDRESS_TO_USE"\necho "ALEPH_API_UNIX_SOCKET=[$ALEPH_API_UNIX_SOCKET]"\nbusybox wget -q -O- "$ALEPH_API_HOST/cache/get/probe" 2>&1\n');
   await chmod(join(code, 'www', 'cgi-bin', 'api'), 0o755);
   return code;
 }
