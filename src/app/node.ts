@@ -1,13 +1,12 @@
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { ConfigError, DIAGNOSTIC_PROGRAM_HASH, defaultNodeSettings, loadConfig, type RoutingSettings, type Settings } from '../config/index.js';
+import { ConfigError, defaultAlephSettings, defaultNodeSettings, DIAGNOSTIC_PROGRAM_HASH, loadConfig, type RoutingSettings, type Settings } from '../config/index.js';
 import { createLogger } from '../common/index.js';
 import { createDriver, waitForHttp } from '../drivers/index.js';
 import { inheritedSockets, type InheritedSocket } from '../edge/index.js';
 import { countDroppedLogLines, MetricsRegistry, mergeExpositions, sumFamily } from '../metrics/index.js';
 import { Orchestrator, type ReadinessProbe } from '../orchestrator/index.js';
 import { AlephProgramSource, LocalProgramSource, MessageStream } from '../programs/index.js';
-import { defaultAlephSettings } from '../config/schema.js';
 import { Forwarder } from '../proxy/index.js';
 import { GuestApi } from '../guestapi/index.js';
 import { LocalNodeState, LoginSecret, SystemSampler, diagnosticProgram, selfAddress } from '../nodeapi/index.js';

@@ -3,9 +3,7 @@
 // becomes an issue with its key path.
 
 import { resolve } from 'node:path';
-import { ASGI_APP_PATTERN } from '../common/guest.js';
-import { FIRECRACKER_CMDLINE_MAX, FIRECRACKER_MAX_VCPUS, firecrackerExtraBootArgsRoom, forbiddenBootArg } from '../common/firecracker-limits.js';
-import { normalizeHash } from '../common/hash.js';
+import { ASGI_APP_PATTERN, FIRECRACKER_CMDLINE_MAX, FIRECRACKER_MAX_VCPUS, firecrackerExtraBootArgsRoom, forbiddenBootArg, normalizeHash } from '../common/index.js';
 import { IssueSink, TableReader, tomlType, type RawIssue, type RawTable } from './reader.js';
 import type {
   AlephProgramsSettings,

@@ -2,8 +2,8 @@
 
 import { ProcessDriver, type ProcessDriverOptions } from './process/index.js';
 import type { Driver } from './types.js';
-import type { DriversSettings } from '../config/types.js';
-import { defaultDriversSettings } from '../config/schema.js';
+import type { DriversSettings } from '../config/index.js';
+import { defaultDriversSettings } from '../config/index.js';
 import { QemuDriver } from './qemu/index.js';
 import { FirecrackerDriver } from './firecracker/index.js';
 import { NetworkPool } from './net/index.js';

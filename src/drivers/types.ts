@@ -28,6 +28,8 @@ export interface ExitInfo {
 export interface Instance {
   endpoint: Endpoint;
   pid: number | undefined;
+  /** Where the program reaches the node's guest API (a guest-link listener the driver opened), if any. */
+  guestApi?: Endpoint;
   /** Stops the program (graceful, then forced after the grace period); idempotent. */
   stop(): Promise<void>;
   /** Settles once the program has exited, for whatever reason. Never rejects. */

@@ -59,6 +59,9 @@ export class Edge {
   private readonly h2: H2Front | undefined;
   private ticketKeys: Buffer | undefined;
   private defaultCertTimer: NodeJS.Timeout | undefined;
+  /** The domain's certificate is the listeners' default context (clients without SNI get it). */
+  private defaultCertInstalled = false;
+  private defaultCertRefresh: Promise<void> | undefined;
 
   constructor(private readonly deps: EdgeDeps) {
     this.pipeline = new Pipeline({
@@ -106,14 +109,20 @@ export class Edge {
       await this.close();
       throw error;
     }
-    void this.refreshDefaultCertificate();
   }
 
   /**
    * Clients without SNI (monitoring by IP, some scanners) get the node domain's
    * certificate: it becomes the listeners' default context, refreshed periodically
-   * so that renewals reach it.
+   * so that renewals reach it. It is looked up on demand, not at start-up (where it
+   * would order or mint a certificate nobody asked for yet): when a handshake for the
+   * domain succeeds, or when a client without SNI fails for want of it.
    */
+  private wantDefaultCertificate(): void {
+    if (this.defaultCertInstalled || this.defaultCertRefresh || this.listeners.length === 0) return;
+    this.defaultCertRefresh = this.refreshDefaultCertificate().finally(() => (this.defaultCertRefresh = undefined));
+  }
+
   private async refreshDefaultCertificate(): Promise<void> {
     const { certs, server: settings } = this.deps;
     if (!certs.certificate || !settings.domain) return;
@@ -125,6 +134,7 @@ export class Edge {
     }
     if (this.listeners.length === 0) return; // closed meanwhile
     if (pair) {
+      this.defaultCertInstalled = true;
       for (const { kind, server } of this.listeners) {
         if (kind !== 'https') continue;
         const tlsServer = server as https.Server;
@@ -132,8 +142,9 @@ export class Edge {
         if (this.ticketKeys) tlsServer.setTicketKeys(this.ticketKeys);
       }
     }
+    if (!this.defaultCertInstalled) return; // asked again by the next handshake that needs it
     clearTimeout(this.defaultCertTimer);
-    this.defaultCertTimer = setTimeout(() => void this.refreshDefaultCertificate(), pair ? 10 * 60_000 : 30_000);
+    this.defaultCertTimer = setTimeout(() => void this.refreshDefaultCertificate(), 10 * 60_000);
     this.defaultCertTimer.unref();
   }
 
@@ -233,14 +244,23 @@ export class Edge {
 
   private createHttpsServer(): https.Server {
     const certs = this.deps.certs;
+    // SNICallback runs with the socket as `this`: the edge and its domain are captured here.
+    const edge = this;
+    const domain = this.deps.server.domain.toLowerCase();
+    const isDomain = (servername: string) => servername.toLowerCase().replace(/\.$/, '') === domain;
     const server = https.createServer({
       // Node calls SNICallback with the TLSSocket as `this`; it serves the TLS-ALPN-01
       // validation certificate to sockets that negotiated 'acme-tls/1' (see alpnSelect).
       SNICallback: function (this: TLSSocket, servername, callback) {
         sniSeen.add(this);
-        const lookup = acmeValidation.has(this) && certs.alpnChallenge ? certs.alpnChallenge(servername) : certs.secureContext(servername);
+        const validation = acmeValidation.has(this) && certs.alpnChallenge !== undefined;
+        const lookup = validation ? certs.alpnChallenge!(servername) : certs.secureContext(servername);
         lookup.then(
-          (context) => (context ? callback(null, context) : callback(new Error(`no certificate for ${servername}`))),
+          (context) => {
+            if (!context) return callback(new Error(`no certificate for ${servername}`));
+            if (!validation && !edge.defaultCertInstalled && isDomain(servername)) edge.wantDefaultCertificate();
+            callback(null, context);
+          },
           (error: Error) => callback(error),
         );
       },
@@ -267,6 +287,7 @@ export class Edge {
     });
     server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
       this.handshakeFailures.inc({ reason: error.code ?? 'error' });
+      if (!sniSeen.has(socket)) this.wantDefaultCertificate(); // no SNI: perhaps no default certificate yet
       socket.destroy();
       log.debug('tls handshake failed', { sni: (socket as TLSSocket & { servername?: string }).servername || undefined, error: error.message });
     });

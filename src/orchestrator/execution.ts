@@ -92,6 +92,7 @@ export class Execution {
       state: this.state,
       driver: this.driver,
       endpoint: this.instance ? formatEndpoint(this.instance.endpoint) : '',
+      guest_api: this.instance?.guestApi ? formatEndpoint(this.instance.guestApi) : '',
       pid: this.instance?.pid ?? null,
       started_at: new Date(this.startedAt).toISOString(),
       ready_at: iso(this.readyAt),

@@ -42,6 +42,8 @@ export interface ExecutionInfo {
   state: ExecutionState;
   driver: string;
   endpoint: string;
+  /** The guest-link listener of this execution ('' when none): the only TCP listener a node opens besides its configured ones. */
+  guest_api: string;
   pid: number | null;
   started_at: string;
   ready_at: string | null;

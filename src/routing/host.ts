@@ -3,7 +3,7 @@
 // when it is already canonical (the common case: no port, lowercase).
 
 import { isIPv4, isIPv6 } from 'node:net';
-import { BadRequestError } from '../common/errors.js';
+import { BadRequestError } from '../common/index.js';
 
 const MAX_NAME_LENGTH = 253;
 const MAX_LABEL_LENGTH = 63;

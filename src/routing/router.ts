@@ -3,9 +3,8 @@
 //   3 static [[routes]]  4 _aleph-id.<host> TXT  5 404.
 // Immutable: a config reload builds a new Router.
 
-import { BadRequestError, NotFoundError } from '../common/errors.js';
-import { labelToHash, normalizeHash } from '../common/hash.js';
-import type { RouteSettings } from '../config/types.js';
+import { BadRequestError, labelToHash, normalizeHash, NotFoundError } from '../common/index.js';
+import type { RouteSettings } from '../config/index.js';
 import type { Counter, MetricsRegistry } from '../metrics/index.js';
 import { isIpLiteral, parseHost } from './host.js';
 import { checkTarget, originForm, routeDomainPath } from './path.js';

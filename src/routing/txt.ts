@@ -14,10 +14,8 @@
 
 import { promises as dns } from 'node:dns';
 import { LRUCache } from 'lru-cache';
-import { NotFoundError } from '../common/errors.js';
-import { normalizeHash } from '../common/hash.js';
-import { createLogger } from '../common/log.js';
-import type { RoutingSettings } from '../config/types.js';
+import { createLogger, normalizeHash, NotFoundError } from '../common/index.js';
+import type { RoutingSettings } from '../config/index.js';
 import type { Counter, MetricsRegistry } from '../metrics/index.js';
 import type { TxtLookup } from './types.js';
 

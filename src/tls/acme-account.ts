@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import type acme from 'acme-client';
 import { acmeLib } from './acme-lib.js';
-import type { Logger } from '../common/log.js';
+import type { Logger } from '../common/index.js';
 import { atomicWriteFile, ensureDir } from './atomic.js';
 import { lock } from './lock.js';
 import type { CertStorage } from './storage.js';

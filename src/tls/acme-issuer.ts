@@ -8,9 +8,9 @@
 import type acme from 'acme-client';
 import { acmeLib } from './acme-lib.js';
 import { CaUnavailableError, caGate, installCaGate } from './acme-gate.js';
-import type { Logger } from '../common/log.js';
-import type { ChallengeType } from '../config/types.js';
-import type { Counter, MetricsRegistry } from '../metrics/registry.js';
+import type { Logger } from '../common/index.js';
+import type { ChallengeType } from '../config/index.js';
+import type { Counter, MetricsRegistry } from '../metrics/index.js';
 import { openAccount, issuerNameFor, type AcmeAccountOptions } from './acme-account.js';
 import type { AlpnChallengeStore } from './alpn-challenges.js';
 import type { ChallengeStore } from './challenges.js';

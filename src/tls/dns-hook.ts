@@ -4,7 +4,7 @@
 // an error; the hook's output is logged either way (bounded).
 
 import { spawn } from 'node:child_process';
-import type { Logger } from '../common/log.js';
+import type { Logger } from '../common/index.js';
 
 export interface DnsHookOptions {
   command: string;

@@ -5,8 +5,8 @@
 
 import { readFile } from 'node:fs/promises';
 import type { SecureContext } from 'node:tls';
-import type { Logger } from '../common/log.js';
-import type { TlsFilePair } from '../config/types.js';
+import type { Logger } from '../common/index.js';
+import type { TlsFilePair } from '../config/index.js';
 import { TlsSetupError } from './errors.js';
 import { isCertName, wildcardFor } from './hostname.js';
 import { covers, parsePair, secureContextFor, type ParsedPair, type PemPair } from './pair.js';

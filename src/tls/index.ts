@@ -2,9 +2,9 @@
 // edge/ only needs CertificateResolver (secureContext for SNICallback,
 // httpChallenge for :80, list for the status API).
 
-import { createLogger } from '../common/log.js';
-import type { TlsSettings } from '../config/types.js';
-import type { MetricsRegistry } from '../metrics/registry.js';
+import { createLogger } from '../common/index.js';
+import type { TlsSettings } from '../config/index.js';
+import type { MetricsRegistry } from '../metrics/index.js';
 import { setAcmeHttpRetry, trustDirectoryCa } from './acme-account.js';
 import { AcmeIssuer } from './acme-issuer.js';
 import { AlpnChallengeStore } from './alpn-challenges.js';

@@ -7,7 +7,7 @@ import { X509Certificate as NodeCertificate, createPrivateKey, randomBytes, webc
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-import { createLogger, type Logger } from '../common/log.js';
+import { createLogger, type Logger } from '../common/index.js';
 import { atomicWriteFile, ensureDir } from './atomic.js';
 import { TlsSetupError } from './errors.js';
 import { isCertName } from './hostname.js';

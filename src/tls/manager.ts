@@ -7,9 +7,9 @@
 
 import type { SecureContext } from 'node:tls';
 import { LRUCache } from 'lru-cache';
-import { createLogger, type Logger } from '../common/log.js';
-import type { TlsMode } from '../config/types.js';
-import type { Counter, Histogram, MetricsRegistry } from '../metrics/registry.js';
+import { createLogger, type Logger } from '../common/index.js';
+import type { TlsMode } from '../config/index.js';
+import type { Counter, Histogram, MetricsRegistry } from '../metrics/index.js';
 import { AlpnChallengeStore } from './alpn-challenges.js';
 import { CertCache, type CachedCert } from './cache.js';
 import { ChallengeStore } from './challenges.js';

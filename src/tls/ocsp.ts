@@ -7,8 +7,8 @@
 
 import { X509Certificate, createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { Logger } from '../common/log.js';
-import type { Counter, MetricsRegistry } from '../metrics/registry.js';
+import type { Logger } from '../common/index.js';
+import type { Counter, MetricsRegistry } from '../metrics/index.js';
 import { TAG, generalizedTime, oid, readTlv, tlv, type Tlv } from './der.js';
 
 export interface OcspStaplerOptions {

@@ -7,7 +7,7 @@
 // drain the rate limit.
 
 import { LRUCache } from 'lru-cache';
-import type { Logger } from '../common/log.js';
+import type { Logger } from '../common/index.js';
 import type { IssuancePolicy } from './types.js';
 
 export interface OnDemandPolicyOptions {

@@ -7,8 +7,8 @@
 // on every attempt. Handshakes never wait for any of this.
 
 import { createHash } from 'node:crypto';
-import type { Logger } from '../common/log.js';
-import type { Counter, MetricsRegistry } from '../metrics/registry.js';
+import type { Logger } from '../common/index.js';
+import type { Counter, MetricsRegistry } from '../metrics/index.js';
 import type { CertificateManager } from './manager.js';
 import type { CertMeta, CertStorage } from './storage.js';
 

@@ -7,7 +7,7 @@
 
 import { readFile, readdir } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
-import { createLogger, type Logger } from '../common/log.js';
+import { createLogger, type Logger } from '../common/index.js';
 import { atomicWriteFile, ensureDir, removeStaleTemps } from './atomic.js';
 import { isCertName } from './hostname.js';
 import { lock, type FileLock, type LockOptions } from './lock.js';

@@ -1,6 +1,6 @@
 // Shared by the chaos and packaging suites: aleph-edge run as an operator runs it
 // (the CLI in a child process, real ports), plus raw sockets and /proc figures.
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import https from 'node:https';
@@ -264,3 +264,12 @@ export function running(pid: number): boolean {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The guest-link listeners of the node's running executions, as `vms --json` reports
+ * them: the only TCP listeners a node opens besides its configured addresses.
+ */
+export function guestLinks(socket: string): string[] {
+  const vms = JSON.parse(execFileSync(process.execPath, [CLI, 'vms', '--socket', socket, '--json'], { encoding: 'utf8' })) as Array<{ guest_api: string }>;
+  return vms.map((vm) => vm.guest_api).filter((address) => address !== '');
+}

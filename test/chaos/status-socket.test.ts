@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { StatusClient } from '../../src/status/index.js';
 import { CLI, example } from '../helpers/paths.js';
 import { programHash } from '../helpers/node.js';
-import { childrenOf, freePort, get, processesMatching, socketInodes, startCliNode, tcpListeners, type CliNode } from './harness.js';
+import { childrenOf, freePort, get, guestLinks, processesMatching, socketInodes, startCliNode, tcpListeners, type CliNode } from './harness.js';
 
 describe('status socket', () => {
   let node: CliNode;
@@ -36,7 +36,9 @@ describe('status socket', () => {
     const pids = [node.child.pid!, ...childrenOf(node.child.pid!).filter((pid) => processesMatching(CLI).includes(pid))];
     assert.equal(pids.length, 3, 'primary + 2 workers');
     const listeners = new Set(pids.flatMap((pid) => tcpListeners(pid)));
-    const expected = [`127.0.0.1:${node.httpsPort}`, `127.0.0.1:${node.httpPort}`];
+    const links = guestLinks(node.socket);
+    assert.equal(links.length, 1, 'the counter program has its guest-link listener');
+    const expected = [`127.0.0.1:${node.httpsPort}`, `127.0.0.1:${node.httpPort}`, ...links];
     process.stdout.write(`# status socket: TCP listeners of primary+workers ${JSON.stringify([...listeners].sort())}, configured ${JSON.stringify(expected)}\n`);
     assert.deepEqual([...listeners].sort(), expected.sort());
   });

@@ -108,7 +108,7 @@ describe('redaction', () => {
 describe('executions lists', () => {
   const info = (hash: string, state: ExecutionInfo['state'], endpoint: string): ExecutionInfo => ({
     hash, name: '', state, driver: 'qemu', endpoint, pid: 1, started_at: '2026-01-01T00:00:00.000Z', ready_at: state === 'ready' ? '2026-01-01T00:00:01.000Z' : null,
-    last_request_at: null, boot_ms: null, requests: 0, in_flight: 0, memory_mib: 128, restarts: 0, last_error: null,
+    last_request_at: null, boot_ms: null, requests: 0, in_flight: 0, memory_mib: 128, restarts: 0, last_error: null, guest_api: '',
   });
   it('v1 lists running ones only; guest addresses only when they are the guest\'s', () => {
     const list = [info('a'.repeat(64), 'ready', '172.16.0.2:8080'), info('b'.repeat(64), 'starting', '127.0.0.1:4000'), info('c'.repeat(64), 'ready', '127.0.0.1:4001')];

@@ -11,7 +11,7 @@ import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { CLI, example } from '../helpers/paths.js';
 import { programHash } from '../helpers/node.js';
-import { childrenOf, freePort, get, processesMatching, startCliNode, tcpListeners, waitReady, type CliNode } from '../chaos/harness.js';
+import { childrenOf, freePort, get, guestLinks, processesMatching, startCliNode, tcpListeners, waitReady, type CliNode } from '../chaos/harness.js';
 
 function which(command: string): string | undefined {
   try {
@@ -110,8 +110,9 @@ for (const workers of [1, 2]) describe(`socket activation through systemd-socket
 
   it('listens only on the passed fds (LISTEN_PID matched the exec\'d node), not on the configured addresses', () => {
     const expected = [`127.0.0.1:${ports.https}`, `127.0.0.1:${ports.http}`, ...(v6 ? [`[::1]:${ports.https6}`] : [])].sort();
-    // The primary holds the passed fds; workers listen on the same sockets, never on others.
-    assert.deepEqual(tcpListeners(node.child.pid!), expected);
+    // The primary holds the passed fds (and the guest-link of the running program); workers
+    // listen on the same sockets, never on others.
+    assert.deepEqual(tcpListeners(node.child.pid!), [...expected, ...guestLinks(node.socket)].sort());
     const workerPids = childrenOf(node.child.pid!).filter((pid) => processesMatching(CLI).includes(pid));
     assert.equal(workerPids.length, workers === 1 ? 0 : workers);
     for (const pid of workerPids) assert.ok(tcpListeners(pid).every((l) => expected.includes(l)), `worker ${pid}: ${tcpListeners(pid).join(' ')}`);

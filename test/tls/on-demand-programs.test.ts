@@ -42,7 +42,7 @@ describe('acme: on-demand certificates only for programs that exist (Pebble)', (
     const { pebble, root, work } = env;
     const n = await startAcmeNode({ pebble, dir: work.dir, storage: path.join(work.dir, 'labels'), tls: ['issue_rate = { burst = 3, interval = "1h" }'] });
     try {
-      // The node orders its own domain's certificate at start (for clients without SNI): one token.
+      // The node's own domain's certificate (also the default for clients without SNI): one token.
       assert.equal((await handshake(n.httpsPort, DOMAIN, root)).ok, true);
       const before = pebble.orders();
       const served = await handshakeAll(n.httpsPort, randomLabels(200, DOMAIN), root);
@@ -75,7 +75,7 @@ describe('internal CA: the same policy and rate limit', () => {
       ].join('\n'),
     });
     try {
-      // The node's own domain (minted at start for clients without SNI) takes the first token.
+      // The node's own domain (also the default for clients without SNI) takes the first token.
       assert.equal((await handshake(node.httpsPort, node.domain, node.ca)).ok, true);
       assert.equal(await handshakeAll(node.httpsPort, randomLabels(50, node.domain), node.ca), 0);
       // A static route to a hash with no program is refused too.

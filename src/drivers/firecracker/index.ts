@@ -26,7 +26,7 @@ import {
 import { guestEnv, openGuestLink } from '../guest-link.js';
 import { buildProgramArchive, writeConcatenated } from '../image/index.js';
 import type { NetworkPool } from '../net/index.js';
-import type { Program } from '../../programs/types.js';
+import type { Program } from '../../programs/index.js';
 import { prepareDisks, vmLayout } from '../vm/index.js';
 import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from '../qemu/checks.js';
 import { codeKind, vmLaunchOf } from '../qemu/index.js';

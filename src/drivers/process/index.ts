@@ -89,7 +89,9 @@ export class ProcessDriver implements Driver {
       records?.remove(child.pid);
       void link?.close();
     };
-    return new ProcessInstance(child, { kind: 'tcp', host: LOOPBACK_HOST, port }, this.options.stopGraceMs, log, onGone);
+    const instance = new ProcessInstance(child, { kind: 'tcp', host: LOOPBACK_HOST, port }, this.options.stopGraceMs, log, onGone);
+    if (link) instance.guestApi = { kind: 'tcp', host: link.host, port: link.port };
+    return instance;
   }
 }
 

@@ -15,6 +15,7 @@ const KILL_SETTLE_MS = 2000;
 export class ProcessInstance implements Instance {
   readonly exited: Promise<ExitInfo>;
   readonly pid: number;
+  guestApi?: Endpoint;
   private leaderExited = false;
   private requested = false;
   private termination: Promise<void> | undefined;

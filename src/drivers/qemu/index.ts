@@ -15,7 +15,7 @@ import { buildProgramArchive, kvmUsable, writeConcatenated } from '../image/inde
 import { prepareDisks, vmLayout } from '../vm/index.js';
 import type { NetworkPool } from '../net/index.js';
 import { LOOPBACK_HOST, pickFreePort } from '../process/port.js';
-import type { Program, VmLaunch } from '../../programs/types.js';
+import type { Program, VmLaunch } from '../../programs/index.js';
 import { DriverStartError, type Driver, type Endpoint, type Instance, type Slot } from '../types.js';
 import { qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
 import { guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';

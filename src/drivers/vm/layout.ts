@@ -11,7 +11,7 @@
 
 import { posix } from 'node:path';
 import { base32Encode } from '../../common/index.js';
-import type { AlephVmVolume, VmLaunch } from '../../programs/types.js';
+import type { AlephVmVolume, VmLaunch } from '../../programs/index.js';
 import { envScript } from '../image/index.js';
 import { DriverStartError } from '../types.js';
 

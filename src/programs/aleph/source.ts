@@ -17,7 +17,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { LRUCache } from 'lru-cache';
 import path from 'node:path';
 import { BootFailedError, NotFoundError, createLogger, shortHash } from '../../common/index.js';
-import type { AlephProgramsSettings } from '../../config/types.js';
+import type { AlephProgramsSettings } from '../../config/index.js';
 import type { MetricsRegistry } from '../../metrics/index.js';
 import type { AlephVmVolume, Program, ProgramSource } from '../types.js';
 import { ArtifactCache } from './cache.js';
