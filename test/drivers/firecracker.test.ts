@@ -296,6 +296,7 @@ describe('firecracker driver with the fake firecracker', { skip: skip || false, 
         assert.ok(url, reply);
         assert.match(reply, new RegExp(`^ALEPH_ADDRESS_TO_USE=${program.sender}$`, 'm'));
         assert.equal(tcpListeners('10.213.11.17').length, 1);
+        assert.deepEqual(instance.guestApi, { kind: 'tcp', host: '10.213.11.17', port: Number(url[2]) }, 'the instance reports its guest-link listener');
         // The fake runs the guest program on the host, so its own calls do not come from the
         // guest address; connect from there (as a real guest would) and from elsewhere.
         const port = Number(url[2]);

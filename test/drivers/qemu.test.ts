@@ -316,6 +316,7 @@ describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 120_
         const instance = await v.driver().start(program, { ...nextSlot(), guestApi: { socket: api.socket } });
         try {
           assert.equal(tcpListeners(v.listenHost).length, before + 1, `${v.name}: the link listens on ${v.listenHost}`);
+          assert.equal(instance.guestApi?.kind === 'tcp' && instance.guestApi.host, v.listenHost, 'the instance reports its guest-link listener');
           await waitForHttp(instance.endpoint, { path: '/', deadline: Date.now() + 30_000 });
           const reply = (await httpGet(instance.endpoint, '/cgi-bin/api')).body;
           const vars = Object.fromEntries(reply.split('\n').filter((l) => l.startsWith('ALEPH_')).map((l) => l.split('=', 2) as [string, string]));

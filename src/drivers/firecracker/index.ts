@@ -23,7 +23,7 @@ import {
   forbiddenBootArg,
   shortHash,
 } from '../../common/index.js';
-import { guestEnv, openGuestLink } from '../guest-link.js';
+import { guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
 import { buildProgramArchive, writeConcatenated } from '../image/index.js';
 import type { NetworkPool } from '../net/index.js';
 import type { Program } from '../../programs/index.js';
@@ -209,12 +209,14 @@ export class FirecrackerDriver implements Driver {
       // The one boot layout (src/drivers/vm/layout.ts): kernel + our initramfs, an ordered
       // drive list passed through as it is (none the root device), told to the init in the initramfs.
       let env = launch.env;
+      let link: GuestLink | undefined;
       if (slot.guestApi) {
         // The guest API on the tap's host address, for this guest only (other guests can route here too);
         // closed before the tap goes (cleanups run in reverse).
-        const link = await openGuestLink({ socket: slot.guestApi.socket, host: lease.hostIp, allowedPeers: [lease.guestIp] });
-        cleanups.push(() => link.close());
-        env = { ...env, ...guestEnv(link.url, program.sender ?? '') };
+        const opened = await openGuestLink({ socket: slot.guestApi.socket, host: lease.hostIp, allowedPeers: [lease.guestIp] });
+        cleanups.push(() => opened.close());
+        link = opened;
+        env = { ...env, ...guestEnv(opened.url, program.sender ?? '') };
       }
       const layoutFor = (vmDir: string) => vmLayout({ hash: program.hash, launch: { ...launch, env }, code, vmDir, defaultRuntime: this.options.rootfs });
 
@@ -285,6 +287,7 @@ export class FirecrackerDriver implements Driver {
         hooks: this.arch === 'x86_64' ? { graceful: async () => void (await api.put('/actions', { action_type: 'SendCtrlAltDel' })) } : {},
         cleanups: cleanups.splice(0),
       });
+      if (link) vm.guestApi = { kind: 'tcp', host: link.host, port: link.port };
       try {
         await api.waitReady(vm.exited);
         await api.put('/boot-source', config.bootSource);

@@ -100,6 +100,7 @@ export class QemuDriver implements Driver {
       let endpoint: Endpoint;
       let net: QemuVmSpec['net'];
       let apiHost = '';
+      let link: GuestLink | undefined;
       if (this.options.network === 'tap') {
         const lease = await this.options.pool!.acquire(slot.executionId, { internet: launch.internet });
         cleanups.push(() => this.options.pool!.release(lease));
@@ -108,9 +109,10 @@ export class QemuDriver implements Driver {
         kernelArgs.push(`aleph.ip=${lease.guestIp}/${lease.prefix}`, `aleph.gw=${lease.hostIp}`);
         if (slot.guestApi) {
           // On the tap's host address (up now), for this guest only: other guests can route here too.
-          const link = await openGuestLink({ socket: slot.guestApi.socket, host: lease.hostIp, allowedPeers: [lease.guestIp] });
-          cleanups.push(() => link.close()); // before the tap goes (cleanups run in reverse)
-          apiHost = link.url;
+          const opened = await openGuestLink({ socket: slot.guestApi.socket, host: lease.hostIp, allowedPeers: [lease.guestIp] });
+          cleanups.push(() => opened.close()); // before the tap goes (cleanups run in reverse)
+          link = opened;
+          apiHost = opened.url;
         }
       } else {
         const hostPort = await pickFreePort(LOOPBACK_HOST);
@@ -120,6 +122,7 @@ export class QemuDriver implements Driver {
         if (slot.guestApi) {
           const forward = await this.userNetGuestApi(slot.guestApi.socket);
           cleanups.push(() => forward.link.close());
+          link = forward.link;
           net.guestApiCommand = forward.command;
           apiHost = `http://${USER_NET.guestApi}`;
         }
@@ -180,6 +183,7 @@ export class QemuDriver implements Driver {
       // Launched = the guest's init started the program. Probing HTTP before that is
       // wasted: qemu's port forward accepts connections that then hang while the guest
       // boots. Readiness itself stays HTTP-level (the orchestrator's probe).
+      if (link) vm.guestApi = { kind: 'tcp', host: link.host, port: link.port };
       const launched = await vm.launchedWithin(seen, LAUNCH_WAIT_MS);
       log.info(launched ? 'vm started' : 'vm started (no launch line from the guest yet)', { pid: vm.pid, accel, machine, memory_mib: program.memoryMib, vcpus: program.vcpus, drives: layout.drives.length, endpoint: `${endpoint.host}:${endpoint.port}` });
       return vm;
