@@ -346,6 +346,22 @@ describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 120_
     assert.deepEqual(await readdir(join(guest.dir, 'failed-vms')), []);
   });
 
+  it('says what is missing when the host has no busybox for the user-mode forward', async () => {
+    const runDir = join(guest.dir, 'nobusybox-vms');
+    const driver = new QemuDriver({ stopGraceMs: 100, binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir });
+    const program = makeProgram([]);
+    program.launch = { kind: 'vm', code, entrypoint: '/app/start', env: {}, kernel: '', initramfs: '', internet: false };
+    const path = process.env.PATH;
+    process.env.PATH = join(guest.dir, 'empty-path');
+    try {
+      await assert.rejects(driver.start(program, { ...nextSlot(), guestApi: { socket: join(guest.dir, 'unused.sock') } }),
+        (err: Error) => err instanceof DriverStartError && /needs busybox on the host \(apt install busybox-static\)/.test(err.message));
+    } finally {
+      process.env.PATH = path;
+    }
+    assert.deepEqual(await readdir(runDir), []);
+  });
+
   it('refuses a program without a VM image', async () => {
     const driver = new QemuDriver({ stopGraceMs: 100, binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir: join(guest.dir, 'unused') });
     await assert.rejects(driver.start(makeProgram(['node', 'x.js']), nextSlot()), (err: Error) => err instanceof DriverStartError && /has no VM image/.test(err.message));

@@ -35,8 +35,6 @@ export interface QemuDriverOptions {
   runDir: string;
   /** Required when network = 'tap'. */
   pool?: NetworkPool;
-  /** busybox for the guest API's forward under user-mode networking (default: `busybox` in PATH). */
-  busybox?: string;
 }
 
 export const QEMU_DEFAULTS = {
@@ -180,10 +178,10 @@ export class QemuDriver implements Driver {
         hooks: { graceful: qmp('system_powerdown'), forced: qmp('quit') },
         cleanups: cleanups.splice(0),
       });
+      if (link) vm.guestApi = { kind: 'tcp', host: link.host, port: link.port };
       // Launched = the guest's init started the program. Probing HTTP before that is
       // wasted: qemu's port forward accepts connections that then hang while the guest
       // boots. Readiness itself stays HTTP-level (the orchestrator's probe).
-      if (link) vm.guestApi = { kind: 'tcp', host: link.host, port: link.port };
       const launched = await vm.launchedWithin(seen, LAUNCH_WAIT_MS);
       log.info(launched ? 'vm started' : 'vm started (no launch line from the guest yet)', { pid: vm.pid, accel, machine, memory_mib: program.memoryMib, vcpus: program.vcpus, drives: layout.drives.length, endpoint: `${endpoint.host}:${endpoint.port}` });
       return vm;
@@ -202,7 +200,7 @@ export class QemuDriver implements Driver {
    * `busybox nc` towards it (qemu spawns one per connection).
    */
   private async userNetGuestApi(socket: string): Promise<{ link: GuestLink; command: string[] }> {
-    const busybox = findExecutable(this.options.busybox ?? 'busybox');
+    const busybox = findExecutable('busybox');
     if (!busybox) throw new DriverStartError('the guest API under user-mode networking needs busybox on the host (apt install busybox-static)');
     const link = await openGuestLink({ socket, host: GUEST_API_LOOPBACK });
     return { link, command: [busybox, 'nc', GUEST_API_LOOPBACK, String(link.port)] };
