@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real microVM tests (test/drivers/qemu*, firecracker*, net*): qemu (TCG is enough),
-# a static busybox for the guest, iproute2/iptables for tap devices and network
-# namespaces, cpio/lz4 for images, and a Debian cloud kernel downloaded with
+# a static busybox for the guest (and on the host: `busybox nc` behind the guest
+# API's guestfwd under user-mode networking, docs/guest-api.md), iproute2/iptables
+# for tap devices and network namespaces, cpio/lz4 for images, and a Debian cloud kernel downloaded with
 # `apt-get download` (never installed) and unpacked into a cache kept between runs:
 # $ALEPH_EDGE_VM_CACHE, default /var/cache/aleph-edge-test (the layout
 # src/drivers/image/kernel.ts expects: kernel-<version>/boot/vmlinuz-<version>).

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -34,7 +35,7 @@ import { programHash, request, until, type TestNode } from '../helpers/node.js';
 import { ROOT } from '../helpers/paths.js';
 import { fakeKernel } from './firecracker-helpers.js';
 import { httpGet, makeProgram, nextSlot } from './helpers.js';
-import { netnsSkipReason, processesWith, writeGuestProgram } from './qemu-guest.js';
+import { netnsSkipReason, processesWith, standInGuestApi, tcpListeners, writeGuestProgram } from './qemu-guest.js';
 
 if (!process.env.ALEPH_EDGE_LOG) setLogLevel('warn');
 
@@ -279,6 +280,39 @@ describe('firecracker driver with the fake firecracker', { skip: skip || false, 
     assert.deepEqual(await readdir(join(dir, 'arm-run')), []);
   });
 
+  it('gives the guest its API at the tap\'s host address, for the guest\'s address only, and closes it with the VM', async () => {
+    const binary = await wrapper(join(dir, 'bin-api'), 'firecracker', FAKE, { FAKE_FIRECRACKER_LOG: join(dir, 'api-guestapi.log') });
+    const pool = new NetworkPool({ pool: '10.213.11.16/30', prefix: 30, tapPrefix: 'aefg', stateDir: join(dir, 'api-net'), outboundInterface: '' });
+    const driver = new FirecrackerDriver({ ...driverBase(binary, pool), runDir: join(dir, 'api-run') });
+    const api = await standInGuestApi(join(dir, 'guest-api.sock'));
+    const program = vmProgram(code);
+    program.sender = '0x5a3bE3a63C3C8bD9c1B0a1F8D4b2a8E31bC0f2D1';
+    try {
+      const instance = await driver.start(program, { ...nextSlot(), guestApi: { socket: api.socket } });
+      try {
+        await waitForHttp(instance.endpoint, { path: '/', deadline: Date.now() + 10_000 });
+        const reply = (await httpGet(instance.endpoint, '/cgi-bin/api')).body;
+        const url = /^ALEPH_API_HOST=(http:\/\/10\.213\.11\.17:(\d+))$/m.exec(reply);
+        assert.ok(url, reply);
+        assert.match(reply, new RegExp(`^ALEPH_ADDRESS_TO_USE=${program.sender}$`, 'm'));
+        assert.equal(tcpListeners('10.213.11.17').length, 1);
+        assert.deepEqual(instance.guestApi, { kind: 'tcp', host: '10.213.11.17', port: Number(url[2]) }, 'the instance reports its guest-link listener');
+        // The fake runs the guest program on the host, so its own calls do not come from the
+        // guest address; connect from there (as a real guest would) and from elsewhere.
+        const port = Number(url[2]);
+        assert.equal(await rawGet('10.213.11.17', port, '10.213.11.18', '/cache/get/probe'), 'probe answered through the socket\n');
+        assert.equal(await rawGet('10.213.11.17', port, '10.213.11.17', '/cache/get/probe'), '', 'another peer is cut off');
+        assert.deepEqual(api.requests, ['GET /cache/get/probe']);
+      } finally {
+        await instance.stop();
+      }
+      assert.deepEqual(tcpListeners('10.213.11.17'), [], 'the link closed with the VM');
+      assert.deepEqual(taps('aefg'), []);
+    } finally {
+      await api.close();
+    }
+  });
+
   it('boots end to end under the jailer: a jail uid, its own tap, a reachable socket, a clean stop, chroot and cgroup removed', async () => {
     const base = join(dir, 'jail');
     const cgroupRoot = join(dir, 'cgroup');
@@ -396,6 +430,18 @@ describe('firecracker driver with the fake firecracker', { skip: skip || false, 
     };
   }
 });
+
+/** GET over a raw connection from `localAddress`; the body, or '' when the peer closes without an answer. */
+function rawGet(host: string, port: number, localAddress: string, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port, localAddress }, () => socket.write(`GET ${path} HTTP/1.1\r\nhost: guest\r\nconnection: close\r\n\r\n`));
+    let text = '';
+    socket.on('data', (c: Buffer) => (text += c.toString()));
+    socket.on('close', () => resolve(text === '' ? '' : text.slice(text.indexOf('\r\n\r\n') + 4)));
+    socket.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? undefined : reject(err)));
+    socket.setTimeout(5000, () => socket.destroy(new Error('no answer within 5 s')));
+  });
+}
 
 function vmProgram(code: string) {
   const program = makeProgram([]);

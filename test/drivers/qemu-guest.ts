@@ -1,10 +1,11 @@
 // Shared set-up for the VM tests: the guest kernel (downloaded once into the cache
 // by .ci/setup.d/vm.sh, or here on first use), a base initramfs built for the
-// test run, a guest program (busybox httpd + a CGI script), and process checks.
+// test run, a guest program (busybox httpd + CGI scripts), and process checks.
 
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { readdirSync, readFileSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildBaseInitramfs, ensureKernel, type KernelFiles } from '../../src/drivers/image/index.js';
@@ -49,6 +50,9 @@ export async function writeGuestProgram(dir: string): Promise<string> {
   await writeFile(join(code, 'www', 'index.html'), 'hello from the guest\n');
   await writeFile(join(code, 'www', 'cgi-bin', 'env'), '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\necho "GREETING=$GREETING"\necho "QUOTED=$QUOTED"\n');
   await chmod(join(code, 'www', 'cgi-bin', 'env'), 0o755);
+  // The guest API as the program sees it: its variables, and a call through $ALEPH_API_HOST.
+  await writeFile(join(code, 'www', 'cgi-bin', 'api'), '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\necho "ALEPH_API_HOST=$ALEPH_API_HOST"\necho "ALEPH_ADDRESS_TO_USE=$ALEPH_ADDRESS_TO_USE"\necho "ALEPH_API_UNIX_SOCKET=[$ALEPH_API_UNIX_SOCKET]"\nbusybox wget -q -O- "$ALEPH_API_HOST/cache/get/probe" 2>&1\n');
+  await chmod(join(code, 'www', 'cgi-bin', 'api'), 0o755);
   return code;
 }
 
@@ -87,4 +91,24 @@ export function netnsSkipReason(): string {
     return '`ip netns` does not work here';
   }
   return '';
+}
+
+/** TCP listeners on `host` (IPv4), from /proc/net/tcp. */
+export function tcpListeners(host: string): string[] {
+  const hex = host.split('.').map((b) => Number(b).toString(16).padStart(2, '0').toUpperCase()).reverse().join('');
+  return readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f[1]?.startsWith(`${hex}:`) && f[3] === '0A')
+    .map((f) => f[1]!);
+}
+
+/** An HTTP server on a unix socket in the guest API's place: what reaches the socket is what the guest sent. */
+export async function standInGuestApi(socket: string): Promise<{ socket: string; requests: string[]; close(): Promise<void> }> {
+  const requests: string[] = [];
+  const server = http.createServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    res.end(req.url === '/cache/get/probe' ? 'probe answered through the socket\n' : 'unexpected\n');
+  });
+  await new Promise<void>((resolve) => server.listen(socket, resolve));
+  return { socket, requests, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }

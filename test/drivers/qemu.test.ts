@@ -13,10 +13,10 @@ import { ConfigError, loadConfig, parseConfig } from '../../src/config/index.js'
 import { createDriver, DriverStartError, NetworkPool, waitForHttp } from '../../src/drivers/index.js';
 import { encodeCpio, envScript } from '../../src/drivers/image/index.js';
 import { moduleDepends } from '../../src/drivers/image/initramfs.js';
-import { qemuArgs, QemuDriver } from '../../src/drivers/qemu/index.js';
+import { GUEST_API_LOOPBACK, qemuArgs, QemuDriver } from '../../src/drivers/qemu/index.js';
 import { programHash, request, until, type TestNode } from '../helpers/node.js';
 import { httpGet, makeProgram, nextSlot } from './helpers.js';
-import { guestSetup, netnsSkipReason, processesWith, qemuSkipReason, writeGuestProgram, type GuestSetup } from './qemu-guest.js';
+import { guestSetup, netnsSkipReason, processesWith, qemuSkipReason, standInGuestApi, tcpListeners, writeGuestProgram, type GuestSetup } from './qemu-guest.js';
 
 if (!process.env.ALEPH_EDGE_LOG) setLogLevel('warn');
 
@@ -34,6 +34,17 @@ describe('qemu command line', () => {
     assert.match(joined, /-qmp unix:\/run\/q\.sock,server=on,wait=off/);
     assert.ok(args.includes('-no-reboot'));
     assert.match(args[args.indexOf('-append') + 1]!, /console=ttyS0 .*aleph\.ip=10\.0\.2\.15\/24$/);
+  });
+
+  it('user networking with the guest API: one guestfwd to a per-connection command, plain words only', () => {
+    const spec = (command: string[]) => ({
+      machine: 'q35' as const, accel: 'tcg' as const, memoryMib: 128, vcpus: 1, kernel: '/k', initrd: '/i', kernelArgs: [],
+      qmpSocket: '/q', net: { mode: 'user' as const, hostPort: 4567, internet: false, guestApiCommand: command },
+    });
+    assert.match(qemuArgs(spec(['/usr/bin/busybox', 'nc', '127.0.0.2', '40001'])).join(' '),
+      / -netdev user,id=n0,restrict=on,hostfwd=tcp:127\.0\.0\.1:4567-:8080,guestfwd=tcp:10\.0\.2\.100:80-cmd:\/usr\/bin\/busybox nc 127\.0\.0\.2 40001 -device /);
+    assert.throws(() => qemuArgs(spec(['/opt/a,b/busybox', 'nc'])), /needs quoting/);
+    assert.throws(() => qemuArgs(spec(['/bin/sh', '-c', 'nc x; rm -rf /'])), /needs quoting/);
   });
 
   it('q35 with a tap device, KVM and the layout\'s drives in order, serial = id', () => {
@@ -274,6 +285,81 @@ describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 120_
     assert.deepEqual(taps(), []);
     assert.deepEqual(await readdir(runDir), []);
     assert.deepEqual(await readdir(stateDir), []);
+  });
+
+  it('makes the guest API reachable: user networking through a guestfwd, tap at the host address; the link goes with the VM', async () => {
+    const api = await standInGuestApi(join(guest.dir, 'guest-api.sock'));
+    try {
+      const runDir = join(guest.dir, 'api-vms');
+      const variants: Array<{ name: string; skip: string; driver: () => QemuDriver; apiHost: RegExp; listenHost: string }> = [
+        {
+          name: 'user', skip: '', apiHost: /^http:\/\/10\.0\.2\.100$/, listenHost: GUEST_API_LOOPBACK,
+          driver: () => new QemuDriver({ stopGraceMs: 3000, binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir }),
+        },
+        {
+          name: 'tap', skip: netnsSkipReason(), apiHost: /^http:\/\/10\.213\.11\.9:\d+$/, listenHost: '10.213.11.9',
+          driver: () => new QemuDriver({
+            stopGraceMs: 3000, binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'tap', runDir,
+            pool: new NetworkPool({ pool: '10.213.11.8/30', prefix: 30, tapPrefix: 'aeqa', stateDir: join(guest.dir, 'api-net'), outboundInterface: '' }),
+          }),
+        },
+      ];
+      for (const v of variants) {
+        if (v.skip) {
+          process.stderr.write(`# guest API over ${v.name} networking skipped: ${v.skip}\n`);
+          continue;
+        }
+        const program = makeProgram([]);
+        program.sender = '0x5a3bE3a63C3C8bD9c1B0a1F8D4b2a8E31bC0f2D1';
+        program.launch = { kind: 'vm', code, entrypoint: '/app/start', env: { ALEPH_API_HOST: 'http://set-by-the-program' }, kernel: '', initramfs: '', internet: false };
+        const before = tcpListeners(v.listenHost).length;
+        const instance = await v.driver().start(program, { ...nextSlot(), guestApi: { socket: api.socket } });
+        try {
+          assert.equal(tcpListeners(v.listenHost).length, before + 1, `${v.name}: the link listens on ${v.listenHost}`);
+          assert.equal(instance.guestApi?.kind === 'tcp' && instance.guestApi.host, v.listenHost, 'the instance reports its guest-link listener');
+          await waitForHttp(instance.endpoint, { path: '/', deadline: Date.now() + 30_000 });
+          const reply = (await httpGet(instance.endpoint, '/cgi-bin/api')).body;
+          const vars = Object.fromEntries(reply.split('\n').filter((l) => l.startsWith('ALEPH_')).map((l) => l.split('=', 2) as [string, string]));
+          assert.match(vars.ALEPH_API_HOST ?? '', v.apiHost, reply);
+          assert.equal(vars.ALEPH_ADDRESS_TO_USE, program.sender);
+          assert.equal(vars.ALEPH_API_UNIX_SOCKET, '[]', 'no socket path inside a VM');
+          assert.match(reply, /^probe answered through the socket$/m, `${v.name}: the guest reached the guest API: ${reply}`);
+          assert.ok(api.requests.includes('GET /cache/get/probe'));
+        } finally {
+          await instance.stop();
+        }
+        assert.equal(tcpListeners(v.listenHost).length, before, `${v.name}: the link closed with the VM`);
+      }
+      assert.deepEqual(await readdir(runDir), []);
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('closes the guest-link when the start fails', async () => {
+    const driver = new QemuDriver({ stopGraceMs: 100, binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir: join(guest.dir, 'failed-vms') });
+    const program = makeProgram([]);
+    program.launch = { kind: 'vm', code: join(guest.dir, 'no-such-code'), entrypoint: '/app/start', env: {}, kernel: '', initramfs: '', internet: false };
+    const before = tcpListeners(GUEST_API_LOOPBACK).length;
+    await assert.rejects(driver.start(program, { ...nextSlot(), guestApi: { socket: join(guest.dir, 'unused.sock') } }), /no-such-code does not exist/);
+    assert.equal(tcpListeners(GUEST_API_LOOPBACK).length, before);
+    assert.deepEqual(await readdir(join(guest.dir, 'failed-vms')), []);
+  });
+
+  it('says what is missing when the host has no busybox for the user-mode forward', async () => {
+    const runDir = join(guest.dir, 'nobusybox-vms');
+    const driver = new QemuDriver({ stopGraceMs: 100, binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir });
+    const program = makeProgram([]);
+    program.launch = { kind: 'vm', code, entrypoint: '/app/start', env: {}, kernel: '', initramfs: '', internet: false };
+    const path = process.env.PATH;
+    process.env.PATH = join(guest.dir, 'empty-path');
+    try {
+      await assert.rejects(driver.start(program, { ...nextSlot(), guestApi: { socket: join(guest.dir, 'unused.sock') } }),
+        (err: Error) => err instanceof DriverStartError && /needs busybox on the host \(apt install busybox-static\)/.test(err.message));
+    } finally {
+      process.env.PATH = path;
+    }
+    assert.deepEqual(await readdir(runDir), []);
   });
 
   it('refuses a program without a VM image', async () => {

@@ -4,8 +4,10 @@
 // volume, an immutable volume and zipped data. The whole node (TLS, routing,
 // orchestrator, programs.source = "aleph", the qemu driver under TCG) boots it and
 // the test checks what the program sees, through HTTPS, across `aleph-edge stop`
-// and a node restart. Bad messages are refused before anything boots.
-// (The /cache/* checks of the guest API come with it: helper guestapi.)
+// and a node restart. The guest API (a real redis-server of the test's own, reached
+// from the VM through qemu's guestfwd): /cache/set survives a reboot and a node
+// restart, another program's keys are not visible. Bad messages are refused before
+// anything boots.
 
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
@@ -20,7 +22,8 @@ import { AlephEdgeNode } from '../../src/app/index.js';
 import { base32Encode, setLogLevel } from '../../src/common/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { buildBaseInitramfs, ensureKernel, ensureRuntime } from '../../src/drivers/image/index.js';
-import { FakeAlephApi, zip } from '../fixtures/aleph-api/server.js';
+import { FakeAlephApi, SENDER, zip } from '../fixtures/aleph-api/server.js';
+import { removeRedis, startRedis, type RedisServer } from '../guestapi/redis-harness.js';
 import { REPO_ROOT } from '../drivers/helpers.js';
 import { processesWith, qemuSkipReason } from '../drivers/qemu-guest.js';
 import { request, type TestNode } from '../helpers/node.js';
@@ -59,7 +62,7 @@ async function squashfsOf(dir: string, files: Record<string, string>): Promise<B
 }
 
 /** A node with programs from the stand-in API on the qemu driver (TCG); cache and volumes survive restarts. */
-async function startNode(s: Setup, api: FakeAlephApi, name: string): Promise<TestNode> {
+async function startNode(s: Setup, api: FakeAlephApi, redis: RedisServer, name: string): Promise<TestNode> {
   const dir = join(s.dir, name);
   await mkdir(dir, { recursive: true });
   const config = join(dir, 'aleph-edge.toml');
@@ -71,6 +74,7 @@ async function startNode(s: Setup, api: FakeAlephApi, name: string): Promise<Tes
     '[drivers.qemu]', `kernel = "${s.kernel}"`, `initramfs = "${s.initramfs}"`, 'accel = "tcg"', `run_dir = "${join(s.dir, 'vms')}"`,
     '[programs]', 'source = "aleph"', `aleph_api = "${api.url}"`, `cache_dir = "${join(s.dir, 'cache')}"`,
     `volumes_dir = "${join(s.dir, 'volumes')}"`, 'download_retries = 1', 'download_timeout = "60s"',
+    '[guest_api]', `redis = "${redis.address}"`,
   ].join('\n') + '\n');
   const settings = await loadConfig(config);
   settings.server.httpsListen = [{ host: '127.0.0.1', port: 0 }];
@@ -108,6 +112,7 @@ type Volumes = { scratch_before: string[]; immutable: string; immutable_write: s
 describe('an Aleph ASGI program with volumes in a qemu VM (TCG)', { skip: skip || false, timeout: 600_000 }, () => {
   let s: Setup;
   let api: FakeAlephApi;
+  let redis: RedisServer;
   let hash: string;
   let runtimeRef: string;
 
@@ -115,6 +120,7 @@ describe('an Aleph ASGI program with volumes in a qemu VM (TCG)', { skip: skip |
     s = await setup();
     api = new FakeAlephApi();
     await api.start();
+    redis = await startRedis();
     runtimeRef = api.addStore(s.runtime);
     const code = api.addStore(zip({ 'main.py': { text: await readFile(join(REPO_ROOT, 'test/fixtures/asgi-app/main.py'), 'utf8') } }));
     const venv = api.addStore(await squashfsOf(s.dir, { hello: 'from the immutable volume' }));
@@ -131,13 +137,18 @@ describe('an Aleph ASGI program with volumes in a qemu VM (TCG)', { skip: skip |
   });
   after(async () => {
     await api?.close();
+    if (redis) await removeRedis(redis);
     if (!s) return;
     for (const pid of processesWith(s.dir)) process.kill(pid, 'SIGKILL');
     await rm(s.dir, { recursive: true, force: true });
   });
 
-  it('serves state, volumes, streaming and WebSocket; the persistent volume survives stop and node restart', async (t) => {
-    let node = await startNode(s, api, 'node1');
+  it('serves state, volumes, the guest API cache, streaming and WebSocket; volume and cache survive stop and node restart', async (t) => {
+    // Another program's entry, as the guest API stores it: the VM's program must not see it.
+    const other = 'f'.repeat(64);
+    await redis.cli('SET', `ae:cache:${other}:secret`, 'not yours');
+    await redis.cli('ZADD', `ae:cache-index:${other}`, String(Date.now() + 3_600_000), 'secret');
+    let node = await startNode(s, api, redis, 'node1');
     try {
       const t0 = performance.now();
       const lifespan = await json<{ events: string[] }>(node, hash, 'lifespan');
@@ -155,6 +166,14 @@ describe('an Aleph ASGI program with volumes in a qemu VM (TCG)', { skip: skip |
       assert.equal(first.data, 'some data');
       assert.equal(first.custom, '32');
       assert.equal(first.hostname, base32Encode(Buffer.from(hash, 'hex')), 'the hostname is the base32 label of the hash');
+
+      // The guest API from inside the VM (user-mode networking: 10.0.2.100 is qemu's guestfwd).
+      assert.deepEqual(await json(node, hash, 'api-env'), { ALEPH_API_HOST: 'http://10.0.2.100', ALEPH_API_UNIX_SOCKET: '', ALEPH_ADDRESS_TO_USE: SENDER });
+      assert.deepEqual(await json(node, hash, 'cache/set/greeting?value=hello%20cache'), { status: 200, body: 'true' });
+      assert.deepEqual(await json(node, hash, 'cache/get/greeting'), { status: 200, value: 'hello cache' });
+      assert.deepEqual(await json(node, hash, 'cache/get/secret'), { status: 404, value: null }, 'another program\'s key is not visible');
+      assert.deepEqual(await json(node, hash, 'cache/keys'), { status: 200, keys: ['greeting'] });
+      assert.equal(await redis.cli('GET', `ae:cache:${hash}:greeting`), 'hello cache\n', 'stored under the program\'s own namespace');
 
       // The persistent volume's size is its image's: writing past it fails inside; the host file stays 4 MiB.
       const image = join(s.dir, 'volumes', hash, 'data.img');
@@ -194,21 +213,23 @@ describe('an Aleph ASGI program with volumes in a qemu VM (TCG)', { skip: skip |
       process.stderr.write(`# qemu TCG ASGI cold start to first response: ${coldMs} ms\n`);
       const second = await json<Volumes>(node, hash, 'volumes');
       assert.deepEqual(second.scratch_before, ['lost+found'], 'the ephemeral volume is empty after a reboot');
+      assert.deepEqual(await json(node, hash, 'cache/get/greeting'), { status: 200, value: 'hello cache' }, 'the cache survives a reboot');
     } finally {
       await node.close();
     }
     assert.deepEqual(processesWith(join(s.dir, 'vms')), [], 'no VM left after the node drained');
 
-    node = await startNode(s, api, 'node2');
+    node = await startNode(s, api, redis, 'node2');
     try {
       assert.deepEqual(await json(node, hash, 'state/increment'), { counter: 4 }, 'the volume survived a node restart');
+      assert.deepEqual(await json(node, hash, 'cache/get/greeting'), { status: 200, value: 'hello cache' }, 'the cache survives a node restart');
     } finally {
       await node.close();
     }
   });
 
   it('refuses bad messages with the field at fault, before booting anything', async () => {
-    const node = await startNode(s, api, 'node-bad');
+    const node = await startNode(s, api, redis, 'node-bad');
     try {
       const code = api.addStore(zip({ 'main.py': { text: 'app = None\n' } }));
       const cases: Array<{ edit: (c: Record<string, unknown>) => void; runtime?: string; status: number; body: RegExp }> = [

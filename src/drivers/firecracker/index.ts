@@ -2,7 +2,8 @@
 // through its API socket (boot source, drives, machine config, one tap interface,
 // optional vsock), then InstanceStart. In production it runs under the jailer
 // (chroot, uid/gid, cgroup limits); without a jailer it runs directly
-// (development, tests). The guest is reached at its pool address on :8080.
+// (development, tests). The guest is reached at its pool address on :8080; its
+// guest API (slot.guestApi) at the tap's host address (ALEPH_API_HOST).
 //
 // Boot layout: every VM boots kernel + our initramfs (the init). No drive is ever
 // the root device (Firecracker's docs/initrd.md); drives are an ordered list passed
@@ -22,6 +23,7 @@ import {
   forbiddenBootArg,
   shortHash,
 } from '../../common/index.js';
+import { guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
 import { buildProgramArchive, writeConcatenated } from '../image/index.js';
 import type { NetworkPool } from '../net/index.js';
 import type { Program } from '../../programs/index.js';
@@ -206,7 +208,17 @@ export class FirecrackerDriver implements Driver {
       }
       // The one boot layout (src/drivers/vm/layout.ts): kernel + our initramfs, an ordered
       // drive list passed through as it is (none the root device), told to the init in the initramfs.
-      const layoutFor = (vmDir: string) => vmLayout({ hash: program.hash, launch, code, vmDir, defaultRuntime: this.options.rootfs });
+      let env = launch.env;
+      let link: GuestLink | undefined;
+      if (slot.guestApi) {
+        // The guest API on the tap's host address, for this guest only (other guests can route here too);
+        // closed before the tap goes (cleanups run in reverse).
+        const opened = await openGuestLink({ socket: slot.guestApi.socket, host: lease.hostIp, allowedPeers: [lease.guestIp] });
+        cleanups.push(() => opened.close());
+        link = opened;
+        env = { ...env, ...guestEnv(opened.url, program.sender ?? '') };
+      }
+      const layoutFor = (vmDir: string) => vmLayout({ hash: program.hash, launch: { ...launch, env }, code, vmDir, defaultRuntime: this.options.rootfs });
 
       let paths: { kernel: string; initrd: string; drives: DriveConfig[]; api: string; vsock: string; apiOnHost: string };
       let spawnFile: string;
@@ -275,6 +287,7 @@ export class FirecrackerDriver implements Driver {
         hooks: this.arch === 'x86_64' ? { graceful: async () => void (await api.put('/actions', { action_type: 'SendCtrlAltDel' })) } : {},
         cleanups: cleanups.splice(0),
       });
+      if (link) vm.guestApi = { kind: 'tcp', host: link.host, port: link.port };
       try {
         await api.waitReady(vm.exited);
         await api.put('/boot-source', config.bootSource);

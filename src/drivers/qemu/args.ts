@@ -14,14 +14,16 @@ export interface QemuVmSpec {
   kernelArgs: string[];
   qmpSocket: string;
   net:
-    | { mode: 'user'; hostPort: number; internet: boolean } // host 127.0.0.1:hostPort -> guest :8080
+    // host 127.0.0.1:hostPort -> guest :8080; guestApiCommand: what a guest connection to
+    // USER_NET.guestApi:80 is handed to (qemu spawns it per connection, stdin/stdout = the connection).
+    | { mode: 'user'; hostPort: number; internet: boolean; guestApiCommand?: string[] }
     | { mode: 'tap'; tap: string };
   /** virtio-blk disks in guest order (vda, vdb, ...), from src/drivers/vm/layout.ts; the id is also the serial. */
   drives?: Array<{ id: string; path: string; readOnly: boolean }>;
 }
 
 /** Guest address under qemu user-mode networking (slirp defaults). */
-export const USER_NET = { guest: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3' } as const;
+export const USER_NET = { guest: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3', guestApi: '10.0.2.100' } as const;
 
 export function qemuArgs(spec: QemuVmSpec): string[] {
   const mmio = spec.machine === 'microvm';
@@ -44,7 +46,10 @@ export function qemuArgs(spec: QemuVmSpec): string[] {
   const device = (pci: string, mmioName: string) => (mmio ? mmioName : pci);
   if (spec.net.mode === 'user') {
     // restrict=on: no route out of the guest (hostfwd still works) unless the program may use the internet.
-    args.push('-netdev', `user,id=n0,restrict=${spec.net.internet ? 'off' : 'on'},hostfwd=tcp:127.0.0.1:${spec.net.hostPort}-:8080`);
+    let netdev = `user,id=n0,restrict=${spec.net.internet ? 'off' : 'on'},hostfwd=tcp:127.0.0.1:${spec.net.hostPort}-:8080`;
+    // guestfwd is allowed under restrict=on: the guest reaches this one address and nothing else.
+    if (spec.net.guestApiCommand) netdev += `,guestfwd=tcp:${USER_NET.guestApi}:80-cmd:${commandLine(spec.net.guestApiCommand)}`;
+    args.push('-netdev', netdev);
   } else {
     args.push('-netdev', `tap,id=n0,ifname=${spec.net.tap},script=no,downscript=no`);
   }
@@ -56,4 +61,16 @@ export function qemuArgs(spec: QemuVmSpec): string[] {
     args.push('-device', `${device('virtio-blk-pci', 'virtio-blk-device')},drive=${drive.id},serial=${drive.id}`);
   }
   return args;
+}
+
+/**
+ * A command for qemu's `guestfwd=...-cmd:` (libslirp splits it like a shell would and
+ * runs it without a shell). Only plain words: nothing to quote, no ',' (qemu's option
+ * separator) and no ':'.
+ */
+function commandLine(argv: string[]): string {
+  for (const arg of argv) {
+    if (!/^[\w./@=+-]+$/.test(arg)) throw new Error(`guestfwd command argument ${JSON.stringify(arg)} needs quoting`);
+  }
+  return argv.join(' ');
 }

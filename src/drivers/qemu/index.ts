@@ -3,7 +3,9 @@
 // environment). `-M microvm` with virtio-mmio devices (or q35 with virtio-pci);
 // KVM when /dev/kvm is usable, TCG otherwise. Networking is user-mode with a
 // loopback port forwarded to the guest's :8080 (unprivileged), or a tap device per
-// VM from the address pool (root). Stop: ACPI power button over QMP, then QMP
+// VM from the address pool (root). The execution's guest API (slot.guestApi) is
+// reached at the tap's host address, or at 10.0.2.100:80 through a guestfwd under
+// user-mode networking (docs/guest-api.md). Stop: ACPI power button over QMP, then QMP
 // quit, then SIGKILL; the per-VM directory and the tap lease are freed on exit.
 
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
@@ -16,7 +18,8 @@ import { LOOPBACK_HOST, pickFreePort } from '../process/port.js';
 import type { Program, VmLaunch } from '../../programs/index.js';
 import { DriverStartError, type Driver, type Endpoint, type Instance, type Slot } from '../types.js';
 import { qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
-import { checkExecutable, checkFile, IMAGE_HINT, safeName, setupError, withFields } from './checks.js';
+import { guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
+import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from './checks.js';
 import { QmpClient } from './qmp.js';
 import { VmProcess, type Cleanup } from './vm-process.js';
 
@@ -91,7 +94,41 @@ export class QemuDriver implements Driver {
       const dir = await mkdtemp(join(this.options.runDir, `${safeName(slot.executionId)}-`));
       cleanups.push(() => rm(dir, { recursive: true, force: true }));
 
-      const layout = vmLayout({ hash: program.hash, launch, code: await codeKind(launch.code), vmDir: dir });
+      const kernelArgs: string[] = [];
+      let endpoint: Endpoint;
+      let net: QemuVmSpec['net'];
+      let apiHost = '';
+      let link: GuestLink | undefined;
+      if (this.options.network === 'tap') {
+        const lease = await this.options.pool!.acquire(slot.executionId, { internet: launch.internet });
+        cleanups.push(() => this.options.pool!.release(lease));
+        net = { mode: 'tap', tap: lease.tap };
+        endpoint = { kind: 'tcp', host: lease.guestIp, port: 8080 };
+        kernelArgs.push(`aleph.ip=${lease.guestIp}/${lease.prefix}`, `aleph.gw=${lease.hostIp}`);
+        if (slot.guestApi) {
+          // On the tap's host address (up now), for this guest only: other guests can route here too.
+          const opened = await openGuestLink({ socket: slot.guestApi.socket, host: lease.hostIp, allowedPeers: [lease.guestIp] });
+          cleanups.push(() => opened.close()); // before the tap goes (cleanups run in reverse)
+          link = opened;
+          apiHost = opened.url;
+        }
+      } else {
+        const hostPort = await pickFreePort(LOOPBACK_HOST);
+        net = { mode: 'user', hostPort, internet: launch.internet };
+        endpoint = { kind: 'tcp', host: LOOPBACK_HOST, port: hostPort };
+        kernelArgs.push(`aleph.ip=${USER_NET.guest}`, `aleph.gw=${USER_NET.gateway}`, `aleph.dns=${USER_NET.dns}`);
+        if (slot.guestApi) {
+          const forward = await this.userNetGuestApi(slot.guestApi.socket);
+          cleanups.push(() => forward.link.close());
+          link = forward.link;
+          net.guestApiCommand = forward.command;
+          apiHost = `http://${USER_NET.guestApi}`;
+        }
+      }
+
+      // The guest API's variables win over the program's own: they name this execution's endpoint.
+      const env = apiHost ? { ...launch.env, ...guestEnv(apiHost, program.sender ?? '') } : launch.env;
+      const layout = vmLayout({ hash: program.hash, launch: { ...launch, env }, code: await codeKind(launch.code), vmDir: dir });
       const releaseDisks = await prepareDisks(layout);
       cleanups.push(releaseDisks);
       const archive = await buildProgramArchive({ codeDir: layout.codeDir, files: layout.files }).catch((err: Error) => {
@@ -99,22 +136,6 @@ export class QemuDriver implements Driver {
       });
       const initrd = join(dir, 'initrd');
       await writeConcatenated(initrd, [launch.initramfs || this.options.initramfs, archive]);
-
-      const kernelArgs: string[] = [];
-      let endpoint: Endpoint;
-      let net: QemuVmSpec['net'];
-      if (this.options.network === 'tap') {
-        const lease = await this.options.pool!.acquire(slot.executionId, { internet: launch.internet });
-        cleanups.push(() => this.options.pool!.release(lease));
-        net = { mode: 'tap', tap: lease.tap };
-        endpoint = { kind: 'tcp', host: lease.guestIp, port: 8080 };
-        kernelArgs.push(`aleph.ip=${lease.guestIp}/${lease.prefix}`, `aleph.gw=${lease.hostIp}`);
-      } else {
-        const hostPort = await pickFreePort(LOOPBACK_HOST);
-        net = { mode: 'user', hostPort, internet: launch.internet };
-        endpoint = { kind: 'tcp', host: LOOPBACK_HOST, port: hostPort };
-        kernelArgs.push(`aleph.ip=${USER_NET.guest}`, `aleph.gw=${USER_NET.gateway}`, `aleph.dns=${USER_NET.dns}`);
-      }
 
       const qmpSocket = join(dir, 'qmp.sock');
       const accel = await this.resolveAccel();
@@ -157,6 +178,7 @@ export class QemuDriver implements Driver {
         hooks: { graceful: qmp('system_powerdown'), forced: qmp('quit') },
         cleanups: cleanups.splice(0),
       });
+      if (link) vm.guestApi = { kind: 'tcp', host: link.host, port: link.port };
       // Launched = the guest's init started the program. Probing HTTP before that is
       // wasted: qemu's port forward accepts connections that then hang while the guest
       // boots. Readiness itself stays HTTP-level (the orchestrator's probe).
@@ -169,7 +191,24 @@ export class QemuDriver implements Driver {
       throw new DriverStartError(`qemu: ${(err as Error).message}`, { cause: err });
     }
   }
+
+  /**
+   * The guest API under user-mode networking. 10.0.2.2 is the host's 127.0.0.1, where
+   * (with restrict=off) the guest could reach every loopback listener, other programs'
+   * links included; so the link listens on GUEST_API_LOOPBACK instead, which slirp maps
+   * to nothing, and a guestfwd hands each guest connection to 10.0.2.100:80 to
+   * `busybox nc` towards it (qemu spawns one per connection).
+   */
+  private async userNetGuestApi(socket: string): Promise<{ link: GuestLink; command: string[] }> {
+    const busybox = findExecutable('busybox');
+    if (!busybox) throw new DriverStartError('the guest API under user-mode networking needs busybox on the host (apt install busybox-static)');
+    const link = await openGuestLink({ socket, host: GUEST_API_LOOPBACK });
+    return { link, command: [busybox, 'nc', GUEST_API_LOOPBACK, String(link.port)] };
+  }
 }
+
+/** Where user-mode VMs' guest-links listen on the host (not 127.0.0.1: see userNetGuestApi). */
+export const GUEST_API_LOOPBACK = '127.0.0.2';
 
 export function vmLaunchOf(program: Program): VmLaunch {
   if (program.launch.kind !== 'vm') {

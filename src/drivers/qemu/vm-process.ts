@@ -22,6 +22,8 @@ export type Cleanup = () => Promise<void> | void;
 export class VmProcess implements Instance {
   readonly exited: Promise<ExitInfo>;
   readonly pid: number;
+  /** The guest-link listener the driver opened for this VM's guest API, if any. */
+  guestApi?: Endpoint;
   private requested = false;
   private vmmExited = false;
   private stopping: Promise<void> | undefined;
