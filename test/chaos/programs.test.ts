@@ -146,7 +146,11 @@ describe('misbehaving programs', () => {
     // scavenged them (docs/security.md, "Proxy memory"): the peak measured 140-166 MiB here
     // on Node 24 against ~75 on Node 20. Boundedness itself is the second-half check below.
     assert.ok(peakRss - baseRss < 200, `RSS grew ${(peakRss - baseRss).toFixed(0)} MiB`);
-    assert.ok(loadEndRss - halfRss < 40, `RSS grew ${(loadEndRss - halfRss).toFixed(0)} MiB in the second half`);
+    // On Node 24 up to ~64 MiB of dead socket buffers can wait for an incremental
+    // mark-compact (docs/security.md, "Proxy memory"), so RSS swings by that much without
+    // any retention; a leak at this request rate outgrows the swing. Measured second
+    // halves: 27-53 MiB on Node 24 (under the suite's load), under 40 on Node 20.
+    assert.ok(loadEndRss - halfRss < 80, `RSS grew ${(loadEndRss - halfRss).toFixed(0)} MiB in the second half`);
     assert.ok(endFds <= baseFds + 6 + sessionFds, `fds ${baseFds} -> ${endFds} (${sessionFds} for guest API sessions of programs started meanwhile)`);
     assert.ok(logRate < 1024, `log volume ${logRate.toFixed(0)} KiB/s`);
     assert.equal(node.child.exitCode, null);
