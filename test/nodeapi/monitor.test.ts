@@ -6,7 +6,6 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -17,18 +16,12 @@ import { toml, until, type Reply } from '../helpers/node.js';
 import { CLI, ROOT } from '../helpers/paths.js';
 import { DUAL_NAME, startProbeTargets, type ProbeTargets } from './local-servers.js';
 import { FASTAPI, FASTAPI_RETRO, USAGE_SYSTEM, assertShape } from './shapes.js';
+import { freePort } from '../helpers/ports.js';
 
 const run = promisify(execFile);
 const REQUIRED = ['index', 'environ', 'ipv4', 'internet', 'dns', 'error_handling', 'lifespan'];
 const HASH = DIAGNOSTIC_PROGRAM_HASH;
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;

@@ -10,7 +10,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { after, before } from 'node:test';
 import http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -18,21 +17,13 @@ import * as x509 from '@peculiar/x509';
 import { AlephEdgeNode } from '../../src/app/index.js';
 import { setLogLevel } from '../../src/common/log.js';
 import { loadConfig } from '../../src/config/index.js';
+import { freePort } from '../helpers/ports.js';
+export { freePort };
 
 if (!process.env.ALEPH_EDGE_LOG) setLogLevel('silent');
 
 export const FIXTURES = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../test/fixtures/acme');
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export interface Pebble {
   dir: string;
