@@ -8,3 +8,4 @@ export { QemuDriver, checkQemuOptions, type QemuDriverOptions } from './qemu/ind
 export { FirecrackerDriver, checkFirecrackerOptions, type FirecrackerDriverOptions } from './firecracker/index.js';
 export { NetworkPool, type Lease, type NetworkPoolOptions } from './net/index.js';
 export { buildRuntime, RUNTIME_PACKAGES, type RuntimeImage } from './image/index.js';
+export { ASGI_SHUTDOWN_S, stopGrace } from './stop-grace.js';

@@ -73,6 +73,24 @@ describe('process driver: ASGI programs', () => {
     }
   });
 
+  it('a slow lifespan shutdown is not cut short by the default 5 s stop_grace (the grace covers the server\'s own 13 s)', async () => {
+    const dir = await tempDir();
+    const defaultGrace = new ProcessDriver({ stopGraceMs: 5_000, python: PYTHON });
+    try {
+      const marker = join(dir.path, 'shutdown');
+      const program = await asgiProgram('probe:app', `env = { PROBE_SHUTDOWN_MARKER = "${marker}", PROBE_SHUTDOWN_SECONDS = "7" }`);
+      const instance = await defaultGrace.start(program, nextSlot());
+      running.push(instance);
+      const endpoint = instance.endpoint as { kind: 'tcp'; host: string; port: number };
+      await waitForHttp(endpoint, { path: '', deadline: Date.now() + 15_000 });
+      await instance.stop();
+      assert.deepEqual(await instance.exited, { code: 0, signal: null, requested: true });
+      assert.equal(await readFile(marker, 'utf8'), 'shutdown ran\n');
+    } finally {
+      await dir.remove();
+    }
+  });
+
   it('an app that cannot be loaded exits with code 2 and never answers', async () => {
     const instance = await driver.start(await asgiProgram('probe:missing'), nextSlot());
     running.push(instance);

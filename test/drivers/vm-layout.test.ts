@@ -49,7 +49,7 @@ describe('VM boot layout', () => {
     ]);
     assert.equal(layout.files.entry, 'python3\n-m\naleph_asgi\n--app\nmain:app\n--app-dir\n/opt/code\n--port\n8080\n');
     assert.equal(layout.files.cwd, '/opt/code\n');
-    assert.equal(layout.files['stop-timeout'], '10\n');
+    assert.equal(layout.files['stop-timeout'], '13\n'); // the ASGI server's own shutdown: 3 s in-flight + 10 s lifespan
     assert.equal(layout.files.hostname, `${hostLabel(HASH)}\n`);
     assert.equal(hostLabel(HASH).length, 52);
     assert.match(layout.files.env, /^export PATH='.*'\n/);

@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/index.js';
 import { CLI, ROOT } from '../helpers/paths.js';
+import { ASGI_SHUTDOWN_S, stopGrace } from '../../src/drivers/index.js';
 
 const run = promisify(execFile);
 const UNITS = path.join(ROOT, 'systemd');
@@ -72,7 +73,8 @@ describe('systemd units', () => {
     const state = service.get('StateDirectory')![0]!;
     assert.ok(settings.tls.storage.startsWith(`/var/lib/${state}/`), settings.tls.storage);
     const stop = seconds(service.get('TimeoutStopSec')![0]!);
-    const needed = (settings.server.drainTimeoutMs + settings.orchestrator.stopGraceMs) / 1000;
+    // Programs stop after the drain; an ASGI program's grace covers its own shutdown.
+    const needed = (settings.server.drainTimeoutMs + stopGrace(settings.orchestrator.stopGraceMs, ASGI_SHUTDOWN_S)) / 1000;
     assert.ok(stop >= needed + 5, `TimeoutStopSec ${stop}s < drain ${needed}s + margin`);
     assert.deepEqual(service.get('ExecReload'), ['/bin/kill -HUP $MAINPID']);
     assert.deepEqual(service.get('Restart'), ['on-failure']);

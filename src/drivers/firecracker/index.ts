@@ -27,13 +27,14 @@ import { guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
 import { buildProgramArchive, writeConcatenated } from '../image/index.js';
 import type { NetworkPool } from '../net/index.js';
 import type { Program } from '../../programs/index.js';
-import { prepareDisks, vmLayout } from '../vm/index.js';
+import { prepareDisks, vmLayout, STOP_TIMEOUT_S } from '../vm/index.js';
 import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from '../qemu/checks.js';
 import { codeKind, vmLaunchOf } from '../qemu/index.js';
 import { VmProcess, type Cleanup } from '../qemu/vm-process.js';
 import { DriverStartError, type Driver, type Endpoint, type Instance, type Slot } from '../types.js';
 import { FirecrackerApi } from './api.js';
 import { cgroup2Mount, chrootRoot, hostCgroupRoot, jailerArgs, JAILED_API_SOCKET, linkIntoJail, ownForJail, prepareChroot, removeJail, resolveExecFile, type JailSpec } from './jailer.js';
+import { stopGrace } from '../stop-grace.js';
 
 export type FirecrackerArch = 'x86_64' | 'aarch64';
 
@@ -280,7 +281,8 @@ export class FirecrackerDriver implements Driver {
       const api = new FirecrackerApi(paths.apiOnHost, this.options.apiTimeoutMs);
       const vm = await VmProcess.spawn(spawnFile, spawnArgs, {
         endpoint,
-        stopGraceMs: this.options.stopGraceMs,
+        // The guest init's own stop-timeout for this program (13 s for ASGI) fits in the grace.
+        stopGraceMs: stopGrace(this.options.stopGraceMs, STOP_TIMEOUT_S[launch.aleph?.interface ?? 'binary']),
         log,
         console: withFields(this.console, { hash }),
         // aarch64 has no i8042 (the API answers 400): SIGTERM, then SIGKILL after stop_grace.

@@ -12,6 +12,7 @@ import { captureOutput, DEFAULT_OUTPUT_LIMITS, type OutputLimits } from './outpu
 import { LOOPBACK_HOST, pickFreePort } from './port.js';
 import { ExecutionRecords } from './records.js';
 import { spawnProgram } from './spawn.js';
+import { ASGI_SHUTDOWN_S, stopGrace } from '../stop-grace.js';
 
 export interface ProcessDriverOptions {
   /** Time between SIGTERM and SIGKILL when stopping a program's process group. */
@@ -89,7 +90,8 @@ export class ProcessDriver implements Driver {
       records?.remove(child.pid);
       void link?.close();
     };
-    const instance = new ProcessInstance(child, { kind: 'tcp', host: LOOPBACK_HOST, port }, this.options.stopGraceMs, log, onGone);
+    const grace = stopGrace(this.options.stopGraceMs, launch.asgi ? ASGI_SHUTDOWN_S : 0);
+    const instance = new ProcessInstance(child, { kind: 'tcp', host: LOOPBACK_HOST, port }, grace, log, onGone);
     if (link) instance.guestApi = { kind: 'tcp', host: link.host, port: link.port };
     return instance;
   }

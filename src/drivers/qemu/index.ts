@@ -12,7 +12,7 @@ import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLogger, shortHash } from '../../common/index.js';
 import { buildProgramArchive, kvmUsable, writeConcatenated } from '../image/index.js';
-import { prepareDisks, vmLayout } from '../vm/index.js';
+import { prepareDisks, vmLayout, STOP_TIMEOUT_S } from '../vm/index.js';
 import type { NetworkPool } from '../net/index.js';
 import { LOOPBACK_HOST, pickFreePort } from '../process/port.js';
 import type { Program, VmLaunch } from '../../programs/index.js';
@@ -22,6 +22,7 @@ import { guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
 import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from './checks.js';
 import { QmpClient } from './qmp.js';
 import { VmProcess, type Cleanup } from './vm-process.js';
+import { stopGrace } from '../stop-grace.js';
 
 export interface QemuDriverOptions {
   stopGraceMs: number;
@@ -172,7 +173,8 @@ export class QemuDriver implements Driver {
           if (line.startsWith(GUEST_STARTED_MARKER)) markSeen();
         },
         endpoint,
-        stopGraceMs: this.options.stopGraceMs,
+        // The guest init's own stop-timeout for this program (13 s for ASGI) fits in the grace.
+        stopGraceMs: stopGrace(this.options.stopGraceMs, STOP_TIMEOUT_S[launch.aleph?.interface ?? 'binary']),
         log,
         console: withFields(this.console, { hash }),
         hooks: { graceful: qmp('system_powerdown'), forced: qmp('quit') },

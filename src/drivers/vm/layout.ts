@@ -14,6 +14,7 @@ import { base32Encode } from '../../common/index.js';
 import type { AlephVmVolume, VmLaunch } from '../../programs/index.js';
 import { envScript } from '../image/index.js';
 import { DriverStartError } from '../types.js';
+import { ASGI_SHUTDOWN_S } from '../stop-grace.js';
 
 export type DriveRole = 'runtime' | 'code' | 'volume';
 export type MountMode = 'root' | 'ro' | 'rw' | 'overlay';
@@ -67,7 +68,7 @@ export const GUEST_PATHS = { code: '/opt/code', legacyCode: '/app', guestPython:
 /** The root PATH programs on a runtime get (Debian's default for root). */
 const RUNTIME_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 /** Seconds between SIGTERM and SIGKILL: the ASGI lifespan shutdown limit (10 s, as the reference), 2 s otherwise. */
-export const STOP_TIMEOUT_S = { asgi: 10, binary: 2 } as const;
+export const STOP_TIMEOUT_S = { asgi: ASGI_SHUTDOWN_S, binary: 2 } as const;
 
 /** Paths inside the guest that belong to the init (a volume there would hide them). */
 const RESERVED = ['/proc', '/sys', '/dev', '/run', GUEST_PATHS.guestPython, GUEST_PATHS.code];
