@@ -143,3 +143,12 @@ export function guestEnv(apiHost: string, sender: string, unixSocket = ''): Reco
     ALEPH_ADDRESS_TO_USE: sender,
   };
 }
+
+/**
+ * Where guest-links listen on the host when the program reaches them over loopback
+ * (process driver, qemu user-mode networking). Never 127.0.0.1, where programs listen on
+ * ports the drivers pick: a link that the kernel gave a port just picked for a program
+ * would answer that program's readiness probe and take its requests. It also keeps the
+ * links out of what a user-mode guest reaches at 10.0.2.2 (the host's 127.0.0.1).
+ */
+export const GUEST_LINK_LOOPBACK = '127.0.0.2';

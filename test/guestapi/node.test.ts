@@ -26,11 +26,11 @@ function boundUnixSockets(): string[] {
   return readFileSync('/proc/net/unix', 'utf8').split('\n').slice(1).map((line) => line.trim().split(/\s+/)[7] ?? '').filter(Boolean);
 }
 
-/** TCP ports listening on 127.0.0.1 right now (state 0A), from the kernel's table. */
+/** TCP ports listening on 127.0.0.2 (the guest-links' address) right now (state 0A), from the kernel's table. */
 function listeningPorts(): number[] {
   return readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)
     .map((line) => line.trim().split(/\s+/))
-    .filter((f) => f[3] === '0A' && f[1]?.startsWith('0100007F:'))
+    .filter((f) => f[3] === '0A' && f[1]?.startsWith('0200007F:'))
     .map((f) => parseInt(f[1]!.split(':')[1]!, 16));
 }
 
@@ -77,7 +77,10 @@ describe('guest API through the node (process driver)', () => {
 
   it('gives the program the ALEPH_* environment, with its own socket and a loopback port', async () => {
     const env = JSON.parse((await get(a, '/env')).body) as Env;
-    assert.match(env.ALEPH_API_HOST, /^http:\/\/127\.0\.0\.1:\d+$/);
+    // Not 127.0.0.1, where programs listen on ports the driver picks: a link given such a
+    // port would answer that program's readiness probe (seen: a program that never
+    // listens "ready", its requests answered 404 by the guest API).
+    assert.match(env.ALEPH_API_HOST, /^http:\/\/127\.0\.0\.2:\d+$/);
     assert.equal(env.ALEPH_REMOTE_CRYPTO_HOST, env.ALEPH_API_HOST);
     assert.ok(env.ALEPH_API_UNIX_SOCKET.startsWith(`${node.dir}/guest-api/`), env.ALEPH_API_UNIX_SOCKET);
     assert.equal(env.ALEPH_REMOTE_CRYPTO_UNIX_SOCKET, env.ALEPH_API_UNIX_SOCKET);

@@ -3,7 +3,7 @@
 
 import { createLogger, shortHash, type Logger } from '../../common/index.js';
 import type { Program } from '../../programs/index.js';
-import { guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
+import { GUEST_LINK_LOOPBACK, guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
 import { DriverStartError, type Driver, type Instance, type Slot } from '../types.js';
 import { asgiCommand } from './asgi.js';
 import { buildProgramEnv } from './env.js';
@@ -54,11 +54,12 @@ export class ProcessDriver implements Driver {
     }
     const hash = shortHash(program.hash);
     const port = await pickFreePort(LOOPBACK_HOST);
-    // The guest API on a loopback port of its own; a sandboxed program cannot see the socket file.
+    // The guest API on a loopback port of its own (not on the programs' address, see
+    // GUEST_LINK_LOOPBACK); a sandboxed program cannot see the socket file.
     let link: GuestLink | undefined;
     let guest: Record<string, string> = {};
     if (slot.guestApi) {
-      link = await openGuestLink({ socket: slot.guestApi.socket, host: LOOPBACK_HOST });
+      link = await openGuestLink({ socket: slot.guestApi.socket, host: GUEST_LINK_LOOPBACK });
       guest = guestEnv(link.url, program.sender ?? '', launch.sandboxed ? '' : slot.guestApi.socket);
     }
     const env = buildProgramEnv(launch, { host: LOOPBACK_HOST, port }, process.env, guest);

@@ -18,7 +18,7 @@ import { LOOPBACK_HOST, pickFreePort } from '../process/port.js';
 import type { Program, VmLaunch } from '../../programs/index.js';
 import { DriverStartError, type Driver, type Endpoint, type Instance, type Slot } from '../types.js';
 import { qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
-import { guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
+import { guestEnv, openGuestLink, type GuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
 import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from './checks.js';
 import { QmpClient } from './qmp.js';
 import { VmProcess, type Cleanup } from './vm-process.js';
@@ -210,7 +210,7 @@ export class QemuDriver implements Driver {
 }
 
 /** Where user-mode VMs' guest-links listen on the host (not 127.0.0.1: see userNetGuestApi). */
-export const GUEST_API_LOOPBACK = '127.0.0.2';
+export const GUEST_API_LOOPBACK = GUEST_LINK_LOOPBACK;
 
 export function vmLaunchOf(program: Program): VmLaunch {
   if (program.launch.kind !== 'vm') {
