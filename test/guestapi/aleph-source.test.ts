@@ -58,7 +58,7 @@ describe('guest API for programs from the Aleph network', { skip }, () => {
       const env = JSON.parse((await get('/env')).body) as Record<string, string>;
       assert.equal(env.ALEPH_ADDRESS_TO_USE, SENDER);
       assert.equal(env.ALEPH_API_UNIX_SOCKET, '', 'a sandboxed program cannot open the socket path');
-      assert.match(env.ALEPH_API_HOST!, /^http:\/\/127\.0\.0\.1:\d+$/);
+      assert.match(env.ALEPH_API_HOST!, /^http:\/\/127\.0\.0\.2:\d+$/);
 
       const before = { ...api.counts };
       const itemHash = (api.messages.get(code)!.content as { item_hash: string }).item_hash;
