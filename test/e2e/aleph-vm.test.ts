@@ -27,6 +27,7 @@ import { removeRedis, startRedis, type RedisServer } from '../guestapi/redis-har
 import { REPO_ROOT } from '../drivers/helpers.js';
 import { processesWith, qemuSkipReason } from '../drivers/qemu-guest.js';
 import { request, type TestNode } from '../helpers/node.js';
+import { qemuAlephConfig } from '../helpers/qemu-aleph-config.js';
 
 if (!process.env.ALEPH_EDGE_LOG) setLogLevel('warn');
 const run = promisify(execFile);
@@ -66,16 +67,7 @@ async function startNode(s: Setup, api: FakeAlephApi, redis: RedisServer, name: 
   const dir = join(s.dir, name);
   await mkdir(dir, { recursive: true });
   const config = join(dir, 'aleph-edge.toml');
-  await writeFile(config, [
-    '[server]', 'domain = "edge.test"', 'https_listen = ["127.0.0.1:8443"]', 'http_listen = []',
-    `status_socket = "${join(dir, 'status.sock')}"`, 'drain_timeout = "5s"',
-    '[tls]', 'mode = "internal"', `storage = "${join(dir, 'certs')}"`,
-    '[orchestrator]', 'driver = "qemu"', 'idle_timeout = "10m"', 'boot_timeout = "150s"', 'stop_grace = "15s"',
-    '[drivers.qemu]', `kernel = "${s.kernel}"`, `initramfs = "${s.initramfs}"`, 'accel = "tcg"', `run_dir = "${join(s.dir, 'vms')}"`,
-    '[programs]', 'source = "aleph"', `aleph_api = "${api.url}"`, `cache_dir = "${join(s.dir, 'cache')}"`,
-    `volumes_dir = "${join(s.dir, 'volumes')}"`, 'download_retries = 1', 'download_timeout = "60s"',
-    '[guest_api]', `redis = "${redis.address}"`,
-  ].join('\n') + '\n');
+  await writeFile(config, qemuAlephConfig({ nodeDir: dir, shared: s.dir, kernel: s.kernel, initramfs: s.initramfs, apiUrl: api.url, redis: redis.address }));
   const settings = await loadConfig(config);
   settings.server.httpsListen = [{ host: '127.0.0.1', port: 0 }];
   const node = await AlephEdgeNode.start(settings, { version: 'test', inherited: [] });

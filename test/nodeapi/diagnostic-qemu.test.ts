@@ -18,6 +18,7 @@ import { FakeAlephApi, zip } from '../fixtures/aleph-api/server.js';
 import { removeRedis, startRedis, type RedisServer } from '../guestapi/redis-harness.js';
 import { processesWith, qemuSkipReason } from '../drivers/qemu-guest.js';
 import { request, type TestNode } from '../helpers/node.js';
+import { qemuAlephConfig } from '../helpers/qemu-aleph-config.js';
 import { ROOT } from '../helpers/paths.js';
 import { startProbeTargets, type ProbeTargets } from './local-servers.js';
 import { FASTAPI, assertShape } from './shapes.js';
@@ -63,17 +64,10 @@ describe('the diagnostic program in a qemu VM (TCG), checked by the node', { ski
     const nodeDir = join(dir, 'node');
     await mkdir(nodeDir, { recursive: true });
     const config = join(nodeDir, 'aleph-edge.toml');
-    await writeFile(config, [
-      '[server]', 'domain = "edge.test"', 'https_listen = ["127.0.0.1:8443"]', 'http_listen = []',
-      `status_socket = "${join(nodeDir, 'status.sock')}"`, 'drain_timeout = "5s"',
-      '[tls]', 'mode = "internal"', `storage = "${join(nodeDir, 'certs')}"`,
-      '[orchestrator]', 'driver = "qemu"', 'idle_timeout = "10m"', 'boot_timeout = "150s"', 'stop_grace = "15s"',
-      '[drivers.qemu]', `kernel = "${kernel.vmlinuz}"`, `initramfs = "${initramfs}"`, 'accel = "tcg"', `run_dir = "${join(dir, 'vms')}"`,
-      '[programs]', 'source = "aleph"', `aleph_api = "${api.url}"`, `cache_dir = "${join(dir, 'cache')}"`,
-      `volumes_dir = "${join(dir, 'volumes')}"`, 'download_retries = 1', 'download_timeout = "60s"', 'subscribe = false',
-      '[node]', `check_program = "${hash}"`,
-      '[guest_api]', `redis = "${redis.address}"`,
-    ].join('\n') + '\n');
+    await writeFile(config, qemuAlephConfig({
+      nodeDir, shared: dir, kernel: kernel.vmlinuz, initramfs, apiUrl: api.url, redis: redis.address,
+      extra: ['subscribe = false', '[node]', `check_program = "${hash}"`],
+    }));
     const settings = await loadConfig(config);
     settings.server.httpsListen = [{ host: '127.0.0.1', port: 0 }];
     const started = await AlephEdgeNode.start(settings, { version: 'test', inherited: [] });
