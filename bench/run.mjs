@@ -17,6 +17,9 @@
 //   BENCH_WORKLOADS=...  comma list of workload ids (see WORKLOADS below)
 //   BENCH_EDGE_LOG=warn  aleph-edge's log level (warn: no per-request log line, like the peers' defaults)
 //   BENCH_EDGE_WORKERS=N sets server.workers in aleph-edge's config (default: the build's default)
+//   BENCH_EDGE_NODE_ARGS  node flags for aleph-edge; BENCH_EDGE_VARIANTS adds aleph-edge peers
+//                        for an A/B in one run (see edgeVariants in lib/peers.mjs)
+//   BENCH_KEEP=1         keep the work folder (configs, logs) and print where
 //   BENCH_QUIET_BUSY=0.15, BENCH_QUIET_WAIT=10: before each run, wait up to 10 s for the
 //                        machine to be less than 15% busy (other work skews the next run)
 import { spawnSync } from 'node:child_process';
@@ -26,7 +29,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import { makeCertificate } from './lib/cert.mjs';
 import { h2load, nodeClient, wrk } from './lib/load.mjs';
-import { CLI, ROOT, directPeer, edgeProcesses, get, startCaddy, startEdge, startNginx } from './lib/peers.mjs';
+import { CLI, ROOT, cpuSeconds, directPeer, edgeProcesses, edgeVariants, get, startCaddy, startEdge, startNginx } from './lib/peers.mjs';
 import { sleep } from './lib/proc.mjs';
 import { median } from './lib/stats.mjs';
 
@@ -49,6 +52,7 @@ const MiB = 1 << 20;
 const WORKLOADS = [
   {
     id: 'keepalive',
+    cpu: { label: 'CPU ms per 1k requests', per: (r) => r.raw.requests / 1000 },
     title: 'keep-alive HTTPS GET, 64 B response, saturation (wrk -t2 -c64)',
     metrics: [
       { key: 'rps', label: 'requests/s', better: 'higher' },
@@ -61,6 +65,7 @@ const WORKLOADS = [
   },
   {
     id: 'paced',
+    cpu: { label: 'CPU ms per 1k requests', per: (r) => r.raw.requests / 1000 },
     title: `keep-alive HTTPS GET at a moderate fixed rate (~${RATE}/s: ${PACED_CONNECTIONS} connections, each pausing ${(1000 * PACED_CONNECTIONS / RATE).toFixed(0)} ms between requests)`,
     metrics: [
       { key: 'p50_ms', label: 'p50 latency, ms', better: 'lower' },
@@ -74,6 +79,7 @@ const WORKLOADS = [
   },
   {
     id: 'handshake',
+    cpu: { label: 'CPU ms per 1k connections', per: (r) => r.raw.requests / 1000 },
     title: 'one request per TLS connection, full handshakes (wrk -t2 -c32, Connection: close)',
     metrics: [{ key: 'cps', label: 'connections/s', better: 'higher' }],
     run: async (peer, durationS) => {
@@ -83,6 +89,7 @@ const WORKLOADS = [
   },
   {
     id: 'resumed',
+    cpu: { label: 'CPU ms per 1k connections', per: (r) => r.raw.connections / 1000 },
     title: 'one request per TLS connection, TLS 1.3 session resumption (Node client, 16 concurrent)',
     tlsOnly: true,
     metrics: [
@@ -96,6 +103,7 @@ const WORKLOADS = [
   },
   {
     id: '1mb',
+    cpu: { label: 'CPU ms per 100 MiB', per: (r) => r.raw.bytes / MiB / 100 },
     title: '1 MiB responses, keep-alive (wrk -t2 -c16)',
     metrics: [{ key: 'mibps', label: 'MiB/s', better: 'higher' }],
     run: async (peer, durationS) => {
@@ -105,6 +113,7 @@ const WORKLOADS = [
   },
   {
     id: 'h2',
+    cpu: { label: 'CPU ms per 1k requests', per: (r) => r.raw.done / 1000 },
     title: 'HTTP/2 GET, 64 B response, 64 streams over 8 connections (h2load -c8 -m8)',
     metrics: [{ key: 'rps', label: 'requests/s', better: 'higher' }],
     // nginx is configured without http2 here; direct is plain HTTP/1.1.
@@ -117,6 +126,7 @@ const WORKLOADS = [
   },
   {
     id: 'websocket',
+    cpu: { label: 'CPU ms per 1k round trips', per: (r) => r.raw.round_trips / 1000 },
     title: 'WebSocket echo, 64 B messages, 32 connections, one message in flight each (Node client)',
     metrics: [
       { key: 'rtps', label: 'round trips/s', better: 'higher' },
@@ -235,7 +245,7 @@ function markdown(summary, peers, meta) {
   ];
   for (const w of summary) {
     for (const m of w.metrics) {
-      const cells = names.map((n) => (m.medians[n] === undefined ? '-' : fmt(m.medians[n]) + (w.errors[n] ? ' (!)' : '')));
+      const cells = names.map((n) => (!Number.isFinite(m.medians[n]) ? '-' : fmt(m.medians[n]) + (w.errors[n] ? ' (!)' : '')));
       const ratio = Number.isFinite(m.ratio) ? `${m.ratio.toFixed(2)}x` : '-';
       lines.push(`| ${w.id} | ${m.label} | ${cells.join(' | ')} | ${m.better === 'info' ? `(${ratio})` : ratio} |`);
     }
@@ -276,7 +286,8 @@ const stopAll = async () => {
   stopping = true;
   // aleph-edge last: it owns the upstream process the others proxy to.
   for (const peer of [...peers].reverse()) await peer.stop().catch(() => {});
-  rmSync(work, { recursive: true, force: true });
+  if (process.env.BENCH_KEEP !== "1") rmSync(work, { recursive: true, force: true });
+  else console.error(`bench: work kept in ${work}`);
 };
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => void stopAll().then(() => process.exit(130)));
 
@@ -287,7 +298,9 @@ try {
   if (PEER_NAMES.includes('caddy')) peers.push(await startCaddy({ dir: path.join(work, 'caddy'), cert: CERT, upstreamPort: edge.upstreamPort }));
   if (PEER_NAMES.includes('nginx')) peers.push(await startNginx({ dir: path.join(work, 'nginx'), cert: CERT, upstreamPort: edge.upstreamPort }));
   if (PEER_NAMES.includes('direct')) peers.push(directPeer(edge.upstreamPort));
-  const active = peers.filter((p) => PEER_NAMES.includes(p.name));
+  const variants = edgeVariants();
+  for (const [i, v] of variants.entries()) peers.push(await startEdge({ ...v, dir: path.join(work, `aleph-edge-${i}`), cert: CERT, caPem: CA_PEM, logLevel }));
+  const active = peers.filter((p) => PEER_NAMES.includes(p.name) || variants.some((v) => v.name === p.name));
   EDGE_PROCESSES = edgeProcesses(edge.proc.child.pid);
   for (const peer of active) await preflight(peer);
   console.log(`bench: peers ${active.map((p) => `${p.name} :${p.port}`).join(', ')}; upstream :${edge.upstreamPort}; ${ROUNDS} rounds x ${DURATION} s`);
@@ -296,7 +309,7 @@ try {
   const runs = [];
   const summary = [];
   for (const workload of WORKLOADS.filter((w) => selected.includes(w.id))) {
-    const targets = active.filter((p) => (p.tls || !workload.tlsOnly) && (!workload.h2Only || p.name === 'aleph-edge' || p.name === 'caddy'));
+    const targets = active.filter((p) => (p.tls || !workload.tlsOnly) && (!workload.h2Only || p.name.startsWith('aleph-edge') || p.name === 'caddy'));
     const random = seededRandom(workload.id.length * 7919 + ROUNDS);
     // Warm-up: JIT, connection pools, caches of every peer; not measured.
     for (const peer of targets) await workload.run(peer, WARMUP);
@@ -307,9 +320,12 @@ try {
       // always follow the same one.
       for (const peer of shuffled(targets, random)) {
         const busyBefore = await waitQuiet();
+        const cpuBefore = cpuSeconds(peer);
         const result = await workload.run(peer, DURATION);
+        const cpuAfter = cpuSeconds(peer);
+        if (cpuBefore !== undefined && cpuAfter !== undefined) result.cpu_ms = (1000 * (cpuAfter - cpuBefore)) / workload.cpu.per(result);
         runs.push({ workload: workload.id, peer: peer.name, round, busy_before: busyBefore, ...result });
-        const shown = workload.metrics.map((m) => `${m.key}=${fmt(result[m.key])}`).join(' ');
+        const shown = [...workload.metrics.map((m) => `${m.key}=${fmt(result[m.key])}`), ...(result.cpu_ms === undefined ? [] : [`cpu_ms=${fmt(result.cpu_ms)}`])].join(" ");
         console.log(`  ${workload.id} round ${round} ${peer.name.padEnd(10)} ${shown}${result.errors ? ` errors=${result.errors}` : ''}`);
       }
     }
@@ -319,7 +335,7 @@ try {
       id: workload.id,
       title: workload.title,
       errors,
-      metrics: workload.metrics.map((m) => {
+      metrics: [...workload.metrics, { key: 'cpu_ms', label: workload.cpu.label, better: 'lower' }].map((m) => {
         const medians = Object.fromEntries(targets.map((p) => [p.name, median(mine.filter((r) => r.peer === p.name).map((r) => r[m.key]))]));
         return { ...m, medians, ratio: medians['aleph-edge'] / medians.caddy };
       }),

@@ -63,14 +63,13 @@ export function get(port, pathname, ca, agent = false) {
  * Starts aleph-edge through its CLI, boots the upstream with a first request and
  * reads the upstream's endpoint from the status socket (the other peers proxy to it).
  */
-export async function startEdge({ dir, cert, caPem, logLevel }) {
+export async function startEdge({ dir, cert, caPem, logLevel, name = 'aleph-edge', cli = CLI, nodeArgs = splitArgs(process.env.BENCH_EDGE_NODE_ARGS) }) {
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const configFile = path.join(dir, 'aleph-edge.toml');
   writeFileSync(configFile, edgeConfig({ dir, port, cert }));
   // BENCH_EDGE_NODE_ARGS: extra node flags, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (see bench/profile-summary.mjs).
-  const nodeArgs = (process.env.BENCH_EDGE_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = startProcess('aleph-edge', process.execPath, [...nodeArgs, CLI, 'run', '--config', configFile], {
+  const proc = startProcess(name, process.execPath, [...nodeArgs, cli, 'run', '--config', configFile], {
     env: { ALEPH_EDGE_LOG: logLevel },
     log: createWriteStream(path.join(dir, 'aleph-edge.log')),
   });
@@ -83,7 +82,22 @@ export async function startEdge({ dir, cert, caPem, logLevel }) {
   const vm = vms.find((v) => v.hash === UPSTREAM_HASH);
   const match = /^127\.0\.0\.1:(\d+)$/.exec(vm?.endpoint ?? '');
   if (!match) throw new Error(`no upstream endpoint in /vms: ${JSON.stringify(vms)}`);
-  return { name: 'aleph-edge', port, tls: true, upstreamPort: Number(match[1]), stop: () => proc.stop('SIGTERM'), proc };
+  return { name, port, tls: true, upstreamPort: Number(match[1]), stop: () => proc.stop('SIGTERM'), proc };
+}
+
+/** "--a --b=1" -> ['--a', '--b=1'] */
+export function splitArgs(text) {
+  return (text ?? '').split(' ').filter(Boolean);
+}
+
+/**
+ * BENCH_EDGE_VARIANTS: more aleph-edge peers for an A/B in one run, as JSON
+ * {"label": {"args": "node flags", "cli": "/other/checkout/dist/src/cli.js"}}; each
+ * runs as peer `aleph-edge:<label>` with its own upstream process.
+ */
+export function edgeVariants(text = process.env.BENCH_EDGE_VARIANTS) {
+  if (!text) return [];
+  return Object.entries(JSON.parse(text)).map(([label, v]) => ({ name: `aleph-edge:${label}`, nodeArgs: splitArgs(v.args), cli: v.cli ?? CLI }));
 }
 
 export async function startCaddy({ dir, cert, upstreamPort }) {
@@ -168,6 +182,47 @@ http {
 export function directPeer(upstreamPort) {
   return { name: 'direct', port: upstreamPort, tls: false, stop: async () => {} };
 }
+
+function childPids(pid) {
+  const out = [];
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+    if (text) out.push(...text.split(' ').map(Number));
+  }
+  return out;
+}
+
+/**
+ * CPU seconds (user + system) used so far by a peer's own processes: aleph-edge's
+ * primary and workers (not the programs it runs), nginx's master and workers,
+ * Caddy's one process. Read around a run, it gives CPU time per unit of work, which
+ * stays meaningful on a busy machine where throughput does not.
+ */
+export function cpuSeconds(peer) {
+  const root = peer.proc?.child.pid;
+  if (!root) return undefined;
+  const pids = [root, ...childPids(root).filter((pid) => {
+    if (peer.name === 'nginx') return true;
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('worker');
+    } catch {
+      return false;
+    }
+  })];
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks / CLOCK_TICKS;
+}
+const CLOCK_TICKS = 100; // sysconf(_SC_CLK_TCK) on Linux
 
 /** How aleph-edge runs: its CLI process and the direct children that are its own workers (not programs). */
 export function edgeProcesses(pid) {

@@ -10,12 +10,24 @@ interface Family {
   render(): string[];
 }
 
+// Runs for every request (a counter and a histogram each): no sort, array or
+// regex replace in the common case of one plain label.
 function labelKey(labels: Labels): string {
-  const keys = Object.keys(labels).sort();
-  return keys.map((k) => `${k}="${escapeLabel(labels[k] ?? '')}"`).join(',');
+  const keys = Object.keys(labels);
+  if (keys.length === 0) return '';
+  if (keys.length > 1) keys.sort();
+  let key = '';
+  for (let i = 0; i < keys.length; i++) {
+    const name = keys[i]!;
+    key += `${i > 0 ? ',' : ''}${name}="${escapeLabel(labels[name] ?? '')}"`;
+  }
+  return key;
 }
 
+const NEEDS_ESCAPE = /[\\\n"]/;
+
 function escapeLabel(value: string): string {
+  if (!NEEDS_ESCAPE.test(value)) return value;
   return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
