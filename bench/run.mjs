@@ -13,7 +13,8 @@
 //   BENCH_ROUNDS=5       rounds per workload (default 5; 2 when quick)
 //   BENCH_DURATION=5     seconds per run (default 5; 1 when quick)
 //   BENCH_RATE=2000      requests/s for the paced latency workload
-//   BENCH_PEERS=...      comma list among aleph-edge,caddy,nginx,direct
+//   BENCH_PEERS=...      comma list among aleph-edge,caddy,nginx,direct,node-floor (node-floor:
+//                        bench/upstream/node-floor.mjs, the least a Node proxy does; not in the default set)
 //   BENCH_WORKLOADS=...  comma list of workload ids (see WORKLOADS below)
 //   BENCH_EDGE_LOG=warn  aleph-edge's log level (warn: no per-request log line, like the peers' defaults)
 //   BENCH_EDGE_WORKERS=N sets server.workers in aleph-edge's config (default: the build's default)
@@ -29,7 +30,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import { makeCertificate } from './lib/cert.mjs';
 import { h2load, nodeClient, wrk } from './lib/load.mjs';
-import { CLI, ROOT, cpuSeconds, directPeer, edgeProcesses, edgeVariants, get, startCaddy, startEdge, startNginx } from './lib/peers.mjs';
+import { CLI, ROOT, cpuSeconds, directPeer, edgeProcesses, edgeVariants, get, startCaddy, startEdge, startNginx, startNodeFloor } from './lib/peers.mjs';
 import { sleep } from './lib/proc.mjs';
 import { median } from './lib/stats.mjs';
 
@@ -298,6 +299,10 @@ try {
   if (PEER_NAMES.includes('caddy')) peers.push(await startCaddy({ dir: path.join(work, 'caddy'), cert: CERT, upstreamPort: edge.upstreamPort }));
   if (PEER_NAMES.includes('nginx')) peers.push(await startNginx({ dir: path.join(work, 'nginx'), cert: CERT, upstreamPort: edge.upstreamPort }));
   if (PEER_NAMES.includes('direct')) peers.push(directPeer(edge.upstreamPort));
+  if (PEER_NAMES.includes('node-floor')) {
+    const { workers } = edgeProcesses(edge.proc.child.pid);
+    peers.push(await startNodeFloor({ dir: path.join(work, 'node-floor'), cert: CERT, upstreamPort: edge.upstreamPort, workers: Math.max(1, workers) }));
+  }
   const variants = edgeVariants();
   for (const [i, v] of variants.entries()) peers.push(await startEdge({ ...v, dir: path.join(work, `aleph-edge-${i}`), cert: CERT, caPem: CA_PEM, logLevel }));
   const active = peers.filter((p) => PEER_NAMES.includes(p.name) || variants.some((v) => v.name === p.name));

@@ -100,6 +100,18 @@ export function edgeVariants(text = process.env.BENCH_EDGE_VARIANTS) {
   return Object.entries(JSON.parse(text)).map(([label, v]) => ({ name: `aleph-edge:${label}`, nodeArgs: splitArgs(v.args), cli: v.cli ?? CLI }));
 }
 
+/** The `node-floor` peer (bench/upstream/node-floor.mjs), with as many workers as aleph-edge runs. */
+export async function startNodeFloor({ dir, cert, upstreamPort, workers }) {
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const script = path.join(ROOT, 'bench/upstream/node-floor.mjs');
+  const proc = startProcess('node-floor', process.execPath, [script, String(port), String(upstreamPort), cert.cert, cert.key, String(workers)], {
+    log: createWriteStream(path.join(dir, 'node-floor.log')),
+  });
+  await waitForPort(port, proc);
+  return { name: 'node-floor', port, tls: true, stop: () => proc.stop('SIGTERM'), proc };
+}
+
 export async function startCaddy({ dir, cert, upstreamPort }) {
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
@@ -202,7 +214,7 @@ export function cpuSeconds(peer) {
   const root = peer.proc?.child.pid;
   if (!root) return undefined;
   const pids = [root, ...childPids(root).filter((pid) => {
-    if (peer.name === 'nginx') return true;
+    if (peer.name === 'nginx' || peer.name === 'node-floor') return true;
     try {
       return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('worker');
     } catch {

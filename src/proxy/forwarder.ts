@@ -8,6 +8,7 @@ import { BadRequestError, EdgeError, PayloadTooLargeError, UpstreamError, Upstre
 import type { Endpoint } from '../drivers/index.js';
 import type { Lease } from '../orchestrator/index.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders, upstreamRequestRawHeaders, type ForwardInfo } from './headers.js';
+import { borrow, type Loan } from './program-socket.js';
 import { UpstreamPools } from './upstream-pools.js';
 
 const log = createLogger('proxy');
@@ -74,6 +75,11 @@ function classify(error: NodeJS.ErrnoException, exchange: Exchange): { error: Ed
     return { error: new UpstreamError('program refused the connection'), fatal: true };
   }
   return { error: new UpstreamError('program closed the connection'), fatal: false };
+}
+
+/** A response's Content-Length as a number, or -1 when absent or not one plain value. */
+function declaredLength(header: string | string[] | undefined): number {
+  return typeof header === 'string' && /^\d{1,15}$/.test(header) ? Number(header) : -1;
 }
 
 /** A request body to stream upstream, or null when the request has none. */
@@ -150,12 +156,27 @@ export class Forwarder {
       });
       req.once('error', () => exchange.abort?.(new UpstreamError('client request failed')));
 
+      // Body chunks are borrowed from the program socket's read buffer until written
+      // out (see program-socket.ts); a response cut short gives back whatever it held.
+      const lent = new Set<Loan>();
+      res.once('close', () => {
+        for (const loan of lent) loan.give();
+        lent.clear();
+      });
+      const giveBack = (loan: Loan) => () => {
+        loan.give();
+        lent.delete(loan);
+      };
+      let bodyLeft = -1;
       let held: Buffer | undefined;
+      let heldLoan: Loan | undefined;
       let flushScheduled = false;
       const write = (controller: Dispatcher.DispatchController) => {
         const chunk = held!;
+        const loan = heldLoan!;
         held = undefined;
-        if (!res.write(chunk)) {
+        heldLoan = undefined;
+        if (!res.write(chunk, giveBack(loan))) {
           controller.pause();
           res.once('drain', () => controller.resume());
         }
@@ -177,6 +198,7 @@ export class Forwarder {
             exchange.abort?.(new UpstreamError('response no longer wanted'));
             return;
           }
+          bodyLeft = req.method === 'HEAD' ? -1 : declaredLength(headers['content-length']);
           const out = downstreamResponseHeaders(headers, lease.hash, lease.codeRef);
           // HTTP/2 has no reason phrase.
           if (req.httpVersionMajor === 2) res.writeHead(statusCode, out);
@@ -184,10 +206,14 @@ export class Forwarder {
         },
         onResponseData: (controller, chunk) => {
           if (res.destroyed) return exchange.abort?.(new UpstreamError('client went away'));
+          if (bodyLeft >= 0) bodyLeft = Math.max(-1, bodyLeft - chunk.length);
+          const loan = borrow(chunk, bodyLeft);
+          lent.add(loan);
           // A chunk is held until the end of the tick: when the response ends in the
           // same read (most small responses), head, body and end leave in one write.
           if (held) write(controller);
           held = chunk;
+          heldLoan = loan;
           if (!flushScheduled) {
             flushScheduled = true;
             process.nextTick(() => {
@@ -198,8 +224,10 @@ export class Forwarder {
         },
         onResponseEnd: () => {
           const last = held;
+          const loan = heldLoan;
           held = undefined;
-          if (last) res.end(last);
+          heldLoan = undefined;
+          if (last) res.end(last, giveBack(loan!));
           else res.end();
         },
         onResponseError: (_controller, error: Error & { code?: string }) => {

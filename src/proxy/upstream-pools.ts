@@ -1,5 +1,6 @@
 import { Pool } from 'undici';
 import type { Endpoint } from '../drivers/index.js';
+import { programConnector } from './program-socket.js';
 
 export interface UpstreamPoolOptions {
   /** Idle keep-alive sockets to programs are closed after this; below common server keep-alive (5 s). */
@@ -68,7 +69,8 @@ export class UpstreamPools {
     const host = endpoint.kind === 'tcp' ? (endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host) : 'localhost';
     const origin = `http://${host}${endpoint.kind === 'tcp' ? `:${endpoint.port}` : ''}`;
     return new Pool(origin, {
-      ...(endpoint.kind === 'unix' ? { socketPath: endpoint.path } : {}),
+      // Reads into reused buffers (program-socket.ts).
+      connect: programConnector(endpoint.kind === 'unix' ? { path: endpoint.path } : { host: endpoint.host, port: endpoint.port }),
       keepAliveTimeout: this.options.keepAliveTimeoutMs,
       // request_timeout (time to the response head) is enforced by the forwarder;
       // streams may stay quiet for as long as they like.
