@@ -96,7 +96,7 @@ describe(`soak (${SECONDS} s)`, () => {
     });
   }
 
-  function webSocketRoundTrip(): Promise<number> {
+  function webSocketRoundTrip(): Promise<number | string> {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(`wss://127.0.0.1:${node.httpsPort}/vm/${echo}/ws`, { ca: node.ca, servername: node.domain, headers: { host: node.domain } } as WebSocket.ClientOptions);
       const timer = setTimeout(() => { ws.terminate(); reject(new Error('websocket timeout')); }, 5000);
@@ -106,7 +106,15 @@ describe(`soak (${SECONDS} s)`, () => {
         ws.close();
         resolve(data.toString() === 'ping' ? 101 : 598);
       });
-      ws.once('unexpected-response', (_req, res) => { clearTimeout(timer); resolve(res.statusCode ?? 597); });
+      // A boot cancelled by the stopper answers the upgrade 503 too: classified like the others.
+      ws.once('unexpected-response', (_req, res) => {
+        clearTimeout(timer);
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve(classify(res.statusCode ?? 597, body)));
+        res.on('error', () => resolve(res.statusCode ?? 597));
+      });
       ws.once('error', (e) => { clearTimeout(timer); reject(e); });
     });
   }
