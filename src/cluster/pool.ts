@@ -9,7 +9,6 @@ import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
 import { NODE_STATE_METHODS, type NodeState } from '../nodeapi/index.js';
 import { toWire } from './errors.js';
 import { probeAddresses } from './port-probe.js';
-import { workerExecArgv } from './worker-flags.js';
 import type { PrimaryMessage, WireLease, WirePem, WorkerMessage } from './protocol.js';
 
 const log = createLogger('cluster');
@@ -78,10 +77,7 @@ export class WorkerPool {
       await probeAddresses('https', this.settings.server.httpsListen);
       await probeAddresses('http', this.settings.server.httpListen);
     }
-    cluster.setupPrimary({
-      exec: fileURLToPath(new URL('../cli.js', import.meta.url)), args: ['worker'], silent: false,
-      execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS),
-    });
+    cluster.setupPrimary({ exec: fileURLToPath(new URL('../cli.js', import.meta.url)), args: ['worker'], silent: false });
     await Promise.all(Array.from({ length: this.options.workers }, (_, index) => this.fork(index)));
     this.ticketTimer = setInterval(() => this.rotateTicketKeys(), this.options.ticketRotationMs ?? 12 * 3600_000);
     this.ticketTimer.unref();

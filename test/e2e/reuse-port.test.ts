@@ -27,13 +27,6 @@ describe('SO_REUSEPORT listeners in workers', () => {
     assert.ok(!tcpListeners(node.child.pid!).includes(https), 'the primary holds no listener');
   });
 
-  it('workers run with the young-generation cap (src/cluster/worker-flags.ts); the primary without', async () => {
-    const { readFileSync } = await import('node:fs');
-    const args = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    for (const pid of workers) assert.ok(args(pid).some((a) => a.startsWith('--max-semi-space-size=')), `worker ${pid}: ${args(pid).join(' ')}`);
-    assert.ok(!args(node.child.pid!).some((a) => a.startsWith('--max-semi-space-size=')));
-  });
-
   it('connections spread over both workers', async () => {
     const before = workers.map((pid) => openFds(pid));
     const sockets = await Promise.all(Array.from({ length: 200 }, () => new Promise<tls.TLSSocket>((resolve, reject) => {
