@@ -45,8 +45,8 @@ interface ReadBuffer {
 /** Buffers of program sockets by their memory: how a chunk is recognised as lent. */
 const buffers = new WeakMap<ArrayBufferLike, ReadBuffer>();
 
-/** Reads, and reads that needed a new buffer (tests and the benchmark look at both). */
-export const readBufferStats = { reads: 0, allocated: 0 };
+/** Connections made, reads, and reads that needed a new buffer (tests look at these). */
+export const readBufferStats = { connections: 0, reads: 0, allocated: 0 };
 
 /** The free buffers of one endpoint (one undici pool). */
 class FreeBuffers {
@@ -224,6 +224,7 @@ export type ProgramConnector = buildConnector.connector;
 export function programConnector(target: { host: string; port: number } | { path: string }): ProgramConnector {
   const free = new FreeBuffers();
   return (_options, callback) => {
+    readBufferStats.connections++;
     const reader = new BufferedReader(free);
     const socket = new net.Socket({
       onread: {
