@@ -156,33 +156,30 @@ function allocate(): Buffer {
 }
 
 const HEAD_END = Buffer.from('\r\n\r\n');
-const CONTENT_LENGTH = /^content-length:[ \t]*(\d{1,15})[ \t]*$/i;
+const STATUS_LINE = /^HTTP\/1\.[01] [2-9]\d\d[ \r]/;
+const FOLDED_OR_CHUNKED = /\r\n[ \t]|\r\ntransfer-encoding:/i;
+const CONTENT_LENGTH = /\r\ncontent-length:([^\r]*)/gi;
+const LENGTH_VALUE = /^[ \t]*(\d{1,15})[ \t]*$/;
 
 /**
  * True when the `length` bytes read start with a whole HTTP/1.1 response head (a
  * final status, framed by its one Content-Length) followed by no more than that
- * many body bytes: parsing them leaves no partial head behind. Conservative: a false
- * answer only costs the buffer.
+ * many body bytes: parsing them leaves no partial head behind. Runs on every read
+ * that is not body; conservative: a false answer only costs the buffer.
  */
 export function headEndsIn(bytes: Buffer, length: number): boolean {
-  // "HTTP/1.1 200 " at least, and a final status (interim 1xx responses come before another head).
-  if (length < 16 || bytes[0] !== 0x48 || bytes[9]! < 0x32 || bytes[9]! > 0x39) return false;
+  // "HTTP/1.1 200 " at least; interim 1xx responses come before another head.
+  if (length < 16 || bytes[0] !== 0x48) return false;
   const headEnd = bytes.subarray(0, length).indexOf(HEAD_END);
   if (headEnd < 0) return false;
-  const lines = bytes.toString('latin1', 0, headEnd).split('\r\n');
-  if (!/^HTTP\/1\.[01] [2-9]\d\d( |$)/.test(lines[0]!)) return false;
+  // With the final CRLF, so that every header line starts with CRLF.
+  const head = bytes.toString('latin1', 0, headEnd + 2);
+  if (!STATUS_LINE.test(head) || FOLDED_OR_CHUNKED.test(head)) return false;
   let declared = -1;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    if (line === '' || line[0] === ' ' || line[0] === '\t') return false; // folding or stray blank: let undici decide
-    if (/^transfer-encoding:/i.test(line)) return false;
-    const match = CONTENT_LENGTH.exec(line);
-    if (match) {
-      if (declared >= 0) return false;
-      declared = Number(match[1]);
-    } else if (/^content-length:/i.test(line)) {
-      return false;
-    }
+  for (const match of head.matchAll(CONTENT_LENGTH)) {
+    const value = LENGTH_VALUE.exec(match[1]!);
+    if (!value || declared >= 0) return false; // not one plain number
+    declared = Number(value[1]);
   }
   return declared >= 0 && length - (headEnd + HEAD_END.length) <= declared;
 }

@@ -101,28 +101,38 @@ describe('program sockets: reused read buffers', () => {
     after.forEach((r, i) => intact(r, MiB + i, `after cut ${i}`));
   });
 
+  /** GET over an h2 session; `stallAfter`: stop reading for 400 ms once that many bytes came. */
+  function h2Get(session: http2.ClientHttp2Session, query: string, stallAfter?: number): Promise<Fetched> {
+    return new Promise((resolve, reject) => {
+      const stream = session.request({ ':path': `/vm/${bodies}/body?${query}`, ':authority': node.domain });
+      const hash = createHash('sha256');
+      let length = 0;
+      let status = 0;
+      let expected: string | undefined;
+      let stalled = false;
+      stream.on('response', (headers) => {
+        status = Number(headers[':status']);
+        expected = headers['x-sha256'] as string;
+      });
+      stream.on('data', (chunk: Buffer) => {
+        hash.update(chunk);
+        length += chunk.length;
+        if (stallAfter !== undefined && !stalled && length >= stallAfter) {
+          stalled = true;
+          stream.pause();
+          setTimeout(() => stream.resume(), 400);
+        }
+      });
+      stream.on('end', () => resolve({ status, length, sha256: hash.digest('hex'), expected }));
+      stream.on('error', reject);
+    });
+  }
+
   it('HTTP/2 clients, many streams at once: intact', async () => {
     const session = http2.connect(`https://127.0.0.1:${node.httpsPort}`, { ca: node.ca, servername: node.domain });
     try {
-      const fetch = (query: string) => new Promise<Fetched>((resolve, reject) => {
-        const stream = session.request({ ':path': `/vm/${bodies}/body?${query}`, ':authority': node.domain });
-        const hash = createHash('sha256');
-        let length = 0;
-        let status = 0;
-        let expected: string | undefined;
-        stream.on('response', (headers) => {
-          status = Number(headers[':status']);
-          expected = headers['x-sha256'] as string;
-        });
-        stream.on('data', (chunk: Buffer) => {
-          hash.update(chunk);
-          length += chunk.length;
-        });
-        stream.on('end', () => resolve({ status, length, sha256: hash.digest('hex'), expected }));
-        stream.on('error', reject);
-      });
       const sizes = Array.from({ length: 16 }, (_, i) => [70_000, MiB, 2 * MiB + 3, 513][i % 4]!);
-      const results = await Promise.all(sizes.map((size, i) => fetch(`size=${size}&seed=${400 + i}${i % 3 === 0 ? '&chunked=1' : ''}`)));
+      const results = await Promise.all(sizes.map((size, i) => h2Get(session, `size=${size}&seed=${400 + i}${i % 3 === 0 ? '&chunked=1' : ''}`)));
       results.forEach((r, i) => intact(r, sizes[i]!, `h2 stream ${i}`));
     } finally {
       session.close();
@@ -132,34 +142,9 @@ describe('program sockets: reused read buffers', () => {
   it('an HTTP/2 client with a small window that reads slowly (writes queue up): intact', async () => {
     const session = http2.connect(`https://127.0.0.1:${node.httpsPort}`, { ca: node.ca, servername: node.domain, settings: { initialWindowSize: 16_384 } });
     try {
-      const fetch = (query: string) => new Promise<Fetched>((resolve, reject) => {
-        const stream = session.request({ ':path': `/vm/${bodies}/body?${query}`, ':authority': node.domain });
-        const hash = createHash('sha256');
-        let length = 0;
-        let sincePause = 0;
-        let status = 0;
-        let expected: string | undefined;
-        stream.on('response', (headers) => {
-          status = Number(headers[':status']);
-          expected = headers['x-sha256'] as string;
-        });
-        // Stops early and long: the node's writes queue on a closed window while the
-        // program keeps sending small pieces.
-        let paused = false;
-        stream.on('data', (chunk: Buffer) => {
-          hash.update(chunk);
-          length += chunk.length;
-          sincePause += chunk.length;
-          if (!paused && sincePause >= 8_192) {
-            paused = true;
-            stream.pause();
-            setTimeout(() => stream.resume(), 400);
-          }
-        });
-        stream.on('end', () => resolve({ status, length, sha256: hash.digest('hex'), expected }));
-        stream.on('error', reject);
-      });
-      const results = await Promise.all([0, 1, 2].map((i) => fetch(`size=${400_000 + i}&seed=${450 + i}&pieces=200&pause=1`)));
+      // Stops early and long: the node's writes queue on a closed window while the
+      // program keeps sending small pieces.
+      const results = await Promise.all([0, 1, 2].map((i) => h2Get(session, `size=${400_000 + i}&seed=${450 + i}&pieces=200&pause=1`, 8_192)));
       results.forEach((r, i) => intact(r, 400_000 + i, `slow h2 stream ${i}`));
     } finally {
       session.close();
@@ -194,6 +179,9 @@ describe('program sockets: reused read buffers', () => {
     assert.equal(whole('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhell'), true, 'body continues in the next read');
     assert.equal(whole('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n'), true, 'head only');
     assert.equal(whole('ello'), false, 'body bytes: the forwarder says how many are left');
+    assert.equal(whole('HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok'), true, 'no reason phrase');
+    assert.equal(whole('HTTP/1.1 200 OK\r\nx-content-length: 2\r\n\r\nok'), false, 'no Content-Length of its own');
+    assert.equal(whole('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n'), false);
     assert.equal(whole('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello!'), false, 'bytes past the body');
     assert.equal(whole('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n'), false, 'head incomplete');
     assert.equal(whole('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\nhello'), false);
