@@ -7,6 +7,7 @@
 // it. Gating only where an order starts let orders already under way, their nonce
 // fetches and acme-client's retries reach a CA inside its Retry-After.
 
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { AcmeLib } from './acme-lib.js';
 
 /** The CA may not be called now (paused after it failed or asked us to wait). */
@@ -35,8 +36,17 @@ function originOf(url: unknown): string | undefined {
   return typeof url === 'string' && URL.canParse(url) ? new URL(url).origin : undefined;
 }
 
+/** What one order heard from its CA (acme-client's errors do not carry the status). */
+interface OrderAnswers {
+  lastStatus: number;
+}
+
 export class CaGate {
   private readonly origins = new Map<string, OriginState>();
+  // An order's requests, acme-client's retries included, run in its async context, and
+  // so do their answers: each order reads its own last status, not the one of
+  // whichever concurrent order was answered last.
+  private readonly orders = new AsyncLocalStorage<OrderAnswers>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -71,6 +81,8 @@ export class CaGate {
   note(origin: string, status: number, retryAfter: unknown): void {
     const state = this.state(origin);
     state.lastStatus = status;
+    const order = this.orders.getStore();
+    if (order) order.lastStatus = status;
     if (status !== 429 && status !== 503) return;
     const seconds = retryAfterSeconds(retryAfter);
     if (seconds > 0) this.pause(origin, this.now() + seconds * 1000, `answered ${status} with Retry-After ${String(retryAfter)}`);
@@ -78,6 +90,19 @@ export class CaGate {
 
   lastStatus(origin: string): number {
     return this.origins.get(origin)?.lastStatus ?? 0;
+  }
+
+  /** Runs one order: the answers to its requests are noted for it alone too. */
+  runOrder<T>(order: () => Promise<T>): Promise<T> {
+    return this.orders.run({ lastStatus: 0 }, order);
+  }
+
+  /**
+   * The status of the last answer to the current order, or to anyone when the order
+   * has had none of its own (its account was created by a concurrent order).
+   */
+  orderStatus(origin: string): number {
+    return this.orders.getStore()?.lastStatus || this.lastStatus(origin);
   }
 
   /** The pause state of every origin (tests). */

@@ -94,7 +94,7 @@ export class AcmeIssuer implements Issuer {
     const probe = this.caFailures > 0;
     if (probe) this.probing = true;
     try {
-      return await this.orderTypes(names, types);
+      return await caGate.runOrder(() => this.orderTypes(names, types));
     } finally {
       if (probe) this.probing = false;
     }
@@ -105,7 +105,7 @@ export class AcmeIssuer implements Issuer {
     if (err instanceof CaUnavailableError) throw err;
     // The CA's own trouble (unreachable, 5xx, 429) pauses every order; a refusal of
     // this name (any other 4xx) stays with the host's backoff.
-    const status = caGate.lastStatus(this.origin);
+    const status = caGate.orderStatus(this.origin);
     if (status >= 400 && status < 500 && status !== 429) throw err;
     // Orders that were already running when the pause began fail together: one step.
     if (Date.now() >= this.pausedUntil) {
