@@ -238,13 +238,9 @@ const CLOCK_TICKS = 100; // sysconf(_SC_CLK_TCK) on Linux
 
 /** How aleph-edge runs: its CLI process and the direct children that are its own workers (not programs). */
 export function edgeProcesses(pid) {
-  let workers = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
-    for (const child of text ? text.split(' ') : []) {
-      const cmdline = readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0');
-      if (cmdline.includes(CLI) && cmdline.includes('worker')) workers++;
-    }
-  }
+  const workers = childPids(pid).filter((child) => {
+    const cmdline = readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0');
+    return cmdline.includes(CLI) && cmdline.includes('worker');
+  }).length;
   return { primary: 1, workers };
 }

@@ -148,7 +148,12 @@ export class Forwarder {
         });
         body = req.pipe(limited);
       }
+      // Body chunks are borrowed from the program socket's read buffer until written
+      // out (see program-socket.ts); a response cut short gives back whatever it held.
+      const lent = new Set<Loan>();
       res.once('close', () => {
+        for (const loan of lent) loan.give();
+        lent.clear();
         exchange.settle({ status: res.statusCode, complete: res.writableFinished });
         // The client left (or the response was cut): stop talking to the program.
         // Settled first, so the abort is not mistaken for the program's failure.
@@ -156,13 +161,6 @@ export class Forwarder {
       });
       req.once('error', () => exchange.abort?.(new UpstreamError('client request failed')));
 
-      // Body chunks are borrowed from the program socket's read buffer until written
-      // out (see program-socket.ts); a response cut short gives back whatever it held.
-      const lent = new Set<Loan>();
-      res.once('close', () => {
-        for (const loan of lent) loan.give();
-        lent.clear();
-      });
       const giveBack = (loan: Loan) => () => {
         loan.give();
         lent.delete(loan);

@@ -38,8 +38,6 @@ interface ReadBuffer {
   lent: number;
   /** Data read into it may still be in the socket's queue. */
   queued: boolean;
-  /** Goes back to the free list once done with (else it is left to the GC). */
-  reuse: boolean;
 }
 
 /** Buffers of program sockets by their memory: how a chunk is recognised as lent. */
@@ -80,7 +78,7 @@ class BufferedReader {
   /** `onread.buffer`: called before the first read, then after every read. */
   nextBuffer(): Buffer {
     const bytes = this.free.take() ?? allocate();
-    const record: ReadBuffer = { bytes, reader: this, lent: 0, queued: false, reuse: false };
+    const record: ReadBuffer = { bytes, reader: this, lent: 0, queued: false };
     buffers.set(bytes.buffer, record);
     this.current = record;
     return bytes;
@@ -96,11 +94,10 @@ class BufferedReader {
       this.bodyLeft = -1;
       reusable = queuedBefore === 0 && headEndsIn(bytes, length);
     }
-    // A buffer not reused stays known until the GC takes it: its body chunks still
-    // tell this reader how much of the body is left.
     const more = this.socket.push(bytes.subarray(0, length));
+    // Only pending buffers go back to the free list. One that is not reused stays
+    // known until the GC takes it: its body chunks still say how much body is left.
     if (record && record.bytes === bytes && reusable) {
-      record.reuse = true;
       record.queued = true;
       this.pending.push(record);
       // Queued after the push's 'readable' tick, in which undici parses what was pushed.
@@ -112,14 +109,17 @@ class BufferedReader {
   /** A lent chunk was written out, or never will be. */
   returned(record: ReadBuffer): void {
     record.lent--;
-    if (record.lent === 0 && record.reuse) this.settle();
+    if (record.lent === 0) this.settle();
   }
 
-  /** The connection closed: its buffer for the next read holds nothing. */
+  /**
+   * The connection closed. Its buffer for the next read was never read into (every
+   * read is followed by `nextBuffer`), so it goes straight back.
+   */
   closed(): void {
     const record = this.current;
     this.current = undefined;
-    if (record && !record.queued && record.lent === 0 && !this.pending.includes(record)) {
+    if (record) {
       buffers.delete(record.bytes.buffer);
       this.free.giveBack(record.bytes);
     }
@@ -212,7 +212,7 @@ export function borrow(chunk: Uint8Array, bodyLeft: number): Loan {
   };
 }
 
-export type ProgramConnector = buildConnector.connector;
+type ProgramConnector = buildConnector.connector;
 
 /**
  * undici's `connect` for one program endpoint: what its own connector does for plain

@@ -156,16 +156,19 @@ describe('program sockets: reused read buffers', () => {
     for (let i = 0; i < 20; i++) intact(await get(`size=${MiB}&seed=${500 + i}`), MiB, `1 MiB #${i}`);
     const largeReads = readBufferStats.reads - large.reads;
     const largeAllocated = readBufferStats.allocated - large.allocated;
-    const small = { reads: readBufferStats.reads, allocated: readBufferStats.allocated };
+    const small = { reads: readBufferStats.reads, allocated: readBufferStats.allocated, connections: readBufferStats.connections };
     for (let i = 0; i < 200; i++) intact(await get(`size=64&seed=${600 + i}`), 64, `64 B #${i}`);
     const smallReads = readBufferStats.reads - small.reads;
     const smallAllocated = readBufferStats.allocated - small.allocated;
+    // One after another over a kept-alive client connection: one program connection, kept alive too.
+    const smallConnections = readBufferStats.connections - small.connections;
     process.stdout.write(`# read buffers: 20 x 1 MiB -> ${largeReads} reads, ${largeAllocated} new buffers; 200 x 64 B -> ${smallReads} reads, ${smallAllocated} new buffers\n`);
     // Without reuse every read is a new buffer.
     assert.ok(largeReads >= 20 * 16, `${largeReads} reads`);
     assert.ok(largeAllocated <= largeReads / 4, `${largeAllocated} new buffers for ${largeReads} reads`);
     assert.ok(smallReads >= 200);
     assert.ok(smallAllocated <= 10, `${smallAllocated} new buffers for ${smallReads} reads`);
+    assert.ok(smallConnections <= 1, `${smallConnections} new program connections for 200 sequential requests`);
   });
 
   it('headEndsIn: a whole head framed by one Content-Length, and no more body than that', () => {
