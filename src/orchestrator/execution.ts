@@ -1,3 +1,4 @@
+import type { Timer } from '../common/index.js';
 import type { Instance } from '../drivers/index.js';
 import { formatEndpoint } from '../drivers/index.js';
 import type { Program } from '../programs/index.js';
@@ -23,7 +24,6 @@ export class Execution {
   /** The guest API session, while the execution lives. */
   guest: GuestSession | undefined;
   private guestClosed: Promise<void> | undefined;
-  readonly startedAt = Date.now();
   readyAt: number | undefined;
   lastRequestAt: number | undefined;
   bootMs: number | undefined;
@@ -36,7 +36,7 @@ export class Execution {
   ready!: Promise<void>;
   /** Aborted to cancel a boot (timeout, drain, stop while starting). */
   readonly bootAbort = new AbortController();
-  idleTimer: NodeJS.Timeout | undefined;
+  idleTimer: Timer | undefined;
   stopping: Promise<void> | undefined;
   /** While draining: called when the last in-flight request ends. */
   idleWaiters: Array<() => void> = [];
@@ -46,6 +46,7 @@ export class Execution {
     readonly id: string,
     readonly driver: string,
     private readonly onTransition: (execution: Execution, from: ExecutionState, to: ExecutionState) => void,
+    readonly startedAt: number = Date.now(),
   ) {}
 
   transition(to: ExecutionState): void {
@@ -80,7 +81,7 @@ export class Execution {
   }
 
   clearIdleTimer(): void {
-    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer?.cancel();
     this.idleTimer = undefined;
   }
 

@@ -1,5 +1,5 @@
 import type { OrchestratorSettings } from '../config/index.js';
-import { BootFailedError, EdgeError, UnavailableError, UpstreamError, createLogger, retryAfterSeconds, shortHash } from '../common/index.js';
+import { BootFailedError, EdgeError, UnavailableError, UpstreamError, createLogger, realClock, retryAfterSeconds, shortHash, type Clock } from '../common/index.js';
 import type { Driver, Endpoint, Slot } from '../drivers/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ProgramSource } from '../programs/index.js';
@@ -20,6 +20,8 @@ export interface OrchestratorDeps {
   backoff?: BackoffPolicy;
   /** The guest API; without it programs get none (no slot.guestApi). */
   guest?: GuestServices;
+  /** Time and timers (boot timeout, idle reaper, drain deadline, backoff); the real clock by default. */
+  clock?: Clock;
 }
 
 export type StopReason = 'idle' | 'evicted' | 'requested' | 'drain' | 'removed' | 'unhealthy';
@@ -41,6 +43,7 @@ export class Orchestrator implements ExecutionGateway {
   private readonly guest: GuestServices | undefined;
   private readonly metrics: OrchestratorMetrics;
   private readonly backoff: BootBackoff;
+  private readonly clock: Clock;
   /** The current execution per hash (starting, ready or draining). */
   private readonly current = new Map<string, Execution>();
   /** Executions on their way out; they still count against capacity. */
@@ -60,7 +63,8 @@ export class Orchestrator implements ExecutionGateway {
     this.probe = deps.probe;
     this.guest = deps.guest;
     this.metrics = orchestratorMetrics(deps.metrics);
-    this.backoff = new BootBackoff(deps.backoff);
+    this.clock = deps.clock ?? realClock;
+    this.backoff = new BootBackoff(deps.backoff, () => this.clock.now());
     this.metrics.executions.collect(() => {
       const counts = new Map<ExecutionState, number>();
       for (const e of this.all()) counts.set(e.state, (counts.get(e.state) ?? 0) + 1);
@@ -127,7 +131,7 @@ export class Orchestrator implements ExecutionGateway {
   /** Refuses new work, lets in-flight requests finish until the deadline, stops everything. */
   async drain(deadlineMs: number): Promise<void> {
     this.draining = true;
-    const deadline = Date.now() + deadlineMs;
+    const deadline = this.clock.now() + deadlineMs;
     await Promise.all([...this.current.values()].map((e) => this.retire(e, 'drain', deadline)));
     await Promise.all([...this.retiring].map((e) => e.stopping));
   }
@@ -138,7 +142,7 @@ export class Orchestrator implements ExecutionGateway {
    */
   hurry(): void {
     this.draining = true;
-    for (const execution of [...this.current.values()]) void this.retire(execution, 'drain', Date.now());
+    for (const execution of [...this.current.values()]) void this.retire(execution, 'drain', this.clock.now());
     for (const execution of this.retiring) for (const wake of execution.idleWaiters.splice(0)) wake();
   }
 
@@ -157,9 +161,9 @@ export class Orchestrator implements ExecutionGateway {
     }
     if (execution.state === 'draining' && execution.inFlight > 0) {
       await new Promise<void>((resolve) => {
-        const timer = Number.isFinite(deadline) ? setTimeout(resolve, Math.max(0, deadline - Date.now())) : undefined;
+        const timer = Number.isFinite(deadline) ? this.clock.after(deadline - this.clock.now(), resolve) : undefined;
         execution.idleWaiters.push(() => {
-          if (timer) clearTimeout(timer);
+          timer?.cancel();
           resolve();
         });
       });
@@ -186,7 +190,7 @@ export class Orchestrator implements ExecutionGateway {
     execution.clearIdleTimer();
     execution.inFlight++;
     execution.requests++;
-    execution.lastRequestAt = Date.now();
+    execution.lastRequestAt = this.clock.now();
     let released = false;
     return {
       hash: execution.hash,
@@ -199,7 +203,7 @@ export class Orchestrator implements ExecutionGateway {
         execution.requests += Math.max(0, requests - 1);
         execution.inFlight--;
         const idleFor = Math.max(0, Math.min(idleForMs, this.settings.idleTimeoutMs));
-        execution.lastRequestAt = Math.max(execution.lastRequestAt ?? 0, Date.now() - idleFor);
+        execution.lastRequestAt = Math.max(execution.lastRequestAt ?? 0, this.clock.now() - idleFor);
         if (execution.inFlight === 0) this.onIdle(execution);
       },
       reportFailure: (reason, fatal) => {
@@ -208,7 +212,7 @@ export class Orchestrator implements ExecutionGateway {
         // take it out so the next request boots a healthy one.
         if (fatal && this.current.get(execution.hash) === execution) {
           log.warn('program unreachable, replacing it', { hash: shortHash(execution.hash), reason });
-          void this.retire(execution, 'unhealthy', Date.now());
+          void this.retire(execution, 'unhealthy', this.clock.now());
         }
       },
     };
@@ -224,15 +228,14 @@ export class Orchestrator implements ExecutionGateway {
     if (execution.state !== 'ready' || execution.waiters > 0) return;
     execution.clearIdleTimer();
     // Counted from the last request, which a worker may report as a moment ago.
-    execution.idleTimer = setTimeout(() => {
+    execution.idleTimer = this.clock.after(this.settings.idleTimeoutMs - (this.clock.now() - execution.lastUsedAt), () => {
       if (execution.idle) void this.stopExecution(execution, 'idle');
-    }, Math.max(0, this.settings.idleTimeoutMs - (Date.now() - execution.lastUsedAt)));
-    execution.idleTimer.unref();
+    }, { unref: true });
   }
 
   private boot(hash: string): Execution {
     const id = `${shortHash(hash)}-${++this.sequence}`;
-    const execution = new Execution(hash, id, this.driver.name, (e, from, to) => this.onTransition(e, from, to));
+    const execution = new Execution(hash, id, this.driver.name, (e, from, to) => this.onTransition(e, from, to), this.clock.now());
     this.current.set(hash, execution);
     execution.ready = this.runBoot(execution);
     // Waiters observe the rejection; this keeps an unwaited failure from being "unhandled".
@@ -243,7 +246,7 @@ export class Orchestrator implements ExecutionGateway {
   private async runBoot(execution: Execution): Promise<void> {
     const { hash } = execution;
     const signal = execution.bootAbort.signal;
-    const timer = setTimeout(() => execution.bootAbort.abort(new BootTimeout()), this.settings.bootTimeoutMs);
+    const timer = this.clock.after(this.settings.bootTimeoutMs, () => execution.bootAbort.abort(new BootTimeout()));
     const t0 = performance.now();
     try {
       const program = await waitFor(this.programs.resolve(hash), signal);
@@ -287,7 +290,7 @@ export class Orchestrator implements ExecutionGateway {
       }
       const t2 = performance.now();
       execution.bootMs = Math.round(t2 - t0);
-      execution.readyAt = Date.now();
+      execution.readyAt = this.clock.now();
       execution.transition('ready');
       this.failures.delete(hash);
       this.clearBackoffWhenStable(execution);
@@ -303,7 +306,7 @@ export class Orchestrator implements ExecutionGateway {
     } catch (error) {
       await this.failBoot(execution, error);
     } finally {
-      clearTimeout(timer);
+      timer.cancel();
     }
   }
 
@@ -365,7 +368,7 @@ export class Orchestrator implements ExecutionGateway {
       this.notifyRetired(execution.hash);
     }
     this.retiring.add(execution);
-    const uptimeMs = Date.now() - execution.startedAt;
+    const uptimeMs = this.clock.now() - execution.startedAt;
     execution.stopping = (async () => {
       try {
         await execution.instance?.stop();
@@ -383,17 +386,16 @@ export class Orchestrator implements ExecutionGateway {
   /** The failure streak ends once the execution has run `stableMs` without dying. */
   private clearBackoffWhenStable(execution: Execution): void {
     if (!this.backoff.inStreak(execution.hash)) return;
-    const timer = setTimeout(() => {
+    this.clock.after(this.backoff.stableMs, () => {
       if (execution.state === 'ready' || execution.state === 'draining') this.backoff.succeed(execution.hash);
-    }, this.backoff.stableMs);
-    timer.unref();
+    }, { unref: true });
   }
 
   private onUnexpectedExit(execution: Execution, code: number | null, signal: string | null): void {
     const how = signal ? `signal ${signal}` : `code ${code}`;
     execution.lastError = `exited unexpectedly (${how})`;
     if (execution.state !== 'starting' && execution.readyAt !== undefined) {
-      const upMs = Date.now() - execution.readyAt;
+      const upMs = this.clock.now() - execution.readyAt;
       const delay = this.backoff.crashed(execution.hash, upMs, `${execution.lastError} ${Math.round(upMs / 1000)} s after start`);
       if (delay !== undefined) {
         this.metrics.bootFailures.inc({ reason: 'crashed' });
