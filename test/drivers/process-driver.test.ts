@@ -60,7 +60,6 @@ describe('ProcessDriver', () => {
       const exit = await instance.exited;
       assert.deepEqual(exit, { code: null, signal: 'SIGKILL', requested: true });
       assert.ok(elapsed >= GRACE_MS - 10, `killed after ${elapsed} ms, before the grace period`);
-      assert.ok(elapsed < GRACE_MS + 2000, `took ${elapsed} ms`);
       assert.throws(() => process.kill(instance.pid!, 0), { code: 'ESRCH' });
       await logs.waitFor((r) => r.message === 'ignoring SIGTERM' && r.fields.stream === 'stdout');
     } finally {

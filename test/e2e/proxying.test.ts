@@ -108,7 +108,6 @@ describe('edge -> routing -> orchestrator -> proxy, through real TLS and real pr
 
   it('streams server-sent events as they are produced', async () => {
     const events: string[] = [];
-    const start = Date.now();
     await new Promise<void>((resolve, reject) => {
       const req = https.get({
         host: '127.0.0.1', port: node.httpsPort, servername: node.domain, ca: node.ca,
@@ -123,8 +122,7 @@ describe('edge -> routing -> orchestrator -> proxy, through real TLS and real pr
       });
       req.on('error', (e) => (events.length >= 3 ? resolve() : reject(e)));
     });
-    // Three events at 100 ms intervals arrive well before a buffered response could.
-    assert.ok(Date.now() - start < 3000);
+    // The program streams until the client leaves: a buffering proxy would never deliver these.
     assert.equal(events.length >= 3, true);
   });
 

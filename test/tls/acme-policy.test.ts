@@ -103,18 +103,22 @@ describe('bounded handshake wait', () => {
       const server = await startTlsServer(manager);
       try {
         assert.equal((await handshake(server.port, 'fast.wait.test', ca.certPem)).ok, true);
-        const started = Date.now();
         const pending = handshake(server.port, 'slow.wait.test', ca.certPem);
         await sleep(50);
         // Served while the slow order is outstanding.
         assert.equal((await handshake(server.port, 'fast.wait.test', ca.certPem)).ok, true);
         const slowResult = await pending;
         assert.equal(slowResult.ok, false);
-        assert.ok(Date.now() - started < 3000, 'failed within the wait, not the TLS handshake timeout');
-        // The order finishes in the background and the next handshake gets it.
+        // Ended by the server after the wait, not by the client's own handshake timeout.
+        assert.notEqual(slowResult.ok === false && slowResult.error.message, 'handshake timed out');
+        // The order finishes in the background and a later handshake gets it.
         release();
-        await sleep(100);
-        assert.equal((await handshake(server.port, 'slow.wait.test', ca.certPem)).ok, true);
+        let served = false;
+        for (let i = 0; i < 200 && !served; i++) {
+          served = (await handshake(server.port, 'slow.wait.test', ca.certPem)).ok;
+          if (!served) await sleep(50);
+        }
+        assert.equal(served, true, 'the background order served a later handshake');
       } finally {
         await server.close();
         await manager.close();
@@ -138,9 +142,7 @@ describe('dns hook runner', () => {
       await runner.run('present', '_acme-challenge.ok.test', 'v1');
       assert.equal(await readFile(path.join(work.dir, 'calls'), 'utf8'), 'present _acme-challenge.ok.test v1\n');
       await assert.rejects(runner.run('present', 'bad.test', 'v'), /exited with status 4: broken/);
-      const started = Date.now();
       await assert.rejects(runner.run('cleanup', 'slow.test', 'v'), /timed out after 300 ms/);
-      assert.ok(Date.now() - started < 3000);
       await assert.rejects(new DnsHook({ command: path.join(work.dir, 'missing'), log: createLogger('tls') }).run('present', 'x', 'y'), /could not run/);
     } finally {
       await work.cleanup();
