@@ -50,13 +50,18 @@ export async function waitForHttp(endpoint: Endpoint, options: WaitForHttpOption
       throw new ReadinessTimeoutError(`${formatEndpoint(endpoint)} did not answer HTTP before the deadline (${lastError})`, lastError);
     }
     attempts++;
+    const probeMs = Math.min(remaining, MAX_PROBE_MS);
     try {
-      const status = await probe(endpoint, path === '' ? '/' : path, Math.min(remaining, MAX_PROBE_MS), signal);
+      const status = await probe(endpoint, path === '' ? '/' : path, probeMs, signal);
       if (accept(status)) return { status, attempts };
       lastError = `HTTP ${status}`;
     } catch (err) {
       signal?.throwIfAborted();
-      lastError = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      // A probe cut short by the deadline says less than what the previous one saw
+      // (on a loaded machine even a refused connect can outlast a few ms).
+      const cutShort = code === 'ETIMEDOUT' && probeMs < MAX_PROBE_MS && attempts > 1;
+      if (!cutShort) lastError = code;
     }
     const pause = Math.min(backoff, deadline - Date.now());
     if (pause > 0) await abortableDelay(pause, signal);

@@ -36,16 +36,21 @@ describe('LineRateLimiter', () => {
   it('lets a burst through, then counts drops and reports them on recovery', async () => {
     const logged: string[] = [];
     const drops: number[] = [];
+    let now = 1_000;
     const limiter = new LineRateLimiter(
       { maxLineBytes: 100, linesPerSecond: 100, burstLines: 5 },
       { line: (_s, text) => logged.push(text), dropped: (n) => drops.push(n) },
+      () => now,
     );
     for (let i = 0; i < 20; i++) limiter.offer('stdout', `l${i}`);
     assert.deepEqual(logged, ['l0', 'l1', 'l2', 'l3', 'l4']);
     assert.deepEqual(drops, []);
-    await new Promise((r) => setTimeout(r, 30)); // refills ~3 tokens
+    now += 9; // not yet a whole token back
+    limiter.offer('stdout', 'dropped');
+    assert.equal(logged.at(-1), 'l4');
+    now += 30; // refills 3 tokens
     limiter.offer('stderr', 'late');
-    assert.deepEqual(drops, [15]);
+    assert.deepEqual(drops, [16]);
     assert.equal(logged.at(-1), 'late');
   });
 });

@@ -36,20 +36,23 @@ const REPORT_INTERVAL_MS = 1000;
 /** Token bucket shared by a program's streams. */
 export class LineRateLimiter {
   private tokens: number;
-  private last = performance.now();
+  private last: number;
   private droppedCount = 0;
   private lastReport = -Infinity;
 
   constructor(
     private readonly limits: OutputLimits,
     private readonly sink: OutputSink,
+    /** Milliseconds from a monotonic source; tests pass their own. */
+    private readonly now: () => number = () => performance.now(),
   ) {
     this.tokens = limits.burstLines;
+    this.last = now();
   }
 
   /** Logs the line when the budget allows, else counts it as dropped. */
   offer(stream: StreamName, text: string): void {
-    const now = performance.now();
+    const now = this.now();
     this.tokens = Math.min(this.limits.burstLines, this.tokens + ((now - this.last) / 1000) * this.limits.linesPerSecond);
     this.last = now;
     if (this.tokens < 1) {
