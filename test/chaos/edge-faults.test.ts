@@ -2,11 +2,12 @@
 // wrong, and what hostile clients can no longer hold. A real node, real programs,
 // raw h2 frames through node:http2's client.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import http2 from 'node:http2';
 import https from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { fixtureProgram } from '../helpers/paths.js';
-import { programHash, startTestNode, type TestNode } from '../helpers/node.js';
+import { programHash, startTestNode, until, type TestNode } from '../helpers/node.js';
 
 const faults = programHash('faults');
 
@@ -92,4 +93,36 @@ describe('a response cut short is an error on every protocol', () => {
       assert.equal(ending.complete, false);
     });
   }
+});
+
+describe('TLS renegotiation', () => {
+  let node: TestNode;
+  before(async () => {
+    node = await startTestNode({ programs: [] });
+  });
+  after(() => node.close());
+
+  it('openssl s_client -tls1_2: the R command (client-initiated renegotiation) is refused', async () => {
+    const child = spawn('openssl', ['s_client', '-tls1_2', '-connect', `127.0.0.1:${node.httpsPort}`, '-servername', node.domain], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let streamsOpen = 2;
+    const ended = new Promise<void>((resolve) => {
+      for (const stream of [child.stdout, child.stderr]) {
+        stream.setEncoding('utf8').on('data', (c: string) => { out += c; });
+        stream.once('close', () => { if (--streamsOpen === 0) resolve(); });
+      }
+    });
+    try {
+      // The node runs in this process and reaps children itself: wait for the output, not for 'exit'.
+      await until(() => out.includes('Verify return code'), 10_000, 'the TLS 1.2 handshake');
+      assert.match(out, /Protocol\s*:\s*TLSv1\.2/);
+      child.stdin.write('R\n');
+      await Promise.race([ended, until(() => /no renegotiation/i.test(out), 10_000, 'the refusal').catch(() => undefined)]);
+      const after = out.slice(out.indexOf('RENEGOTIATING'));
+      assert.ok(out.includes('RENEGOTIATING'), 'openssl tried to renegotiate');
+      assert.match(after, /no renegotiation/i, `renegotiation refused; openssl said:\n${after}`);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
 });
