@@ -12,6 +12,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { once } from 'node:events';
+import { fetch, type Response } from 'undici';
 
 /** What the node's Aleph program source already has (src/programs/aleph). */
 export interface AlephReadCache {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { ServerHttp2Stream } from 'node:http2';
+import { constants as h2constants, type ServerHttp2Stream } from 'node:http2';
 import { Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
 import { createProxyServer, type ProxyServer, type ProxyTarget } from 'http-proxy-3';
 import type { Dispatcher } from 'undici';
@@ -82,6 +82,21 @@ function declaredLength(header: string | string[] | undefined): number {
   return typeof header === 'string' && /^\d{1,15}$/.test(header) ? Number(header) : -1;
 }
 
+/**
+ * Ends a response that has started but cannot be completed so that the client sees
+ * it incomplete: on HTTP/1.1 the connection is cut; on h2 the stream is reset with
+ * INTERNAL_ERROR (a bare destroy resets it with NO_ERROR, which tells the client the
+ * response was whole, so a cache or a download tool would keep the truncated bytes).
+ */
+function cut(res: ServerResponse): void {
+  const stream = (res as ServerResponse & { stream?: ServerHttp2Stream }).stream;
+  if (stream) {
+    if (!stream.destroyed) stream.close(h2constants.NGHTTP2_INTERNAL_ERROR);
+  } else {
+    res.destroy();
+  }
+}
+
 /** A request body to stream upstream, or null when the request has none. */
 function requestBody(req: IncomingMessage): Readable | null {
   // HTTP/2 frames bodies itself: there is one unless the request ended with its headers.
@@ -140,7 +155,7 @@ export class Forwarder {
           // Settled before the abort, so the abort is not taken for the program's failure.
           if (res.headersSent) {
             exchange.settle({ status: res.statusCode, complete: false });
-            res.destroy();
+            cut(res);
           } else {
             exchange.settle(new PayloadTooLargeError(`request body larger than ${max} bytes`));
           }
@@ -240,7 +255,7 @@ export class Forwarder {
           lease.reportFailure(edgeError.message, fatal);
           if (res.headersSent) {
             // Too late to change the status: cut the response so the client sees it incomplete.
-            res.destroy();
+            cut(res);
             exchange.settle({ status: res.statusCode, complete: false });
           } else {
             exchange.settle(edgeError);

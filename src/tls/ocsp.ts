@@ -7,6 +7,7 @@
 
 import { X509Certificate, createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import { fetch } from 'undici';
 import type { Logger } from '../common/index.js';
 import type { Counter, MetricsRegistry } from '../metrics/index.js';
 import { TAG, generalizedTime, oid, readTlv, tlv, type Tlv } from './der.js';

@@ -7,6 +7,7 @@
 // drain the rate limit.
 
 import { LRUCache } from 'lru-cache';
+import { fetch } from 'undici';
 import type { Logger } from '../common/index.js';
 import type { IssuancePolicy } from './types.js';
 

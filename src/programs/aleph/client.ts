@@ -5,6 +5,10 @@
 // Network failures, timeouts, 5xx and 429 are transient (worth a retry); other
 // statuses and malformed bodies are not.
 
+// Not Node's bundled fetch: its undici (7.x in Node 24) dies of an uncaught assert(!this.paused)
+// when a peer closes the socket while a body is paused by backpressure (nodejs/undici#5360).
+import { fetch, type Response } from 'undici';
+
 export class FetchError extends Error {
   override readonly name = 'FetchError';
   constructor(message: string, readonly transient: boolean, options?: { cause?: unknown }) {

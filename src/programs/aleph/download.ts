@@ -5,6 +5,7 @@
 
 import { createHash } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
+import { fetch, type Response } from 'undici';
 import { createLogger, shortHash } from '../../common/index.js';
 import type { Counter, MetricsRegistry } from '../../metrics/index.js';
 import { ArtifactCache } from './cache.js';

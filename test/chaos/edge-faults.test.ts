@@ -1,0 +1,128 @@
+// Faults at the edge (issue 24): what a client sees when a program's response goes
+// wrong, and what hostile clients can no longer hold. A real node, real programs,
+// raw h2 frames through node:http2's client.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import http2 from 'node:http2';
+import https from 'node:https';
+import { after, before, describe, it } from 'node:test';
+import { fixtureProgram } from '../helpers/paths.js';
+import { programHash, startTestNode, until, type TestNode } from '../helpers/node.js';
+
+const faults = programHash('faults');
+
+function connectH2(node: TestNode): Promise<http2.ClientHttp2Session> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`https://${node.domain}:${node.httpsPort}`, {
+      ca: node.ca, host: '127.0.0.1', servername: node.domain, lookup: (_h, _o, cb) => cb(null, '127.0.0.1', 4),
+    } as http2.SecureClientSessionOptions);
+    session.once('connect', () => resolve(session));
+    session.once('error', reject);
+  });
+}
+
+interface H2Ending { status: number; body: string; ended: boolean; rstCode: number | undefined }
+
+/** One h2 request, reporting how its stream ended: a clean END_STREAM, or RST_STREAM with a code. */
+function h2Ending(session: http2.ClientHttp2Session, path: string): Promise<H2Ending> {
+  return new Promise((resolve) => {
+    const stream = session.request({ ':path': path });
+    let status = 0;
+    let body = '';
+    let ended = false;
+    stream.on('response', (headers) => { status = Number(headers[':status']); });
+    stream.setEncoding('utf8').on('data', (c: string) => { body += c; });
+    stream.on('end', () => { ended = true; });
+    stream.on('error', () => undefined);
+    stream.once('close', () => resolve({ status, body, ended, rstCode: stream.rstCode }));
+  });
+}
+
+interface H1Ending { status: number; body: string; complete: boolean }
+
+/** One HTTP/1.1 request: complete only when the response ended as framed. */
+function h1Ending(node: TestNode, path: string): Promise<H1Ending> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({
+      host: '127.0.0.1', port: node.httpsPort, servername: node.domain, ca: node.ca, path, agent: false,
+      headers: { host: node.domain },
+    }, (res) => {
+      let body = '';
+      let complete = false;
+      res.setEncoding('utf8').on('data', (c: string) => { body += c; });
+      res.on('end', () => { complete = res.complete; });
+      res.on('error', () => undefined);
+      res.once('close', () => resolve({ status: res.statusCode!, body, complete }));
+    });
+    req.on('error', reject);
+  });
+}
+
+describe('a response cut short is an error on every protocol', () => {
+  let node: TestNode;
+  before(async () => {
+    node = await startTestNode({ programs: [{ name: 'faults', script: fixtureProgram('faults.js') }] });
+  });
+  after(() => node.close());
+
+  for (const path of ['/chunked-cut', '/length-cut']) {
+    it(`h2: ${path} ends in RST_STREAM INTERNAL_ERROR or CANCEL, never END_STREAM or NO_ERROR`, async () => {
+      const session = await connectH2(node);
+      try {
+        const ending = await h2Ending(session, `/vm/${faults}${path}`);
+        assert.equal(ending.status, 200);
+        assert.equal(ending.body, 'partial...');
+        assert.equal(ending.ended, false, 'the stream must not end cleanly');
+        assert.ok(
+          ending.rstCode === http2.constants.NGHTTP2_INTERNAL_ERROR || ending.rstCode === http2.constants.NGHTTP2_CANCEL,
+          `RST_STREAM code ${ending.rstCode}`,
+        );
+        // The connection itself stays usable for other streams.
+        const next = await h2Ending(session, `/vm/${faults}/`);
+        assert.equal(next.status, 200);
+        assert.equal(next.ended, true);
+      } finally {
+        session.close();
+      }
+    });
+
+    it(`HTTP/1.1: ${path} cuts the connection before the response is complete`, async () => {
+      const ending = await h1Ending(node, `/vm/${faults}${path}`);
+      assert.equal(ending.status, 200);
+      assert.equal(ending.body, 'partial...');
+      assert.equal(ending.complete, false);
+    });
+  }
+});
+
+describe('TLS renegotiation', () => {
+  let node: TestNode;
+  before(async () => {
+    node = await startTestNode({ programs: [] });
+  });
+  after(() => node.close());
+
+  it('openssl s_client -tls1_2: the R command (client-initiated renegotiation) is refused', async () => {
+    const child = spawn('openssl', ['s_client', '-tls1_2', '-connect', `127.0.0.1:${node.httpsPort}`, '-servername', node.domain], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let streamsOpen = 2;
+    const ended = new Promise<void>((resolve) => {
+      for (const stream of [child.stdout, child.stderr]) {
+        stream.setEncoding('utf8').on('data', (c: string) => { out += c; });
+        stream.once('close', () => { if (--streamsOpen === 0) resolve(); });
+      }
+    });
+    try {
+      // The node runs in this process and reaps children itself: wait for the output, not for 'exit'.
+      await until(() => out.includes('Verify return code'), 10_000, 'the TLS 1.2 handshake');
+      assert.match(out, /Protocol\s*:\s*TLSv1\.2/);
+      child.stdin.write('R\n');
+      await Promise.race([ended, until(() => /no renegotiation/i.test(out), 10_000, 'the refusal').catch(() => undefined)]);
+      const after = out.slice(out.indexOf('RENEGOTIATING'));
+      assert.ok(out.includes('RENEGOTIATING'), 'openssl tried to renegotiate');
+      assert.match(after, /no renegotiation/i, `renegotiation refused; openssl said:\n${after}`);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
