@@ -134,7 +134,7 @@ class BodyTest(ServerTestCase):
                     if time.monotonic() - stalled_since > 1.0:
                         break  # nobody has been reading for a second
                     time.sleep(0.01)
-            # Kernel buffers on both sides plus the server's 64 KiB: far from the whole body.
+            # Kernel buffers on both sides plus the server's 256 KiB: far from the whole body.
             self.assertLess(accepted, 16 * 1024 * 1024)
             control.sendall(request("/hold-body/release"))
             self.assertEqual(Reader(control).response().status, 200)
