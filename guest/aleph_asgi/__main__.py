@@ -5,6 +5,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
+import os
 import sys
 
 from .errors import AppLoadError
@@ -26,9 +27,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="override one of the limits in aleph_asgi/limits.py, e.g. keep_alive_timeout=2")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="level of the server's own logger (the app's logging is the app's)")
-    parser.add_argument("--forwarded-allow-ips", default="127.0.0.1", metavar="IPS",
+    parser.add_argument("--forwarded-allow-ips", default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+                        metavar="IPS",
                         help="peers whose X-Forwarded-Proto/-For/-Prefix are believed: comma-separated addresses, "
-                             "or * for any (default: 127.0.0.1, the node under the process driver)")
+                             "or * for any (default: $FORWARDED_ALLOW_IPS, as uvicorn, else 127.0.0.1: the node "
+                             "under the process driver; the VM init sets the gateway)")
     return parser.parse_args(argv)
 
 
