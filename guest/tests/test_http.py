@@ -88,7 +88,7 @@ class KeepAliveTest(ServerTestCase):
 class BodyTest(ServerTestCase):
     def test_content_length_body(self):
         with self.server.connect() as sock:
-            body = bytes(range(256)) * 1024  # 256 KiB: more than one http.request message
+            body = bytes(range(256)) * 4096 + b"!"  # 1 MiB + 1: more than one 256 KiB http.request message
             sock.sendall(request("/echo", "POST", body=body))
             result = json.loads(Reader(sock).response().body)
             self.assertEqual(result["size"], len(body))
