@@ -9,6 +9,7 @@ from .body import body_reader
 from .errors import ClientDisconnected, HttpError, IncompleteRead, TooLarge
 from .http_cycle import HttpCycle
 from .limits import Limits
+from .proxy import Trusted, apply_forwarded
 from .request import Request, parse_head
 from .response import plain_response
 from .stream import Channel
@@ -22,14 +23,17 @@ ASGI_WEBSOCKET = {"version": "3.0", "spec_version": "2.4"}
 
 class Connection:
     def __init__(self, channel: Channel, app: Callable[..., Any], limits: Limits, state: dict[str, Any] | None,
-                 stopping: asyncio.Event):
+                 stopping: asyncio.Event, trusted: Trusted):
         self.channel = channel
+        self.trusted = trusted
         self.app = app
         self.limits = limits
         self.state = state
         self.stopping = stopping
         self.idle = True  # between requests: safe to close when the server stops
         self.websocket: WebSocketCycle | None = None
+        # App calls still running after their response was complete (background tasks).
+        self.background: set[asyncio.Future] = set()
 
     async def run(self) -> None:
         try:
@@ -58,6 +62,14 @@ class Connection:
             pass
         finally:
             self.channel.close()
+            if self.background:
+                # The server's graceful stop waits for this task, so for these calls too.
+                try:
+                    await asyncio.gather(*self.background, return_exceptions=True)
+                except asyncio.CancelledError:
+                    for call in self.background:
+                        call.cancel()
+                    raise
 
     async def _read_request(self) -> Request | None:
         try:
@@ -110,12 +122,40 @@ class Connection:
             scope["extensions"] = {"websocket.http.response": {}}
         if self.state is not None:
             scope["state"] = dict(self.state)
+        apply_forwarded(scope, self.trusted)
         return scope
 
     async def _serve_http(self, request: Request) -> bool:
-        """Runs the app for one request; True when the connection can carry another."""
+        """Runs the app for one request; True when the connection can carry another.
+
+        Returns as soon as the response is complete: what the app does after its last
+        body message (a background task) runs on while the next request is read.
+        """
         body = body_reader(self.channel, request.content_length, request.chunked, self.limits)
         cycle = HttpCycle(self.channel, request, body, self.limits, self.stopping)
+        call = asyncio.ensure_future(self._call_app(request, cycle))
+        completed = asyncio.ensure_future(cycle.completed.wait())
+        try:
+            await asyncio.wait({call, completed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            completed.cancel()
+        if not call.done():
+            self.background.add(call)
+            call.add_done_callback(self.background.discard)
+        elif not cycle.complete:
+            if call.result() and (cycle.broken or self.channel.peer_gone.is_set()):
+                self.channel.abort()  # the client left; the app stopping early is no error
+            elif call.result():
+                log.error("the app returned without completing its response to %s %s", request.method,
+                          request.raw_path.decode("ascii", "replace"))
+                self._abandon(cycle)
+            return False
+        # Complete, even if the app raised after its last body message (Starlette
+        # re-raises after sending its 500): the response is whole, the connection clean.
+        return cycle.keep_alive and not cycle.broken
+
+    async def _call_app(self, request: Request, cycle: HttpCycle) -> bool:
+        """False when the app raised (answered with 500, or the response cut, unless it was complete)."""
         try:
             await self.app(self._scope(request, "http"), cycle.receive, cycle.send)
         except ClientDisconnected:
@@ -123,25 +163,24 @@ class Connection:
         except Exception as error:
             log.error("the app raised on %s %s\n%s", request.method, request.raw_path.decode("ascii", "replace"),
                       "".join(traceback.format_exception(error)).rstrip())
-            self._abandon(cycle)
+            if not cycle.complete:
+                self._abandon(cycle)
             return False
-        if not cycle.complete and (cycle.broken or self.channel.peer_gone.is_set()):
-            self.channel.abort()  # the client left; the app stopping early is no error
-            return False
-        if not cycle.complete:
-            log.error("the app returned without completing its response to %s %s", request.method,
-                      request.raw_path.decode("ascii", "replace"))
-            self._abandon(cycle)
-            return False
-        return cycle.keep_alive and not cycle.broken
+        return True
 
     def _abandon(self, cycle: HttpCycle) -> None:
         if cycle.head_sent or cycle.broken:
-            # Mid-response: the only honest signal left is cutting the connection.
-            self.channel.abort()
+            # Mid-response: the only honest signal left is ending the connection without
+            # the rest of the body (no last chunk, or fewer bytes than Content-Length).
+            # What was sent still goes out first, as with uvicorn, within send_timeout.
+            self.channel.close(flush_timeout=self.limits.send_timeout)
         else:
             cycle.head_sent = True  # so a pending head flush of the app's own start never follows
-            self._refuse(500, "Internal Server Error")
+            try:
+                # The same bytes as uvicorn's answer, so clients and tests cannot tell them apart.
+                self.channel.write(plain_response(500, "Internal Server Error", newline=False))
+            except ClientDisconnected:
+                pass
 
     async def _serve_websocket(self, request: Request) -> None:
         try:

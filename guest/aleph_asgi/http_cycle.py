@@ -28,7 +28,7 @@ class HttpCycle:
         self.head_sent = False
         self.complete = False
         self.broken = False  # the connection can't carry another request (body error, client gone)
-        self._complete_event = asyncio.Event()
+        self.completed = asyncio.Event()
         self._body_requested = False
         self._status = 0
         self._headers: list[tuple[bytes, bytes]] = []
@@ -58,7 +58,7 @@ class HttpCycle:
             return {"type": "http.request", "body": data, "more_body": not self.body.done}
         # Body done: the next event is the client leaving (or the response being over).
         gone = asyncio.ensure_future(self.channel.peer_gone.wait())
-        over = asyncio.ensure_future(self._complete_event.wait())
+        over = asyncio.ensure_future(self.completed.wait())
         try:
             await asyncio.wait({gone, over}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -169,4 +169,4 @@ class HttpCycle:
                 self.broken = True
                 self.channel.close()
             self.complete = True
-            self._complete_event.set()
+            self.completed.set()

@@ -15,7 +15,7 @@ class Limits:
     head_timeout: float = 10.0  # whole head, from its first byte (and for a new connection's first byte) -> 408
     keep_alive_timeout: float = 5.0  # idle between requests; above the edge proxy's 4 s pool timeout
     # Request body.
-    body_chunk: int = 64 * KIB  # largest `http.request` body handed to the app at once
+    body_chunk: int = 256 * KIB  # largest `http.request` body handed to the app at once (as uvicorn)
     body_timeout: float = 30.0  # one read of body bytes while the app waits for them -> 408
     max_chunk_line: int = 4 * KIB  # chunk-size line incl. extensions; chunked trailers share max_head
     # Response.

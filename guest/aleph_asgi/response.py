@@ -13,7 +13,6 @@ def reason_phrase(status: int) -> bytes:
     except ValueError:
         return b""
 
-
 def check_headers(raw: object) -> list[tuple[bytes, bytes]]:
     """The app's headers as (lowercase name, value) pairs; TypeError/ValueError when malformed."""
     if raw is None:
@@ -34,17 +33,18 @@ def check_headers(raw: object) -> list[tuple[bytes, bytes]]:
         checked.append((bytes(name).lower(), bytes(value)))
     return checked
 
-
 def encode_head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
     lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))]
+    if not any(name == b"server" for name, _ in headers):
+        lines.append(b"server: aleph_asgi\r\n")  # as uvicorn names itself; the app's own wins
     lines.extend(b"%s: %s\r\n" % (name, value) for name, value in headers)
     lines.append(b"\r\n")
     return b"".join(lines)
 
-
-def plain_response(status: int, text: str, extra: list[tuple[bytes, bytes]] | None = None, close: bool = True) -> bytes:
+def plain_response(status: int, text: str, extra: list[tuple[bytes, bytes]] | None = None, close: bool = True,
+                   newline: bool = True) -> bytes:
     """A complete short answer from the server itself (errors, refusals)."""
-    body = (text + "\n").encode("utf-8")
+    body = (text + ("\n" if newline else "")).encode("utf-8")
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode("ascii")),

@@ -9,6 +9,7 @@ from typing import Any, Callable
 from .connection import ASGI_HTTP, Connection
 from .lifespan import Lifespan, StartupFailed
 from .limits import Limits
+from .proxy import LOCAL_NODE, Trusted
 from .stream import Channel
 
 log = logging.getLogger("aleph_asgi")
@@ -18,8 +19,9 @@ EXIT_STARTUP_FAILED = 3
 
 
 class Server:
-    def __init__(self, app: Callable[..., Any], host: str, port: int, limits: Limits):
+    def __init__(self, app: Callable[..., Any], host: str, port: int, limits: Limits, trusted: Trusted = LOCAL_NODE):
         self.app = app
+        self.trusted = trusted
         self.host = host
         self.port = port
         self.limits = limits
@@ -43,7 +45,7 @@ class Server:
         if self.stopping.is_set():
             channel.abort()
             return
-        connection = Connection(channel, self.app, self.limits, self._state, self.stopping)
+        connection = Connection(channel, self.app, self.limits, self._state, self.stopping, self.trusted)
         task = asyncio.create_task(connection.run())
         self.connections[connection] = task
         task.add_done_callback(lambda _: self.connections.pop(connection, None))
@@ -68,7 +70,8 @@ class Server:
 
 
 async def serve(app: Callable[..., Any], host: str = "0.0.0.0", port: int = 8080, limits: Limits | None = None,
-                ready: Callable[[Server], None] | None = None, stop: asyncio.Event | None = None) -> int:
+                ready: Callable[[Server], None] | None = None, stop: asyncio.Event | None = None,
+                trusted: Trusted = LOCAL_NODE) -> int:
     """Runs until SIGTERM/SIGINT (or `stop` is set); returns the process exit code."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -80,7 +83,7 @@ async def serve(app: Callable[..., Any], host: str = "0.0.0.0", port: int = 8080
         except (NotImplementedError, RuntimeError, ValueError):
             pass  # not the main thread: `stop` is set by the caller
     try:
-        return await _serve(app, host, port, limits or Limits(), ready, stop)
+        return await _serve(app, host, port, limits or Limits(), ready, stop, trusted)
     finally:
         for sig in installed:
             # A second signal while we exit must not turn a clean stop into a kill.
@@ -89,8 +92,7 @@ async def serve(app: Callable[..., Any], host: str = "0.0.0.0", port: int = 8080
 
 
 async def _serve(app: Callable[..., Any], host: str, port: int, limits: Limits,
-                 ready: Callable[[Server], None] | None, stop: asyncio.Event) -> int:
-
+                 ready: Callable[[Server], None] | None, stop: asyncio.Event, trusted: Trusted) -> int:
     lifespan = Lifespan(app, limits, ASGI_HTTP)
     startup = asyncio.create_task(lifespan.startup())
     stopped = asyncio.create_task(stop.wait())
@@ -108,7 +110,7 @@ async def _serve(app: Callable[..., Any], host: str, port: int, limits: Limits,
         log.error("lifespan startup failed: %s", error)
         return EXIT_STARTUP_FAILED
 
-    server = Server(app, host, port, limits)
+    server = Server(app, host, port, limits, trusted)
     server._state = lifespan.state if lifespan.supported else None
     await server.start()
     if ready:

@@ -12,7 +12,7 @@ from typing import Callable
 
 from .errors import ClientDisconnected, IncompleteRead, TooLarge
 
-HIGH_WATER = 64 * 1024
+HIGH_WATER = 256 * 1024  # read buffer and write buffer; one full body_chunk fits
 
 
 class Channel(asyncio.Protocol):
@@ -175,9 +175,13 @@ class Channel(asyncio.Protocol):
             self.abort()
             raise ClientDisconnected("client stopped reading") from None
 
-    def close(self) -> None:
+    def close(self, flush_timeout: float | None = None) -> None:
+        """Closes after the buffered bytes are sent; with `flush_timeout`, a client not
+        taking them in that time is dropped (without it, the bytes are at most a head)."""
         if self.transport and not self.transport.is_closing():
             self.transport.close()
+            if flush_timeout is not None:
+                asyncio.get_running_loop().call_later(flush_timeout, self.abort)
 
     def abort(self) -> None:
         if self.transport:

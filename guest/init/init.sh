@@ -121,6 +121,10 @@ chmod 755 /etc/acpi/PWRF/00000080
 # The power button's input device appears asynchronously; acpid only scans at start.
 ( wait_dev /dev/input/event0; exec acpid -f -d -c /etc/acpi >/dev/null 2>&1 ) &
 
+# The node reaches the program from the gateway (the tap's host address, or 10.0.2.2
+# under user-mode networking): its X-Forwarded-* are the ones to believe (aleph_asgi
+# and uvicorn read FORWARDED_ALLOW_IPS). The program's own env may say otherwise.
+[ -n "$gw" ] && export FORWARDED_ALLOW_IPS="$gw"
 [ -f /etc/aleph/env ] && . /etc/aleph/env
 # /etc/aleph/entry: the program's argv, one argument per line (default /app/start).
 set --

@@ -20,9 +20,10 @@ TIMEOUT = 10
 class ServerProcess:
     """`python3 -m aleph_asgi` on an ephemeral port; stderr collected in the background."""
 
-    def __init__(self, app: str, limits: list[str] = (), env: dict | None = None, port: int = 0, wait: bool = True):
+    def __init__(self, app: str, limits: list[str] = (), env: dict | None = None, port: int = 0, wait: bool = True,
+                 args: list[str] = ()):
         command = [sys.executable, "-m", "aleph_asgi", "--app", app, "--app-dir", APPS,
-                   "--host", "127.0.0.1", "--port", str(port)]
+                   "--host", "127.0.0.1", "--port", str(port), *args]
         for limit in limits:
             command += ["--limit", limit]
         full_env = {**os.environ, "PYTHONPATH": GUEST, **(env or {})}
@@ -86,10 +87,11 @@ class ServerTestCase(unittest.TestCase):
 
     app = "apps.basic:app"
     limits: list[str] = []
+    args: list[str] = []
 
     @classmethod
     def setUpClass(cls) -> None:
-        cls.server = ServerProcess(cls.app, cls.limits)
+        cls.server = ServerProcess(cls.app, cls.limits, args=cls.args)
 
     @classmethod
     def tearDownClass(cls) -> None:

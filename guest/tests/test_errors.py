@@ -71,7 +71,7 @@ class AppFailureTest(ServerTestCase):
             sock.sendall(request("/boom"))
             response = Reader(sock).response()
         self.assertEqual(response.status, 500)
-        self.assertEqual(response.body, b"Internal Server Error\n")
+        self.assertEqual(response.body, b"Internal Server Error")
         self.assertNotIn(b"secret", response.body)
         self.assertNotIn(b"Traceback", response.body)
         deadline = time.monotonic() + 5

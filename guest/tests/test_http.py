@@ -22,6 +22,15 @@ class KeepAliveTest(ServerTestCase):
                 ports.add(json.loads(response.body)["client"][1])
             self.assertEqual(len(ports), 1)
 
+    def test_work_after_the_response_does_not_hold_the_connection(self):
+        with self.server.connect() as sock:
+            reader = Reader(sock)
+            sock.sendall(request("/after-complete"))
+            self.assertEqual(reader.response().body, b"accepted")
+            # Same connection: answered while the first call still runs (it waits for this).
+            sock.sendall(request("/after-complete/release"))
+            self.assertEqual(json.loads(reader.response().body), {"was_running": True})
+
     def test_pipelined_requests_answered_in_order(self):
         with self.server.connect() as sock:
             sock.sendall(request("/echo", "POST", body=b"first") + request("/echo", "POST", body=b"second!"))
@@ -79,7 +88,7 @@ class KeepAliveTest(ServerTestCase):
 class BodyTest(ServerTestCase):
     def test_content_length_body(self):
         with self.server.connect() as sock:
-            body = bytes(range(256)) * 1024  # 256 KiB: more than one http.request message
+            body = bytes(range(256)) * 4096 + b"!"  # 1 MiB + 1: more than one 256 KiB http.request message
             sock.sendall(request("/echo", "POST", body=body))
             result = json.loads(Reader(sock).response().body)
             self.assertEqual(result["size"], len(body))
@@ -134,7 +143,7 @@ class BodyTest(ServerTestCase):
                     if time.monotonic() - stalled_since > 1.0:
                         break  # nobody has been reading for a second
                     time.sleep(0.01)
-            # Kernel buffers on both sides plus the server's 64 KiB: far from the whole body.
+            # Kernel buffers on both sides plus the server's 256 KiB: far from the whole body.
             self.assertLess(accepted, 16 * 1024 * 1024)
             control.sendall(request("/hold-body/release"))
             self.assertEqual(Reader(control).response().status, 200)
@@ -228,3 +237,28 @@ class ScopeTest(ServerTestCase):
     def test_absolute_form_target(self):
         scope = self.scope("http://example/scope?x=1")
         self.assertEqual((scope["path"], scope["query_string"]), ("/scope", "x=1"))
+
+
+FORWARDED = b"X-Forwarded-Proto: https\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Prefix: /vm/abc/\r\n"
+
+
+class ForwardedFromTheNodeTest(ServerTestCase):
+    """The default trusts 127.0.0.1: the node under the process driver."""
+
+    def test_forwarded_headers_of_the_node_are_believed(self):
+        with self.server.connect() as sock:
+            sock.sendall(b"GET /scope/x HTTP/1.1\r\nHost: example\r\n" + FORWARDED + b"\r\n")
+            scope = json.loads(Reader(sock).response().body)
+        self.assertEqual((scope["scheme"], scope["client"], scope["root_path"], scope["path"]),
+                         ("https", ["203.0.113.7", 0], "/vm/abc", "/scope/x"))
+
+
+class ForwardedFromElsewhereTest(ServerTestCase):
+    args = ["--forwarded-allow-ips", "192.0.2.1"]
+
+    def test_forwarded_headers_of_another_peer_are_ignored(self):
+        with self.server.connect() as sock:
+            sock.sendall(b"GET /scope HTTP/1.1\r\nHost: example\r\n" + FORWARDED + b"\r\n")
+            scope = json.loads(Reader(sock).response().body)
+        self.assertEqual((scope["scheme"], scope["client"][0], scope["root_path"]), ("http", "127.0.0.1", ""))
+        self.assertNotEqual(scope["client"][1], 0)

@@ -5,7 +5,7 @@ import { BadRequestError, PayloadTooLargeError, createLogger, shortHash } from '
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
 import type { ForwardInfo, Forwarder } from '../proxy/index.js';
-import type { Route, RouteRequest } from '../routing/index.js';
+import { mountPrefix, type Route, type RouteRequest } from '../routing/index.js';
 import { replyFor, writeHttpError, writeSocketError, type ErrorReply } from './errors.js';
 import { NodePages } from '../nodeapi/index.js';
 import { NodeDomainHeaders } from './node-domain.js';
@@ -115,7 +115,7 @@ export class Pipeline {
       }
       if (res.destroyed) return; // the client left while the program booted
       req.url = route.path;
-      await this.deps.forwarder.web(req, res, lease, { clientIp: clientIp(req), proto, host }, { maxBodyBytes: this.deps.maxBodyBytes });
+      await this.deps.forwarder.web(req, res, lease, { clientIp: clientIp(req), proto, host, prefix: mountPrefix(route) }, { maxBodyBytes: this.deps.maxBodyBytes });
     } catch (error) {
       if (res.destroyed) return;
       // Errors are the node's own answers, whatever the route.
@@ -145,7 +145,7 @@ export class Pipeline {
       lease = await this.deps.gateway.acquire(route.hash, abort.signal);
       if (socket.destroyed) return;
       req.url = route.path;
-      const outcome = await this.deps.forwarder.ws(req, socket, head, lease, { clientIp: clientIp(req), proto: 'https', host });
+      const outcome = await this.deps.forwarder.ws(req, socket, head, lease, { clientIp: clientIp(req), proto: 'https', host, prefix: mountPrefix(route) });
       access.info(`WS ${host}${target}`, { hash: shortHash(hash), status: outcome.status });
     } catch (error) {
       if (socket.destroyed) return;
@@ -179,7 +179,7 @@ export class Pipeline {
       }
       if (stream.destroyed) return;
       req.url = route.path;
-      const outcome = await this.deps.forwarder.wsOverH2(req, stream, lease, { clientIp: clientIp(req), proto: 'https', host });
+      const outcome = await this.deps.forwarder.wsOverH2(req, stream, lease, { clientIp: clientIp(req), proto: 'https', host, prefix: mountPrefix(route) });
       access.info(`WS ${host}${target}`, { hash: shortHash(hash), status: outcome.status, h2: true });
     } catch (error) {
       if (stream.destroyed) return;

@@ -24,6 +24,8 @@ export interface ForwardInfo {
   clientIp: string;
   proto: 'https' | 'http';
   host: string; // Host as received (validated by routing)
+  /** Where the program is mounted when routed by path (`/vm/<hash>`): X-Forwarded-Prefix. */
+  prefix?: string | undefined;
 }
 
 function connectionTokens(value: string | string[] | undefined): string[] {
@@ -58,6 +60,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, info: Forw
   out['x-forwarded-for'] = info.clientIp;
   out['x-forwarded-proto'] = info.proto;
   out['x-forwarded-host'] = info.host;
+  if (info.prefix) out['x-forwarded-prefix'] = info.prefix;
   return out;
 }
 
@@ -72,16 +75,27 @@ export function upstreamRequestRawHeaders(incoming: { rawHeaders: string[]; head
   const raw = incoming.rawHeaders;
   const out: string[] = [];
   let host = false;
+  let cookieAt = -1; // index of the value of the first cookie field in `out`
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) are not headers upstream.
     if (name.charCodeAt(0) === 58 || !forwardsUpstream(name, nominated) || (chunked && name === 'content-length')) continue;
     if (name === 'host') host = true;
+    if (name === 'cookie') {
+      // HTTP/2 clients send one field per cookie; HTTP/1.1 wants them in one line,
+      // joined with "; " (RFC 9113 8.2.3), or an app reads only the first.
+      if (cookieAt >= 0) {
+        out[cookieAt] += `; ${raw[i + 1]!}`;
+        continue;
+      }
+      cookieAt = out.length + 1;
+    }
     out.push(raw[i]!, raw[i + 1]!);
   }
   // From HTTP/2, the authority becomes the Host header of the HTTP/1.1 request.
   if (!host && info.host) out.push('host', info.host);
   out.push('x-forwarded-for', info.clientIp, 'x-forwarded-proto', info.proto, 'x-forwarded-host', info.host);
+  if (info.prefix) out.push('x-forwarded-prefix', info.prefix);
   return out;
 }
 

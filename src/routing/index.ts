@@ -4,3 +4,4 @@ export type { RouterOptions, RouteVia } from './router.js';
 export { DnsTxtLookup } from './txt.js';
 export type { DnsTxtLookupOptions, TxtLookupResult } from './txt.js';
 export { parseHost, isIpLiteral } from './host.js';
+export { mountPrefix } from './path.js';

@@ -127,6 +127,14 @@ function vmRoute(target: string, pathEnd: number): Route {
   return { kind: 'program', hash, path, via: 'path' };
 }
 
+/**
+ * Where a program routed by path is mounted on the node (`/vm/<hash>`): it is sent as
+ * X-Forwarded-Prefix (root_path for ASGI apps) so the program's links stay under it.
+ */
+export function mountPrefix(route: Route): string | undefined {
+  return route.kind === 'program' && route.via === 'path' ? `${VM_PREFIX}/${route.hash}` : undefined;
+}
+
 /** Rule 1: what the bare domain serves for a validated origin-form target. */
 export function routeDomainPath(target: string): Route {
   const query = target.indexOf('?');

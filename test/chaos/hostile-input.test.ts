@@ -221,13 +221,14 @@ for (const workers of [1, 2]) describe(`hostile input (workers = ${workers})`, (
     assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
     assert.equal(seen.headers['x-forwarded-proto'], 'https');
     assert.equal(seen.headers['x-forwarded-host'], 'edge.test');
+    assert.equal(seen.headers['x-forwarded-prefix'], `/vm/${H}`); // routed by path: the node's own prefix
     // Nothing the client sent survives under any forwarding-looking name ('_' and '-'
     // are the same to CGI/WSGI servers), and the forged values appear nowhere.
     const names: string[] = [];
     for (let i = 0; i < seen.rawHeaders.length; i += 2) names.push(seen.rawHeaders[i]!.toLowerCase().replaceAll('_', '-'));
     const clientIp = ['forwarded', 'x-real-ip', 'true-client-ip', 'cf-connecting-ip', 'x-client-ip', 'client-ip', 'x-cluster-client-ip'];
     const forwarding = names.filter((n) => n.startsWith('x-forwarded-') || clientIp.includes(n));
-    assert.deepEqual(forwarding.sort(), ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto']);
+    assert.deepEqual(forwarding.sort(), ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-prefix', 'x-forwarded-proto']);
     const values = seen.rawHeaders.filter((_, i) => i % 2 === 1).join('\n');
     assert.doesNotMatch(values, /6\.6\.6\.6|7\.7\.7\.7|evil\.example|::6|\/evil/);
     process.stdout.write(`# forwarding: ${forged.length} forged headers sent, program saw only ${forwarding.join(', ')} with the node's values\n`);

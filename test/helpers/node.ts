@@ -15,6 +15,8 @@ export interface TestProgram {
   script?: string; // absolute path of a node script
   /** An ASGI app instead of a script: `asgi` + `code` in the entry (served by guest/aleph_asgi). */
   asgi?: { app: string; code: string };
+  /** Any command line instead (it gets $HOST and $PORT in its environment). */
+  command?: string[];
   env?: Record<string, string>;
   memoryMib?: number;
   healthPath?: string;
@@ -68,7 +70,7 @@ export function toml(options: TestNodeOptions, dir: string): string {
       `hash = "${programHash(program.name)}"`,
       ...(program.asgi
         ? [`asgi = "${program.asgi.app}"`, `code = ${JSON.stringify(program.asgi.code)}`]
-        : [`command = [${JSON.stringify(process.execPath)}, ${JSON.stringify(program.script)}]`]),
+        : [`command = ${JSON.stringify(program.command ?? [process.execPath, program.script])}`]),
       `memory_mib = ${program.memoryMib ?? 64}`,
     );
     if (program.healthPath) lines.push(`health_path = "${program.healthPath}"`);

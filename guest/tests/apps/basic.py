@@ -5,6 +5,7 @@ import json
 import os
 
 EVENTS: list[str] = []
+BACKGROUND = {"running": False, "release": None}
 
 
 async def app(scope, receive, send):
@@ -50,6 +51,21 @@ async def http(scope, receive, send):
         info["header_types_ok"] = all(isinstance(n, bytes) and isinstance(v, bytes) and n == n.lower()
                                       for n, v in scope["headers"])
         await text(send, 200, json.dumps(info).encode())
+    elif path == "/after-complete":
+        # Work after the last body message, until released (or 10 s).
+        BACKGROUND["release"] = asyncio.Event()
+        await text(send, 200, b"accepted")
+        BACKGROUND["running"] = True
+        try:
+            await asyncio.wait_for(BACKGROUND["release"].wait(), 10)
+        except asyncio.TimeoutError:
+            pass
+        BACKGROUND["running"] = False
+    elif path == "/after-complete/release":
+        running = BACKGROUND["running"]
+        if BACKGROUND["release"]:
+            BACKGROUND["release"].set()
+        await text(send, 200, json.dumps({"was_running": running}).encode())
     elif path == "/echo":
         # Reads the whole body, answers with its size, how many messages it came in.
         total, messages = bytearray(), 0
