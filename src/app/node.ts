@@ -86,6 +86,8 @@ export class AlephEdgeNode {
       probe,
       metrics: this.metrics,
       guest: settings.guestApi.enabled ? { open: async (program, id) => (await this.startGuestApi()).open(program, id) } : undefined,
+      // Kept programs (allocations) outlive a restart: the persistent state dir, not the runtime one.
+      keptFile: path.join(nodeStateDir(settings), 'kept-programs.json'),
     });
   }
 
@@ -265,6 +267,7 @@ export class AlephEdgeNode {
       this.sampler.stop();
       throw error;
     }
+    await this.orchestrator.resumeKept();
   }
 
   /** The node's domain, or a host routing to a hash the program source knows as a program. */

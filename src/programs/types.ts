@@ -62,6 +62,11 @@ export interface Program {
   codeRef?: string;
   /** Programs from the Aleph network: the PROGRAM message's sender (the program's ALEPH_ADDRESS_TO_USE). */
   sender?: string;
+  /**
+   * Never stopped for idleness: PROGRAM messages with `on.persistent: true`, and every
+   * INSTANCE. Whether it runs without a request is the scheduler's call (allocations).
+   */
+  persistent?: boolean;
 }
 
 /** Where program definitions come from (local registry, Aleph network). */
