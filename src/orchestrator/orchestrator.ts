@@ -6,6 +6,7 @@ import type { ProgramSource } from '../programs/index.js';
 import { BootBackoff, type BackoffPolicy } from './backoff.js';
 import { Execution } from './execution.js';
 import { Keeper, type KeepReason, type KeptProgram } from './keeper.js';
+import { ProgramLogs, type LogEntry, type LogLimits, type LogListener } from './logs.js';
 import { orchestratorMetrics, type OrchestratorMetrics } from './metrics.js';
 import type { ExecutionGateway, ExecutionInfo, ExecutionState, GuestServices, Lease } from './types.js';
 
@@ -23,6 +24,8 @@ export interface OrchestratorDeps {
   guest?: GuestServices;
   /** Where the kept set (keep()) is persisted; without it the set lives in memory only. */
   keptFile?: string;
+  /** Bounds of the per-program output buffers (logs()). */
+  logLimits?: LogLimits;
 }
 
 export type StopReason = 'idle' | 'evicted' | 'requested' | 'drain' | 'removed' | 'unhealthy';
@@ -56,6 +59,7 @@ export class Orchestrator implements ExecutionGateway {
   private draining = false;
   private readonly retireListeners: Array<(hash: string) => void> = [];
   private readonly keeper: Keeper;
+  private readonly output: ProgramLogs;
 
   constructor(deps: OrchestratorDeps) {
     this.settings = deps.settings;
@@ -65,6 +69,7 @@ export class Orchestrator implements ExecutionGateway {
     this.guest = deps.guest;
     this.metrics = orchestratorMetrics(deps.metrics);
     this.backoff = new BootBackoff(deps.backoff);
+    this.output = new ProgramLogs(deps.logLimits);
     this.keeper = new Keeper({
       file: deps.keptFile,
       start: (hash) => this.bootKept(hash),
@@ -146,6 +151,16 @@ export class Orchestrator implements ExecutionGateway {
 
   kept(): KeptProgram[] {
     return this.keeper.list();
+  }
+
+  /** What the program printed lately, across its executions, oldest first. */
+  logs(hash: string): LogEntry[] {
+    return this.output.lines(hash);
+  }
+
+  /** Follows the program's output live; call the returned function to stop. */
+  followLogs(hash: string, listener: LogListener): () => void {
+    return this.output.subscribe(hash, listener);
   }
 
   /** At node start: starts every program the last run kept. */
@@ -287,7 +302,7 @@ export class Orchestrator implements ExecutionGateway {
       await this.admit(execution);
       log.info('program starting', { hash: shortHash(hash), name: program.name || undefined, driver: this.driver.name, id: execution.id });
       this.bootCounts.set(hash, (this.bootCounts.get(hash) ?? 0) + 1);
-      const slot: Slot = { executionId: execution.id };
+      const slot: Slot = { executionId: execution.id, output: (stream, line) => this.output.append(hash, execution.id, stream, line) };
       if (this.guest) {
         const opening = this.guest.open(program, execution.id);
         // A session opened after a timeout must not stay open.
