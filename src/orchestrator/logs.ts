@@ -13,6 +13,8 @@ export interface LogEntry {
   line: string;
   /** The execution that printed it (a program's buffer spans its restarts). */
   execution: string;
+  /** Increases with every line the node keeps (any program): a reader asks for lines after the last it saw. */
+  seq: number;
 }
 
 export interface LogLimits {
@@ -66,6 +68,7 @@ function entrySize(entry: LogEntry): number {
 export class ProgramLogs {
   /** Insertion order = least recently written first. */
   private readonly rings = new Map<string, Ring>();
+  private seq = 0;
 
   constructor(private readonly limits: LogLimits = DEFAULT_LOG_LIMITS) {}
 
@@ -74,7 +77,7 @@ export class ProgramLogs {
     if (ring) this.rings.delete(hash);
     else ring = new Ring();
     this.rings.set(hash, ring);
-    const entry: LogEntry = { timestamp: Date.now(), stream, line, execution };
+    const entry: LogEntry = { timestamp: Date.now(), stream, line, execution, seq: ++this.seq };
     ring.push(entry, this.limits);
     for (const listener of ring.listeners) listener(entry);
     this.evict();
