@@ -143,10 +143,9 @@ export class ControlService implements ControlGateway {
     for (const hash of wanted) {
       try {
         await withTimeout(this.deps.programs.resolve(hash), FETCH_TIMEOUT_MS, 'resolving the program timed out');
-        if (!keptAlready.has(hash)) {
-          log.info('allocated, starting', { hash: shortHash(hash) });
-          await orchestrator.keep(hash, 'allocation');
-        }
+        if (!keptAlready.has(hash)) log.info('allocated, starting', { hash: shortHash(hash) });
+        // Kept already (maybe stopped by its owner): started again if down; a paid instance keeps its reason.
+        await orchestrator.keep(hash, keptAlready.get(hash) ?? 'allocation');
       } catch (error) {
         log.warn('allocation could not take a program', { hash: shortHash(hash), error: (error as Error).message });
         errors[hash] = reprOf(error);
