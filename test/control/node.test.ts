@@ -6,6 +6,9 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { findSandbox } from '../../src/programs/aleph/index.js';
@@ -223,6 +226,34 @@ describe('/control/* on a node', { skip }, () => {
     assert.deepEqual(node.node.gateway.kept(), []);
   });
 
+  it('a node restarted on the same state starts the allocated program again, with no request', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'aleph-edge-test-control-'));
+    const extra = '[control]\nauthorized_allocation_signers = []';
+    try {
+      let first: TestNode | undefined = await startAlephNode({ api: api.url, dir, keepCache: true, extra });
+      try {
+        const { cacheDir } = first as TestNode & { cacheDir: string };
+        // This node's own allocation, through the orchestrator (the HTTP path is proven above).
+        await first.node.gateway.keep(hash, 'allocation');
+        await until(() => first!.node.gateway.list().some((e) => e.hash === hash && e.state === 'ready'), 20_000, 'kept on the first node');
+        await first.close();
+        first = undefined;
+        const second = await startAlephNode({ api: api.url, dir, cacheDir, extra });
+        try {
+          await until(() => second.node.gateway.list().some((e) => e.hash === hash && e.state === 'ready'), 20_000, 'started again at boot');
+          assert.deepEqual(second.node.gateway.kept(), [{ hash, reason: 'allocation' }]);
+          assert.equal(second.node.gateway.list().find((e) => e.hash === hash)!.requests, 0);
+        } finally {
+          await second.close();
+        }
+      } finally {
+        await first?.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('notify: a PROGRAM is not an instance; bad JSON is refused', async () => {
     const notify = (body: string) => request(node, { host: node.domain, path: '/control/allocation/notify', method: 'POST', headers: { 'content-type': 'application/json' }, body });
     const program = await notify(JSON.stringify({ instance: hash }));
@@ -231,5 +262,53 @@ describe('/control/* on a node', { skip }, () => {
     assert.equal((await notify('{')).status, 400);
     assert.equal((await notify(JSON.stringify({ instance: 'ef'.repeat(32) }))).status, 404);
     assert.deepEqual(node.node.gateway.kept(), []);
+  });
+});
+
+describe('/control/* on a multi-worker node (workers ask the primary over IPC)', { skip }, () => {
+  let api: FakeAlephApi;
+  let node: TestNode;
+
+  before(async () => {
+    api = new FakeAlephApi();
+    await api.start();
+  });
+  after(async () => {
+    await node?.close();
+    await api?.close();
+  });
+
+  it('allocates, serves the owner logs over HTTP and WebSocket, and refuses a replay across workers', async () => {
+    const owner = (await sign({ job: 'address', key: OWNER_KEY })).address;
+    const scheduler = (await sign({ job: 'address', key: SCHEDULER_KEY })).address;
+    const hash = api.addProgram({ code: api.addStore(talkerZip()), runtime: api.addStore(Buffer.from('runtime')), sender: owner });
+    node = await startAlephNode({ api: api.url, workers: 2, extra: `[control]\nauthorized_allocation_signers = ["${scheduler}"]` });
+    const body = JSON.stringify({ persistent_vms: [hash], instances: [] });
+    const authorization = (await sign({ job: 'allocation', key: SCHEDULER_KEY, method: 'POST', path: '/control/allocations', body, iat: Math.floor(Date.now() / 1000) })).authorization as string;
+    const post = () => request(node, { host: node.domain, path: '/control/allocations', method: 'POST', headers: { authorization }, body });
+    const first = await post();
+    assert.equal(first.status, 200, first.body);
+    // Each request is a new connection, so the kernel may hand it to either worker: the replay check is the primary's.
+    for (let i = 0; i < 4; i++) assert.equal((await post()).status, 401);
+    await until(() => node.node.gateway.list().some((e) => e.hash === hash && e.state === 'ready'), 20_000, 'running');
+    await until(() => node.node.gateway.logs(hash).some((e) => e.line === 'talker started'), 10_000, 'the start line');
+
+    const logsPath = `/control/machine/${hash}/logs`;
+    const signed = await sign({ job: 'operator', wallet: { chain: 'ETH', key: OWNER_KEY }, domain: node.domain, method: 'GET', path: logsPath, time: new Date().toISOString(), expires: new Date(Date.now() + 3600_000).toISOString() });
+    const logs = await request(node, { host: node.domain, path: logsPath, headers: signed.headers });
+    assert.equal(logs.status, 200, logs.body);
+    assert.ok((JSON.parse(logs.body) as Array<{ MESSAGE: string }>).some((e) => e.MESSAGE === 'talker started'));
+
+    const streamPath = `/control/machine/${hash}/stream_logs`;
+    const auth = (await sign({ job: 'operator', wallet: { chain: 'ETH', key: OWNER_KEY }, domain: node.domain, method: 'GET', path: streamPath, time: new Date().toISOString(), expires: new Date(Date.now() + 3600_000).toISOString() })).auth;
+    const ws = new WebSocket(`wss://127.0.0.1:${node.httpsPort}${streamPath}`, { ca: node.ca, servername: node.domain, headers: { host: node.domain } } as WebSocket.ClientOptions);
+    const got: Array<Record<string, string>> = [];
+    ws.on('message', (data) => got.push(JSON.parse(data.toString()) as Record<string, string>));
+    await new Promise((resolve) => ws.once('open', resolve));
+    ws.send(JSON.stringify({ auth }));
+    await until(() => got.some((m) => m.status === 'connected'), 10_000, 'connected');
+    assert.equal((await request(node, { host: node.domain, path: `/vm/${hash}/from-a-worker` })).status, 200);
+    await until(() => got.some((m) => m.message === 'request /from-a-worker'), 10_000, 'the live line');
+    ws.close();
   });
 });
