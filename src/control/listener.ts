@@ -147,7 +147,8 @@ function readCapped(req: IncomingMessage, cap: number): Promise<Buffer | undefin
 function reply(res: ServerResponse, status: number, type: string, body: string, close: boolean): void {
   if (res.headersSent) return;
   const headers: Record<string, string | number> = { ...CORS, 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' };
-  if (close) headers.connection = 'close';
+  // HTTP/2 has no Connection header (the stream ends; the connection is not ours to close).
+  if (close && res.req.httpVersionMajor < 2) headers.connection = 'close';
   res.writeHead(status, headers);
   res.end(body);
 }

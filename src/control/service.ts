@@ -24,6 +24,7 @@ export interface ControlServiceDeps {
 const MACHINE = /^\/control\/machine\/([^/]+)\/(stop|reboot|erase|expire|update|logs|stream_logs)$/;
 const MAX_EXPIRE_S = 10 * 24 * 3600;
 const FETCH_TIMEOUT_MS = 10_000;
+const MAX_API_ANSWER = 1024 * 1024;
 
 type Operation = 'stop' | 'reboot' | 'erase' | 'expire' | 'logs' | 'update';
 const OPERATION_METHODS: Record<Operation, string> = { stop: 'POST', reboot: 'POST', erase: 'POST', expire: 'POST', update: 'POST', logs: 'GET' };
@@ -172,13 +173,22 @@ export class ControlService implements ControlGateway {
     const message = await this.fetchMessage(hash);
     if (!message) return text(404, `Message not found: ${hash}`);
     if (message.type !== 'INSTANCE') return text(400, 'Message is not an instance');
-    const content = (message.content ?? {}) as { payment?: { type?: unknown }; environment?: { trusted_execution?: unknown }; requirements?: { gpu?: unknown } };
+    const content = (message.content ?? {}) as { address?: unknown; payment?: { type?: unknown } };
     const payment = typeof content.payment?.type === 'string' ? content.payment.type : 'hold';
-    const special = content.environment?.trusted_execution != null || content.requirements?.gpu != null;
-    // hold without GPU or confidential computing: the reference checks nothing more (the
-    // scheduler and the balance rules of the network cover it). Streams need a chain's
-    // RPC and credits a balance API this node does not use: refused, never trusted.
-    if (payment !== 'hold' || special) return text(400, 'Invalid payment method');
+    const payer = typeof content.address === 'string' ? content.address : typeof message.sender === 'string' ? message.sender : '';
+    // Verified from the Aleph API: hold (the token balance covers the price; the reference
+    // checks it only for GPU and confidential instances, this node for every one) and
+    // credit (an hour of credits). A superfluid stream needs a chain RPC: refused.
+    if (payment === 'hold') {
+      const [balance, price] = await Promise.all([this.apiNumber(`/api/v0/addresses/${encodeURIComponent(payer)}/balance`, 'balance'), this.apiNumber(`/api/v0/price/${hash}`, 'cost')]);
+      if (price > balance) return text(402, `Insufficient balance for this instance\n\nRequired: ${price} token \nCurrent user balance: ${balance}`);
+    } else if (payment === 'credit') {
+      const [credits, perSecond] = await Promise.all([this.apiNumber(`/api/v0/addresses/${encodeURIComponent(payer)}/balance`, 'credit_balance'), this.apiNumber(`/api/v0/price/${hash}`, 'cost')]);
+      const required = perSecond * 3600;
+      if (required > credits) return text(402, `Insufficient credits for this instance\n\nRequired: ${required} credits \nCurrent user credits: ${credits}`);
+    } else {
+      return text(400, 'Invalid payment method');
+    }
     try {
       await withTimeout(this.deps.programs.resolve(hash), FETCH_TIMEOUT_MS, 'resolving the instance timed out');
       await this.deps.orchestrator.keep(hash, 'notify');
@@ -188,18 +198,47 @@ export class ControlService implements ControlGateway {
     }
   }
 
-  private async fetchMessage(hash: string): Promise<{ type?: unknown; content?: unknown } | undefined> {
+  private async fetchMessage(hash: string): Promise<{ type?: unknown; sender?: unknown; content?: unknown } | undefined> {
+    const body = await this.apiJson(`/api/v0/messages/${hash}`);
+    return (body as { message?: { type?: unknown; sender?: unknown; content?: unknown } } | undefined)?.message;
+  }
+
+  /** A JSON answer of the node's Aleph API; undefined for 404. Unreachable or malformed: 503, nothing started. */
+  private async apiJson(path: string): Promise<unknown> {
     const api = this.deps.settings().alephApi.replace(/\/+$/, '');
     let res: Response;
     try {
-      res = await fetch(`${api}/api/v0/messages/${hash}`, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+      res = await fetch(`${api}${path}`, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
     } catch (error) {
       throw new ControlError('unavailable', `Aleph API unreachable: ${(error as Error).message}`);
     }
-    if (res.status === 404) return undefined;
-    if (!res.ok) throw new ControlError('unavailable', `Aleph API answered ${res.status}`);
-    const body = (await res.json().catch(() => undefined)) as { message?: { type?: unknown; content?: unknown } } | undefined;
-    return body?.message;
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw new ControlError('unavailable', `Aleph API answered ${res.status}`);
+    }
+    if (Number(res.headers.get('content-length') ?? 0) > MAX_API_ANSWER) {
+      await res.body?.cancel();
+      throw new ControlError('unavailable', 'Aleph API answer too large');
+    }
+    const text = await res.text();
+    if (text.length > MAX_API_ANSWER) throw new ControlError('unavailable', 'Aleph API answer too large');
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new ControlError('unavailable', 'Aleph API answered something else than JSON');
+    }
+  }
+
+  /** A number field of an Aleph API answer (the API writes decimals as numbers or strings); 0 when absent, as the reference. */
+  private async apiNumber(path: string, field: string): Promise<number> {
+    const value = ((await this.apiJson(path)) as Record<string, unknown> | undefined)?.[field] ?? 0;
+    const number = typeof value === 'number' ? value : typeof value === 'string' ? Number(value) : NaN;
+    if (!Number.isFinite(number)) throw new ControlError('unavailable', `Aleph API gave no number for ${field}`);
+    return number;
   }
 
   // --- owner operations -----------------------------------------------------

@@ -263,6 +263,38 @@ describe('/control/* on a node', { skip }, () => {
     assert.equal((await notify(JSON.stringify({ instance: 'ef'.repeat(32) }))).status, 404);
     assert.deepEqual(node.node.gateway.kept(), []);
   });
+
+  it('notify verifies hold and credit payments from the Aleph API, refuses streams, and keeps nothing unpaid', async () => {
+    const notify = (h: string) => request(node, { host: node.domain, path: '/control/allocation/notify', method: 'POST', body: JSON.stringify({ instance: h }) });
+    const payer = '0x00000000000000000000000000000000000000aa';
+    const instance = (payment: Record<string, unknown>) => api.addMessage('INSTANCE', { address: payer, payment, resources: { vcpus: 1, memory: 128 } }, undefined, payer).item_hash;
+    const hold = instance({ type: 'hold', chain: 'ETH' });
+    const credit = instance({ type: 'credit', chain: 'ETH' });
+    const stream = instance({ type: 'superfluid', chain: 'BASE', receiver: '0x00000000000000000000000000000000000000bb' });
+    api.prices.set(hold, { cost: '1000', payment_type: 'hold' });
+    api.prices.set(credit, { cost: '0.5', payment_type: 'credit' });
+    api.balances.set(payer, { balance: '999.5', credit_balance: 1000 });
+    const poor = await notify(hold);
+    assert.equal(poor.status, 402);
+    assert.match(poor.body, /^Insufficient balance/);
+    const noCredits = await notify(credit);
+    assert.equal(noCredits.status, 402, 'an hour costs 1800 credits');
+    assert.match(noCredits.body, /^Insufficient credits/);
+    const streamed = await notify(stream);
+    assert.equal(streamed.status, 400);
+    assert.equal(streamed.body, 'Invalid payment method');
+    // Paid: the payment passes; this program source cannot run instances yet, so the reference's failing answer.
+    api.balances.set(payer, { balance: '1000.0', credit_balance: 1800 });
+    for (const h of [hold, credit]) {
+      const paid = await notify(h);
+      assert.equal(paid.status, 503, paid.body);
+      const answer = JSON.parse(paid.body) as { success: boolean; failing: string[]; errors: Record<string, string> };
+      assert.equal(answer.success, false);
+      assert.deepEqual(answer.failing, [h]);
+    }
+    assert.deepEqual(node.node.gateway.kept(), []);
+    assert.equal(node.node.gateway.list().some((e) => [hold, credit, stream].includes(e.hash)), false);
+  });
 });
 
 describe('/control/* on a multi-worker node (workers ask the primary over IPC)', { skip }, () => {
