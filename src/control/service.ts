@@ -257,9 +257,10 @@ export class ControlService implements ControlGateway {
   }
 
   private async erase(hash: string): Promise<ControlReply> {
-    // Stopped and no longer kept: the next allocation or request decides whether it runs again.
+    // Stopped and no longer kept: the next allocation or request decides whether it runs again, with empty volumes.
     if (this.deps.orchestrator.kept().some((k) => k.hash === hash)) await this.deps.orchestrator.unkeep(hash);
     else await this.deps.orchestrator.stop(hash, 'requested');
+    await this.deps.programs.eraseVolumes?.(hash);
     return text(200, `Erased VM with ref ${hash}`);
   }
 

@@ -81,4 +81,9 @@ export interface ProgramSource {
    * cannot tell answers false.
    */
   exists(hash: string): Promise<boolean>;
+  /**
+   * Deletes the program's persistent volumes (its owner's erase). Call only while it
+   * does not run; its next start gets empty ones. Sources without volumes omit it.
+   */
+  eraseVolumes?(hash: string): Promise<void>;
 }

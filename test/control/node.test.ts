@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -80,7 +80,7 @@ describe('/control/* on a node', { skip }, () => {
     const runtime = api.addStore(Buffer.from('runtime (unused by the process driver)'));
     const code = api.addStore(talkerZip());
     const persistent = (c: Record<string, unknown>) => { c.on = { ...(c.on as object), persistent: true }; };
-    hash = api.addProgram({ code, runtime, sender: owner, edit: persistent });
+    hash = api.addProgram({ code, runtime, sender: owner, edit: persistent, volumes: [{ mount: '/var/lib/state', persistence: 'host', name: 'state', size_mib: 1 }] });
     solHash = api.addProgram({ code, runtime, sender: solOwner, variables: { WHO: 'sol' } });
     api.aggregates.set(owner, { security: { authorizations: [{ address: delegate, types: ['INSTANCE'] }, { address: '0x000000000000000000000000000000000000dead', types: ['POST'] }] } });
     node = await startAlephNode({
@@ -213,6 +213,16 @@ describe('/control/* on a node', { skip }, () => {
     assert.equal(stop.body, `Stopped VM with ref ${hash}`);
     assert.equal(running(hash), undefined);
     assert.equal((await operate(hash, 'stop')).body, 'Already stopped, nothing to do');
+    // Erase: its persistent volume goes (the refused attempt leaves it).
+    const volume = path.join((node as TestNode & { cacheDir: string }).cacheDir, 'volumes', hash, 'state');
+    await writeFile(path.join(volume, 'data'), 'owner data');
+    assert.equal((await operate(hash, 'erase', { key: STRANGER_KEY })).status, 403);
+    assert.equal(await readFile(path.join(volume, 'data'), 'utf8'), 'owner data');
+    const erase = await operate(hash, 'erase');
+    assert.equal(erase.status, 200, erase.body);
+    assert.equal(erase.body, `Erased VM with ref ${hash}`);
+    await assert.rejects(stat(path.join(volume, 'data')), { code: 'ENOENT' });
+    assert.deepEqual(node.node.gateway.kept(), [], 'erased: no longer kept');
     const missing = await operate('cd'.repeat(32), 'stop');
     assert.equal(missing.status, 404);
 
