@@ -25,4 +25,8 @@ export class SwappablePrograms implements ProgramSource {
   exists(hash: string): Promise<boolean> {
     return this.source.exists(hash);
   }
+
+  async eraseVolumes(hash: string): Promise<void> {
+    await this.source.eraseVolumes?.(hash);
+  }
 }

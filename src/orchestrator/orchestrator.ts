@@ -5,6 +5,8 @@ import type { MetricsRegistry } from '../metrics/index.js';
 import type { ProgramSource } from '../programs/index.js';
 import { BootBackoff, type BackoffPolicy } from './backoff.js';
 import { Execution } from './execution.js';
+import { Keeper, type KeepReason, type KeptProgram } from './keeper.js';
+import { ProgramLogs, type LogEntry, type LogLimits, type LogListener } from './logs.js';
 import { orchestratorMetrics, type OrchestratorMetrics } from './metrics.js';
 import type { ExecutionGateway, ExecutionInfo, ExecutionState, GuestServices, Lease } from './types.js';
 
@@ -22,6 +24,10 @@ export interface OrchestratorDeps {
   guest?: GuestServices;
   /** Time and timers (boot timeout, idle reaper, drain deadline, backoff); the real clock by default. */
   clock?: Clock;
+  /** Where the kept set (keep()) is persisted; without it the set lives in memory only. */
+  keptFile?: string;
+  /** Bounds of the per-program output buffers (logs()). */
+  logLimits?: LogLimits;
 }
 
 export type StopReason = 'idle' | 'evicted' | 'requested' | 'drain' | 'removed' | 'unhealthy';
@@ -55,6 +61,8 @@ export class Orchestrator implements ExecutionGateway {
   private sequence = 0;
   private draining = false;
   private readonly retireListeners: Array<(hash: string) => void> = [];
+  private readonly keeper: Keeper;
+  private readonly output: ProgramLogs;
 
   constructor(deps: OrchestratorDeps) {
     this.settings = deps.settings;
@@ -65,6 +73,14 @@ export class Orchestrator implements ExecutionGateway {
     this.metrics = orchestratorMetrics(deps.metrics);
     this.clock = deps.clock ?? realClock;
     this.backoff = new BootBackoff(deps.backoff, () => this.clock.now());
+    this.output = new ProgramLogs(deps.logLimits);
+    this.keeper = new Keeper({
+      file: deps.keptFile,
+      start: (hash) => this.bootKept(hash),
+      stop: async (hash) => { await this.stop(hash, 'requested'); },
+      retryInMs: (hash) => this.backoff.blocked(hash)?.remainingMs,
+      clock: this.clock,
+    });
     this.metrics.executions.collect(() => {
       const counts = new Map<ExecutionState, number>();
       for (const e of this.all()) counts.set(e.state, (counts.get(e.state) ?? 0) + 1);
@@ -123,6 +139,40 @@ export class Orchestrator implements ExecutionGateway {
     return true;
   }
 
+  /**
+   * Starts the program now (no request needed) and keeps it running: never stopped
+   * for idleness or evicted, restarted with backoff when it dies, started again after
+   * a node restart (see resumeKept). Resolves once the intent is persisted; the boot
+   * goes on in the background.
+   */
+  keep(hash: string, reason: KeepReason): Promise<void> {
+    return this.keeper.keep(hash, reason);
+  }
+
+  /** Stops the kept program and forgets it. */
+  unkeep(hash: string): Promise<void> {
+    return this.keeper.unkeep(hash);
+  }
+
+  kept(): KeptProgram[] {
+    return this.keeper.list();
+  }
+
+  /** What the program printed lately, across its executions, oldest first. */
+  logs(hash: string): LogEntry[] {
+    return this.output.lines(hash);
+  }
+
+  /** Follows the program's output live; call the returned function to stop. */
+  followLogs(hash: string, listener: LogListener): () => void {
+    return this.output.subscribe(hash, listener);
+  }
+
+  /** At node start: starts every program the last run kept. */
+  resumeKept(): Promise<void> {
+    return this.keeper.restore();
+  }
+
   /** Applies new settings (reload). Running executions keep going under the new limits. */
   updateSettings(settings: OrchestratorSettings): void {
     this.settings = settings;
@@ -131,6 +181,7 @@ export class Orchestrator implements ExecutionGateway {
   /** Refuses new work, lets in-flight requests finish until the deadline, stops everything. */
   async drain(deadlineMs: number): Promise<void> {
     this.draining = true;
+    this.keeper.close();
     const deadline = this.clock.now() + deadlineMs;
     await Promise.all([...this.current.values()].map((e) => this.retire(e, 'drain', deadline)));
     await Promise.all([...this.retiring].map((e) => e.stopping));
@@ -142,6 +193,7 @@ export class Orchestrator implements ExecutionGateway {
    */
   hurry(): void {
     this.draining = true;
+    this.keeper.close();
     for (const execution of [...this.current.values()]) void this.retire(execution, 'drain', this.clock.now());
     for (const execution of this.retiring) for (const wake of execution.idleWaiters.splice(0)) wake();
   }
@@ -225,7 +277,7 @@ export class Orchestrator implements ExecutionGateway {
       for (const done of waiters) done();
       return;
     }
-    if (execution.state !== 'ready' || execution.waiters > 0) return;
+    if (execution.state !== 'ready' || execution.waiters > 0 || this.pinned(execution)) return;
     execution.clearIdleTimer();
     // Counted from the last request, which a worker may report as a moment ago.
     execution.idleTimer = this.clock.after(this.settings.idleTimeoutMs - (this.clock.now() - execution.lastUsedAt), () => {
@@ -254,7 +306,7 @@ export class Orchestrator implements ExecutionGateway {
       await this.admit(execution);
       log.info('program starting', { hash: shortHash(hash), name: program.name || undefined, driver: this.driver.name, id: execution.id });
       this.bootCounts.set(hash, (this.bootCounts.get(hash) ?? 0) + 1);
-      const slot: Slot = { executionId: execution.id };
+      const slot: Slot = { executionId: execution.id, output: (stream, line) => this.output.append(hash, execution.id, stream, line) };
       if (this.guest) {
         const opening = this.guest.open(program, execution.id);
         // A session opened after a timeout must not stay open.
@@ -330,6 +382,7 @@ export class Orchestrator implements ExecutionGateway {
     execution.lastError = reason;
     this.failures.set(hash, execution);
     const delay = this.backoff.fail(hash, reason);
+    this.keeperLost(hash);
     this.metrics.bootFailures.inc({ reason: cause instanceof BootTimeout ? 'timeout' : 'error' });
     log.warn('program failed to boot', { hash: shortHash(hash), id: execution.id, reason, retry_in_ms: delay });
     throw new BootFailedError(`program failed to boot: ${reason}`, { retryAfterS: retryAfterSeconds(delay) });
@@ -345,7 +398,7 @@ export class Orchestrator implements ExecutionGateway {
       const others = this.all().filter((e) => e !== execution);
       const memory = others.reduce((sum, e) => sum + e.memoryMib, 0);
       if (others.length + 1 <= this.settings.maxVms && memory + need <= this.settings.memoryBudgetMib) return;
-      const victim = others.filter((e) => e.idle).sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0];
+      const victim = others.filter((e) => e.idle && !this.pinned(e)).sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0];
       if (!victim) throw this.reject('capacity', new UnavailableError('node is at capacity', 5, 'capacity'));
       this.metrics.evictions.inc();
       log.info('evicting idle program', { hash: shortHash(victim.hash), for: shortHash(execution.hash) });
@@ -377,6 +430,8 @@ export class Orchestrator implements ExecutionGateway {
         this.retiring.delete(execution);
         if (execution.state === 'stopping') execution.transition('stopped');
         this.metrics.stops.inc({ reason });
+        // Replaced (unhealthy, amended): a kept program comes back. Asked to stop: it stays down.
+        if (reason === 'unhealthy' || reason === 'removed') this.keeperLost(execution.hash);
         log.info('program stopped', { hash: shortHash(execution.hash), id: execution.id, reason, uptime_s: Math.round(uptimeMs / 1000), requests: execution.requests });
       }
     })();
@@ -411,6 +466,29 @@ export class Orchestrator implements ExecutionGateway {
     this.failures.set(execution.hash, execution);
     this.metrics.stops.inc({ reason: 'crashed' });
     log.warn('program exited unexpectedly', { hash: shortHash(execution.hash), id: execution.id, exit: how, in_flight: execution.inFlight });
+    this.keeperLost(execution.hash);
+  }
+
+  /** Boots a kept program unless it runs; resolves when ready (no lease: it serves no request). */
+  private async bootKept(hash: string): Promise<void> {
+    if (this.draining) throw new UnavailableError('node is draining', 5, 'draining');
+    let execution = this.current.get(hash);
+    if (!execution) {
+      const blocked = this.backoff.blocked(hash);
+      if (blocked) throw new BootFailedError(`program failed to boot: ${blocked.reason}`);
+      execution = this.boot(hash);
+    }
+    await execution.ready;
+  }
+
+  /** Kept and persistent programs are never stopped for idleness nor evicted. */
+  private pinned(execution: Execution): boolean {
+    return this.keeper.has(execution.hash) || execution.program?.persistent === true;
+  }
+
+  /** Restarts happen after the failure is fully recorded (backoff set, execution gone). */
+  private keeperLost(hash: string): void {
+    if (this.keeper.has(hash)) queueMicrotask(() => this.keeper.lost(hash));
   }
 
   private onTransition(execution: Execution, from: ExecutionState, to: ExecutionState): void {

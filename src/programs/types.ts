@@ -62,6 +62,11 @@ export interface Program {
   codeRef?: string;
   /** Programs from the Aleph network: the PROGRAM message's sender (the program's ALEPH_ADDRESS_TO_USE). */
   sender?: string;
+  /**
+   * Never stopped for idleness: PROGRAM messages with `on.persistent: true`, and every
+   * INSTANCE. Whether it runs without a request is the scheduler's call (allocations).
+   */
+  persistent?: boolean;
 }
 
 /** Where program definitions come from (local registry, Aleph network). */
@@ -76,4 +81,9 @@ export interface ProgramSource {
    * cannot tell answers false.
    */
   exists(hash: string): Promise<boolean>;
+  /**
+   * Deletes the program's persistent volumes (its owner's erase). Call only while it
+   * does not run; its next start gets empty ones. Sources without volumes omit it.
+   */
+  eraseVolumes?(hash: string): Promise<void>;
 }

@@ -110,6 +110,14 @@ export class AlephProgramSource implements ProgramSource {
     return [...this.resolved.values()].map((r) => r.program);
   }
 
+  async eraseVolumes(hash: string): Promise<void> {
+    if (!/^[0-9a-f]{64}$/.test(hash)) throw new NotFoundError('not a program hash');
+    // The next resolve makes the folders again (a cached program would point at removed ones).
+    this.resolved.delete(hash);
+    await rm(path.join(this.settings.volumesDir, hash), { recursive: true, force: true });
+    log.info('persistent volumes erased', { hash: shortHash(hash) });
+  }
+
   exists(hash: string): Promise<boolean> {
     if (this.resolved.has(hash)) return Promise.resolve(true);
     const cached = this.existence.get(hash);
