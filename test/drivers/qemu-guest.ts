@@ -8,7 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildBaseInitramfs, ensureKernel, type KernelFiles } from '../../src/drivers/image/index.js';
+import { buildBaseInitramfs, buildGuestAgent, ensureKernel, type KernelFiles } from '../../src/drivers/image/index.js';
 import { findExecutable } from '../../src/drivers/qemu/checks.js';
 
 export interface GuestSetup {
@@ -34,7 +34,8 @@ export async function guestSetup(): Promise<GuestSetup> {
   const kernel = await ensureKernel();
   const dir = await mkdtemp(join(tmpdir(), 'aleph-edge-test-vm-'));
   const initramfs = join(dir, 'initramfs.cpio');
-  await writeFile(initramfs, await buildBaseInitramfs({ modulesDir: kernel.modulesDir }));
+  const agent = await buildGuestAgent(join(dir, 'aleph-agent'));
+  await writeFile(initramfs, await buildBaseInitramfs({ modulesDir: kernel.modulesDir, agent }));
   return { kernel, initramfs, dir };
 }
 

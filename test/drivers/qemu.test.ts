@@ -247,6 +247,7 @@ describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 120_
         qemu: { binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir },
         firecracker: undefined as never,
         network: undefined as never,
+        snapshots: { enabled: false, dir: '', maxBytes: 0 },
       },
     });
     const program = makeProgram([]);
