@@ -15,6 +15,8 @@ say() { echo "aleph-guest: $*"; }
 fail() { say "$*"; sync; reboot -f; }
 
 for m in $(cat /etc/aleph/modules); do insmod "/lib/modules/aleph/$m.ko" 2>/dev/null; done
+# The node's control channel (clock and entropy after a restore from a snapshot).
+[ -x /bin/aleph-agent ] && /bin/aleph-agent &
 
 ip=; gw=; dns=
 for arg in $(cat /proc/cmdline); do

@@ -437,6 +437,7 @@ export function defaultDriversSettings(): DriversSettings {
       apiTimeoutMs: 5 * SECOND,
     },
     network: { pool: '172.16.0.0/24', prefix: 30, tapPrefix: 'aetap', stateDir: '/run/aleph-edge/net', outboundInterface: '' },
+    snapshots: { enabled: false, dir: '/var/cache/aleph-edge/snapshots', maxBytes: 4 * 1024 * 1024 * KIB },
   };
 }
 
@@ -494,8 +495,15 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
     outboundInterface: n.string('outbound_interface', ''),
   };
   n.finish();
+  const s = d.table('snapshots');
+  const snapshots: DriversSettings['snapshots'] = {
+    enabled: s.bool('enabled', defaults.snapshots.enabled),
+    dir: paths.resolve(s.checked('dir', defaults.snapshots.dir, nonEmpty)),
+    maxBytes: s.size('max_size', defaults.snapshots.maxBytes, 1024 * KIB),
+  };
+  s.finish();
   d.finish();
-  return { process: processSettings, qemu, firecracker, network };
+  return { process: processSettings, qemu, firecracker, network, snapshots };
 }
 
 // Operator kernel arguments: within what Firecracker's command line leaves after

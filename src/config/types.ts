@@ -140,11 +140,19 @@ export interface ProcessDriverSettings {
   python: string; // interpreter for ASGI programs; default 'python3' (PATH); a path with '/' is resolved against the config file
 }
 
+/** [drivers.snapshots]: VM state saved once a program is ready, restored instead of booting (docs/snapshots.md). */
+export interface SnapshotSettings {
+  enabled: boolean; // default false
+  dir: string; // default /var/cache/aleph-edge/snapshots
+  maxBytes: number; // max_size: the cache's bound, least recently used evicted first; default 4GiB
+}
+
 export interface DriversSettings {
   process: ProcessDriverSettings;
   qemu: QemuDriverSettings;
   firecracker: FirecrackerDriverSettings;
   network: NetworkDriverSettings;
+  snapshots: SnapshotSettings;
 }
 
 export interface ProgramsSettings {

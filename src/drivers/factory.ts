@@ -7,6 +7,8 @@ import { defaultDriversSettings } from '../config/index.js';
 import { QemuDriver } from './qemu/index.js';
 import { FirecrackerDriver } from './firecracker/index.js';
 import { NetworkPool } from './net/index.js';
+import { SnapshotStore } from './vm/index.js';
+import { createLogger } from '../common/index.js';
 
 export type DriverName = 'process' | 'qemu' | 'firecracker';
 
@@ -23,8 +25,13 @@ export function createDriver(name: DriverName, opts: DriverOptions): Driver {
     case 'process':
       return new ProcessDriver({ ...opts, python: opts.python ?? (opts.drivers ?? defaultDriversSettings()).process.python });
     case 'qemu': {
-      const { qemu, network } = opts.drivers ?? defaultDriversSettings();
-      return new QemuDriver({ ...qemu, stopGraceMs: opts.stopGraceMs, pool: qemu.network === 'tap' ? new NetworkPool(network) : undefined });
+      const { qemu, network, snapshots } = opts.drivers ?? defaultDriversSettings();
+      return new QemuDriver({
+        ...qemu,
+        stopGraceMs: opts.stopGraceMs,
+        pool: qemu.network === 'tap' ? new NetworkPool(network) : undefined,
+        snapshots: snapshots.enabled ? new SnapshotStore(snapshots.dir, snapshots.maxBytes, createLogger('snapshots')) : undefined,
+      });
     }
     case 'firecracker': {
       const { firecracker, network } = opts.drivers ?? defaultDriversSettings();

@@ -38,6 +38,13 @@ export interface Instance {
   pid: number | undefined;
   /** Where the program reaches the node's guest API (a guest-link listener the driver opened), if any. */
   guestApi?: Endpoint;
+  /**
+   * Called once, when the orchestrator has found the program ready (its first HTTP
+   * answer). A VM driver may save the VM's state then, for later starts to restore.
+   */
+  ready?(): void;
+  /** True when this instance was restored from saved state rather than booted. */
+  restored?: boolean;
   /** Stops the program (graceful, then forced after the grace period); idempotent. */
   stop(): Promise<void>;
   /** Settles once the program has exited, for whatever reason. Never rejects. */

@@ -353,7 +353,9 @@ export class Orchestrator implements ExecutionGateway {
       log.info('program ready', {
         hash: shortHash(hash), id: execution.id, pid: instance.pid,
         start_ms: Math.round(t1 - t0), ready_ms: Math.round(t2 - t1),
+        ...(instance.restored ? { restored: true } : {}),
       });
+      instance.ready?.();
       this.onIdle(execution);
     } catch (error) {
       await this.failBoot(execution, error);

@@ -4,11 +4,11 @@
 
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildBaseInitramfs, ensureKernel, type KernelFiles } from '../../src/drivers/image/index.js';
+import { buildBaseInitramfs, buildGuestAgent, ensureKernel, type KernelFiles } from '../../src/drivers/image/index.js';
 import { findExecutable } from '../../src/drivers/qemu/checks.js';
 
 export interface GuestSetup {
@@ -34,7 +34,8 @@ export async function guestSetup(): Promise<GuestSetup> {
   const kernel = await ensureKernel();
   const dir = await mkdtemp(join(tmpdir(), 'aleph-edge-test-vm-'));
   const initramfs = join(dir, 'initramfs.cpio');
-  await writeFile(initramfs, await buildBaseInitramfs({ modulesDir: kernel.modulesDir }));
+  const agent = await buildGuestAgent(join(dir, 'aleph-agent'));
+  await writeFile(initramfs, await buildBaseInitramfs({ modulesDir: kernel.modulesDir, agent }));
   return { kernel, initramfs, dir };
 }
 
@@ -94,12 +95,29 @@ export function netnsSkipReason(): string {
 }
 
 /** TCP listeners on `host` (IPv4), from /proc/net/tcp. */
-export function tcpListeners(host: string): string[] {
+export function tcpListeners(host: string, options: { ownOnly?: boolean } = {}): string[] {
   const hex = host.split('.').map((b) => Number(b).toString(16).padStart(2, '0').toUpperCase()).reverse().join('');
+  // /proc/net/tcp is the whole network namespace: other test files (and other work on the
+  // machine) listen on the same addresses. ownOnly keeps the sockets this process holds.
+  const own = options.ownOnly ? ownSocketInodes() : undefined;
   return readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)
     .map((line) => line.trim().split(/\s+/))
-    .filter((f) => f[1]?.startsWith(`${hex}:`) && f[3] === '0A')
+    .filter((f) => f[1]?.startsWith(`${hex}:`) && f[3] === '0A' && (!own || own.has(f[9]!)))
     .map((f) => f[1]!);
+}
+
+function ownSocketInodes(): Set<string> {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+      if (inode) inodes.add(inode);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return inodes;
 }
 
 /** An HTTP server on a unix socket in the guest API's place: what reaches the socket is what the guest sent. */

@@ -148,7 +148,7 @@ describe('qemu driver start-up checks', () => {
 
 const skip = qemuSkipReason();
 
-describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 120_000 }, () => {
+describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 600_000 }, () => {
   let guest: GuestSetup;
   let code: string;
 
@@ -247,6 +247,7 @@ describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 120_
         qemu: { binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir },
         firecracker: undefined as never,
         network: undefined as never,
+        snapshots: { enabled: false, dir: '', maxBytes: 0 },
       },
     });
     const program = makeProgram([]);
@@ -312,10 +313,10 @@ describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 120_
         const program = makeProgram([]);
         program.sender = '0x5a3bE3a63C3C8bD9c1B0a1F8D4b2a8E31bC0f2D1';
         program.launch = { kind: 'vm', code, entrypoint: '/app/start', env: { ALEPH_API_HOST: 'http://set-by-the-program' }, kernel: '', initramfs: '', internet: false };
-        const before = tcpListeners(v.listenHost).length;
+        const before = tcpListeners(v.listenHost, { ownOnly: true }).length;
         const instance = await v.driver().start(program, { ...nextSlot(), guestApi: { socket: api.socket } });
         try {
-          assert.equal(tcpListeners(v.listenHost).length, before + 1, `${v.name}: the link listens on ${v.listenHost}`);
+          assert.equal(tcpListeners(v.listenHost, { ownOnly: true }).length, before + 1, `${v.name}: the link listens on ${v.listenHost}`);
           assert.equal(instance.guestApi?.kind === 'tcp' && instance.guestApi.host, v.listenHost, 'the instance reports its guest-link listener');
           await waitForHttp(instance.endpoint, { path: '/', deadline: Date.now() + 30_000 });
           const reply = (await httpGet(instance.endpoint, '/cgi-bin/api')).body;
@@ -328,7 +329,7 @@ describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 120_
         } finally {
           await instance.stop();
         }
-        assert.equal(tcpListeners(v.listenHost).length, before, `${v.name}: the link closed with the VM`);
+        assert.equal(tcpListeners(v.listenHost, { ownOnly: true }).length, before, `${v.name}: the link closed with the VM`);
       }
       assert.deepEqual(await readdir(runDir), []);
     } finally {
@@ -340,9 +341,9 @@ describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 120_
     const driver = new QemuDriver({ stopGraceMs: 100, binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir: join(guest.dir, 'failed-vms') });
     const program = makeProgram([]);
     program.launch = { kind: 'vm', code: join(guest.dir, 'no-such-code'), entrypoint: '/app/start', env: {}, kernel: '', initramfs: '', internet: false };
-    const before = tcpListeners(GUEST_API_LOOPBACK).length;
+    const before = tcpListeners(GUEST_API_LOOPBACK, { ownOnly: true }).length;
     await assert.rejects(driver.start(program, { ...nextSlot(), guestApi: { socket: join(guest.dir, 'unused.sock') } }), /no-such-code does not exist/);
-    assert.equal(tcpListeners(GUEST_API_LOOPBACK).length, before);
+    assert.equal(tcpListeners(GUEST_API_LOOPBACK, { ownOnly: true }).length, before);
     assert.deepEqual(await readdir(join(guest.dir, 'failed-vms')), []);
   });
 

@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DEFAULT_KERNEL_PACKAGE, DEFAULT_VM_CACHE, ensureKernel, extractVmlinux } from './kernel.js';
 import { buildBaseInitramfs, DEFAULT_BUSYBOX } from './initramfs.js';
+import { buildGuestAgent } from './agent.js';
 
 export interface GuestImageOptions {
   outDir: string;
@@ -32,7 +33,13 @@ export async function buildGuestImage(options: GuestImageOptions): Promise<Guest
   await copyFile(kernel.vmlinuz, `${vmlinuz}.tmp`);
   await rename(`${vmlinuz}.tmp`, vmlinuz);
   const initramfs = join(options.outDir, 'initramfs.cpio');
-  await writeFile(`${initramfs}.tmp`, await buildBaseInitramfs({ modulesDir: kernel.modulesDir, busybox: options.busybox ?? DEFAULT_BUSYBOX }));
+  // The agent is what makes a VM safe to restore from a snapshot; without a compiler the
+  // image still boots, and snapshots are skipped (the node says so when it tries).
+  const agent = await buildGuestAgent(join(options.outDir, 'aleph-agent')).catch((err: Error) => {
+    process.stderr.write(`image build: no guest agent, VMs from this image are never snapshotted: ${err.message}\n`);
+    return undefined;
+  });
+  await writeFile(`${initramfs}.tmp`, await buildBaseInitramfs({ modulesDir: kernel.modulesDir, busybox: options.busybox ?? DEFAULT_BUSYBOX, agent }));
   await rename(`${initramfs}.tmp`, initramfs);
   let vmlinux: string | undefined;
   if (options.vmlinux) {

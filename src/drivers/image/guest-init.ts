@@ -18,6 +18,8 @@
 //   /etc/aleph/hostname      the hostname (the base32 label of the program hash)
 //   /etc/aleph/stop-timeout  seconds between SIGTERM and SIGKILL at shutdown (default 2)
 //   /opt/aleph-guest  guest/'s Python packages (the ASGI server), bind-mounted read-only
+//   /bin/aleph-agent  (optional) answers the node on the virtio-serial port org.aleph.ctl: after a
+//                     restore from a snapshot, the clock and a kernel reseed (docs/snapshots.md)
 //   readiness         the host decides: the first HTTP answer on :8080 means ready
 //   shutdown          SIGINT to PID 1 (Ctrl-Alt-Del, or the ACPI power button via acpid) -> SIGTERM
 //                     to the program, SIGKILL after stop-timeout; then the volumes are unmounted
@@ -50,6 +52,7 @@ export const GUEST_MODULES = [
   'net_failover',
   'virtio_net',
   'virtio_blk',
+  'virtio_console', // the control channel of VMs that may be snapshotted (guest/agent)
   'evdev',
   'button',
   'squashfs',

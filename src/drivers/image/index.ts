@@ -4,3 +4,4 @@ export { buildBaseInitramfs, buildProgramArchive, envScript, DEFAULT_BUSYBOX } f
 export { encodeCpio, treeEntries, writeConcatenated, type CpioEntry } from './cpio.js';
 export { GUEST_DIR, GUEST_INIT, GUEST_MODULES } from './guest-init.js';
 export { buildRuntime, ensureRuntime, sha256File, RUNTIME_PACKAGES, type RuntimeImage, type RuntimeOptions } from './runtime.js';
+export { buildGuestAgent, AGENT_SOURCE } from './agent.js';

@@ -15,6 +15,8 @@ export interface BaseImageOptions {
   busybox?: string; // a statically linked busybox (Debian: busybox-static)
   /** Where guest/ is (its Python packages go to /opt/aleph-guest); default the package's own. */
   guestDir?: string;
+  /** The static guest agent (buildGuestAgent), for VMs that may be snapshotted; absent = none. */
+  agent?: string;
 }
 
 /** The base initramfs as one newc archive. */
@@ -37,6 +39,11 @@ export async function buildBaseInitramfs(options: BaseImageOptions): Promise<Buf
   ];
   for (const module of modules) {
     entries.push({ type: 'file', path: `lib/modules/aleph/${module.name}.ko`, data: await readFile(module.path) });
+  }
+  if (options.agent) {
+    const agent = await readFile(options.agent);
+    if (!isStaticElf(agent)) throw new Error(`${options.agent} is not a statically linked ELF`);
+    entries.push({ type: 'file', path: 'bin/aleph-agent', mode: 0o755, data: agent });
   }
   entries.push(...(await guestPackages(options.guestDir ?? GUEST_DIR)));
   return encodeCpio(entries);

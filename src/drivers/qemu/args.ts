@@ -1,5 +1,7 @@
 // The qemu command line for one VM, as a pure function (unit-tested on its own).
 
+import { CONTROL_PORT_NAME } from './control.js';
+
 export type QemuMachine = 'microvm' | 'q35';
 export type QemuAccel = 'kvm' | 'tcg';
 
@@ -20,6 +22,10 @@ export interface QemuVmSpec {
     | { mode: 'tap'; tap: string };
   /** virtio-blk disks in guest order (vda, vdb, ...), from src/drivers/vm/layout.ts; the id is also the serial. */
   drives?: Array<{ id: string; path: string; readOnly: boolean }>;
+  /** The guest control channel (virtio-serial port org.aleph.ctl) as a unix socket on the host: VMs that may be snapshotted have one. */
+  control?: string;
+  /** Start from this saved state (a migration stream) instead of booting: the device set must be the one it was saved with. */
+  incoming?: string;
 }
 
 /** Guest address under qemu user-mode networking (slirp defaults). */
@@ -60,7 +66,20 @@ export function qemuArgs(spec: QemuVmSpec): string[] {
     args.push('-drive', `file=${file},if=none,id=${drive.id},format=raw,readonly=${drive.readOnly ? 'on' : 'off'}`);
     args.push('-device', `${device('virtio-blk-pci', 'virtio-blk-device')},drive=${drive.id},serial=${drive.id}`);
   }
+  if (spec.control) {
+    args.push('-chardev', `socket,id=actl,path=${spec.control.replaceAll(',', ',,')},server=on,wait=off`);
+    args.push('-device', device('virtio-serial-pci', 'virtio-serial-device'));
+    args.push('-device', `virtserialport,chardev=actl,name=${CONTROL_PORT_NAME}`);
+  }
+  // exec: runs through /bin/sh: only plain paths (checked by the caller with plainPath).
+  if (spec.incoming) args.push('-incoming', `exec:cat ${plainPath(spec.incoming)}`);
   return args;
+}
+
+/** `path` when it needs no quoting in a shell word, else an error. */
+export function plainPath(path: string): string {
+  if (!/^\/[\w./@+-]+$/.test(path)) throw new Error(`${JSON.stringify(path)} needs quoting`);
+  return path;
 }
 
 /**

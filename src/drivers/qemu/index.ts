@@ -8,19 +8,23 @@
 // user-mode networking (docs/guest-api.md). Stop: ACPI power button over QMP, then QMP
 // quit, then SIGKILL; the per-VM directory and the tap lease are freed on exit.
 
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createLogger, shortHash } from '../../common/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createLogger, shortHash, type Logger } from '../../common/index.js';
 import { buildProgramArchive, kvmUsable, writeConcatenated } from '../image/index.js';
-import { prepareDisks, vmLayout, STOP_TIMEOUT_S } from '../vm/index.js';
+import { prepareDisks, vmLayout, snapshotKey, STOP_TIMEOUT_S, type SnapshotStore } from '../vm/index.js';
 import type { NetworkPool } from '../net/index.js';
 import { LOOPBACK_HOST, pickFreePort } from '../process/port.js';
 import type { Program, VmLaunch } from '../../programs/index.js';
 import { DriverStartError, type Driver, type Endpoint, type Instance, type Slot } from '../types.js';
-import { qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
+import { plainPath, qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
 import { guestEnv, openGuestLink, type GuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
 import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from './checks.js';
 import { QmpClient } from './qmp.js';
+import { controlGuest, restoreCommands } from './control.js';
 import { VmProcess, type Cleanup } from './vm-process.js';
 import { stopGrace } from '../stop-grace.js';
 
@@ -36,6 +40,8 @@ export interface QemuDriverOptions {
   runDir: string;
   /** Required when network = 'tap'. */
   pool?: NetworkPool;
+  /** Save VMs once ready and restore them instead of booting (docs/snapshots.md); absent = always boot. */
+  snapshots?: SnapshotStore;
 }
 
 export const QEMU_DEFAULTS = {
@@ -54,6 +60,31 @@ export function checkQemuOptions(options: QemuDriverOptions): string[] {
   if (options.runDir === '') problems.push('drivers.qemu.run_dir is not set');
   if (options.network === 'tap' && !options.pool) problems.push('drivers.qemu.network = "tap" needs a [drivers.network] pool');
   return problems;
+}
+
+/** The node's version: a saved state is never restored by another one. */
+const NODE_VERSION = (JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+/** How long a restore may take to load and to hear from the guest agent. */
+const RESTORE_WAIT_MS = 20_000;
+
+/** Polls QMP until the VM runs (a restore has loaded); rejects when it does not within `ms`. */
+async function waitRunning(qmpSocket: string, ms: number): Promise<true> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const client = await QmpClient.connect(qmpSocket).catch(() => undefined);
+    if (client) {
+      try {
+        const status = (await client.execute('query-status')) as { status?: string };
+        if (status.status === 'running') return true;
+      } catch {
+        // not yet
+      } finally {
+        client.close();
+      }
+    }
+    await sleep(50);
+  }
+  throw new Error(`the saved state did not load within ${ms} ms`);
 }
 
 /** What the guest init prints when it starts the program (see image/guest-init.ts). */
@@ -146,7 +177,7 @@ export class QemuDriver implements Driver {
         this.warnedMicrovmTcg = true;
         this.log.warn('machine = "microvm" under TCG: guests can hang calibrating their clock; "auto" picks q35 here');
       }
-      const args = qemuArgs({
+      const spec: QemuVmSpec = {
         machine,
         accel,
         memoryMib: program.memoryMib,
@@ -157,7 +188,15 @@ export class QemuDriver implements Driver {
         qmpSocket,
         net,
         drives: layout.drives,
-      });
+      };
+      // Snapshots: only where a saved state cannot go stale. Writable drives (ephemeral and
+      // persistent volumes) would be seen through the page cache of another life, and a
+      // tap guest keeps the address of the life it was saved in: those always boot.
+      const store = this.options.snapshots;
+      const snapshot = store && net.mode === 'user' && layout.drives.every((d) => d.readOnly)
+        ? { store, key: await this.snapshotKeyOf(spec, launch.initramfs || this.options.initramfs, archive, apiHost !== ''), control: join(dir, 'ctl.sock') }
+        : undefined;
+      if (snapshot) spec.control = snapshot.control;
       const qmp = (command: string) => async () => {
         const client = await QmpClient.connect(qmpSocket);
         try {
@@ -166,33 +205,125 @@ export class QemuDriver implements Driver {
           client.close();
         }
       };
-      let markSeen!: () => void;
-      const seen = new Promise<void>((resolve) => (markSeen = resolve));
-      const vm = await VmProcess.spawn(this.options.binary, args, {
-        onConsole: (line) => {
+      const stopGraceMs = stopGrace(this.options.stopGraceMs, STOP_TIMEOUT_S[launch.aleph?.interface ?? 'binary']);
+      const spawnVm = (args: string[], onConsole?: (line: string) => void) =>
+        VmProcess.spawn(this.options.binary, args, {
+          onConsole,
+          endpoint,
+          output: slot.output,
+          // The guest init's own stop-timeout for this program (13 s for ASGI) fits in the grace.
+          stopGraceMs,
+          log,
+          console: withFields(this.console, { hash }),
+          hooks: { graceful: qmp('system_powerdown'), forced: qmp('quit') },
+        });
+
+      const saved = snapshot ? await snapshot.store.find(snapshot.key) : undefined;
+      const restored = saved && snapshot ? await this.restore(spawnVm, { ...spec, incoming: saved.state }, snapshot.control, log) : undefined;
+      if (saved && snapshot && !restored) await snapshot.store.remove(snapshot.key);
+      let vm: VmProcess;
+      if (restored) {
+        vm = restored;
+      } else {
+        let markSeen!: () => void;
+        const seen = new Promise<void>((resolve) => (markSeen = resolve));
+        vm = await spawnVm(qemuArgs(spec), (line) => {
           if (line.startsWith(GUEST_STARTED_MARKER)) markSeen();
-        },
-        endpoint,
-        output: slot.output,
-        // The guest init's own stop-timeout for this program (13 s for ASGI) fits in the grace.
-        stopGraceMs: stopGrace(this.options.stopGraceMs, STOP_TIMEOUT_S[launch.aleph?.interface ?? 'binary']),
-        log,
-        console: withFields(this.console, { hash }),
-        hooks: { graceful: qmp('system_powerdown'), forced: qmp('quit') },
-        cleanups: cleanups.splice(0),
-      });
+        });
+        for (const step of cleanups.splice(0)) vm.onCleanup(step);
+        if (snapshot) vm.ready = () => void this.saveSnapshot(snapshot, qmpSocket, program, log);
+        // Launched = the guest's init started the program. Probing HTTP before that is
+        // wasted: qemu's port forward accepts connections that then hang while the guest
+        // boots. Readiness itself stays HTTP-level (the orchestrator's probe).
+        const launched = await vm.launchedWithin(seen, LAUNCH_WAIT_MS);
+        if (!launched) log.info('no launch line from the guest yet');
+      }
+      for (const step of cleanups.splice(0)) vm.onCleanup(step); // restored: its steps from now on
       if (link) vm.guestApi = { kind: 'tcp', host: link.host, port: link.port };
-      // Launched = the guest's init started the program. Probing HTTP before that is
-      // wasted: qemu's port forward accepts connections that then hang while the guest
-      // boots. Readiness itself stays HTTP-level (the orchestrator's probe).
-      const launched = await vm.launchedWithin(seen, LAUNCH_WAIT_MS);
-      log.info(launched ? 'vm started' : 'vm started (no launch line from the guest yet)', { pid: vm.pid, accel, machine, memory_mib: program.memoryMib, vcpus: program.vcpus, drives: layout.drives.length, endpoint: `${endpoint.host}:${endpoint.port}` });
+      log.info(vm.restored ? 'vm restored' : 'vm started', { pid: vm.pid, accel, machine, memory_mib: program.memoryMib, vcpus: program.vcpus, drives: layout.drives.length, endpoint: `${endpoint.host}:${endpoint.port}` });
       return vm;
     } catch (err) {
       await undo();
       if (err instanceof DriverStartError) throw err;
       throw new DriverStartError(`qemu: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /**
+   * Everything a saved state depends on: the node's version, qemu, the kernel, the
+   * base initramfs, the program's archive (code, entry, variables), its drives (each
+   * file's identity), resources, machine and kernel arguments. Any change is a new
+   * key, so an amended program, a new runtime or other resources never meet an old state.
+   */
+  private async snapshotKeyOf(spec: QemuVmSpec, baseInitramfs: string, archive: Buffer, guestApi: boolean): Promise<string> {
+    const identity = async (path: string) => {
+      const s = await stat(path);
+      return { path, size: s.size, mtime: s.mtimeMs, ino: s.ino };
+    };
+    return snapshotKey({
+      node: NODE_VERSION,
+      qemu: await identity(findExecutable(this.options.binary) ?? this.options.binary),
+      kernel: await identity(spec.kernel),
+      base: await identity(baseInitramfs),
+      archive: createHash('sha256').update(archive).digest('hex'),
+      drives: await Promise.all((spec.drives ?? []).map(async (d) => ({ id: d.id, readOnly: d.readOnly, file: await identity(d.path) }))),
+      memoryMib: spec.memoryMib,
+      vcpus: spec.vcpus,
+      machine: spec.machine,
+      accel: spec.accel,
+      kernelArgs: spec.kernelArgs,
+      guestApi,
+    });
+  }
+
+  /**
+   * Starts a VM from saved state and gives the guest this life's clock and entropy.
+   * Undefined (the VM gone) when the state does not load or the guest does not answer:
+   * the caller boots instead.
+   */
+  private async restore(spawnVm: (args: string[]) => Promise<VmProcess>, spec: QemuVmSpec, control: string, log: Logger): Promise<VmProcess | undefined> {
+    const vm = await spawnVm(qemuArgs(spec));
+    try {
+      const running = await vm.whileRunning(waitRunning(spec.qmpSocket, RESTORE_WAIT_MS));
+      if (!running) throw new Error('qemu exited while loading the saved state');
+      await controlGuest(control, restoreCommands(), RESTORE_WAIT_MS);
+      vm.restored = true;
+      return vm;
+    } catch (err) {
+      log.warn('snapshot restore failed, booting instead', { error: (err as Error).message });
+      await vm.kill();
+      await Promise.all([rm(control, { force: true }), rm(spec.qmpSocket, { force: true })]);
+      return undefined;
+    }
+  }
+
+  /** Saves the ready VM's state (qemu migration to a file), then lets it run on. Never throws. */
+  private async saveSnapshot(snapshot: { store: SnapshotStore; key: string; control: string }, qmpSocket: string, program: Program, log: Logger): Promise<void> {
+    try {
+      // Only a guest whose agent answers can be restored correctly (clock, entropy).
+      await controlGuest(snapshot.control, [`time ${Math.floor(Date.now() / 1000)} 0`], RESTORE_WAIT_MS);
+    } catch (err) {
+      log.warn('no snapshot: the guest agent does not answer (an initramfs built without aleph-agent?)', { error: (err as Error).message });
+      return;
+    }
+    const t0 = performance.now();
+    const entry = await snapshot.store.save(snapshot.key, `qemu ${program.hash}`, async (statePath) => {
+      const client = await QmpClient.connect(qmpSocket);
+      try {
+        await client.execute('migrate', { uri: `exec:cat > ${plainPath(statePath)}` });
+        for (;;) {
+          const status = (await client.execute('query-migrate')) as { status?: string; 'error-desc'?: string };
+          if (status.status === 'completed') break;
+          if (status.status === 'failed' || status.status === 'cancelled') throw new Error(`migration ${status.status}${status['error-desc'] ? `: ${status['error-desc']}` : ''}`);
+          await sleep(50);
+        }
+      } finally {
+        // A completed migration leaves the VM paused ('postmigrate'): it serves on.
+        await client.execute('cont').catch(() => {});
+        client.close();
+      }
+    });
+    if (entry) log.info('snapshot saved', { key: entry.key.slice(0, 12), bytes: entry.size, save_ms: Math.round(performance.now() - t0) });
   }
 
   /**

@@ -24,9 +24,14 @@ export class VmProcess implements Instance {
   readonly pid: number;
   /** The guest-link listener the driver opened for this VM's guest API, if any. */
   guestApi?: Endpoint;
+  /** Set by a driver that saves the VM's state once the program is ready (Instance.ready). */
+  ready?: () => void;
+  /** True when the VM started from saved state. */
+  restored = false;
   private requested = false;
   private vmmExited = false;
   private stopping: Promise<void> | undefined;
+  private cleanedUp = false;
   private readonly cleanups: Cleanup[] = [];
   private readonly vmmExit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
@@ -54,6 +59,11 @@ export class VmProcess implements Instance {
       await this.runCleanups();
       return { code, signal, requested: this.requested };
     });
+  }
+
+  /** Resolves when `check` does, false when the VMM exits first. */
+  async whileRunning<T>(check: Promise<T>): Promise<T | false> {
+    return Promise.race([check, this.vmmExit.then(() => false as const)]);
   }
 
   /** Spawns the VMM in its own process group with its console captured. */
@@ -109,15 +119,25 @@ export class VmProcess implements Instance {
     }
   }
 
-  /** Registers a cleanup step; steps run in reverse order of registration. */
+  /** Registers a cleanup step; steps run in reverse order of registration (at once when the VM is already gone). */
   onCleanup(step: Cleanup): void {
-    this.cleanups.push(step);
+    if (this.cleanedUp) void Promise.resolve().then(step).catch((err: Error) => this.log.error('vm cleanup step failed', { error: err.message }));
+    else this.cleanups.push(step);
   }
 
   stop(): Promise<void> {
     if (!this.vmmExited) this.requested = true;
     this.stopping ??= this.runStop();
     return this.stopping;
+  }
+
+  /** Ends the VMM at once (a VM that never served: a failed restore). */
+  async kill(): Promise<void> {
+    if (!this.vmmExited) {
+      this.requested = true;
+      signalGroup(this.pid, 'SIGKILL');
+    }
+    await this.exited;
   }
 
   private async runStop(): Promise<void> {
@@ -148,6 +168,7 @@ export class VmProcess implements Instance {
   }
 
   private async runCleanups(): Promise<void> {
+    this.cleanedUp = true;
     for (const step of this.cleanups.splice(0).reverse()) {
       try {
         await step();
