@@ -29,6 +29,8 @@ export class FakeInstance implements Instance {
   listening = false;
   exitInfo: ExitInfo | undefined;
   stopCalls = 0;
+  /** How often the orchestrator called ready() (a VM driver may save the VM's state then). */
+  readyCalls = 0;
   private resolveExit!: (info: ExitInfo) => void;
   private listeners: Array<() => void> = [];
   private stopping: Promise<void> | undefined;
@@ -42,6 +44,10 @@ export class FakeInstance implements Instance {
 
   get running(): boolean {
     return this.exitInfo === undefined;
+  }
+
+  ready(): void {
+    this.readyCalls++;
   }
 
   /** The program starts answering (its probe resolves). */

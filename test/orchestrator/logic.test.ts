@@ -67,6 +67,7 @@ describe('orchestrator logic (fake clock, fake driver)', () => {
     assert.equal(o.list()[0]!.in_flight, 0);
     (await o.acquire(hashOf(1))).release();
     assert.equal(driver.starts(hashOf(1)), 1, 'warm reuse boots nothing');
+    assert.equal(driver.of(hashOf(1))[0]!.readyCalls, 1, 'the instance heard once that it is ready (snapshots are saved then)');
   });
 
   it('leases a warm program synchronously, never boots through leaseIfReady, and stops leasing when draining', async () => {
