@@ -246,6 +246,7 @@ export class AlephEdgeNode {
         forwarder: this.forwarder,
         metrics: this.metrics,
         version: this.options.version,
+        alephVmVersion: (this.settings.node ?? defaultNodeSettings()).alephVmVersion,
         inherited,
       });
     try {

@@ -3,7 +3,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createLogger } from '../common/index.js';
-import { executionsV1, executionsV2 } from './executions.js';
+import { executionRecords, executionsV1, executionsV2 } from './executions.js';
 import { renderIndex } from './index-page.js';
 import { NEWER_CHECKS, REQUIRED_CHECKS, type DiagnosticResult, type NodeState } from './types.js';
 import { compareVersions, parseVersion } from './version.js';
@@ -32,11 +32,17 @@ function cookie(req: IncomingMessage, name: string): string | undefined {
 }
 
 export class NodePages {
-  constructor(private readonly state: NodeState, private readonly version: string) {}
+  /** Headers naming this node's software on every answer of the node's own (pages, errors, the :80 redirect). */
+  readonly identityHeaders: Readonly<Record<string, string>>;
 
-  /** The `Server` header of every node response. */
-  get serverHeader(): string {
-    return `aleph-edge/${this.version}`;
+  /**
+   * `version` is aleph-edge's own; `alephVmVersion` the aleph-vm release whose API we
+   * answer. The network's monitor scores a node by `Server: aleph-vm/<known release>`
+   * (regex `^aleph-vm/(.*)$`), so Server carries that, and our own name goes in
+   * X-Aleph-Edge-Version (and on the index page).
+   */
+  constructor(private readonly state: NodeState, private readonly version: string, private readonly alephVmVersion: string) {
+    this.identityHeaders = Object.freeze({ server: `aleph-vm/${alephVmVersion}`, 'x-aleph-edge-version': version });
   }
 
   /** Answers one request for a node page; `target` is the validated origin-form path + query. */
@@ -72,6 +78,9 @@ export class NodePages {
       case '/about/capability': return json(await s.capability());
       case '/about/executions/list': return json(executionsV1(await s.executions()));
       case '/v2/about/executions/list': return json(executionsV2(await s.executions()));
+      case '/about/executions/records': return json(executionRecords(await s.executions()));
+      // The reference's answer on a node without confidential computing (no SEV here: no platform certificates).
+      case '/about/certificates': return text('Confidential computing setting not enabled on that server', 503);
       case '/about/login': return this.login(url.searchParams.get('token'));
       case '/about/config': return (await this.loggedIn(req)) ? json(await s.effectiveConfig()) : unauthorized();
       case '/about/executions/details': {
@@ -122,15 +131,17 @@ export class NodePages {
     return json(result, required.every((name) => full[name]) ? 200 : 503);
   }
 
+  /** The reference compares its own release: ours is the aleph-vm release whose API we answer, as in `Server`. */
   private checkVersion(reference: string | null): Answer {
     if (!reference) return text("Query field '?reference=' must be specified\n", 400);
     const wanted = parseVersion(reference);
     if (!wanted) return text(`'${reference.slice(0, 64).replace(/[^\w.+-]/g, '?')}' is not a version\n`, 400);
-    const current = parseVersion(this.version);
-    if (!current) return text(`this node's version "${this.version}" cannot be compared\n`, 503);
+    const ours = this.alephVmVersion;
+    const current = parseVersion(ours);
+    if (!current) return text(`this node's version "${ours}" cannot be compared\n`, 503);
     return compareVersions(current, wanted) >= 0
-      ? text(`Up-to-date: version ${this.version} >= ${reference}`)
-      : text(`Outdated: version ${this.version} < ${reference}`, 403);
+      ? text(`Up-to-date: version ${ours} >= ${reference}`)
+      : text(`Outdated: version ${ours} < ${reference}`, 403);
   }
 
   private write(req: IncomingMessage, res: ServerResponse, answer: Answer): void {
@@ -142,7 +153,7 @@ export class NodePages {
       'cache-control': 'no-store',
       'x-content-type-options': 'nosniff',
       'access-control-allow-origin': '*',
-      server: this.serverHeader,
+      ...this.identityHeaders,
       ...answer.headers,
     });
     res.end(req.method === 'HEAD' ? undefined : body);

@@ -45,29 +45,75 @@ export function parseMemInfo(text: string): { totalKb: number; availableKb: numb
   return { totalKb: Number.isFinite(total) ? total : Math.round(os.totalmem() / 1024), availableKb: Number.isFinite(available) ? available : Math.round(os.freemem() / 1024) };
 }
 
+/** The reference's names (aleph-message's CpuProperties allows only these two); null for any other. */
+function referenceArchitecture(): 'x86_64' | 'arm64' | null {
+  const machine = os.machine();
+  return machine === 'x86_64' ? 'x86_64' : machine === 'aarch64' || machine === 'arm64' ? 'arm64' : null;
+}
+
 export function confidentialFeatures(flags: string[]): string[] {
   return CONFIDENTIAL_FLAGS.filter((flag) => flags.includes(flag));
 }
 
-/** Min and max core frequency in MHz: cpufreq limits when the kernel exposes them, else the cores' current speeds. */
-async function coreFrequencies(): Promise<{ min: number | null; max: number | null }> {
-  const base = '/sys/devices/system/cpu';
+export interface CoreFrequencies {
+  min: number;
+  max: number;
+}
+
+/** "cpu MHz" of every processor in /proc/cpuinfo (x86; arm kernels have none). */
+export function cpuinfoMhz(text: string): number[] {
+  const out: number[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.toLowerCase().startsWith('cpu mhz')) continue;
+    const value = Number(line.slice(line.indexOf(':') + 1).trim());
+    if (Number.isFinite(value)) out.push(value);
+  }
+  return out;
+}
+
+const average = (values: number[]) => values.reduce((sum, v) => sum + v, 0) / values.length;
+
+/**
+ * Core frequencies in MHz as the reference computes them: psutil.cpu_freq() (the
+ * average over cores of cpufreq's scaling limits, or of /proc/cpuinfo's current speed
+ * when there is no cpufreq), then `min or current`, `max or current`. So they are numbers
+ * on machines without cpufreq (most VMs) too; 0 when the kernel tells no speed at all
+ * (where the reference fails). `root` is '/' except in tests.
+ */
+export async function coreFrequencies(root = '/'): Promise<CoreFrequencies> {
+  const base = path.join(root, 'sys/devices/system/cpu');
+  const mhz = cpuinfoMhz(await readFile(path.join(root, 'proc/cpuinfo'), 'utf8').catch(() => ''));
+  const readKhz = async (file: string): Promise<number | undefined> => {
+    const text = await readFile(file, 'utf8').catch(() => undefined);
+    const value = text === undefined ? NaN : Number(text.trim());
+    return Number.isFinite(value) ? value : undefined;
+  };
+  const numbered = (names: string[], pattern: RegExp) => names.filter((n) => pattern.test(n)).sort((a, b) => Number(/\d+/.exec(a)![0]) - Number(/\d+/.exec(b)![0]));
+  let dirs = numbered(await readdir(path.join(base, 'cpufreq')).catch(() => []), /^policy\d+$/).map((n) => path.join(base, 'cpufreq', n));
+  if (dirs.length === 0) {
+    const cpus = numbered(await readdir(base).catch(() => []), /^cpu\d+$/);
+    const withFreq = await Promise.all(cpus.map(async (n) => ((await readdir(path.join(base, n, 'cpufreq')).catch(() => undefined)) ? path.join(base, n, 'cpufreq') : undefined)));
+    dirs = withFreq.filter((d): d is string => d !== undefined);
+  }
+  let current: number[];
   let mins: number[] = [];
   let maxes: number[] = [];
-  try {
-    const cpus = (await readdir(base)).filter((name) => /^cpu\d+$/.test(name));
-    const read = async (cpu: string, file: string) => Number((await readFile(path.join(base, cpu, 'cpufreq', file), 'utf8').catch(() => '')).trim()) / 1000;
-    mins = (await Promise.all(cpus.map((cpu) => read(cpu, 'cpuinfo_min_freq')))).filter((v) => v > 0);
-    maxes = (await Promise.all(cpus.map((cpu) => read(cpu, 'cpuinfo_max_freq')))).filter((v) => v > 0);
-  } catch {
-    // no sysfs: fall through to os.cpus()
+  if (dirs.length > 0) {
+    const cores = await Promise.all(dirs.map(async (dir, i) => ({
+      // psutil prefers /proc/cpuinfo's speed when it has one line per cpufreq policy.
+      current: dirs.length === mhz.length ? mhz[i]! : ((await readKhz(path.join(dir, 'scaling_cur_freq'))) ?? (await readKhz(path.join(dir, 'cpuinfo_cur_freq'))) ?? 0) / 1000,
+      min: ((await readKhz(path.join(dir, 'scaling_min_freq'))) ?? 0) / 1000,
+      max: ((await readKhz(path.join(dir, 'scaling_max_freq'))) ?? 0) / 1000,
+    })));
+    current = cores.map((c) => c.current);
+    mins = cores.map((c) => c.min);
+    maxes = cores.map((c) => c.max);
+  } else {
+    current = mhz;
   }
-  if (mins.length === 0 || maxes.length === 0) {
-    const speeds = os.cpus().map((cpu) => cpu.speed).filter((s) => s > 0);
-    if (speeds.length === 0) return { min: null, max: null };
-    return { min: Math.min(...speeds), max: Math.max(...speeds) };
-  }
-  return { min: Math.min(...mins), max: Math.max(...maxes) };
+  if (current.length === 0) return { min: 0, max: 0 };
+  const now = average(current);
+  return { min: (mins.length ? average(mins) : 0) || now, max: (maxes.length ? average(maxes) : 0) || now };
 }
 
 /** statfs of the nearest existing ancestor (the cache folder may not exist yet). */
@@ -76,7 +122,8 @@ async function diskOf(dir: string): Promise<{ total_kB: number; available_kB: nu
   for (;;) {
     try {
       const fs = await statfs(current);
-      return { total_kB: Math.floor((fs.blocks * fs.bsize) / 1024), available_kB: Math.floor((fs.bavail * fs.bsize) / 1024) };
+      // kB of 1000 bytes, as the reference divides psutil's byte counts.
+      return { total_kB: Math.floor((fs.blocks * fs.bsize) / 1000), available_kB: Math.floor((fs.bavail * fs.bsize) / 1000) };
     } catch {
       const parent = path.dirname(current);
       if (parent === current) return { total_kB: 0, available_kB: 0 };
@@ -113,10 +160,10 @@ export class SystemSampler {
     const frequencies = await coreFrequencies();
     this.capabilityValue = {
       cpu: {
-        architecture: os.machine(),
+        architecture: referenceArchitecture(),
         vendor: cpu.vendor,
         model: cpu.model,
-        frequency: frequencies.max,
+        frequency: Math.round(frequencies.max) || null,
         count: os.cpus().length,
         features: confidentialFeatures(cpu.flags),
       },
@@ -144,7 +191,7 @@ export class SystemSampler {
     return this.capabilityValue;
   }
 
-  private async sample(cpuInfo?: CpuInfo, frequencies?: { min: number | null; max: number | null }): Promise<void> {
+  private async sample(cpuInfo?: CpuInfo, frequencies?: CoreFrequencies): Promise<void> {
     const started = new Date();
     const [cpu, meminfo, disk, freq] = await Promise.all([
       cpuInfo ?? readCpuInfo(),
@@ -155,10 +202,11 @@ export class SystemSampler {
     const [load1, load5, load15] = os.loadavg() as [number, number, number];
     this.current = {
       cpu: { count: os.cpus().length, load_average: { load1, load5, load15 }, core_frequencies: freq },
-      mem: { total_kB: meminfo.totalKb, available_kB: meminfo.availableKb },
+      // /proc/meminfo counts KiB; the reference gives psutil's bytes / 1000 (total rounded up, available down).
+      mem: { total_kB: Math.ceil((meminfo.totalKb * 1024) / 1000), available_kB: Math.floor((meminfo.availableKb * 1024) / 1000) },
       disk,
       period: { start_timestamp: started.toISOString(), duration_seconds: this.intervalMs / 1000 },
-      properties: { cpu: { architecture: os.machine(), vendor: cpu.vendor, features: confidentialFeatures(cpu.flags) } },
+      properties: { cpu: { architecture: referenceArchitecture(), vendor: cpu.vendor, features: confidentialFeatures(cpu.flags) } },
       // No GPU passthrough in aleph-edge: an empty list is the truth, not a placeholder.
       gpu: { devices: [], available_devices: [] },
       active: true,
