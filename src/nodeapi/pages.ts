@@ -5,14 +5,16 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createLogger } from '../common/index.js';
 import { executionRecords, executionsV1, executionsV2 } from './executions.js';
 import { renderIndex } from './index-page.js';
-import { NEWER_CHECKS, REQUIRED_CHECKS, type DiagnosticResult, type NodeState } from './types.js';
+import { PAGE_SCRIPT, PAGE_STYLE } from './page-assets.js';
+import type { ExecutionInfo } from '../orchestrator/index.js';
+import { NEWER_CHECKS, REQUIRED_CHECKS, type DiagnosticResult, type ExecutionState, type NodeState } from './types.js';
 import { compareVersions, parseVersion } from './version.js';
 
 const log = createLogger('nodeapi');
 
 interface Answer {
   status: number;
-  type: 'json' | 'html' | 'text';
+  type: keyof typeof CONTENT_TYPES;
   body: unknown;
   headers?: Record<string, string>;
 }
@@ -21,7 +23,22 @@ const json = (body: unknown, status = 200, headers?: Record<string, string>): An
 const text = (body: string, status = 200): Answer => ({ status, type: 'text', body });
 const unauthorized = (): Answer => json({ success: false, error: 'login required: open the URL printed by `aleph-edge login-url`' }, 401);
 
-const CONTENT_TYPES = { json: 'application/json', html: 'text/html; charset=utf-8', text: 'text/plain; charset=utf-8' } as const;
+const CONTENT_TYPES = {
+  json: 'application/json', html: 'text/html; charset=utf-8', text: 'text/plain; charset=utf-8',
+  js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8',
+} as const;
+
+// The index page runs only the node's own script and talks to the node (and, on the
+// operator's click, GitHub's API for aleph-vm's latest release).
+const INDEX_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' https://api.github.com; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/** An execution without what only the operator should see (endpoint, pid, error text). */
+function executionState(e: ExecutionInfo): ExecutionState {
+  return {
+    hash: e.hash, name: e.name, state: e.state, driver: e.driver, started_at: e.started_at, ready_at: e.ready_at,
+    last_request_at: e.last_request_at, requests: e.requests, in_flight: e.in_flight, memory_mib: e.memory_mib, restarts: e.restarts,
+  };
+}
 
 function cookie(req: IncomingMessage, name: string): string | undefined {
   for (const part of (req.headers.cookie ?? '').split(';')) {
@@ -68,7 +85,16 @@ export class NodePages {
     if (req.method !== 'GET' && req.method !== 'HEAD') return { ...text(`405 ${req.method} not allowed\n`, 405), headers: { allow: 'GET, HEAD, OPTIONS' } };
     const s = this.state;
     switch (path) {
-      case '/': return { status: 200, type: 'html', body: renderIndex(await s.overview()) };
+      case '/': {
+        const config = await s.publicConfig();
+        const body = renderIndex(await s.overview(), { alephVmVersion: this.alephVmVersion, nodeHash: config.node_hash });
+        return { status: 200, type: 'html', body, headers: { 'content-security-policy': INDEX_CSP } };
+      }
+      case '/about/page/node.js': return { status: 200, type: 'js', body: PAGE_SCRIPT };
+      case '/about/page/node.css': return { status: 200, type: 'css', body: PAGE_STYLE };
+      case '/about/usage/history': return json(await s.usageHistory());
+      case '/about/executions/states': return json((await s.executions()).map(executionState));
+      case '/about/tls/certificates': return json(await s.certificates());
       case '/about': return text(`aleph-edge ${this.version}\n`);
       case '/status': {
         const o = await s.overview();

@@ -9,7 +9,7 @@ import { hostEgressIpv6, runDiagnostic, runHostChecks, type SelfAddress } from '
 import { redactConfig } from './redact.js';
 import type { LoginSecret } from './secret.js';
 import type { SystemSampler } from './system.js';
-import type { DiagnosticResult, HostCheckResult, NodeOverview, NodeState, PublicConfig } from './types.js';
+import type { CertificateExpiry, DiagnosticResult, HostCheckResult, NodeOverview, NodeState, PublicConfig, UsageHistory } from './types.js';
 import { defaultDriversSettings, defaultNodeSettings } from '../config/index.js';
 
 /** Check answers are reused this long: monitors call every few seconds from several places. */
@@ -24,6 +24,8 @@ export interface LocalNodeStateDeps {
   listeners(): string[];
   sampler: SystemSampler;
   secret: LoginSecret;
+  /** The certificates the node serves (none known when absent). */
+  certificates?: () => Promise<CertificateExpiry[]>;
 }
 
 /** Where to reach our own HTTPS listener: a wildcard bind is reached on loopback. */
@@ -142,6 +144,14 @@ export class LocalNodeState implements NodeState {
       },
       orchestrator: { driver, max_vms: settings.orchestrator.maxVms, memory_budget_mib: settings.orchestrator.memoryBudgetMib },
     };
+  }
+
+  async usageHistory(): Promise<UsageHistory> {
+    return this.deps.sampler.history();
+  }
+
+  async certificates(): Promise<CertificateExpiry[]> {
+    return this.deps.certificates ? this.deps.certificates() : [];
   }
 
   async effectiveConfig(): Promise<unknown> {

@@ -6,7 +6,7 @@ import { readFile, readdir, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createLogger } from '../common/index.js';
-import type { Capability, SystemUsage } from './types.js';
+import type { Capability, SystemUsage, UsageHistory, UsageSample } from './types.js';
 
 const log = createLogger('nodeapi');
 
@@ -141,17 +141,38 @@ export interface SystemSamplerOptions {
   diskDir: string;
   /** How often usage is re-read. */
   intervalMs?: number;
+  /** How far back history() goes; default USAGE_HISTORY_MS. */
+  historyMs?: number;
 }
 
-/** Keeps a recent /about/usage/system answer; refreshed by a timer, never by a request. */
+/** Busy and total jiffies of all CPUs since boot, from the "cpu" line of /proc/stat. */
+export function parseCpuTimes(text: string): { busy: number; total: number } | undefined {
+  const line = text.split('\n').find((l) => l.startsWith('cpu '));
+  if (!line) return undefined;
+  // user nice system idle iowait irq softirq steal (guest time is already in user and nice).
+  const fields = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  if (fields.length < 4 || fields.some((v) => !Number.isFinite(v))) return undefined;
+  const total = fields.reduce((sum, v) => sum + v, 0);
+  const idle = fields[3]! + (fields[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+/** How much usage history the node keeps in memory (the index page's chart). */
+export const USAGE_HISTORY_MS = 60 * 60_000;
+
+/** Keeps a recent /about/usage/system answer and an hour of samples; refreshed by a timer, never by a request. */
 export class SystemSampler {
   private current: SystemUsage | undefined;
   private capabilityValue: Capability | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly intervalMs: number;
+  private readonly samples: UsageSample[] = [];
+  private readonly maxSamples: number;
+  private lastCpuTimes: { busy: number; total: number } | undefined;
 
   constructor(private readonly options: SystemSamplerOptions) {
     this.intervalMs = options.intervalMs ?? 10_000;
+    this.maxSamples = Math.ceil((options.historyMs ?? USAGE_HISTORY_MS) / this.intervalMs);
   }
 
   async start(): Promise<void> {
@@ -191,15 +212,28 @@ export class SystemSampler {
     return this.capabilityValue;
   }
 
+  /** The last hour of samples, oldest first. */
+  history(): UsageHistory {
+    return { interval_seconds: this.intervalMs / 1000, samples: [...this.samples] };
+  }
+
   private async sample(cpuInfo?: CpuInfo, frequencies?: CoreFrequencies): Promise<void> {
     const started = new Date();
-    const [cpu, meminfo, disk, freq] = await Promise.all([
+    const [cpu, meminfo, disk, freq, cpuTimes] = await Promise.all([
       cpuInfo ?? readCpuInfo(),
       readFile('/proc/meminfo', 'utf8').catch(() => '').then(parseMemInfo),
       diskOf(this.options.diskDir),
       frequencies ?? coreFrequencies(),
+      readFile('/proc/stat', 'utf8').catch(() => '').then(parseCpuTimes),
     ]);
     const [load1, load5, load15] = os.loadavg() as [number, number, number];
+    // CPU use over the last interval; the first sample has no interval before it.
+    const previous = this.lastCpuTimes;
+    this.lastCpuTimes = cpuTimes;
+    const elapsed = previous && cpuTimes ? cpuTimes.total - previous.total : 0;
+    const cpuPercent = previous && cpuTimes && elapsed > 0 ? Math.round((1000 * (cpuTimes.busy - previous.busy)) / elapsed) / 10 : null;
+    this.samples.push({ timestamp: started.toISOString(), cpu_percent: cpuPercent, load1, mem_total_kB: meminfo.totalKb, mem_available_kB: meminfo.availableKb });
+    if (this.samples.length > this.maxSamples) this.samples.splice(0, this.samples.length - this.maxSamples);
     this.current = {
       cpu: { count: os.cpus().length, load_average: { load1, load5, load15 }, core_frequencies: freq },
       // /proc/meminfo counts KiB; the reference gives psutil's bytes / 1000 (total rounded up, available down).

@@ -14,6 +14,47 @@ export interface SystemUsage {
   active: boolean;
 }
 
+/** One point of the index page's chart (aleph-edge's own: GET /about/usage/history). */
+export interface UsageSample {
+  timestamp: string;
+  /** Share of all CPUs busy over the interval before the sample; null for the first. */
+  cpu_percent: number | null;
+  load1: number;
+  mem_total_kB: number;
+  mem_available_kB: number;
+}
+
+/** GET /about/usage/history: the last hour, oldest first. */
+export interface UsageHistory {
+  interval_seconds: number;
+  samples: UsageSample[];
+}
+
+/** A certificate the node serves, for the index page: public facts only (hosts are in CT logs anyway). */
+export interface CertificateExpiry {
+  host: string;
+  source: string;
+  issuer: string;
+  not_after: string;
+  /** Failed issuances or renewals in a row (0 when none). */
+  renewal_failures: number;
+}
+
+/** An execution as the index page shows it: no endpoint, pid or error text. */
+export interface ExecutionState {
+  hash: string;
+  name: string;
+  state: string;
+  driver: string;
+  started_at: string;
+  ready_at: string | null;
+  last_request_at: string | null;
+  requests: number;
+  in_flight: number;
+  memory_mib: number;
+  restarts: number;
+}
+
 /** GET /about/capability: null wherever the host does not say. */
 export interface Capability {
   cpu: { architecture: 'x86_64' | 'arm64' | null; vendor: string | null; model: string | null; frequency: number | null; count: number; features: string[] };
@@ -108,6 +149,8 @@ export interface NodeState {
   checkHost(): Promise<HostCheckResult>;
   checkHostIpv6(): Promise<boolean>;
   publicConfig(): Promise<PublicConfig>;
+  usageHistory(): Promise<UsageHistory>;
+  certificates(): Promise<CertificateExpiry[]>;
   /** The effective configuration, secrets redacted. Only shown after verifyToken. */
   effectiveConfig(): Promise<unknown>;
   /** Constant-time comparison with the node's login secret. */
@@ -116,6 +159,6 @@ export interface NodeState {
 
 export const NODE_STATE_METHODS = [
   'overview', 'usage', 'capability', 'executions', 'checkDiagnostic', 'checkHost', 'checkHostIpv6',
-  'publicConfig', 'effectiveConfig', 'verifyToken',
+  'publicConfig', 'effectiveConfig', 'verifyToken', 'usageHistory', 'certificates',
 ] as const satisfies ReadonlyArray<keyof NodeState>;
 export type NodeStateMethod = (typeof NODE_STATE_METHODS)[number];

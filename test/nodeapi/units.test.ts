@@ -10,8 +10,9 @@ import { executionsV1, executionsV2 } from '../../src/nodeapi/executions.js';
 import { LoginSecret } from '../../src/nodeapi/index.js';
 import { redactConfig } from '../../src/nodeapi/redact.js';
 import { selfAddress } from '../../src/nodeapi/index.js';
-import { confidentialFeatures, coreFrequencies, parseCpuInfo } from '../../src/nodeapi/system.js';
+import { confidentialFeatures, coreFrequencies, parseCpuInfo, parseCpuTimes, SystemSampler } from '../../src/nodeapi/system.js';
 import { psutilUsage } from './shapes.js';
+import { until } from '../helpers/node.js';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { compareVersions, parseVersion } from '../../src/nodeapi/version.js';
@@ -238,6 +239,34 @@ describe('core frequencies, as psutil computes them', () => {
       assert.deepEqual(await coreFrequencies(root), { min: 0, max: 0 });
     } finally {
       await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('usage history', () => {
+  it('reads busy and total jiffies from /proc/stat (iowait counts as idle)', () => {
+    assert.deepEqual(parseCpuTimes('cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\n'), { busy: 160, total: 1000 });
+    assert.equal(parseCpuTimes('intr 1 2 3\n'), undefined);
+  });
+
+  it('keeps a bounded window of samples, oldest first; CPU use needs the interval before it', async () => {
+    const sampler = new SystemSampler({ diskDir: os.tmpdir(), intervalMs: 20, historyMs: 200 });
+    await sampler.start();
+    try {
+      const first = sampler.history().samples[0]!;
+      assert.equal(first.cpu_percent, null);
+      // Wait (for a condition) until the window is full and has moved past the first sample.
+      await until(() => sampler.history().samples[0]!.timestamp !== first.timestamp, 30_000, 'the window to move');
+      const { interval_seconds, samples } = sampler.history();
+      assert.equal(interval_seconds, 0.02);
+      assert.equal(samples.length, 10);
+      const times = samples.map((s) => Date.parse(s.timestamp));
+      assert.deepEqual(times, [...times].sort((a, b) => a - b));
+      assert.ok(samples.every((s) => s.cpu_percent === null || (s.cpu_percent >= 0 && s.cpu_percent <= 100)));
+      assert.ok(samples.some((s) => s.cpu_percent !== null));
+      assert.ok(samples.every((s) => s.mem_available_kB <= s.mem_total_kB));
+    } finally {
+      sampler.stop();
     }
   });
 });
