@@ -12,6 +12,7 @@ import { redactConfig } from '../../src/nodeapi/redact.js';
 import { selfAddress } from '../../src/nodeapi/index.js';
 import { confidentialFeatures, coreFrequencies, parseCpuInfo, parseCpuTimes, SystemSampler } from '../../src/nodeapi/system.js';
 import { psutilUsage } from './shapes.js';
+import { MachineUsage, violations } from './reference-models.js';
 import { until } from '../helpers/node.js';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -268,5 +269,30 @@ describe('usage history', () => {
     } finally {
       sampler.stop();
     }
+  });
+});
+
+describe('the reference models checker (what pydantic would refuse, it refuses)', () => {
+  const good = {
+    cpu: { count: 2, load_average: { load1: 0.5, load5: 1, load15: 0.25 }, core_frequencies: { min: 2445.406, max: 2445.406 } },
+    mem: { total_kB: 25276990, available_kB: 21144428 },
+    disk: { total_kB: 270553174, available_kB: 84077715 },
+    period: { start_timestamp: '2026-12-01T11:12:40.142Z', duration_seconds: 10 },
+    properties: { cpu: { architecture: 'x86_64', vendor: 'AuthenticAMD', features: [] } },
+    gpu: { devices: [], available_devices: [] },
+    active: true,
+  };
+  const edit = (change: (u: any) => void) => { const copy = structuredClone(good); change(copy); return violations(MachineUsage, copy); };
+
+  it('accepts the reference shape and refuses each broken field', () => {
+    assert.deepEqual(violations(MachineUsage, good), []);
+    assert.match(edit((u) => { u.cpu.core_frequencies.min = null; }).join(), /core_frequencies\.min: float expected/);
+    assert.match(edit((u) => { delete u.cpu.core_frequencies.max; }).join(), /core_frequencies\.max: field required/);
+    assert.match(edit((u) => { u.properties.cpu.architecture = 'aarch64'; }).join(), /architecture: one of/);
+    assert.match(edit((u) => { u.properties.cpu.model = 'EPYC'; }).join(), /properties\.cpu\.model: extra field not permitted/);
+    assert.match(edit((u) => { u.mem.total_kB = 1.5; }).join(), /mem\.total_kB: int expected/);
+    assert.match(edit((u) => { u.period.start_timestamp = 'yesterday'; }).join(), /start_timestamp: datetime expected/);
+    assert.match(edit((u) => { u.gpu.devices = [{ vendor: 'NVIDIA' }]; }).join(), /devices\[0\]\.device_name: field required/);
+    assert.deepEqual(edit((u) => { u.gpu.devices = null; u.properties.cpu.vendor = null; }), []);
   });
 });
