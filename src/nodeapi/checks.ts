@@ -158,7 +158,7 @@ export async function runHostChecks(options: HostCheckOptions): Promise<HostChec
     families(options.dnsHostname),
     families(options.domain),
   ]);
-  // http: the domain's address answers as this node (its Server header).
+  // http: the domain's address answers as this node (its X-Aleph-Edge-Version).
   const http = async (address: string | undefined): Promise<boolean> => {
     if (!address) return false;
     try {

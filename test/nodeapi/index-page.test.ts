@@ -120,6 +120,9 @@ describe('the index page in chromium', { skip: existsSync(CHROMIUM) ? false : `$
     assert.match(String(script), /^text\/javascript/);
     const html = await page.content();
     assert.doesNotMatch(html, /https?:\/\/(?!api\.github\.com)[^"'\s]*\.(?:js|css)\b/, 'no external script or style');
+    // node.node_hash, where the reference's /status/config shows NODE_HASH (read through a worker).
+    const config = await page.evaluate(async () => (await (await fetch('/status/config')).json()) as { node_hash: string | null });
+    assert.equal(config.node_hash, 'c'.repeat(64));
     const token = (await new StatusClient(node.socket).login()).token;
     assert.ok(!html.includes(token), 'the login secret is on the page');
     assert.deepEqual(problems, []);

@@ -148,6 +148,27 @@ describe('node API pages, as the network\'s monitors call them', () => {
     assert.deepEqual([certificates.status, certificates.body], [503, 'Confidential computing setting not enabled on that server']);
   });
 
+  it('the index page\'s data: an hour of samples, execution states without endpoints, certificate expiries', async () => {
+    assert.equal((await get(`/vm/${echo}/`)).status, 200);
+    const history = JSON.parse((await get('/about/usage/history')).body);
+    assert.equal(history.interval_seconds, 10);
+    assert.ok(history.samples.length >= 1);
+    for (const sample of history.samples) assertShape(sample, { timestamp: 'iso|null', cpu_percent: 'number|null', load1: 'number', mem_total_kB: 'number', mem_available_kB: 'number' });
+
+    const states = JSON.parse((await get('/about/executions/states')).body) as Array<Record<string, unknown>>;
+    const mine = states.find((e) => e.hash === echo)!;
+    assert.equal(mine.state, 'ready');
+    assert.equal(mine.name, 'echo');
+    for (const hidden of ['endpoint', 'pid', 'guest_api', 'last_error']) assert.ok(!(hidden in mine), `${hidden} is not public`);
+
+    // The node's own certificate was issued when this test's client connected (internal CA).
+    const certificates = JSON.parse((await get('/about/tls/certificates')).body) as Array<Record<string, unknown>>;
+    const own = certificates.find((c) => c.host === DUAL_NAME)!;
+    assertShape(own, { host: 'string', source: 'string', issuer: 'string', not_after: 'iso|null', renewal_failures: 'number' });
+    assert.equal(own.source, 'internal');
+    assert.ok(Date.parse(String(own.not_after)) > Date.now());
+  });
+
   it('login: no or wrong token is 401 {"success": false}; the right one sets a strict cookie', async () => {
     for (const p of ['/about/login', '/about/login?token=', `/about/login?token=${'0'.repeat(64)}`, `/about/login?token=${token.slice(0, 63)}`]) {
       const reply = await get(p);
