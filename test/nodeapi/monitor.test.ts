@@ -162,6 +162,17 @@ describe('the monitor sequence against `aleph-edge run`', () => {
     assertShape(JSON.parse(usage.body), USAGE_SYSTEM);
   });
 
+  it('the monitor\'s own client (Python aiohttp, test/nodeapi/monitor_client.py) scores the node valid', async () => {
+    const caFile = path.join(dir, 'certs/internal/ca.crt');
+    const { stdout } = await run('/usr/bin/python3', [path.join(ROOT, 'test/nodeapi/monitor_client.py'), `https://${DUAL_NAME}:${httpsPort}/`, caFile, HASH], { timeout: 60_000 });
+    const seen = JSON.parse(stdout) as { version: string | null; servers: string[]; login: [boolean, unknown, number]; vm: [boolean, unknown, number]; fastapi: [boolean, unknown, number] };
+    assert.equal(seen.version, ALEPH_VM_VERSION, `Server values: ${JSON.stringify(seen.servers)}`);
+    assert.deepEqual(seen.servers, [`aleph-vm/${ALEPH_VM_VERSION}`]);
+    assert.equal(seen.login[0], true, `about/login: ${JSON.stringify(seen.login)}`);
+    assert.equal(seen.vm[0], true, `vm/<diagnostic>: ${JSON.stringify(seen.vm)}`);
+    assert.equal(seen.fastapi[0], true, `status/check/fastapi: ${JSON.stringify(seen.fastapi)}`);
+  });
+
   it('/status/check/version compares with the aleph-vm release the node answers as', async () => {
     const same = await get(`/status/check/version?reference=${ALEPH_VM_VERSION}`);
     assert.equal(same.status, 200);
