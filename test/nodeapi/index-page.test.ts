@@ -115,6 +115,23 @@ describe('the index page in chromium', { skip: existsSync(CHROMIUM) ? false : `$
     assert.deepEqual(problems, []);
   });
 
+  it('on the operator\'s click, compares the API release with aleph-vm\'s latest on GitHub', async () => {
+    let latest = ALEPH_VM_VERSION;
+    // GitHub's releases API as the browser sees it (this machine has no internet); registered last, so asked first.
+    await context.route('https://api.github.com/repos/aleph-im/aleph-vm/releases/latest', (route) => route.fulfill({
+      status: 200, contentType: 'application/json', headers: { 'access-control-allow-origin': '*' }, body: JSON.stringify({ tag_name: latest }),
+    }));
+    const out = page.locator('#latest-release');
+    await page.click('#compare-latest');
+    await out.filter({ hasText: /up to date|is out|could not/ }).waitFor();
+    assert.equal(await out.innerText(), `aleph-vm ${ALEPH_VM_VERSION} is the latest release: up to date.`);
+    latest = '99.0.0';
+    await page.click('#compare-latest');
+    await out.filter({ hasText: /is out|could not/ }).waitFor();
+    assert.match(await out.innerText(), /^aleph-vm 99\.0\.0 is out/);
+    assert.deepEqual(problems, []);
+  });
+
   it('serves its script and style itself, and shows no secret', async () => {
     const script = await page.evaluate(async () => (await fetch('/about/page/node.js')).headers.get('content-type'));
     assert.match(String(script), /^text\/javascript/);
