@@ -236,6 +236,9 @@ export class AlephEdgeNode {
       listeners: () => this.frontend.describe(),
       sampler: this.sampler,
       secret: this.secret,
+      certificates: async () => (await this.certs.list()).map((c) => ({
+        host: c.host, source: c.source, issuer: c.issuer, not_after: c.notAfter, renewal_failures: c.renewal?.failures ?? 0,
+      })),
     });
     const workers = this.settings.server.workers === 0 ? availableParallelism() : this.settings.server.workers;
     const inherited = this.options.inherited ?? inheritedSockets();
@@ -262,6 +265,7 @@ export class AlephEdgeNode {
         forwarder: this.forwarder,
         metrics: this.metrics,
         version: this.options.version,
+        alephVmVersion: (this.settings.node ?? defaultNodeSettings()).alephVmVersion,
         inherited,
       });
     try {

@@ -1,6 +1,6 @@
 import type { ExecutionInfo } from '../orchestrator/index.js';
 import type {
-  Capability, DiagnosticResult, HostCheckResult, NodeOverview, NodeState, NodeStateMethod, PublicConfig, SystemUsage,
+  Capability, CertificateExpiry, DiagnosticResult, HostCheckResult, NodeOverview, NodeState, NodeStateMethod, PublicConfig, SystemUsage, UsageHistory,
 } from '../nodeapi/index.js';
 import type { WorkerChannel } from './worker-channel.js';
 
@@ -20,6 +20,8 @@ export class RemoteNodeState implements NodeState {
   checkHost() { return this.ask<HostCheckResult>('checkHost'); }
   checkHostIpv6() { return this.ask<boolean>('checkHostIpv6'); }
   publicConfig() { return this.ask<PublicConfig>('publicConfig'); }
+  usageHistory() { return this.ask<UsageHistory>('usageHistory'); }
+  certificates() { return this.ask<CertificateExpiry[]>('certificates'); }
   effectiveConfig() { return this.ask<unknown>('effectiveConfig'); }
   verifyToken(token: string) { return this.ask<boolean>('verifyToken', token); }
 }

@@ -1,5 +1,5 @@
 import { createLogger, guardStdio } from '../common/index.js';
-import type { Settings } from '../config/index.js';
+import { defaultNodeSettings, type Settings } from '../config/index.js';
 import { Edge } from '../edge/index.js';
 import { countDroppedLogLines, MetricsRegistry } from '../metrics/index.js';
 import { Forwarder } from '../proxy/index.js';
@@ -55,6 +55,7 @@ export function runWorker(): void {
           forwarder,
           metrics,
           version: message.version,
+          alephVmVersion: (settings.node ?? defaultNodeSettings()).alephVmVersion,
           inherited: message.inherited,
           ticketKeys: Buffer.from(message.ticketKeys, 'base64'),
           reusePort: true,

@@ -539,10 +539,19 @@ function checkIpv4Network(text: string): Checked<string> {
  */
 export const DIAGNOSTIC_PROGRAM_HASH = '506472294cc45a5763f64371ae56cee4b41a98d608184b6265c7577c99df518a';
 
+/**
+ * The aleph-vm release whose node API aleph-edge implements (routes, shapes, checks).
+ * The network's monitor scores a node by the version in `Server: aleph-vm/<version>`,
+ * valid only when it names a known aleph-vm release.
+ */
+export const ALEPH_VM_VERSION = '1.14.0';
+
 /** Defaults of [node] (used when the file has no [node] table). */
 export function defaultNodeSettings(): NodeSettings {
   return {
     checkProgram: DIAGNOSTIC_PROGRAM_HASH,
+    alephVmVersion: ALEPH_VM_VERSION,
+    nodeHash: null,
     stateDir: '',
     checks: { ipv4Url: 'https://9.9.9.9/', ipv6Url: 'https://[2620:fe::fe]/', dnsHostname: 'aleph.im', domain: '', timeoutMs: 5 * SECOND },
     diagnostic: { internetUrl: 'https://aleph.im/', ipv4Target: '9.9.9.9:53', ipv6Target: '[2620:fe::fe]:53', dnsHostname: 'aleph.im' },
@@ -554,6 +563,11 @@ function readNode(root: TableReader, paths: PathResolver): NodeSettings | undefi
   if (!t) return undefined;
   const d = defaultNodeSettings();
   const checkProgram = t.checked('check_program', d.checkProgram, checkHash);
+  const alephVmVersion = t.checked('aleph_vm_version', d.alephVmVersion, checkReleaseName);
+  const nodeHash = t.checked<string | null>('node_hash', null, (text) => {
+    const hash = normalizeHash(text);
+    return hash ? { ok: true, value: hash } : { ok: false, message: `"${text.slice(0, 80)}" is not a node hash (64 hex characters: the item hash of the node's registration)` };
+  });
   const stateDir = paths.resolve(t.string('state_dir', ''));
   const c = t.table('checks');
   const checks: NodeSettings['checks'] = {
@@ -573,7 +587,15 @@ function readNode(root: TableReader, paths: PathResolver): NodeSettings | undefi
   };
   g.finish();
   t.finish();
-  return { checkProgram, stateDir, checks, diagnostic };
+  return { checkProgram, alephVmVersion, nodeHash, stateDir, checks, diagnostic };
+}
+
+// A release name as aleph-vm tags them ("1.14.0", "1.2.0-rc3"): it goes into a header and
+// must be what the monitor's `^aleph-vm/(.*)$` captures whole.
+function checkReleaseName(text: string): Checked<string> {
+  return /^[0-9A-Za-z][0-9A-Za-z.+~-]{0,63}$/.test(text)
+    ? { ok: true, value: text }
+    : { ok: false, message: `"${text.slice(0, 80)}" is not a release name like "1.14.0" (letters, digits, ".", "+", "~", "-")` };
 }
 
 /** The reference's DEFAULT_ALLOCATION_SIGNERS: the network scheduler's key. */

@@ -238,6 +238,9 @@ export interface ControlSettings {
 /** [node]: what the node's public API serves and checks. */
 export interface NodeSettings {
   checkProgram: string; // 64 hex; default: the shipped diagnostic program (registered automatically)
+  /** The aleph-vm release whose node API this node answers: `Server: aleph-vm/<this>` (the network's monitor reads it). */
+  alephVmVersion: string; // default ALEPH_VM_VERSION
+  nodeHash: string | null; // 64 hex: this node's CRN registration hash (aleph-vm's NODE_HASH); null = not set
   stateDir: string; // absolute; the login secret lives here; '' = the directory holding tls.storage
   /** /status/check/host probes. */
   checks: {

@@ -3,7 +3,7 @@ import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import type { HttpProtocol, ListenAddress, ServerSettings } from '../config/index.js';
+import { ALEPH_VM_VERSION, type HttpProtocol, type ListenAddress, type ServerSettings } from '../config/index.js';
 import { createLogger } from '../common/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ExecutionGateway } from '../orchestrator/index.js';
@@ -31,6 +31,8 @@ export interface EdgeDeps {
   forwarder: Forwarder;
   metrics: MetricsRegistry;
   version: string;
+  /** The aleph-vm release whose API the node answers (`node.aleph_vm_version`); default ALEPH_VM_VERSION. */
+  alephVmVersion?: string;
   /** Sockets from systemd; default: read from the environment. */
   inherited?: InheritedSocket[];
   /** TLS session ticket keys (48 bytes) shared by every worker, so resumption works across them. */
@@ -72,7 +74,7 @@ export class Edge {
       gateway: deps.gateway,
       forwarder: deps.forwarder,
       metrics: deps.metrics,
-      pages: new NodePages(deps.nodeState, deps.version),
+      pages: new NodePages(deps.nodeState, deps.version, deps.alephVmVersion ?? ALEPH_VM_VERSION),
       control: deps.control ? new ControlListener(deps.control) : undefined,
       domain: deps.server.domain,
       maxBodyBytes: deps.server.limits.maxBodyBytes,
@@ -316,7 +318,7 @@ export class Edge {
   }
 
   private createHttpServer(): http.Server {
-    const handler = createHttpHandler(this.deps.certs, () => this.port('https'), this.pipeline.serverHeader);
+    const handler = createHttpHandler(this.deps.certs, () => this.port('https'), this.pipeline.identityHeaders);
     const server = http.createServer({ maxHeaderSize: this.deps.server.limits.maxHeaderBytes, connectionsCheckingInterval: checkingInterval(this.deps.server.limits) });
     server.on('request', (req, res) => void handler(req, res));
     server.on('upgrade', (_req, socket: Duplex) => socket.destroy());

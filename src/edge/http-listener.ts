@@ -12,10 +12,10 @@ const log = createLogger('edge');
  * The plain-HTTP side: ACME HTTP-01 answers, and a 301 to https for everything
  * else (path and query kept).
  */
-export function createHttpHandler(certs: CertificateResolver, httpsPort: () => number | undefined, serverHeader?: string) {
+export function createHttpHandler(certs: CertificateResolver, httpsPort: () => number | undefined, identityHeaders: Readonly<Record<string, string>> = {}) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = req.url ?? '/';
-    if (serverHeader) res.setHeader('server', serverHeader);
+    for (const [name, value] of Object.entries(identityHeaders)) res.setHeader(name, value);
     try {
       if (url.startsWith(CHALLENGE_PREFIX)) {
         const token = url.slice(CHALLENGE_PREFIX.length);

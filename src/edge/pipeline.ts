@@ -63,9 +63,9 @@ export class Pipeline {
     deps.metrics.gauge('aleph_edge_requests_in_flight', 'Requests being served').collect(() => [[{}, this.inFlight]]);
   }
 
-  /** The `Server` header of the node's own answers. */
-  get serverHeader(): string {
-    return this.deps.pages.serverHeader;
+  /** `Server` and `X-Aleph-Edge-Version` of the node's own answers. */
+  get identityHeaders(): Readonly<Record<string, string>> {
+    return this.deps.pages.identityHeaders;
   }
 
   /** Requests (and WebSocket tunnels) currently open. */
@@ -123,7 +123,7 @@ export class Pipeline {
     } catch (error) {
       if (res.destroyed) return;
       // Errors are the node's own answers, whatever the route.
-      if (!res.headersSent) res.setHeader('server', this.deps.pages.serverHeader);
+      if (!res.headersSent) for (const [name, value] of Object.entries(this.deps.pages.identityHeaders)) res.setHeader(name, value);
       this.fail(res, replyFor(error), hash);
     } finally {
       lease?.release();

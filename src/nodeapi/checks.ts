@@ -158,7 +158,7 @@ export async function runHostChecks(options: HostCheckOptions): Promise<HostChec
     families(options.dnsHostname),
     families(options.domain),
   ]);
-  // http: the domain's address answers as this node (its Server header).
+  // http: the domain's address answers as this node (its X-Aleph-Edge-Version).
   const http = async (address: string | undefined): Promise<boolean> => {
     if (!address) return false;
     try {
@@ -169,7 +169,8 @@ export async function runHostChecks(options: HostCheckOptions): Promise<HostChec
         signal: AbortSignal.timeout(options.timeoutMs),
         maxBodyBytes: 4096,
       });
-      return reply.headers.server === `aleph-edge/${options.version}`;
+      // Server names the aleph-vm API release (shared with every aleph-vm node); this header names us.
+      return reply.headers['x-aleph-edge-version'] === options.version;
     } catch {
       return false;
     }

@@ -1,6 +1,7 @@
 // /about/executions/list (v1) and /v2/about/executions/list, from the
 // orchestrator's execution records. Programs only: vm_type is always "microvm".
 
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { ExecutionInfo } from '../orchestrator/index.js';
 
@@ -72,4 +73,68 @@ export function executionsV2(list: ExecutionInfo[]): Record<string, ExecutionV2>
     };
   }
   return out;
+}
+
+/** One row of /about/executions/records: the reference's ExecutionRecord columns. */
+export interface ExecutionRecord {
+  uuid: string;
+  vm_hash: string;
+  vm_id: number | null;
+  time_defined: string;
+  time_prepared: string | null;
+  time_started: string | null;
+  time_stopping: string | null;
+  cpu_time_user: number | null;
+  cpu_time_system: number | null;
+  io_read_count: number | null;
+  io_write_count: number | null;
+  io_read_bytes: number | null;
+  io_write_bytes: number | null;
+  vcpus: number;
+  memory: number;
+  network_tap: string | null;
+  message: unknown;
+  original_message: unknown;
+  persistent: boolean | null;
+  gpus: unknown[] | null;
+  mapped_ports: Record<string, unknown> | null;
+}
+
+/** A stable id per execution (a program's hash and boot time), in UUID form as the reference's are. */
+function executionUuid(execution: ExecutionInfo): string {
+  const hex = createHash('sha256').update(`${execution.hash}\n${execution.started_at}`).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+}
+
+/**
+ * The executions the node holds now, newest first, as the reference's records. The
+ * reference keeps them in a database after they stop (for accounting); aleph-edge keeps
+ * no history, and measures no CPU or I/O per execution, so those columns are null.
+ */
+export function executionRecords(list: ExecutionInfo[]): ExecutionRecord[] {
+  return [...list]
+    .sort((a, b) => b.started_at.localeCompare(a.started_at))
+    .map((execution) => ({
+      uuid: executionUuid(execution),
+      vm_hash: execution.hash,
+      vm_id: null,
+      time_defined: execution.started_at,
+      time_prepared: execution.started_at,
+      time_started: execution.ready_at,
+      time_stopping: null,
+      cpu_time_user: null,
+      cpu_time_system: null,
+      io_read_count: null,
+      io_write_count: null,
+      io_read_bytes: null,
+      io_write_bytes: null,
+      vcpus: execution.vcpus,
+      memory: execution.memory_mib,
+      network_tap: null,
+      message: null,
+      original_message: null,
+      persistent: null,
+      gpus: [],
+      mapped_ports: null,
+    }));
 }

@@ -6,5 +6,5 @@ export { SystemSampler } from './system.js';
 export { diagnosticProgram, DIAGNOSTIC_DIR } from './diagnostic.js';
 export { NODE_STATE_METHODS, REQUIRED_CHECKS } from './types.js';
 export type {
-  NodeState, NodeStateMethod, SystemUsage, Capability, DiagnosticResult, HostCheckResult, NodeOverview, PublicConfig,
+  NodeState, NodeStateMethod, SystemUsage, UsageHistory, UsageSample, CertificateExpiry, ExecutionState, Capability, DiagnosticResult, HostCheckResult, NodeOverview, PublicConfig,
 } from './types.js';

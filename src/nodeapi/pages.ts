@@ -3,16 +3,18 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createLogger } from '../common/index.js';
-import { executionsV1, executionsV2 } from './executions.js';
+import { executionRecords, executionsV1, executionsV2 } from './executions.js';
 import { renderIndex } from './index-page.js';
-import { NEWER_CHECKS, REQUIRED_CHECKS, type DiagnosticResult, type NodeState } from './types.js';
+import { PAGE_SCRIPT, PAGE_STYLE } from './page-assets.js';
+import type { ExecutionInfo } from '../orchestrator/index.js';
+import { NEWER_CHECKS, REQUIRED_CHECKS, type DiagnosticResult, type ExecutionState, type NodeState } from './types.js';
 import { compareVersions, parseVersion } from './version.js';
 
 const log = createLogger('nodeapi');
 
 interface Answer {
   status: number;
-  type: 'json' | 'html' | 'text';
+  type: keyof typeof CONTENT_TYPES;
   body: unknown;
   headers?: Record<string, string>;
 }
@@ -21,7 +23,22 @@ const json = (body: unknown, status = 200, headers?: Record<string, string>): An
 const text = (body: string, status = 200): Answer => ({ status, type: 'text', body });
 const unauthorized = (): Answer => json({ success: false, error: 'login required: open the URL printed by `aleph-edge login-url`' }, 401);
 
-const CONTENT_TYPES = { json: 'application/json', html: 'text/html; charset=utf-8', text: 'text/plain; charset=utf-8' } as const;
+const CONTENT_TYPES = {
+  json: 'application/json', html: 'text/html; charset=utf-8', text: 'text/plain; charset=utf-8',
+  js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8',
+} as const;
+
+// The index page runs only the node's own script and talks to the node (and, on the
+// operator's click, GitHub's API for aleph-vm's latest release).
+const INDEX_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' https://api.github.com; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/** An execution without what only the operator should see (endpoint, pid, error text). */
+function executionState(e: ExecutionInfo): ExecutionState {
+  return {
+    hash: e.hash, name: e.name, state: e.state, driver: e.driver, started_at: e.started_at, ready_at: e.ready_at,
+    last_request_at: e.last_request_at, requests: e.requests, in_flight: e.in_flight, memory_mib: e.memory_mib, restarts: e.restarts,
+  };
+}
 
 function cookie(req: IncomingMessage, name: string): string | undefined {
   for (const part of (req.headers.cookie ?? '').split(';')) {
@@ -32,11 +49,17 @@ function cookie(req: IncomingMessage, name: string): string | undefined {
 }
 
 export class NodePages {
-  constructor(private readonly state: NodeState, private readonly version: string) {}
+  /** Headers naming this node's software on every answer of the node's own (pages, errors, the :80 redirect). */
+  readonly identityHeaders: Readonly<Record<string, string>>;
 
-  /** The `Server` header of every node response. */
-  get serverHeader(): string {
-    return `aleph-edge/${this.version}`;
+  /**
+   * `version` is aleph-edge's own; `alephVmVersion` the aleph-vm release whose API we
+   * answer. The network's monitor scores a node by `Server: aleph-vm/<known release>`
+   * (regex `^aleph-vm/(.*)$`), so Server carries that, and our own name goes in
+   * X-Aleph-Edge-Version (and on the index page).
+   */
+  constructor(private readonly state: NodeState, private readonly version: string, private readonly alephVmVersion: string) {
+    this.identityHeaders = Object.freeze({ server: `aleph-vm/${alephVmVersion}`, 'x-aleph-edge-version': version });
   }
 
   /** Answers one request for a node page; `target` is the validated origin-form path + query. */
@@ -62,7 +85,16 @@ export class NodePages {
     if (req.method !== 'GET' && req.method !== 'HEAD') return { ...text(`405 ${req.method} not allowed\n`, 405), headers: { allow: 'GET, HEAD, OPTIONS' } };
     const s = this.state;
     switch (path) {
-      case '/': return { status: 200, type: 'html', body: renderIndex(await s.overview()) };
+      case '/': {
+        const config = await s.publicConfig();
+        const body = renderIndex(await s.overview(), { alephVmVersion: this.alephVmVersion, nodeHash: config.node_hash });
+        return { status: 200, type: 'html', body, headers: { 'content-security-policy': INDEX_CSP } };
+      }
+      case '/about/page/node.js': return { status: 200, type: 'js', body: PAGE_SCRIPT };
+      case '/about/page/node.css': return { status: 200, type: 'css', body: PAGE_STYLE };
+      case '/about/usage/history': return json(await s.usageHistory());
+      case '/about/executions/states': return json((await s.executions()).map(executionState));
+      case '/about/tls/certificates': return json(await s.certificates());
       case '/about': return text(`aleph-edge ${this.version}\n`);
       case '/status': {
         const o = await s.overview();
@@ -72,6 +104,9 @@ export class NodePages {
       case '/about/capability': return json(await s.capability());
       case '/about/executions/list': return json(executionsV1(await s.executions()));
       case '/v2/about/executions/list': return json(executionsV2(await s.executions()));
+      case '/about/executions/records': return json(executionRecords(await s.executions()));
+      // The reference's answer on a node without confidential computing (no SEV here: no platform certificates).
+      case '/about/certificates': return text('Confidential computing setting not enabled on that server', 503);
       case '/about/login': return this.login(url.searchParams.get('token'));
       case '/about/config': return (await this.loggedIn(req)) ? json(await s.effectiveConfig()) : unauthorized();
       case '/about/executions/details': {
@@ -122,15 +157,17 @@ export class NodePages {
     return json(result, required.every((name) => full[name]) ? 200 : 503);
   }
 
+  /** The reference compares its own release: ours is the aleph-vm release whose API we answer, as in `Server`. */
   private checkVersion(reference: string | null): Answer {
     if (!reference) return text("Query field '?reference=' must be specified\n", 400);
     const wanted = parseVersion(reference);
     if (!wanted) return text(`'${reference.slice(0, 64).replace(/[^\w.+-]/g, '?')}' is not a version\n`, 400);
-    const current = parseVersion(this.version);
-    if (!current) return text(`this node's version "${this.version}" cannot be compared\n`, 503);
+    const ours = this.alephVmVersion;
+    const current = parseVersion(ours);
+    if (!current) return text(`this node's version "${ours}" cannot be compared\n`, 503);
     return compareVersions(current, wanted) >= 0
-      ? text(`Up-to-date: version ${this.version} >= ${reference}`)
-      : text(`Outdated: version ${this.version} < ${reference}`, 403);
+      ? text(`Up-to-date: version ${ours} >= ${reference}`)
+      : text(`Outdated: version ${ours} < ${reference}`, 403);
   }
 
   private write(req: IncomingMessage, res: ServerResponse, answer: Answer): void {
@@ -142,7 +179,7 @@ export class NodePages {
       'cache-control': 'no-store',
       'x-content-type-options': 'nosniff',
       'access-control-allow-origin': '*',
-      server: this.serverHeader,
+      ...this.identityHeaders,
       ...answer.headers,
     });
     res.end(req.method === 'HEAD' ? undefined : body);

@@ -9,8 +9,8 @@ import { hostEgressIpv6, runDiagnostic, runHostChecks, type SelfAddress } from '
 import { redactConfig } from './redact.js';
 import type { LoginSecret } from './secret.js';
 import type { SystemSampler } from './system.js';
-import type { DiagnosticResult, HostCheckResult, NodeOverview, NodeState, PublicConfig } from './types.js';
-import { defaultNodeSettings } from '../config/index.js';
+import type { CertificateExpiry, DiagnosticResult, HostCheckResult, NodeOverview, NodeState, PublicConfig, UsageHistory } from './types.js';
+import { defaultDriversSettings, defaultNodeSettings } from '../config/index.js';
 
 /** Check answers are reused this long: monitors call every few seconds from several places. */
 export const CHECK_CACHE_MS = 5_000;
@@ -24,6 +24,8 @@ export interface LocalNodeStateDeps {
   listeners(): string[];
   sampler: SystemSampler;
   secret: LoginSecret;
+  /** The certificates the node serves (none known when absent). */
+  certificates?: () => Promise<CertificateExpiry[]>;
 }
 
 /** Where to reach our own HTTPS listener: a wildcard bind is reached on loopback. */
@@ -112,12 +114,44 @@ export class LocalNodeState implements NodeState {
 
   async publicConfig(): Promise<PublicConfig> {
     const settings = this.deps.settings();
+    const node = this.node();
+    const driver = settings.orchestrator.driver;
+    const drivers = settings.drivers ?? defaultDriversSettings();
     return {
       DOMAIN_NAME: settings.server.domain,
-      version: this.deps.version,
-      references: { API_SERVER: settings.programs.alephApi, CHECK_FASTAPI_VM_ID: this.node().checkProgram },
-      orchestrator: { driver: settings.orchestrator.driver, max_vms: settings.orchestrator.maxVms, memory_budget_mib: settings.orchestrator.memoryBudgetMib },
+      node_hash: node.nodeHash,
+      // The release whose API we answer, as in `Server` (our own version: X-Aleph-Edge-Version).
+      version: node.alephVmVersion,
+      // No vm-connector: programs reach the Aleph API through the guest API.
+      references: { API_SERVER: settings.programs.alephApi, CHECK_FASTAPI_VM_ID: node.checkProgram, CONNECTOR_URL: null },
+      security: {
+        // The jailer is a Firecracker notion; other drivers have no such switch.
+        USE_JAILER: driver === 'firecracker' ? drivers.firecracker.jailer !== '' : null,
+        PRINT_SYSTEM_LOGS: null,
+        // Network programs are followed on the message stream; amended or forgotten ones are drained.
+        WATCH_FOR_UPDATES: settings.programs.source === 'aleph',
+        ALLOW_VM_NETWORKING: null,
+        USE_DEVELOPER_SSH_KEYS: false,
+      },
+      networking: { IPV6_ADDRESS_POOL: null, IPV6_ALLOCATION_POLICY: null, IPV6_SUBNET_PREFIX: null, IPV6_FORWARDING_ENABLED: null, USE_NDP_PROXY: null },
+      debug: { SENTRY_DSN_CONFIGURED: false, DEBUG_ASYNCIO: null, EXECUTION_LOG_ENABLED: null },
+      payment: { PAYMENT_RECEIVER_ADDRESS: null, AVAILABLE_PAYMENTS: null, PAYMENT_MONITOR_INTERVAL: null },
+      computing: {
+        ENABLE_QEMU_SUPPORT: driver === 'qemu',
+        INSTANCE_DEFAULT_HYPERVISOR: null,
+        ENABLE_CONFIDENTIAL_COMPUTING: false,
+        ENABLE_GPU_SUPPORT: false,
+      },
+      orchestrator: { driver, max_vms: settings.orchestrator.maxVms, memory_budget_mib: settings.orchestrator.memoryBudgetMib },
     };
+  }
+
+  async usageHistory(): Promise<UsageHistory> {
+    return this.deps.sampler.history();
+  }
+
+  async certificates(): Promise<CertificateExpiry[]> {
+    return this.deps.certificates ? this.deps.certificates() : [];
   }
 
   async effectiveConfig(): Promise<unknown> {

@@ -6,7 +6,7 @@ import { readFile, readdir, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createLogger } from '../common/index.js';
-import type { Capability, SystemUsage } from './types.js';
+import type { Capability, SystemUsage, UsageHistory, UsageSample } from './types.js';
 
 const log = createLogger('nodeapi');
 
@@ -45,29 +45,75 @@ export function parseMemInfo(text: string): { totalKb: number; availableKb: numb
   return { totalKb: Number.isFinite(total) ? total : Math.round(os.totalmem() / 1024), availableKb: Number.isFinite(available) ? available : Math.round(os.freemem() / 1024) };
 }
 
+/** The reference's names (aleph-message's CpuProperties allows only these two); null for any other. */
+function referenceArchitecture(): 'x86_64' | 'arm64' | null {
+  const machine = os.machine();
+  return machine === 'x86_64' ? 'x86_64' : machine === 'aarch64' || machine === 'arm64' ? 'arm64' : null;
+}
+
 export function confidentialFeatures(flags: string[]): string[] {
   return CONFIDENTIAL_FLAGS.filter((flag) => flags.includes(flag));
 }
 
-/** Min and max core frequency in MHz: cpufreq limits when the kernel exposes them, else the cores' current speeds. */
-async function coreFrequencies(): Promise<{ min: number | null; max: number | null }> {
-  const base = '/sys/devices/system/cpu';
+export interface CoreFrequencies {
+  min: number;
+  max: number;
+}
+
+/** "cpu MHz" of every processor in /proc/cpuinfo (x86; arm kernels have none). */
+export function cpuinfoMhz(text: string): number[] {
+  const out: number[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.toLowerCase().startsWith('cpu mhz')) continue;
+    const value = Number(line.slice(line.indexOf(':') + 1).trim());
+    if (Number.isFinite(value)) out.push(value);
+  }
+  return out;
+}
+
+const average = (values: number[]) => values.reduce((sum, v) => sum + v, 0) / values.length;
+
+/**
+ * Core frequencies in MHz as the reference computes them: psutil.cpu_freq() (the
+ * average over cores of cpufreq's scaling limits, or of /proc/cpuinfo's current speed
+ * when there is no cpufreq), then `min or current`, `max or current`. So they are numbers
+ * on machines without cpufreq (most VMs) too; 0 when the kernel tells no speed at all
+ * (where the reference fails). `root` is '/' except in tests.
+ */
+export async function coreFrequencies(root = '/'): Promise<CoreFrequencies> {
+  const base = path.join(root, 'sys/devices/system/cpu');
+  const mhz = cpuinfoMhz(await readFile(path.join(root, 'proc/cpuinfo'), 'utf8').catch(() => ''));
+  const readKhz = async (file: string): Promise<number | undefined> => {
+    const text = await readFile(file, 'utf8').catch(() => undefined);
+    const value = text === undefined ? NaN : Number(text.trim());
+    return Number.isFinite(value) ? value : undefined;
+  };
+  const numbered = (names: string[], pattern: RegExp) => names.filter((n) => pattern.test(n)).sort((a, b) => Number(/\d+/.exec(a)![0]) - Number(/\d+/.exec(b)![0]));
+  let dirs = numbered(await readdir(path.join(base, 'cpufreq')).catch(() => []), /^policy\d+$/).map((n) => path.join(base, 'cpufreq', n));
+  if (dirs.length === 0) {
+    const cpus = numbered(await readdir(base).catch(() => []), /^cpu\d+$/);
+    const withFreq = await Promise.all(cpus.map(async (n) => ((await readdir(path.join(base, n, 'cpufreq')).catch(() => undefined)) ? path.join(base, n, 'cpufreq') : undefined)));
+    dirs = withFreq.filter((d): d is string => d !== undefined);
+  }
+  let current: number[];
   let mins: number[] = [];
   let maxes: number[] = [];
-  try {
-    const cpus = (await readdir(base)).filter((name) => /^cpu\d+$/.test(name));
-    const read = async (cpu: string, file: string) => Number((await readFile(path.join(base, cpu, 'cpufreq', file), 'utf8').catch(() => '')).trim()) / 1000;
-    mins = (await Promise.all(cpus.map((cpu) => read(cpu, 'cpuinfo_min_freq')))).filter((v) => v > 0);
-    maxes = (await Promise.all(cpus.map((cpu) => read(cpu, 'cpuinfo_max_freq')))).filter((v) => v > 0);
-  } catch {
-    // no sysfs: fall through to os.cpus()
+  if (dirs.length > 0) {
+    const cores = await Promise.all(dirs.map(async (dir, i) => ({
+      // psutil prefers /proc/cpuinfo's speed when it has one line per cpufreq policy.
+      current: dirs.length === mhz.length ? mhz[i]! : ((await readKhz(path.join(dir, 'scaling_cur_freq'))) ?? (await readKhz(path.join(dir, 'cpuinfo_cur_freq'))) ?? 0) / 1000,
+      min: ((await readKhz(path.join(dir, 'scaling_min_freq'))) ?? 0) / 1000,
+      max: ((await readKhz(path.join(dir, 'scaling_max_freq'))) ?? 0) / 1000,
+    })));
+    current = cores.map((c) => c.current);
+    mins = cores.map((c) => c.min);
+    maxes = cores.map((c) => c.max);
+  } else {
+    current = mhz;
   }
-  if (mins.length === 0 || maxes.length === 0) {
-    const speeds = os.cpus().map((cpu) => cpu.speed).filter((s) => s > 0);
-    if (speeds.length === 0) return { min: null, max: null };
-    return { min: Math.min(...speeds), max: Math.max(...speeds) };
-  }
-  return { min: Math.min(...mins), max: Math.max(...maxes) };
+  if (current.length === 0) return { min: 0, max: 0 };
+  const now = average(current);
+  return { min: (mins.length ? average(mins) : 0) || now, max: (maxes.length ? average(maxes) : 0) || now };
 }
 
 /** statfs of the nearest existing ancestor (the cache folder may not exist yet). */
@@ -76,7 +122,8 @@ async function diskOf(dir: string): Promise<{ total_kB: number; available_kB: nu
   for (;;) {
     try {
       const fs = await statfs(current);
-      return { total_kB: Math.floor((fs.blocks * fs.bsize) / 1024), available_kB: Math.floor((fs.bavail * fs.bsize) / 1024) };
+      // kB of 1000 bytes, as the reference divides psutil's byte counts.
+      return { total_kB: Math.floor((fs.blocks * fs.bsize) / 1000), available_kB: Math.floor((fs.bavail * fs.bsize) / 1000) };
     } catch {
       const parent = path.dirname(current);
       if (parent === current) return { total_kB: 0, available_kB: 0 };
@@ -94,17 +141,38 @@ export interface SystemSamplerOptions {
   diskDir: string;
   /** How often usage is re-read. */
   intervalMs?: number;
+  /** How far back history() goes; default USAGE_HISTORY_MS. */
+  historyMs?: number;
 }
 
-/** Keeps a recent /about/usage/system answer; refreshed by a timer, never by a request. */
+/** Busy and total jiffies of all CPUs since boot, from the "cpu" line of /proc/stat. */
+export function parseCpuTimes(text: string): { busy: number; total: number } | undefined {
+  const line = text.split('\n').find((l) => l.startsWith('cpu '));
+  if (!line) return undefined;
+  // user nice system idle iowait irq softirq steal (guest time is already in user and nice).
+  const fields = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  if (fields.length < 4 || fields.some((v) => !Number.isFinite(v))) return undefined;
+  const total = fields.reduce((sum, v) => sum + v, 0);
+  const idle = fields[3]! + (fields[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+/** How much usage history the node keeps in memory (the index page's chart). */
+export const USAGE_HISTORY_MS = 60 * 60_000;
+
+/** Keeps a recent /about/usage/system answer and an hour of samples; refreshed by a timer, never by a request. */
 export class SystemSampler {
   private current: SystemUsage | undefined;
   private capabilityValue: Capability | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly intervalMs: number;
+  private readonly samples: UsageSample[] = [];
+  private readonly maxSamples: number;
+  private lastCpuTimes: { busy: number; total: number } | undefined;
 
   constructor(private readonly options: SystemSamplerOptions) {
     this.intervalMs = options.intervalMs ?? 10_000;
+    this.maxSamples = Math.ceil((options.historyMs ?? USAGE_HISTORY_MS) / this.intervalMs);
   }
 
   async start(): Promise<void> {
@@ -113,10 +181,10 @@ export class SystemSampler {
     const frequencies = await coreFrequencies();
     this.capabilityValue = {
       cpu: {
-        architecture: os.machine(),
+        architecture: referenceArchitecture(),
         vendor: cpu.vendor,
         model: cpu.model,
-        frequency: frequencies.max,
+        frequency: Math.round(frequencies.max) || null,
         count: os.cpus().length,
         features: confidentialFeatures(cpu.flags),
       },
@@ -144,21 +212,35 @@ export class SystemSampler {
     return this.capabilityValue;
   }
 
-  private async sample(cpuInfo?: CpuInfo, frequencies?: { min: number | null; max: number | null }): Promise<void> {
+  /** The last hour of samples, oldest first. */
+  history(): UsageHistory {
+    return { interval_seconds: this.intervalMs / 1000, samples: [...this.samples] };
+  }
+
+  private async sample(cpuInfo?: CpuInfo, frequencies?: CoreFrequencies): Promise<void> {
     const started = new Date();
-    const [cpu, meminfo, disk, freq] = await Promise.all([
+    const [cpu, meminfo, disk, freq, cpuTimes] = await Promise.all([
       cpuInfo ?? readCpuInfo(),
       readFile('/proc/meminfo', 'utf8').catch(() => '').then(parseMemInfo),
       diskOf(this.options.diskDir),
       frequencies ?? coreFrequencies(),
+      readFile('/proc/stat', 'utf8').catch(() => '').then(parseCpuTimes),
     ]);
     const [load1, load5, load15] = os.loadavg() as [number, number, number];
+    // CPU use over the last interval; the first sample has no interval before it.
+    const previous = this.lastCpuTimes;
+    this.lastCpuTimes = cpuTimes;
+    const elapsed = previous && cpuTimes ? cpuTimes.total - previous.total : 0;
+    const cpuPercent = previous && cpuTimes && elapsed > 0 ? Math.round((1000 * (cpuTimes.busy - previous.busy)) / elapsed) / 10 : null;
+    this.samples.push({ timestamp: started.toISOString(), cpu_percent: cpuPercent, load1, mem_total_kB: meminfo.totalKb, mem_available_kB: meminfo.availableKb });
+    if (this.samples.length > this.maxSamples) this.samples.splice(0, this.samples.length - this.maxSamples);
     this.current = {
       cpu: { count: os.cpus().length, load_average: { load1, load5, load15 }, core_frequencies: freq },
-      mem: { total_kB: meminfo.totalKb, available_kB: meminfo.availableKb },
+      // /proc/meminfo counts KiB; the reference gives psutil's bytes / 1000 (total rounded up, available down).
+      mem: { total_kB: Math.ceil((meminfo.totalKb * 1024) / 1000), available_kB: Math.floor((meminfo.availableKb * 1024) / 1000) },
       disk,
       period: { start_timestamp: started.toISOString(), duration_seconds: this.intervalMs / 1000 },
-      properties: { cpu: { architecture: os.machine(), vendor: cpu.vendor, features: confidentialFeatures(cpu.flags) } },
+      properties: { cpu: { architecture: referenceArchitecture(), vendor: cpu.vendor, features: confidentialFeatures(cpu.flags) } },
       // No GPU passthrough in aleph-edge: an empty list is the truth, not a placeholder.
       gpu: { devices: [], available_devices: [] },
       active: true,

@@ -5,18 +5,59 @@ import type { ExecutionInfo } from '../orchestrator/index.js';
 
 /** GET /about/usage/system */
 export interface SystemUsage {
-  cpu: { count: number; load_average: { load1: number; load5: number; load15: number }; core_frequencies: { min: number | null; max: number | null } };
+  cpu: { count: number; load_average: { load1: number; load5: number; load15: number }; core_frequencies: { min: number; max: number } };
   mem: { total_kB: number; available_kB: number };
   disk: { total_kB: number; available_kB: number };
   period: { start_timestamp: string; duration_seconds: number };
-  properties: { cpu: { architecture: string; vendor: string | null; features: string[] } };
+  properties: { cpu: { architecture: 'x86_64' | 'arm64' | null; vendor: string | null; features: string[] } };
   gpu: { devices: unknown[]; available_devices: unknown[] };
   active: boolean;
 }
 
+/** One point of the index page's chart (aleph-edge's own: GET /about/usage/history). */
+export interface UsageSample {
+  timestamp: string;
+  /** Share of all CPUs busy over the interval before the sample; null for the first. */
+  cpu_percent: number | null;
+  load1: number;
+  mem_total_kB: number;
+  mem_available_kB: number;
+}
+
+/** GET /about/usage/history: the last hour, oldest first. */
+export interface UsageHistory {
+  interval_seconds: number;
+  samples: UsageSample[];
+}
+
+/** A certificate the node serves, for the index page: public facts only (hosts are in CT logs anyway). */
+export interface CertificateExpiry {
+  host: string;
+  source: string;
+  issuer: string;
+  not_after: string;
+  /** Failed issuances or renewals in a row (0 when none). */
+  renewal_failures: number;
+}
+
+/** An execution as the index page shows it: no endpoint, pid or error text. */
+export interface ExecutionState {
+  hash: string;
+  name: string;
+  state: string;
+  driver: string;
+  started_at: string;
+  ready_at: string | null;
+  last_request_at: string | null;
+  requests: number;
+  in_flight: number;
+  memory_mib: number;
+  restarts: number;
+}
+
 /** GET /about/capability: null wherever the host does not say. */
 export interface Capability {
-  cpu: { architecture: string; vendor: string | null; model: string | null; frequency: number | null; count: number; features: string[] };
+  cpu: { architecture: 'x86_64' | 'arm64' | null; vendor: string | null; model: string | null; frequency: number | null; count: number; features: string[] };
   memory: { size: number | null; units: string | null; type: string | null; clock: number | null };
 }
 
@@ -68,11 +109,29 @@ export interface NodeOverview {
   check_program: string;
 }
 
-/** GET /status/config: public fields only. */
+/**
+ * GET /status/config: the reference's public fields, every section of it. null where
+ * aleph-edge has no such setting (never a made-up value); `orchestrator` is ours.
+ */
 export interface PublicConfig {
   DOMAIN_NAME: string;
+  node_hash: string | null;
   version: string;
-  references: { API_SERVER: string; CHECK_FASTAPI_VM_ID: string };
+  references: { API_SERVER: string; CHECK_FASTAPI_VM_ID: string; CONNECTOR_URL: string | null };
+  security: {
+    USE_JAILER: boolean | null; PRINT_SYSTEM_LOGS: boolean | null; WATCH_FOR_UPDATES: boolean;
+    ALLOW_VM_NETWORKING: boolean | null; USE_DEVELOPER_SSH_KEYS: boolean;
+  };
+  networking: {
+    IPV6_ADDRESS_POOL: string | null; IPV6_ALLOCATION_POLICY: string | null; IPV6_SUBNET_PREFIX: number | null;
+    IPV6_FORWARDING_ENABLED: boolean | null; USE_NDP_PROXY: boolean | null;
+  };
+  debug: { SENTRY_DSN_CONFIGURED: boolean; DEBUG_ASYNCIO: boolean | null; EXECUTION_LOG_ENABLED: boolean | null };
+  payment: { PAYMENT_RECEIVER_ADDRESS: string | null; AVAILABLE_PAYMENTS: Record<string, unknown> | null; PAYMENT_MONITOR_INTERVAL: number | null };
+  computing: {
+    ENABLE_QEMU_SUPPORT: boolean; INSTANCE_DEFAULT_HYPERVISOR: string | null;
+    ENABLE_CONFIDENTIAL_COMPUTING: boolean; ENABLE_GPU_SUPPORT: boolean;
+  };
   orchestrator: { driver: string; max_vms: number; memory_budget_mib: number };
 }
 
@@ -90,6 +149,8 @@ export interface NodeState {
   checkHost(): Promise<HostCheckResult>;
   checkHostIpv6(): Promise<boolean>;
   publicConfig(): Promise<PublicConfig>;
+  usageHistory(): Promise<UsageHistory>;
+  certificates(): Promise<CertificateExpiry[]>;
   /** The effective configuration, secrets redacted. Only shown after verifyToken. */
   effectiveConfig(): Promise<unknown>;
   /** Constant-time comparison with the node's login secret. */
@@ -98,6 +159,6 @@ export interface NodeState {
 
 export const NODE_STATE_METHODS = [
   'overview', 'usage', 'capability', 'executions', 'checkDiagnostic', 'checkHost', 'checkHostIpv6',
-  'publicConfig', 'effectiveConfig', 'verifyToken',
+  'publicConfig', 'effectiveConfig', 'verifyToken', 'usageHistory', 'certificates',
 ] as const satisfies ReadonlyArray<keyof NodeState>;
 export type NodeStateMethod = (typeof NODE_STATE_METHODS)[number];

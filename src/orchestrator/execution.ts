@@ -102,6 +102,7 @@ export class Execution {
       requests: this.requests,
       in_flight: this.inFlight,
       memory_mib: this.memoryMib,
+      vcpus: this.program?.vcpus ?? 0,
       restarts,
       last_error: this.lastError ?? null,
     };

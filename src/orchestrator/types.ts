@@ -52,6 +52,7 @@ export interface ExecutionInfo {
   requests: number;
   in_flight: number;
   memory_mib: number;
+  vcpus: number;
   restarts: number;
   last_error: string | null;
 }

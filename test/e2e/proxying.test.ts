@@ -62,7 +62,8 @@ describe('edge -> routing -> orchestrator -> proxy, through real TLS and real pr
     const index = await request(node, { host: node.domain, path: '/' });
     assert.equal(index.status, 200);
     assert.match(index.body, /Aleph compute node <code>edge\.test<\/code>/);
-    assert.equal(index.headers.server, 'aleph-edge/test');
+    assert.match(String(index.headers.server), /^aleph-vm\/\d+\.\d+\.\d+$/);
+    assert.equal(index.headers['x-aleph-edge-version'], 'test');
     assert.equal((await request(node, { host: node.domain, path: '/nothing-here' })).status, 404);
   });
 

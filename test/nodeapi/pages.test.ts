@@ -3,12 +3,12 @@ import { readFile, stat } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DIAGNOSTIC_PROGRAM_HASH } from '../../src/config/index.js';
+import { ALEPH_VM_VERSION, DIAGNOSTIC_PROGRAM_HASH } from '../../src/config/index.js';
 import { StatusClient } from '../../src/status/index.js';
 import { programHash, request, startTestNode, type Reply, type TestNode } from '../helpers/node.js';
 import { example } from '../helpers/paths.js';
 import { DUAL_NAME, startProbeTargets, type ProbeTargets } from './local-servers.js';
-import { CAPABILITY, EXECUTION_V1, EXECUTION_V2, HOST_CHECK, USAGE_SYSTEM, assertShape } from './shapes.js';
+import { CAPABILITY, EXECUTION_RECORD, EXECUTION_V1, EXECUTION_V2, HOST_CHECK, STATUS_CONFIG, USAGE_SYSTEM, assertShape, psutilUsage } from './shapes.js';
 
 const PROGRAM_SECRET = 'program-secret-value-0123';
 
@@ -49,11 +49,12 @@ describe('node API pages, as the network\'s monitors call them', () => {
   it('GET / is an HTML page with the version, uptime, programs and how to reach them', async () => {
     const reply = await get('/');
     assert.equal(reply.status, 200);
-    assert.equal(reply.headers.server, 'aleph-edge/test');
+    assert.equal(reply.headers.server, `aleph-vm/${ALEPH_VM_VERSION}`);
+    assert.equal(reply.headers['x-aleph-edge-version'], 'test');
     assert.equal(reply.headers['access-control-allow-origin'], '*');
     assert.match(String(reply.headers['content-type']), /^text\/html/);
     assert.match(reply.body, /aleph-edge <strong>test<\/strong>, up \d+m \d+s/);
-    assert.match(reply.body, /<strong>\d+<\/strong> running, using <strong>\d+<\/strong> MiB of a 8192 MiB budget/);
+    assert.match(reply.body, /\d+ running, \d+ of 8192 MiB budget/);
     // The listener is not on 443: the example URLs carry the port.
     assert.ok(reply.body.includes(`https://${DUAL_NAME}:${node.httpsPort}/vm/`));
     for (const link of ['/about/usage/system', '/about/capability', '/about/executions/list', '/v2/about/executions/list', '/status/check/fastapi', '/status/check/host', '/status/config']) {
@@ -68,7 +69,7 @@ describe('node API pages, as the network\'s monitors call them', () => {
         resolve({ status: res.statusCode!, server: String(res.headers.server) });
       }).on('error', reject);
     });
-    assert.deepEqual(reply, { status: 301, server: 'aleph-edge/test' });
+    assert.deepEqual(reply, { status: 301, server: `aleph-vm/${ALEPH_VM_VERSION}` });
   });
 
   it('/about/usage/system has the reference shape, answered from the background sample', async () => {
@@ -77,8 +78,16 @@ describe('node API pages, as the network\'s monitors call them', () => {
     assert.equal(first.headers['access-control-allow-origin'], '*');
     const usage = JSON.parse(first.body);
     assertShape(usage, USAGE_SYSTEM);
-    const meminfo = await readFile('/proc/meminfo', 'utf8');
-    assert.equal(usage.mem.total_kB, Number(/MemTotal:\s+(\d+)/.exec(meminfo)![1]));
+    // What the reference computes with psutil (Debian's python3-psutil, run here).
+    const reference = await psutilUsage();
+    assert.equal(usage.mem.total_kB, reference.total_kB);
+    assert.equal(usage.cpu.count, reference.count);
+    for (const bound of ['min', 'max'] as const) {
+      const ours = usage.cpu.core_frequencies[bound];
+      assert.equal(typeof ours, 'number', `core_frequencies.${bound} is a number`);
+      // The current speed moves between two reads on hosts without cpufreq; the exact rule is in units.test.ts.
+      assert.ok(Math.abs(ours - reference.frequencies[bound]) <= reference.frequencies[bound] * 0.25, `core_frequencies.${bound}: ${ours} vs psutil ${reference.frequencies[bound]}`);
+    }
     assert.ok(usage.disk.total_kB > 0 && usage.disk.available_kB <= usage.disk.total_kB);
     assert.ok(usage.properties.cpu.features.every((f: string) => ['sev', 'sev_es', 'sev_snp'].includes(f)));
     const cpuinfo = await readFile('/proc/cpuinfo', 'utf8');
@@ -115,6 +124,49 @@ describe('node API pages, as the network\'s monitors call them', () => {
     assert.equal(v2[echo].vm_type, 'microvm');
     assert.notEqual(v2[echo].status.started_at, null);
     assert.equal(v2[echo].status.stopped_at, null);
+  });
+
+  it('/about/executions/records: the reference ExecutionRecord columns, newest first; /about/certificates: no SEV here', async () => {
+    assert.equal((await get(`/vm/${echo}/`)).status, 200);
+    const reply = await get('/about/executions/records');
+    assert.equal(reply.status, 200);
+    assert.equal(reply.headers['access-control-allow-origin'], '*');
+    const records = JSON.parse(reply.body) as Array<Record<string, unknown>>;
+    assert.ok(Array.isArray(records));
+    const record = records.find((r) => r.vm_hash === echo)!;
+    assertShape(record, EXECUTION_RECORD);
+    assert.match(String(record.uuid), /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    assert.equal(record.memory, 64); // the test program's memory_mib
+    assert.ok((record.vcpus as number) >= 1);
+    const times = records.map((r) => String(r.time_defined));
+    assert.deepEqual(times, [...times].sort().reverse());
+    // Same execution, same id on the next call.
+    const again = (JSON.parse((await get('/about/executions/records')).body) as Array<Record<string, unknown>>).find((r) => r.vm_hash === echo)!;
+    assert.equal(again.uuid, record.uuid);
+
+    const certificates = await get('/about/certificates');
+    assert.deepEqual([certificates.status, certificates.body], [503, 'Confidential computing setting not enabled on that server']);
+  });
+
+  it('the index page\'s data: an hour of samples, execution states without endpoints, certificate expiries', async () => {
+    assert.equal((await get(`/vm/${echo}/`)).status, 200);
+    const history = JSON.parse((await get('/about/usage/history')).body);
+    assert.equal(history.interval_seconds, 10);
+    assert.ok(history.samples.length >= 1);
+    for (const sample of history.samples) assertShape(sample, { timestamp: 'iso|null', cpu_percent: 'number|null', load1: 'number', mem_total_kB: 'number', mem_available_kB: 'number' });
+
+    const states = JSON.parse((await get('/about/executions/states')).body) as Array<Record<string, unknown>>;
+    const mine = states.find((e) => e.hash === echo)!;
+    assert.equal(mine.state, 'ready');
+    assert.equal(mine.name, 'echo');
+    for (const hidden of ['endpoint', 'pid', 'guest_api', 'last_error']) assert.ok(!(hidden in mine), `${hidden} is not public`);
+
+    // The node's own certificate was issued when this test's client connected (internal CA).
+    const certificates = JSON.parse((await get('/about/tls/certificates')).body) as Array<Record<string, unknown>>;
+    const own = certificates.find((c) => c.host === DUAL_NAME)!;
+    assertShape(own, { host: 'string', source: 'string', issuer: 'string', not_after: 'iso|null', renewal_failures: 'number' });
+    assert.equal(own.source, 'internal');
+    assert.ok(Date.parse(String(own.not_after)) > Date.now());
   });
 
   it('login: no or wrong token is 401 {"success": false}; the right one sets a strict cookie', async () => {
@@ -163,12 +215,14 @@ describe('node API pages, as the network\'s monitors call them', () => {
     const reply = await get('/status/config');
     assert.equal(reply.status, 200);
     const config = JSON.parse(reply.body);
-    assertShape(config, {
-      DOMAIN_NAME: 'string', version: 'string',
-      references: { API_SERVER: 'string', CHECK_FASTAPI_VM_ID: 'string' },
-      orchestrator: { driver: 'string', max_vms: 'number', memory_budget_mib: 'number' },
-    });
+    assertShape(config, STATUS_CONFIG);
     assert.equal(config.references.CHECK_FASTAPI_VM_ID, DIAGNOSTIC_PROGRAM_HASH);
+    assert.equal(config.version, ALEPH_VM_VERSION);
+    assert.equal(config.node_hash, null); // not configured: null, as the reference says when it does not know
+    assert.equal(config.references.CONNECTOR_URL, null);
+    assert.equal(config.computing.ENABLE_CONFIDENTIAL_COMPUTING, false);
+    assert.equal(config.computing.ENABLE_QEMU_SUPPORT, false); // the process driver
+    assert.equal(config.security.USE_JAILER, null);
   });
 
   it('/status/check/host probes the configured targets', async () => {
@@ -190,8 +244,11 @@ describe('node API pages, as the network\'s monitors call them', () => {
     const missing = await get('/status/check/version');
     assert.equal(missing.status, 400);
     assert.equal((await get('/status/check/version?reference=%3Cscript%3E')).status, 400);
-    // The test node runs as version "test".
-    assert.equal((await get('/status/check/version?reference=1.0.0')).status, 503);
+    // Compared with the aleph-vm release whose API the node answers (not aleph-edge's own "test").
+    const older = await get('/status/check/version?reference=1.0.0');
+    assert.deepEqual([older.status, older.body], [200, `Up-to-date: version ${ALEPH_VM_VERSION} >= 1.0.0`]);
+    const newer = await get('/status/check/version?reference=99.0');
+    assert.deepEqual([newer.status, newer.body], [403, `Outdated: version ${ALEPH_VM_VERSION} < 99.0`]);
   });
 
   it('/control/* is served by the control component (tests in test/control/); other methods and unknown pages are refused', async () => {
@@ -203,7 +260,7 @@ describe('node API pages, as the network\'s monitors call them', () => {
     assert.equal((await get('/about/usage/system', undefined, 'POST')).status, 405);
     const missing = await get('/about/nothing');
     assert.equal(missing.status, 404);
-    assert.equal(missing.headers.server, 'aleph-edge/test');
+    assert.equal(missing.headers.server, `aleph-vm/${ALEPH_VM_VERSION}`);
   });
 
   it('hostile input gets a 4xx, never a crash or an echo', async () => {

@@ -3,14 +3,19 @@ import { mkdtemp, readFile, rm, stat, writeFile, readdir } from 'node:fs/promise
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { parseConfig } from '../../src/config/index.js';
+import { ALEPH_VM_VERSION, parseConfig } from '../../src/config/index.js';
 import { ConfigError } from '../../src/config/index.js';
 import { CachedTask } from '../../src/nodeapi/cached.js';
 import { executionsV1, executionsV2 } from '../../src/nodeapi/executions.js';
 import { LoginSecret } from '../../src/nodeapi/index.js';
 import { redactConfig } from '../../src/nodeapi/redact.js';
 import { selfAddress } from '../../src/nodeapi/index.js';
-import { confidentialFeatures, parseCpuInfo } from '../../src/nodeapi/system.js';
+import { confidentialFeatures, coreFrequencies, parseCpuInfo, parseCpuTimes, SystemSampler } from '../../src/nodeapi/system.js';
+import { psutilUsage } from './shapes.js';
+import { MachineUsage, violations } from './reference-models.js';
+import { until } from '../helpers/node.js';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { compareVersions, parseVersion } from '../../src/nodeapi/version.js';
 import type { ExecutionInfo } from '../../src/orchestrator/index.js';
 
@@ -108,7 +113,7 @@ describe('redaction', () => {
 describe('executions lists', () => {
   const info = (hash: string, state: ExecutionInfo['state'], endpoint: string): ExecutionInfo => ({
     hash, name: '', state, driver: 'qemu', endpoint, pid: 1, started_at: '2026-01-01T00:00:00.000Z', ready_at: state === 'ready' ? '2026-01-01T00:00:01.000Z' : null,
-    last_request_at: null, boot_ms: null, requests: 0, in_flight: 0, memory_mib: 128, restarts: 0, last_error: null, guest_api: '',
+    last_request_at: null, boot_ms: null, requests: 0, in_flight: 0, memory_mib: 128, vcpus: 1, restarts: 0, last_error: null, guest_api: '',
   });
   it('v1 lists running ones only; guest addresses only when they are the guest\'s', () => {
     const list = [info('a'.repeat(64), 'ready', '172.16.0.2:8080'), info('b'.repeat(64), 'starting', '127.0.0.1:4000'), info('c'.repeat(64), 'ready', '127.0.0.1:4001')];
@@ -152,5 +157,142 @@ describe('[node] config', () => {
       assert.match(error.format(), /c\.toml:8:\d+: node\.diagnostic\.ipv4_target/);
       return true;
     });
+  });
+
+  it('aleph_vm_version and node_hash: defaults, values, and errors', () => {
+    const base = '[server]\ndomain = "n.example"\n[tls]\nemail = "a@b.c"\n[node]\n';
+    const defaults = parseConfig(base, '/c.toml').node!;
+    assert.equal(defaults.alephVmVersion, ALEPH_VM_VERSION);
+    assert.equal(defaults.nodeHash, null);
+    const set = parseConfig(`${base}aleph_vm_version = "1.2.0-rc3"\nnode_hash = "${'B'.repeat(64)}"\n`, '/c.toml').node!;
+    assert.deepEqual([set.alephVmVersion, set.nodeHash], ['1.2.0-rc3', 'b'.repeat(64)]);
+    assert.throws(() => parseConfig(`${base}aleph_vm_version = "1.0 (aleph-edge)"\nnode_hash = "0x12"\n`, '/c.toml'), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.format(), /c\.toml:6:\d+: node\.aleph_vm_version.*release name/);
+      assert.match(error.format(), /c\.toml:7:\d+: node\.node_hash.*64 hex/);
+      return true;
+    });
+  });
+});
+
+describe('core frequencies, as psutil computes them', () => {
+  const tree = async (files: Record<string, string>) => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'aleph-edge-cpufreq-'));
+    for (const [name, text] of Object.entries(files)) {
+      await mkdir(path.dirname(path.join(root, name)), { recursive: true });
+      await writeFile(path.join(root, name), text);
+    }
+    return root;
+  };
+  const cpuinfo = (mhz: number[]) => mhz.map((v, i) => `processor\t: ${i}\nvendor_id\t: GenuineIntel\ncpu MHz\t\t: ${v.toFixed(3)}\nflags\t\t: fpu vme\n\n`).join('');
+
+  it('without cpufreq: min and max are the mean current speed of /proc/cpuinfo, the same numbers psutil gives', async () => {
+    const root = await tree({ 'proc/cpuinfo': cpuinfo([2000.5, 3000.25, 1200]), 'proc/meminfo': await readFile('/proc/meminfo', 'utf8') });
+    try {
+      const ours = await coreFrequencies(root);
+      assert.deepEqual(ours, { min: (2000.5 + 3000.25 + 1200) / 3, max: (2000.5 + 3000.25 + 1200) / 3 });
+      // psutil reads sysfs at a fixed path: it takes the /proc/cpuinfo route only on a host without cpufreq.
+      if (!existsSync('/sys/devices/system/cpu/cpufreq/policy0') && !existsSync('/sys/devices/system/cpu/cpu0/cpufreq')) {
+        assert.deepEqual(ours, (await psutilUsage(path.join(root, 'proc'))).frequencies);
+      }
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('with cpufreq policies: the mean of scaling_min/max_freq; a 0 limit falls back to the current speed', async () => {
+    const root = await tree({
+      'proc/cpuinfo': cpuinfo([1800, 2200]),
+      'sys/devices/system/cpu/cpufreq/policy0/scaling_min_freq': '800000\n',
+      'sys/devices/system/cpu/cpufreq/policy0/scaling_max_freq': '3600000\n',
+      'sys/devices/system/cpu/cpufreq/policy1/scaling_min_freq': '1200000\n',
+      'sys/devices/system/cpu/cpufreq/policy1/scaling_max_freq': '4000000\n',
+      'sys/devices/system/cpu/cpufreq/policy10/scaling_min_freq': '0\n',
+      'sys/devices/system/cpu/cpufreq/policy10/scaling_max_freq': '0\n',
+      'sys/devices/system/cpu/cpufreq/policy10/scaling_cur_freq': '2700000\n',
+    });
+    try {
+      // Three policies, two cpuinfo lines: psutil reads scaling_cur_freq (no current is needed here).
+      assert.deepEqual(await coreFrequencies(root), { min: (800 + 1200 + 0) / 3, max: (3600 + 4000 + 0) / 3 });
+      await rm(path.join(root, 'sys/devices/system/cpu/cpufreq/policy10'), { recursive: true });
+      assert.deepEqual(await coreFrequencies(root), { min: 1000, max: 3800 });
+      for (const name of ['policy0', 'policy1']) {
+        await writeFile(path.join(root, 'sys/devices/system/cpu/cpufreq', name, 'scaling_min_freq'), '0\n');
+      }
+      // min averages to 0: `min or current`, the current being /proc/cpuinfo's (one line per policy).
+      assert.deepEqual(await coreFrequencies(root), { min: 2000, max: 3800 });
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('older kernels: per-cpu cpufreq folders; nothing known at all is 0, never null', async () => {
+    const root = await tree({
+      'proc/cpuinfo': 'processor\t: 0\n',
+      'sys/devices/system/cpu/cpu0/cpufreq/scaling_min_freq': '1000000',
+      'sys/devices/system/cpu/cpu0/cpufreq/scaling_max_freq': '2000000',
+      'sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq': '1500000',
+      'sys/devices/system/cpu/cpu1/online': '1',
+    });
+    try {
+      assert.deepEqual(await coreFrequencies(root), { min: 1000, max: 2000 });
+      await rm(path.join(root, 'sys'), { recursive: true });
+      assert.deepEqual(await coreFrequencies(root), { min: 0, max: 0 });
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('usage history', () => {
+  it('reads busy and total jiffies from /proc/stat (iowait counts as idle)', () => {
+    assert.deepEqual(parseCpuTimes('cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\n'), { busy: 160, total: 1000 });
+    assert.equal(parseCpuTimes('intr 1 2 3\n'), undefined);
+  });
+
+  it('keeps a bounded window of samples, oldest first; CPU use needs the interval before it', async () => {
+    const sampler = new SystemSampler({ diskDir: os.tmpdir(), intervalMs: 20, historyMs: 200 });
+    await sampler.start();
+    try {
+      const first = sampler.history().samples[0]!;
+      assert.equal(first.cpu_percent, null);
+      // Wait (for a condition) until the window is full and has moved past the first sample.
+      await until(() => sampler.history().samples[0]!.timestamp !== first.timestamp, 30_000, 'the window to move');
+      const { interval_seconds, samples } = sampler.history();
+      assert.equal(interval_seconds, 0.02);
+      assert.equal(samples.length, 10);
+      const times = samples.map((s) => Date.parse(s.timestamp));
+      assert.deepEqual(times, [...times].sort((a, b) => a - b));
+      assert.ok(samples.every((s) => s.cpu_percent === null || (s.cpu_percent >= 0 && s.cpu_percent <= 100)));
+      assert.ok(samples.some((s) => s.cpu_percent !== null));
+      assert.ok(samples.every((s) => s.mem_available_kB <= s.mem_total_kB));
+    } finally {
+      sampler.stop();
+    }
+  });
+});
+
+describe('the reference models checker (what pydantic would refuse, it refuses)', () => {
+  const good = {
+    cpu: { count: 2, load_average: { load1: 0.5, load5: 1, load15: 0.25 }, core_frequencies: { min: 2445.406, max: 2445.406 } },
+    mem: { total_kB: 25276990, available_kB: 21144428 },
+    disk: { total_kB: 270553174, available_kB: 84077715 },
+    period: { start_timestamp: '2026-12-01T11:12:40.142Z', duration_seconds: 10 },
+    properties: { cpu: { architecture: 'x86_64', vendor: 'AuthenticAMD', features: [] } },
+    gpu: { devices: [], available_devices: [] },
+    active: true,
+  };
+  const edit = (change: (u: any) => void) => { const copy = structuredClone(good); change(copy); return violations(MachineUsage, copy); };
+
+  it('accepts the reference shape and refuses each broken field', () => {
+    assert.deepEqual(violations(MachineUsage, good), []);
+    assert.match(edit((u) => { u.cpu.core_frequencies.min = null; }).join(), /core_frequencies\.min: float expected/);
+    assert.match(edit((u) => { delete u.cpu.core_frequencies.max; }).join(), /core_frequencies\.max: field required/);
+    assert.match(edit((u) => { u.properties.cpu.architecture = 'aarch64'; }).join(), /architecture: one of/);
+    assert.match(edit((u) => { u.properties.cpu.model = 'EPYC'; }).join(), /properties\.cpu\.model: extra field not permitted/);
+    assert.match(edit((u) => { u.mem.total_kB = 1.5; }).join(), /mem\.total_kB: int expected/);
+    assert.match(edit((u) => { u.period.start_timestamp = 'yesterday'; }).join(), /start_timestamp: datetime expected/);
+    assert.match(edit((u) => { u.gpu.devices = [{ vendor: 'NVIDIA' }]; }).join(), /devices\[0\]\.device_name: field required/);
+    assert.deepEqual(edit((u) => { u.gpu.devices = null; u.properties.cpu.vendor = null; }), []);
   });
 });
