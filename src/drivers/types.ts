@@ -30,10 +30,21 @@ export interface Instance {
   pid: number | undefined;
   /** Where the program reaches the node's guest API (a guest-link listener the driver opened), if any. */
   guestApi?: Endpoint;
+  /** The VM's own addresses and forwarded ports (tap networking), for the node API's executions lists. */
+  network?: InstanceNetwork;
   /** Stops the program (graceful, then forced after the grace period); idempotent. */
   stop(): Promise<void>;
   /** Settles once the program has exited, for whatever reason. Never rejects. */
   exited: Promise<ExitInfo>;
+}
+
+export interface InstanceNetwork {
+  ipv4Network: string; // the VM's IPv4 subnet, "172.16.0.4/30"
+  ipv4: string; // the VM's IPv4 address
+  ipv6Network: string | null; // its /124
+  ipv6: string | null; // the address the network's monitor pings
+  /** VM port -> { host, tcp, udp }, the reference's mapped_ports. */
+  mappedPorts: Record<string, { host: number; tcp: boolean; udp: boolean }>;
 }
 
 export interface Driver {

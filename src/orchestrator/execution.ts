@@ -103,6 +103,7 @@ export class Execution {
       memory_mib: this.memoryMib,
       restarts,
       last_error: this.lastError ?? null,
+      ...(this.instance?.network ? { network: this.instance.network } : {}),
     };
   }
 }

@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { createLogger, shortHash } from '../../common/index.js';
 import { buildProgramArchive, kvmUsable, writeConcatenated } from '../image/index.js';
 import { prepareDisks, vmLayout, STOP_TIMEOUT_S } from '../vm/index.js';
-import type { NetworkPool } from '../net/index.js';
+import { guestNetworkArgs, networkOf, type NetworkPool } from '../net/index.js';
 import { LOOPBACK_HOST, pickFreePort } from '../process/port.js';
 import type { Program, VmLaunch } from '../../programs/index.js';
-import { DriverStartError, type Driver, type Endpoint, type Instance, type Slot } from '../types.js';
+import { DriverStartError, type Driver, type Endpoint, type Instance, type InstanceNetwork, type Slot } from '../types.js';
 import { qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
 import { guestEnv, openGuestLink, type GuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
 import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from './checks.js';
@@ -100,12 +100,15 @@ export class QemuDriver implements Driver {
       let net: QemuVmSpec['net'];
       let apiHost = '';
       let link: GuestLink | undefined;
+      let network: InstanceNetwork | undefined;
       if (this.options.network === 'tap') {
-        const lease = await this.options.pool!.acquire(slot.executionId, { internet: launch.internet });
+        // A program's IPv6 is the monitor's microvm address for its hash (vm type 1).
+        const lease = await this.options.pool!.acquire(slot.executionId, { internet: launch.internet, hash: program.hash, vmType: 'microvm' });
         cleanups.push(() => this.options.pool!.release(lease));
         net = { mode: 'tap', tap: lease.tap };
         endpoint = { kind: 'tcp', host: lease.guestIp, port: 8080 };
-        kernelArgs.push(`aleph.ip=${lease.guestIp}/${lease.prefix}`, `aleph.gw=${lease.hostIp}`);
+        network = networkOf(lease);
+        kernelArgs.push(...guestNetworkArgs(lease));
         if (slot.guestApi) {
           // On the tap's host address (up now), for this guest only: other guests can route here too.
           const opened = await openGuestLink({ socket: slot.guestApi.socket, host: lease.hostIp, allowedPeers: [lease.guestIp] });
@@ -181,6 +184,7 @@ export class QemuDriver implements Driver {
         cleanups: cleanups.splice(0),
       });
       if (link) vm.guestApi = { kind: 'tcp', host: link.host, port: link.port };
+      if (network) vm.network = network;
       // Launched = the guest's init started the program. Probing HTTP before that is
       // wasted: qemu's port forward accepts connections that then hang while the guest
       // boots. Readiness itself stays HTTP-level (the orchestrator's probe).

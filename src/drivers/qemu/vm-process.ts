@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/index.js';
 import { captureOutput, DEFAULT_OUTPUT_LIMITS } from '../process/output.js';
 import { trackGroup, untrackGroup, groupAlive, signalGroup } from '../process/group.js';
-import { DriverStartError, type Endpoint, type ExitInfo, type Instance } from '../types.js';
+import { DriverStartError, type Endpoint, type ExitInfo, type Instance, type InstanceNetwork } from '../types.js';
 
 export interface VmProcessHooks {
   /** Asks the guest to shut down (ACPI power button, Ctrl-Alt-Del). */
@@ -24,6 +24,7 @@ export class VmProcess implements Instance {
   readonly pid: number;
   /** The guest-link listener the driver opened for this VM's guest API, if any. */
   guestApi?: Endpoint;
+  network?: InstanceNetwork;
   private requested = false;
   private vmmExited = false;
   private stopping: Promise<void> | undefined;
