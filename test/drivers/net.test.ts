@@ -9,10 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { executableIpv6, formatIpv6, guestNetworkArgs, NetworkPool, networkConfigV2, parseCidr, parseIpv6, type VmType } from '../../src/drivers/net/index.js';
+import { formatIpv6, parseIpv6 } from '../../src/common/index.js';
+import { executableIpv6, guestNetworkArgs, NetworkPool, networkConfigV2, parseCidr, type VmType } from '../../src/drivers/net/index.js';
 import { randomBytes } from 'node:crypto';
 import { findExecutable } from '../../src/drivers/qemu/checks.js';
 import { netnsSkipReason } from './qemu-guest.js';
+import { ConfigError, parseConfig } from '../../src/config/index.js';
 import { nftRules, nftTable } from './vmnet-helpers.js';
 
 describe('address pool arithmetic', () => {
@@ -22,6 +24,26 @@ describe('address pool arithmetic', () => {
     assert.equal(parseCidr('300.1.1.0/24'), undefined);
     assert.throws(() => new NetworkPool({ pool: '10.0.0.0/24', prefix: 31, tapPrefix: 'x', stateDir: '/tmp/x', outboundInterface: '' }), /between \/24 .* and \/30/);
     assert.equal(new NetworkPool({ pool: '10.0.0.0/24', prefix: 30, tapPrefix: 'x', stateDir: '/tmp/x', outboundInterface: '' }).capacity, 64);
+  });
+});
+
+describe('[drivers.network] settings', () => {
+  const base = '[server]\ndomain = "edge.test"\n[tls]\nmode = "internal"\n[drivers.network]\n';
+  it('reads ipv6_pool and host_ports', () => {
+    const settings = parseConfig(`${base}outbound_interface = "eth0"\nipv6_pool = "2001:db8:7a3e:1::/64"\nhost_ports = "30000-30999"\n`, '/c.toml');
+    assert.equal(settings.drivers?.network.ipv6Pool, '2001:db8:7a3e:1::/64');
+    assert.deepEqual(settings.drivers?.network.hostPorts, { min: 30000, max: 30999 });
+  });
+  it('refuses a pool that is not a /64, a range that is not one, and IPv6 without an uplink, with the key and line', () => {
+    assert.throws(() => parseConfig(`${base}ipv6_pool = "2001:db8:7a3e:1::/56"\nhost_ports = "30000-20000"\n`, '/c.toml'), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      const text = err.format();
+      assert.match(text, /c\.toml:6.*drivers\.network\.ipv6_pool: "2001:db8:7a3e:1::\/56" is not an IPv6 \/64/);
+      assert.match(text, /drivers\.network\.host_ports: "30000-20000" is not a port range/);
+      return true;
+    });
+    assert.throws(() => parseConfig(`${base}ipv6_pool = "2001:db8:7a3e:1::5/64"\n`, '/c.toml'), /no host bits/);
+    assert.throws(() => parseConfig(`${base}ipv6_pool = "2001:db8:7a3e:1::/64"\n`, '/c.toml'), /ipv6_pool: needs outbound_interface/);
   });
 });
 

@@ -95,7 +95,7 @@ describe('VM settings in the config file', () => {
     assert.equal(settings.drivers?.qemu.accel, 'tcg');
     assert.equal(settings.drivers?.qemu.machine, 'q35');
     assert.equal(settings.drivers?.qemu.runDir, '/run/aleph-edge/vms');
-    assert.deepEqual(settings.drivers?.network, { pool: '10.1.0.0/24', prefix: 29, tapPrefix: 'aetap', stateDir: '/run/aleph-edge/net', outboundInterface: '' });
+    assert.deepEqual(settings.drivers?.network, { pool: '10.1.0.0/24', prefix: 29, tapPrefix: 'aetap', stateDir: '/run/aleph-edge/net', outboundInterface: '', ipv6Pool: '', hostPorts: { min: 24000, max: 65535 } });
     assert.equal(settings.drivers?.firecracker.uid, 900);
     assert.equal(settings.drivers?.firecracker.apiTimeoutMs, 2000);
     const program = settings.programs.local[0]!;

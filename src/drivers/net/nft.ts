@@ -52,6 +52,20 @@ export class Nftables {
 
   /** Adds the VM's rules (creating our table and chains when missing), in one transaction. */
   async addVm(vm: VmFirewall): Promise<void> {
+    await this.apply(this.vmCommands(vm));
+  }
+
+  /** Replaces the VM's rules by `vm`'s in one transaction (its forwards changed): no moment without them. */
+  async replaceVm(vm: VmFirewall): Promise<void> {
+    const old = ((await this.rules()) ?? []).filter((r) => r.comment === vm.tap);
+    await this.apply([...this.vmCommands(vm), ...old.map((r) => this.deleteRule(r))]);
+  }
+
+  private deleteRule(r: NftRule): unknown {
+    return { delete: { rule: { family: 'inet', table: this.table, chain: r.chain, handle: r.handle } } };
+  }
+
+  private vmCommands(vm: VmFirewall): unknown[] {
     const rule = (chain: string, expr: Expr[]) => ({ add: { rule: { family: 'inet', table: this.table, chain, comment: vm.tap, expr } } });
     const iif = match(meta('iifname'), vm.tap);
     const oif = match(meta('oifname'), vm.tap);
@@ -82,7 +96,7 @@ export class Nftables {
       ];
       commands.push(rule('prerouting', expr), rule('output', expr));
     }
-    await this.apply(commands);
+    return commands;
   }
 
   /** Deletes every rule tagged with this tap; the table too when nothing else is left in it. Idempotent. */
@@ -95,7 +109,7 @@ export class Nftables {
     const rules = await this.rules();
     if (rules === undefined) return [];
     const doomed = rules.filter((r) => stale(r.comment));
-    const commands: unknown[] = doomed.map((r) => ({ delete: { rule: { family: 'inet', table: this.table, chain: r.chain, handle: r.handle } } }));
+    const commands: unknown[] = doomed.map((r) => this.deleteRule(r));
     if (doomed.length === rules.length) commands.push({ delete: { table: { family: 'inet', name: this.table } } });
     if (commands.length > 0) await this.apply(commands);
     return [...new Set(doomed.map((r) => r.comment))];

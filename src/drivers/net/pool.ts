@@ -9,10 +9,11 @@
 // Outbound internet (NAT) only for leases that ask for it. docs/networking.md.
 
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { executableIpv6, parseIpv6Slash64, vmAddresses, type Ipv6Plan, type VmType } from './ipv6.js';
+import { parseIpv6Slash64 } from '../../common/index.js';
+import { executableIpv6, vmAddresses, type Ipv6Plan, type VmType } from './ipv6.js';
 import { Nftables, type Protocol } from './nft.js';
 import { PortMap, type MappedPorts, type PortRange, type PortRequest } from './ports.js';
 
@@ -161,7 +162,7 @@ export class NetworkPool {
       if (options.ports && options.ports.length > 0 && !options.hash) throw new Error('port forwards need the VM\'s hash (host ports are kept per VM)');
       const first = this.base + slot * 2 ** (32 - this.options.prefix);
       let ipv6: Ipv6Plan | undefined;
-      if (this.options.ipv6Pool && options.hash) {
+      if (this.options.ipv6Pool && options.hash && /^[0-9a-f]{64}$/.test(options.hash)) {
         const plan = executableIpv6(this.options.ipv6Pool, options.vmType ?? 'microvm', options.hash);
         // Two executions of one program overlap while the old one drains: the /124 stays with the first.
         if (![...this.held.values()].some((l) => l.ipv6?.network === plan.network)) ipv6 = plan;
@@ -200,6 +201,22 @@ export class NetworkPool {
         throw err;
       }
       return lease;
+    });
+  }
+
+  /**
+   * Changes a held lease's port forwards (the owner's port-forwarding settings changed):
+   * VM ports it keeps keep their host ports. Returns the new mapping (also in lease.ports).
+   */
+  updatePorts(lease: Lease, requests: PortRequest[]): Promise<MappedPorts> {
+    return this.serial(async () => {
+      if (this.held.get(lease.slot) !== lease) throw new Error(`${lease.tap} is not a lease held by this pool`);
+      if (!lease.hash) throw new Error('port forwards need the VM\'s hash (host ports are kept per VM)');
+      lease.ports = await this.portMap.assign(lease.hash, requests);
+      if (Object.keys(lease.ports).length > 0) await this.sysctl('/proc/sys/net/ipv4/ip_forward', '1');
+      await this.writeRecord(lease);
+      await this.nft.replaceVm(firewallOf(lease));
+      return lease.ports;
     });
   }
 
@@ -317,7 +334,9 @@ export class NetworkPool {
   private async writeRecord(lease: Lease): Promise<void> {
     await mkdir(this.options.stateDir, { recursive: true, mode: 0o700 });
     const record: LeaseRecord = { ...lease, pid: process.pid };
-    await writeFile(this.recordPath(lease.slot), JSON.stringify(record) + '\n', { mode: 0o600 });
+    const path = this.recordPath(lease.slot);
+    await writeFile(`${path}.tmp`, JSON.stringify(record) + '\n', { mode: 0o600 });
+    await rename(`${path}.tmp`, path);
   }
 
   private async readRecords(): Promise<LeaseRecord[]> {
