@@ -179,7 +179,9 @@ describe('tap devices in a network namespace', { skip: skip || false }, () => {
       execFileSync('ip', ['-n', ns, 'tuntap', 'add', 'dev', 'aet1', 'mode', 'tap']);
 
       const next = pool();
+      assert.ok(nftRules(ns, next.table).some((r) => r.comment === crashed.tap), 'and its firewall rules');
       assert.deepEqual(await next.reclaim(), [0, 1]);
+      assert.equal(nftTable(ns, next.table), undefined, 'the rules went with the reclaimed lease');
       assert.deepEqual(links(), []);
       assert.deepEqual(await readdir(stateDir), []);
       const lease = await next.acquire('after-crash');

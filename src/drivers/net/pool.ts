@@ -314,11 +314,21 @@ export class NetworkPool {
     });
   }
 
+  /**
+   * Sets a /proc/sys switch unless it already has the value. Under the systemd unit
+   * (ProtectKernelTunables=yes) the node cannot: the operator sets it in /etc/sysctl.d/.
+   */
   private async sysctl(path: string, value: string): Promise<void> {
     if (this.options.netns) {
       await run('ip', ['netns', 'exec', this.options.netns, 'sh', '-c', 'printf %s "$1" > "$0"', path, value]);
-    } else {
+      return;
+    }
+    if ((await readFile(path, 'utf8').catch(() => '')).trim() === value) return;
+    try {
       await writeFile(path, value);
+    } catch (err) {
+      const name = path.slice('/proc/sys/'.length).replaceAll('/', '.');
+      throw new Error(`${name} must be ${value} for VM networking and this process cannot set it (${(err as NodeJS.ErrnoException).code}): set it in /etc/sysctl.d/ (docs/networking.md)`);
     }
   }
 
