@@ -7,7 +7,7 @@ export { createDriver, DRIVER_NAMES, type DriverName, type DriverOptions } from 
 export { QemuDriver, checkQemuOptions, type QemuDriverOptions } from './qemu/index.js';
 export { FirecrackerDriver, checkFirecrackerOptions, type FirecrackerDriverOptions } from './firecracker/index.js';
 export {
-  NetworkPool, executableIpv6, guestNetworkArgs, networkConfigV2, checkPortRequests, PortForwardError, NftablesError,
+  NetworkPool, executableIpv6, guestNetworkArgs, networkConfigV2, checkPortRequests, portRequestsFromAggregate, PortForwardError, NftablesError,
   type AcquireOptions, type Ipv6Plan, type Lease, type MappedPorts, type NetworkPoolOptions, type PortRequest, type VmType,
 } from './net/index.js';
 export { buildRuntime, RUNTIME_PACKAGES, type RuntimeImage } from './image/index.js';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { formatIpv6, parseIpv6 } from '../../src/common/index.js';
-import { executableIpv6, guestNetworkArgs, NetworkPool, networkConfigV2, parseCidr, type VmType } from '../../src/drivers/net/index.js';
+import { executableIpv6, guestNetworkArgs, NetworkPool, networkConfigV2, parseCidr, portRequestsFromAggregate, type VmType } from '../../src/drivers/net/index.js';
 import { randomBytes } from 'node:crypto';
 import { findExecutable } from '../../src/drivers/qemu/checks.js';
 import { netnsSkipReason } from './qemu-guest.js';
@@ -44,6 +44,24 @@ describe('[drivers.network] settings', () => {
     });
     assert.throws(() => parseConfig(`${base}ipv6_pool = "2001:db8:7a3e:1::5/64"\n`, '/c.toml'), /no host bits/);
     assert.throws(() => parseConfig(`${base}ipv6_pool = "2001:db8:7a3e:1::/64"\n`, '/c.toml'), /ipv6_pool: needs outbound_interface/);
+  });
+});
+
+describe('the owner\'s port-forwarding aggregate', () => {
+  const hash = 'cd'.repeat(32);
+  it('reads the reference\'s shape, always with 22/tcp, skipping ports with no protocol', () => {
+    assert.deepEqual(portRequestsFromAggregate({ [hash]: { ports: { '80': { tcp: true, udp: false }, '53': { tcp: true, udp: true }, '9': { tcp: false, udp: false } } }, ['ef'.repeat(32)]: { ports: { '1': { tcp: true } } } }, hash), [
+      { port: 22, tcp: true, udp: false }, { port: 53, tcp: true, udp: true }, { port: 80, tcp: true, udp: false },
+    ]);
+    assert.deepEqual(portRequestsFromAggregate(undefined, hash), [{ port: 22, tcp: true, udp: false }]);
+    assert.deepEqual(portRequestsFromAggregate({ [hash]: { ports: { '22': { tcp: false, udp: true } } } }, hash), [{ port: 22, tcp: false, udp: true }], 'the owner may change 22 itself');
+  });
+  it('refuses bad entries naming the field', () => {
+    assert.throws(() => portRequestsFromAggregate({ [hash]: { ports: { '70000': { tcp: true } } } }, hash), new RegExp(`port-forwarding\\.${hash}\\.ports\\.70000: not a port`));
+    assert.throws(() => portRequestsFromAggregate({ [hash]: { ports: { http: { tcp: true } } } }, hash), /\.ports\.http: not a port/);
+    assert.throws(() => portRequestsFromAggregate({ [hash]: { ports: { '80': { tcp: 'yes' } } } }, hash), /\.ports\.80\.tcp: not a boolean/);
+    assert.throws(() => portRequestsFromAggregate({ [hash]: { ports: [] } }, hash), /\.ports: not an object/);
+    assert.throws(() => portRequestsFromAggregate([], hash), /port-forwarding: not an object/);
   });
 });
 

@@ -40,6 +40,36 @@ export function checkPortRequests(requests: PortRequest[]): void {
   }
 }
 
+/**
+ * The VM ports an owner's `port-forwarding` aggregate asks for one VM, in the
+ * reference's shape: `{ "<item hash>": { "ports": { "<port>": { "tcp": bool, "udp": bool } } } }`.
+ * Port 22/tcp is always forwarded (ssh), as the reference does. Throws naming the field.
+ */
+export function portRequestsFromAggregate(aggregate: unknown, hash: string): PortRequest[] {
+  const field = `port-forwarding.${hash}`;
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (aggregate !== undefined && aggregate !== null && !isObject(aggregate)) throw new PortForwardError('port-forwarding: not an object');
+  const entry = isObject(aggregate) ? aggregate[hash] : undefined;
+  const requests: PortRequest[] = [];
+  if (entry !== undefined && entry !== null) {
+    if (!isObject(entry)) throw new PortForwardError(`${field}: not an object`);
+    const ports = entry.ports ?? {};
+    if (!isObject(ports)) throw new PortForwardError(`${field}.ports: not an object`);
+    for (const [key, value] of Object.entries(ports)) {
+      const port = /^\d{1,5}$/.test(key) ? Number(key) : NaN;
+      if (!(port >= 1 && port <= 65535)) throw new PortForwardError(`${field}.ports.${key}: not a port (1-65535)`);
+      if (!isObject(value)) throw new PortForwardError(`${field}.ports.${key}: not an object`);
+      for (const proto of ['tcp', 'udp'] as const) {
+        if (value[proto] !== undefined && typeof value[proto] !== 'boolean') throw new PortForwardError(`${field}.ports.${key}.${proto}: not a boolean`);
+      }
+      const request = { port, tcp: value.tcp === true, udp: value.udp === true };
+      if (request.tcp || request.udp) requests.push(request);
+    }
+  }
+  if (!requests.some((r) => r.port === 22)) requests.unshift({ port: 22, tcp: true, udp: false });
+  return requests;
+}
+
 export class PortMap {
   constructor(
     private readonly file: string,
