@@ -107,8 +107,8 @@ describe('VM networking: a qemu guest on a tap, seen from another namespace', { 
       const ping = () => spawnSync('ip', ['netns', 'exec', outside, 'ping', '-6', '-c', '1', '-W', '2', expected], { encoding: 'utf8' });
       await until(() => ping().status === 0, 90_000, `ping6 ${expected} from the other namespace`);
       assert.match(ip(outside, '-6', 'neigh', 'show', expected), /lladdr/, 'resolved by neighbour discovery (the proxy)');
-      const outsideMac = ip(node, 'link', 'show', 'aevup').match(/link\/ether (\S+)/)![1];
-      assert.match(ip(outside, '-6', 'neigh', 'show', expected), new RegExp(`lladdr ${outsideMac}`), 'answered with the node\'s uplink address');
+      const uplinkMac = ip(node, 'link', 'show', 'aevup').match(/link\/ether (\S+)/)![1];
+      assert.match(ip(outside, '-6', 'neigh', 'show', expected), new RegExp(`lladdr ${uplinkMac}`), 'answered with the node\'s uplink address');
 
       // Port forwarding on the tap path: a host port on the node's uplink address reaches the guest's :8080.
       const ports = await pool.updatePorts(lease, [{ port: 8080, tcp: true, udp: false }]);
