@@ -43,6 +43,7 @@ export interface InstanceNetwork {
   ipv4: string; // the VM's IPv4 address
   ipv6Network: string | null; // its /124
   ipv6: string | null; // the address the network's monitor pings
+  hostIpv4: string | null; // the node's uplink IPv4, where forwarded host ports are reached
   /** VM port -> { host, tcp, udp }, the reference's mapped_ports. */
   mappedPorts: Record<string, { host: number; tcp: boolean; udp: boolean }>;
 }

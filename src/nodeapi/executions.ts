@@ -55,7 +55,7 @@ export function executionsV2(list: ExecutionInfo[]): Record<string, ExecutionV2>
     const network = execution.network;
     out[execution.hash] = {
       networking: {
-        ipv4_network: network?.ipv4Network ?? null, host_ipv4: null, ipv6_network: network?.ipv6Network ?? null,
+        ipv4_network: network?.ipv4Network ?? null, host_ipv4: network?.hostIpv4 ?? null, ipv6_network: network?.ipv6Network ?? null,
         ipv6_ip: network?.ipv6 ?? null, ipv4_ip: network?.ipv4 ?? null, mapped_ports: network?.mappedPorts ?? {},
       },
       status: {

@@ -99,6 +99,7 @@ describe('VM networking: a qemu guest on a tap, seen from another namespace', { 
     try {
       assert.equal(instance.network?.ipv6, expected, 'the VM is given the monitor\'s address');
       assert.equal(instance.network?.ipv6Network, '2001:db8:7a3e:1:1:e6ff:3b83:c4a0/124');
+      assert.equal(instance.network?.hostIpv4, NODE_V4, 'the uplink address, where forwarded ports are reached');
       const lease = pool.leases().find((l) => l.owner === slot.executionId)!;
       assert.match(ip(node, '-6', 'route', 'show', 'dev', lease.tap), /^2001:db8:7a3e:1:1:e6ff:3b83:c4a0\/124 /m, 'the /124 is routed to the tap');
       assert.match(ip(node, '-6', 'neigh', 'show', 'proxy', 'dev', 'aevup'), new RegExp(`^${expected} `, 'm'));

@@ -113,7 +113,7 @@ describe('executions lists', () => {
   it('v1 lists running ones only; networking from the VM\'s own network, null without one', () => {
     const tap = {
       ...info('a'.repeat(64), 'ready', '172.16.0.6:8080'),
-      network: { ipv4Network: '172.16.0.4/30', ipv4: '172.16.0.6', ipv6Network: '2001:db8:1:2:1:aaaa:aaaa:aaa0/124', ipv6: '2001:db8:1:2:1:aaaa:aaaa:aaa1', mappedPorts: { '22': { host: 24000, tcp: true, udp: false } } },
+      network: { ipv4Network: '172.16.0.4/30', ipv4: '172.16.0.6', ipv6Network: '2001:db8:1:2:1:aaaa:aaaa:aaa0/124', ipv6: '2001:db8:1:2:1:aaaa:aaaa:aaa1', hostIpv4: '203.0.113.7', mappedPorts: { '22': { host: 24000, tcp: true, udp: false } } },
     };
     const list = [tap, info('b'.repeat(64), 'starting', '127.0.0.1:4000'), info('c'.repeat(64), 'ready', '127.0.0.1:4001')];
     const v1 = executionsV1(list);
@@ -122,7 +122,7 @@ describe('executions lists', () => {
     assert.deepEqual(v1['c'.repeat(64)]!.networking, { ipv4: null, ipv6: null });
     const v2 = executionsV2(list);
     assert.deepEqual(v2['a'.repeat(64)]!.networking, {
-      ipv4_network: '172.16.0.4/30', host_ipv4: null, ipv6_network: '2001:db8:1:2:1:aaaa:aaaa:aaa0/124',
+      ipv4_network: '172.16.0.4/30', host_ipv4: '203.0.113.7', ipv6_network: '2001:db8:1:2:1:aaaa:aaaa:aaa0/124',
       ipv6_ip: '2001:db8:1:2:1:aaaa:aaaa:aaa1', ipv4_ip: '172.16.0.6', mapped_ports: { '22': { host: 24000, tcp: true, udp: false } },
     });
     assert.equal(v2['c'.repeat(64)]!.networking.ipv4_ip, null);

@@ -20,7 +20,7 @@ describe('execution records carry the VM network', () => {
     const hash = '5e'.repeat(32);
     const ports: InstanceNetwork['mappedPorts'] = { '22': { host: 24000, tcp: true, udp: false } };
     const network = {
-      ipv4Network: '172.16.0.4/30', ipv4: '172.16.0.6', ipv6Network: '2001:db8:1:2:1:5e5e:5e5e:5e50/124', ipv6: '2001:db8:1:2:1:5e5e:5e5e:5e51',
+      ipv4Network: '172.16.0.4/30', ipv4: '172.16.0.6', ipv6Network: '2001:db8:1:2:1:5e5e:5e5e:5e50/124', ipv6: '2001:db8:1:2:1:5e5e:5e5e:5e51', hostIpv4: '203.0.113.7',
       get mappedPorts() {
         return ports;
       },
@@ -43,6 +43,7 @@ describe('execution records carry the VM network', () => {
       const v2 = executionsV2(o.list())[hash]!.networking;
       assert.equal(v2.ipv6_ip, '2001:db8:1:2:1:5e5e:5e5e:5e51');
       assert.equal(v2.ipv4_ip, '172.16.0.6');
+      assert.equal(v2.host_ipv4, '203.0.113.7');
       assert.deepEqual(JSON.parse(JSON.stringify(v2.mapped_ports)), { '22': { host: 24000, tcp: true, udp: false }, '2222': { host: 24001, tcp: true, udp: true } });
     } finally {
       await o.drain(0);

@@ -48,6 +48,7 @@ export function networkOf(lease: Lease): InstanceNetwork {
     ipv4: lease.guestIp,
     ipv6Network: lease.ipv6?.network ?? null,
     ipv6: lease.ipv6?.address ?? null,
+    hostIpv4: lease.uplinkIpv4 ?? null,
     // Live: updatePorts replaces lease.ports while the VM runs.
     get mappedPorts() {
       return lease.ports;

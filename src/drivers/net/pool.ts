@@ -71,6 +71,8 @@ export interface Lease {
   ports: MappedPorts;
   /** The uplink (outbound_interface) when the lease was made: NAT and NDP proxy entries are on it. */
   uplink: string;
+  /** The uplink's IPv4 address (where forwarded host ports are reached), if it has one. */
+  uplinkIpv4?: string;
 }
 
 interface LeaseRecord extends Lease {
@@ -182,6 +184,8 @@ export class NetworkPool {
         ports,
         uplink: this.options.outboundInterface,
       };
+      const uplinkIpv4 = await this.uplinkIpv4();
+      if (uplinkIpv4) lease.uplinkIpv4 = uplinkIpv4;
       // Record first: a crash between here and the device's creation is then reclaimable.
       await this.writeRecord(lease);
       this.held.set(slot, lease);
@@ -299,6 +303,12 @@ export class NetworkPool {
   private async proxyNdp(action: 'add' | 'delete', lease: Pick<Lease, 'ipv6' | 'uplink'>): Promise<void> {
     const lines = vmAddresses(lease.ipv6!).map((address) => `neigh ${action === 'add' ? 'replace' : 'del'} proxy ${address} dev ${lease.uplink}`);
     await this.ipBatch(['-6'], lines, action === 'delete');
+  }
+
+  private async uplinkIpv4(): Promise<string | undefined> {
+    if (this.options.outboundInterface === '') return undefined;
+    const { stdout } = await this.ip('-4', '-o', 'addr', 'show', 'dev', this.options.outboundInterface).catch(() => ({ stdout: '' }));
+    return /\binet (\d+\.\d+\.\d+\.\d+)\//.exec(stdout)?.[1];
   }
 
   /** `ip -batch -`: one process for many commands; `force` goes on past errors (deleting what is already gone). */
