@@ -50,12 +50,11 @@ export class Nftables {
     private readonly netns = '',
   ) {}
 
-  /** Adds the VM's rules (creating our table and chains when missing), in one transaction. */
-  async addVm(vm: VmFirewall): Promise<void> {
-    await this.apply(this.vmCommands(vm));
-  }
-
-  /** Replaces the VM's rules by `vm`'s in one transaction (its forwards changed): no moment without them. */
+  /**
+   * Sets the VM's rules (creating our table and chains when missing) in one transaction,
+   * replacing any it had (its forwards changed, or a failed teardown left some): no
+   * moment without them, never twice.
+   */
   async replaceVm(vm: VmFirewall): Promise<void> {
     const old = ((await this.rules()) ?? []).filter((r) => r.comment === vm.tap);
     await this.apply([...this.vmCommands(vm), ...old.map((r) => this.deleteRule(r))]);

@@ -198,7 +198,7 @@ export class NetworkPool {
         if (lease.ipv6) await this.ip('-6', 'addr', 'add', `${lease.ipv6.gateway}/${lease.ipv6.prefix}`, 'dev', lease.tap, 'nodad');
         await this.ip('link', 'set', lease.tap, 'up');
         await this.enableForwarding(lease);
-        await this.nft.addVm(firewallOf(lease));
+        await this.nft.replaceVm(firewallOf(lease)); // replaces any rules a failed teardown left for this tap
         if (lease.ipv6) await this.proxyNdp('add', lease);
       } catch (err) {
         await this.teardown(lease).catch(() => {});
@@ -216,10 +216,17 @@ export class NetworkPool {
     return this.serial(async () => {
       if (this.held.get(lease.slot) !== lease) throw new Error(`${lease.tap} is not a lease held by this pool`);
       if (!lease.hash) throw new Error('port forwards need the VM\'s hash (host ports are kept per VM)');
-      lease.ports = await this.portMap.assign(lease.hash, requests);
-      if (Object.keys(lease.ports).length > 0) await this.sysctl('/proc/sys/net/ipv4/ip_forward', '1');
+      const ports = await this.portMap.assign(lease.hash, requests);
+      try {
+        if (Object.keys(ports).length > 0) await this.sysctl('/proc/sys/net/ipv4/ip_forward', '1');
+        await this.nft.replaceVm(firewallOf({ ...lease, ports }));
+      } catch (err) {
+        // The rules are as they were: so is the map (same VM ports, same host ports).
+        await this.portMap.assign(lease.hash, requestsOf(lease.ports)).catch(() => {});
+        throw err;
+      }
+      lease.ports = ports;
       await this.writeRecord(lease);
-      await this.nft.replaceVm(firewallOf(lease));
       return lease.ports;
     });
   }
@@ -229,12 +236,16 @@ export class NetworkPool {
     return this.serial(() => this.teardown(lease));
   }
 
+  /** Every step is tried even when one fails (the first error is thrown after): a VM's leftovers never keep its slot. */
   private async teardown(lease: Lease): Promise<void> {
-    await this.nft.removeVm(lease.tap);
-    if (lease.ipv6) await this.proxyNdp('delete', lease);
-    await this.deleteTap(lease.tap); // its addresses and the /124 route go with it
+    const errors: unknown[] = [];
+    const step = (work: () => Promise<void>) => work().catch((err: unknown) => void errors.push(err));
+    await step(() => this.nft.removeVm(lease.tap));
+    if (lease.ipv6) await step(() => this.proxyNdp('delete', lease));
+    await step(() => this.deleteTap(lease.tap)); // its addresses and the /124 route go with it
     await rm(this.recordPath(lease.slot), { force: true });
     this.held.delete(lease.slot);
+    if (errors.length > 0) throw errors[0];
   }
 
   private async reclaimStale(): Promise<number[]> {
@@ -392,6 +403,10 @@ export class NetworkPool {
 }
 
 const DEFAULT_HOST_PORTS: PortRange = { min: 24000, max: 65535 };
+
+function requestsOf(ports: MappedPorts): PortRequest[] {
+  return Object.entries(ports).map(([port, m]) => ({ port: Number(port), tcp: m.tcp, udp: m.udp }));
+}
 
 function firewallOf(lease: Lease) {
   const forwards: Array<{ protocol: Protocol; hostPort: number; guestPort: number }> = [];
