@@ -144,6 +144,19 @@ describe('qemu driver start-up checks', () => {
       },
     );
   });
+
+  it('tap networking needs nft, and says so', () => {
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      assert.throws(
+        () => new QemuDriver({ stopGraceMs: 100, binary: process.execPath, kernel: process.execPath, initramfs: process.execPath, machine: 'auto', accel: 'tcg', network: 'tap', runDir: '/tmp/x', pool: new NetworkPool({ pool: '10.0.0.0/30', prefix: 30, tapPrefix: 'x', stateDir: '/tmp/x', outboundInterface: '' }) }),
+        /drivers\.qemu\.network = "tap": nft is not in PATH \(apt install nftables/,
+      );
+    } finally {
+      process.env.PATH = path;
+    }
+  });
 });
 
 const skip = qemuSkipReason();

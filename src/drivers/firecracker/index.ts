@@ -88,6 +88,7 @@ export function checkFirecrackerOptions(options: FirecrackerDriverOptions): stri
   }
   checkFile(problems, 'drivers.firecracker.initramfs', options.initramfs, `; every Firecracker VM boots kernel + initramfs${IMAGE_HINT}`);
   if (!options.pool) problems.push('the firecracker driver needs tap networking: a [drivers.network] pool');
+  else checkExecutable(problems, 'tap networking', 'nft', ' (apt install nftables; docs/networking.md)');
   if (options.jailer === '' && options.runDir === '') problems.push('drivers.firecracker.run_dir is not set');
   if (options.jailer !== '') {
     if (options.uid === 0 || options.gid === 0) problems.push('drivers.firecracker.uid and gid: set an unprivileged uid:gid for the jail (0 runs Firecracker as root)');

@@ -53,6 +53,7 @@ export function checkQemuOptions(options: QemuDriverOptions): string[] {
   checkFile(problems, 'drivers.qemu.initramfs', options.initramfs, IMAGE_HINT);
   if (options.runDir === '') problems.push('drivers.qemu.run_dir is not set');
   if (options.network === 'tap' && !options.pool) problems.push('drivers.qemu.network = "tap" needs a [drivers.network] pool');
+  if (options.network === 'tap') checkExecutable(problems, 'drivers.qemu.network = "tap"', 'nft', ' (apt install nftables; docs/networking.md)');
   return problems;
 }
 
