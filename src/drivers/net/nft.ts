@@ -42,6 +42,7 @@ const DROP: Expr = { drop: null };
 
 export class NftablesError extends Error {
   override readonly name = 'NftablesError';
+  readonly code = 'nftables';
 }
 
 export class Nftables {
