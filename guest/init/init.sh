@@ -18,11 +18,13 @@ for m in $(cat /etc/aleph/modules); do insmod "/lib/modules/aleph/$m.ko" 2>/dev/
 # The node's control channel (clock and entropy after a restore from a snapshot).
 [ -x /bin/aleph-agent ] && /bin/aleph-agent &
 
-ip=; gw=; dns=
+ip=; gw=; dns=; ip6=; gw6=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     aleph.ip=*) ip="${arg#aleph.ip=}" ;;
     aleph.gw=*) gw="${arg#aleph.gw=}" ;;
+    aleph.ip6=*) ip6="${arg#aleph.ip6=}" ;;
+    aleph.gw6=*) gw6="${arg#aleph.gw6=}" ;;
     aleph.dns=*) dns="${arg#aleph.dns=}" ;;
   esac
 done
@@ -34,6 +36,8 @@ if [ -e /sys/class/net/eth0 ]; then
   ip link set eth0 up
   [ -n "$ip" ] && ip addr add "$ip" dev eth0
   [ -n "$gw" ] && ip route add default via "$gw"
+  [ -n "$ip6" ] && ip -6 addr add "$ip6" dev eth0
+  [ -n "$gw6" ] && ip -6 route add default via "$gw6" dev eth0
 else
   say "no network device (eth0)"
 fi

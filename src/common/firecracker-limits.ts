@@ -23,11 +23,13 @@ export const FIRECRACKER_MAX_DRIVES = 16;
 
 /**
  * The longest boot_args our driver writes before any operator extra: the fixed
- * part, the guest address, gateway and code drive at their longest. Kept in step with
+ * part, the guest address, gateway, IPv6 address and gateway and code drive at their longest. Kept in step with
  * firecrackerBootArgs() (a test checks it).
  */
-export const FIRECRACKER_BASE_BOOT_ARGS_MAX =
-  'console=ttyS0 reboot=k panic=1 pci=off quiet i8042.noaux i8042.nomux i8042.dumbkbd aleph.ip=255.255.255.255/32 aleph.gw=255.255.255.255 aleph.code=/dev/vdp'.length;
+export const FIRECRACKER_BASE_BOOT_ARGS_MAX = (
+  'console=ttyS0 reboot=k panic=1 pci=off quiet i8042.noaux i8042.nomux i8042.dumbkbd aleph.ip=255.255.255.255/32 aleph.gw=255.255.255.255 ' +
+  'aleph.ip6=ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/124 aleph.gw6=ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff aleph.code=/dev/vdp'
+).length;
 
 /** Bytes left for `drivers.firecracker.extra_boot_args` (plus the space before it). */
 export function firecrackerExtraBootArgsRoom(): number {

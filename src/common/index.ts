@@ -5,3 +5,4 @@ export * from './log.js';
 export * from './proc.js';
 export * from './guest.js';
 export * from './firecracker-limits.js';
+export * from './ipv6.js';

@@ -3,7 +3,7 @@
 // becomes an issue with its key path.
 
 import { resolve } from 'node:path';
-import { ASGI_APP_PATTERN, FIRECRACKER_CMDLINE_MAX, FIRECRACKER_MAX_VCPUS, firecrackerExtraBootArgsRoom, forbiddenBootArg, normalizeHash } from '../common/index.js';
+import { ASGI_APP_PATTERN, FIRECRACKER_CMDLINE_MAX, FIRECRACKER_MAX_VCPUS, firecrackerExtraBootArgsRoom, forbiddenBootArg, normalizeHash, parseIpv6Slash64 } from '../common/index.js';
 import { IssueSink, TableReader, tomlType, type RawIssue, type RawTable } from './reader.js';
 import type {
   AlephProgramsSettings,
@@ -436,7 +436,7 @@ export function defaultDriversSettings(): DriversSettings {
       extraBootArgs: '',
       apiTimeoutMs: 5 * SECOND,
     },
-    network: { pool: '172.16.0.0/24', prefix: 30, tapPrefix: 'aetap', stateDir: '/run/aleph-edge/net', outboundInterface: '' },
+    network: { pool: '172.16.0.0/24', prefix: 30, tapPrefix: 'aetap', stateDir: '/run/aleph-edge/net', outboundInterface: '', ipv6Pool: '', hostPorts: { min: 24000, max: 65535 } },
     snapshots: { enabled: false, dir: '/var/cache/aleph-edge/snapshots', maxBytes: 4 * 1024 * 1024 * KIB },
   };
 }
@@ -493,7 +493,12 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
     ),
     stateDir: paths.resolve(n.checked('state_dir', defaults.network.stateDir, nonEmpty)),
     outboundInterface: n.string('outbound_interface', ''),
+    ipv6Pool: n.checked('ipv6_pool', defaults.network.ipv6Pool, (text) =>
+      text === '' || parseIpv6Slash64(text) !== undefined ? { ok: true, value: text } : { ok: false, message: `"${text}" is not an IPv6 /64 like 2001:db8:1:2::/64 (the node's /64, no host bits)` },
+    ),
+    hostPorts: n.checked('host_ports', defaults.network.hostPorts, checkPortRange),
   };
+  if (network.ipv6Pool !== '' && network.outboundInterface === '') n.issue('ipv6_pool', 'needs outbound_interface: the NDP proxy answers for the VMs on it');
   n.finish();
   const s = d.table('snapshots');
   const snapshots: DriversSettings['snapshots'] = {
@@ -518,6 +523,14 @@ function checkExtraBootArgs(text: string): Checked<string> {
     if (why) return { ok: false, message: `"${arg}": ${why}` };
   }
   return { ok: true, value: text.trim() };
+}
+
+// "min-max": host ports handed out for port forwards.
+function checkPortRange(text: string): Checked<{ min: number; max: number }> {
+  const match = /^(\d{1,5})-(\d{1,5})$/.exec(text);
+  const [min, max] = match ? [Number(match[1]), Number(match[2])] : [NaN, NaN];
+  if (!match || min < 1 || max > 65535 || min > max) return { ok: false, message: `"${text}" is not a port range like 24000-65535` };
+  return { ok: true, value: { min, max } };
 }
 
 // "a.b.c.d/n" with n <= 30 and no host bits set.

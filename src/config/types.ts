@@ -134,6 +134,8 @@ export interface NetworkDriverSettings {
   tapPrefix: string; // tap names <prefix><slot>; default 'aetap'
   stateDir: string; // lease records for crash recovery; default /run/aleph-edge/net
   outboundInterface: string; // NAT egress for programs with internet = true; '' = none allowed
+  ipv6Pool: string; // the node's IPv6 /64 (each VM gets a /124 of it); '' = no IPv6 for VMs
+  hostPorts: { min: number; max: number }; // host ports for port forwards; default 24000-65535
 }
 
 export interface ProcessDriverSettings {

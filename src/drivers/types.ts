@@ -45,10 +45,22 @@ export interface Instance {
   ready?(): void;
   /** True when this instance was restored from saved state rather than booted. */
   restored?: boolean;
+  /** The VM's own addresses and forwarded ports (tap networking), for the node API's executions lists. */
+  network?: InstanceNetwork;
   /** Stops the program (graceful, then forced after the grace period); idempotent. */
   stop(): Promise<void>;
   /** Settles once the program has exited, for whatever reason. Never rejects. */
   exited: Promise<ExitInfo>;
+}
+
+export interface InstanceNetwork {
+  ipv4Network: string; // the VM's IPv4 subnet, "172.16.0.4/30"
+  ipv4: string; // the VM's IPv4 address
+  ipv6Network: string | null; // its /124
+  ipv6: string | null; // the address the network's monitor pings
+  hostIpv4: string | null; // the node's uplink IPv4, where forwarded host ports are reached
+  /** VM port -> { host, tcp, udp }, the reference's mapped_ports. */
+  mappedPorts: Record<string, { host: number; tcp: boolean; udp: boolean }>;
 }
 
 export interface Driver {

@@ -1,18 +1,13 @@
 // /about/executions/list (v1) and /v2/about/executions/list, from the
 // orchestrator's execution records. Programs only: vm_type is always "microvm".
+// Networking fields as the reference fills them from the VM's tap (v1: the IPv4
+// subnet and the IPv6 /124; v2: those, the addresses, mapped ports); null for
+// executions without a network of their own (process driver, qemu user-mode).
 
 import { createHash } from 'node:crypto';
-import { isIP } from 'node:net';
 import type { ExecutionInfo } from '../orchestrator/index.js';
 
 const RUNNING = new Set(['ready', 'draining']);
-
-/** The guest's own address when the driver gave it one (tap networking); loopback forwards are not the guest's. */
-function guestIpv4(endpoint: string): string | null {
-  const host = endpoint.startsWith('[') ? endpoint.slice(1, endpoint.indexOf(']')) : endpoint.slice(0, endpoint.lastIndexOf(':'));
-  if (isIP(host) !== 4 || host.startsWith('127.')) return null;
-  return host;
-}
 
 export interface ExecutionV1 {
   networking: { ipv4: string | null; ipv6: string | null };
@@ -23,7 +18,7 @@ export interface ExecutionV1 {
 export interface ExecutionV2 {
   networking: {
     ipv4_network: string | null; host_ipv4: string | null; ipv6_network: string | null;
-    ipv6_ip: string | null; ipv4_ip: string | null; mapped_ports: Record<string, unknown>;
+    ipv6_ip: string | null; ipv4_ip: string | null; mapped_ports: Record<string, { host: number; tcp: boolean; udp: boolean }>;
   };
   status: {
     defined_at: string | null; preparing_at: string | null; prepared_at: string | null; starting_at: string | null;
@@ -40,7 +35,7 @@ export function executionsV1(list: ExecutionInfo[]): Record<string, ExecutionV1>
   for (const execution of list) {
     if (!RUNNING.has(execution.state)) continue;
     out[execution.hash] = {
-      networking: { ipv4: guestIpv4(execution.endpoint), ipv6: null },
+      networking: { ipv4: execution.network?.ipv4Network ?? null, ipv6: execution.network?.ipv6Network ?? null },
       vm_type: 'microvm',
       awaiting_confidential_init: false,
     };
@@ -58,10 +53,11 @@ export function executionsV2(list: ExecutionInfo[]): Record<string, ExecutionV2>
   const out: Record<string, ExecutionV2> = {};
   for (const execution of list) {
     const begun = execution.started_at;
+    const network = execution.network;
     out[execution.hash] = {
       networking: {
-        ipv4_network: null, host_ipv4: null, ipv6_network: null, ipv6_ip: null,
-        ipv4_ip: guestIpv4(execution.endpoint), mapped_ports: {},
+        ipv4_network: network?.ipv4Network ?? null, host_ipv4: network?.hostIpv4 ?? null, ipv6_network: network?.ipv6Network ?? null,
+        ipv6_ip: network?.ipv6 ?? null, ipv4_ip: network?.ipv4 ?? null, mapped_ports: network?.mappedPorts ?? {},
       },
       status: {
         defined_at: begun, preparing_at: begun, prepared_at: begun, starting_at: begun,

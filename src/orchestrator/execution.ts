@@ -105,6 +105,7 @@ export class Execution {
       vcpus: this.program?.vcpus ?? 0,
       restarts,
       last_error: this.lastError ?? null,
+      ...(this.instance?.network ? { network: this.instance.network } : {}),
     };
   }
 }

@@ -1,4 +1,4 @@
-import type { Endpoint } from '../drivers/index.js';
+import type { Endpoint, InstanceNetwork } from '../drivers/index.js';
 import type { Program } from '../programs/index.js';
 
 /** A request's hold on a ready execution; release exactly once when the exchange ends. */
@@ -55,6 +55,8 @@ export interface ExecutionInfo {
   vcpus: number;
   restarts: number;
   last_error: string | null;
+  /** The VM's addresses and forwarded ports, when its driver gave it a network of its own (tap). */
+  network?: InstanceNetwork;
 }
 
 /** What the guest API gives one execution: its own socket, closed when the execution ends. */

@@ -73,7 +73,9 @@ describe('firecracker configuration', () => {
   });
 
   it('boot arguments do not contradict what Firecracker appends (no root=, no init=)', () => {
-    const args = firecrackerBootArgs({ guestIp: '255.255.255.255/32', gateway: '255.255.255.255', extraBootArgs: '', arch: 'x86_64' });
+    const longest6 = 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff';
+    const args = firecrackerBootArgs({ guestIp: '255.255.255.255/32', gateway: '255.255.255.255', ipv6: { address: `${longest6}/124`, gateway: longest6 }, extraBootArgs: '', arch: 'x86_64' });
+    assert.match(args, / aleph\.ip6=ffff:[f:]+\/124 aleph\.gw6=ffff:[f:]+( |$)/);
     assert.doesNotMatch(args, /(^| )(root|init|rdinit|virtio_mmio\.device)=/);
     assert.ok(args.length <= FIRECRACKER_BASE_BOOT_ARGS_MAX, 'the config check reserves room for our longest arguments');
     assert.equal(args.split(' ').filter((a) => a.startsWith('console=')).length, 1);

@@ -95,7 +95,7 @@ describe('VM settings in the config file', () => {
     assert.equal(settings.drivers?.qemu.accel, 'tcg');
     assert.equal(settings.drivers?.qemu.machine, 'q35');
     assert.equal(settings.drivers?.qemu.runDir, '/run/aleph-edge/vms');
-    assert.deepEqual(settings.drivers?.network, { pool: '10.1.0.0/24', prefix: 29, tapPrefix: 'aetap', stateDir: '/run/aleph-edge/net', outboundInterface: '' });
+    assert.deepEqual(settings.drivers?.network, { pool: '10.1.0.0/24', prefix: 29, tapPrefix: 'aetap', stateDir: '/run/aleph-edge/net', outboundInterface: '', ipv6Pool: '', hostPorts: { min: 24000, max: 65535 } });
     assert.equal(settings.drivers?.firecracker.uid, 900);
     assert.equal(settings.drivers?.firecracker.apiTimeoutMs, 2000);
     const program = settings.programs.local[0]!;
@@ -143,6 +143,19 @@ describe('qemu driver start-up checks', () => {
         return true;
       },
     );
+  });
+
+  it('tap networking needs nft, and says so', () => {
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      assert.throws(
+        () => new QemuDriver({ stopGraceMs: 100, binary: process.execPath, kernel: process.execPath, initramfs: process.execPath, machine: 'auto', accel: 'tcg', network: 'tap', runDir: '/tmp/x', pool: new NetworkPool({ pool: '10.0.0.0/30', prefix: 30, tapPrefix: 'x', stateDir: '/tmp/x', outboundInterface: '' }) }),
+        /drivers\.qemu\.network = "tap": nft is not in PATH \(apt install nftables/,
+      );
+    } finally {
+      process.env.PATH = path;
+    }
   });
 });
 

@@ -115,13 +115,22 @@ describe('executions lists', () => {
     hash, name: '', state, driver: 'qemu', endpoint, pid: 1, started_at: '2026-01-01T00:00:00.000Z', ready_at: state === 'ready' ? '2026-01-01T00:00:01.000Z' : null,
     last_request_at: null, boot_ms: null, requests: 0, in_flight: 0, memory_mib: 128, vcpus: 1, restarts: 0, last_error: null, guest_api: '',
   });
-  it('v1 lists running ones only; guest addresses only when they are the guest\'s', () => {
-    const list = [info('a'.repeat(64), 'ready', '172.16.0.2:8080'), info('b'.repeat(64), 'starting', '127.0.0.1:4000'), info('c'.repeat(64), 'ready', '127.0.0.1:4001')];
+  it('v1 lists running ones only; networking from the VM\'s own network, null without one', () => {
+    const tap = {
+      ...info('a'.repeat(64), 'ready', '172.16.0.6:8080'),
+      network: { ipv4Network: '172.16.0.4/30', ipv4: '172.16.0.6', ipv6Network: '2001:db8:1:2:1:aaaa:aaaa:aaa0/124', ipv6: '2001:db8:1:2:1:aaaa:aaaa:aaa1', hostIpv4: '203.0.113.7', mappedPorts: { '22': { host: 24000, tcp: true, udp: false } } },
+    };
+    const list = [tap, info('b'.repeat(64), 'starting', '127.0.0.1:4000'), info('c'.repeat(64), 'ready', '127.0.0.1:4001')];
     const v1 = executionsV1(list);
     assert.deepEqual(Object.keys(v1), ['a'.repeat(64), 'c'.repeat(64)]);
-    assert.equal(v1['a'.repeat(64)]!.networking.ipv4, '172.16.0.2');
-    assert.equal(v1['c'.repeat(64)]!.networking.ipv4, null);
+    assert.deepEqual(v1['a'.repeat(64)]!.networking, { ipv4: '172.16.0.4/30', ipv6: '2001:db8:1:2:1:aaaa:aaaa:aaa0/124' });
+    assert.deepEqual(v1['c'.repeat(64)]!.networking, { ipv4: null, ipv6: null });
     const v2 = executionsV2(list);
+    assert.deepEqual(v2['a'.repeat(64)]!.networking, {
+      ipv4_network: '172.16.0.4/30', host_ipv4: '203.0.113.7', ipv6_network: '2001:db8:1:2:1:aaaa:aaaa:aaa0/124',
+      ipv6_ip: '2001:db8:1:2:1:aaaa:aaaa:aaa1', ipv4_ip: '172.16.0.6', mapped_ports: { '22': { host: 24000, tcp: true, udp: false } },
+    });
+    assert.equal(v2['c'.repeat(64)]!.networking.ipv4_ip, null);
     assert.equal(v2['b'.repeat(64)]!.running, false);
     assert.equal(v2['b'.repeat(64)]!.status.started_at, null);
     assert.equal(v2['a'.repeat(64)]!.status.started_at, '2026-01-01T00:00:01.000Z');

@@ -25,7 +25,7 @@ import {
 } from '../../common/index.js';
 import { guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
 import { buildProgramArchive, writeConcatenated } from '../image/index.js';
-import type { NetworkPool } from '../net/index.js';
+import { networkOf, type NetworkPool } from '../net/index.js';
 import type { Program } from '../../programs/index.js';
 import { prepareDisks, vmLayout, STOP_TIMEOUT_S } from '../vm/index.js';
 import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from '../qemu/checks.js';
@@ -88,6 +88,7 @@ export function checkFirecrackerOptions(options: FirecrackerDriverOptions): stri
   }
   checkFile(problems, 'drivers.firecracker.initramfs', options.initramfs, `; every Firecracker VM boots kernel + initramfs${IMAGE_HINT}`);
   if (!options.pool) problems.push('the firecracker driver needs tap networking: a [drivers.network] pool');
+  else checkExecutable(problems, 'tap networking', 'nft', ' (apt install nftables; docs/networking.md)');
   if (options.jailer === '' && options.runDir === '') problems.push('drivers.firecracker.run_dir is not set');
   if (options.jailer !== '') {
     if (options.uid === 0 || options.gid === 0) problems.push('drivers.firecracker.uid and gid: set an unprivileged uid:gid for the jail (0 runs Firecracker as root)');
@@ -196,7 +197,9 @@ export class FirecrackerDriver implements Driver {
     };
     try {
       const jailed = this.options.jailer !== '';
-      const lease = await pool.acquire(slot.executionId, { internet: launch.internet, tapOwner: jailed ? { uid: this.options.uid, gid: this.options.gid } : undefined });
+      const lease = await pool.acquire(slot.executionId, {
+        internet: launch.internet, hash: program.hash, vmType: 'microvm', tapOwner: jailed ? { uid: this.options.uid, gid: this.options.gid } : undefined,
+      });
       cleanups.push(() => pool.release(lease));
       // The id follows the pool slot: a chroot left by a crashed VM in this slot is removed before reuse.
       const id = `aleph-${lease.slot}`;
@@ -274,6 +277,7 @@ export class FirecrackerDriver implements Driver {
         slot: lease.slot,
         guestIp: `${lease.guestIp}/${lease.prefix}`,
         gateway: lease.hostIp,
+        ...(lease.ipv6 ? { ipv6: { address: `${lease.ipv6.address}/${lease.ipv6.prefix}`, gateway: lease.ipv6.gateway } } : {}),
         vsock: this.options.vsock ? paths.vsock : undefined,
       });
 
@@ -291,6 +295,7 @@ export class FirecrackerDriver implements Driver {
         cleanups: cleanups.splice(0),
       });
       if (link) vm.guestApi = { kind: 'tcp', host: link.host, port: link.port };
+      vm.network = networkOf(lease);
       try {
         await api.waitReady(vm.exited);
         await api.put('/boot-source', config.bootSource);
@@ -338,7 +343,7 @@ function checkResources(program: Program): void {
 }
 
 /** The kernel command line we send as boot_args (Firecracker then drops its defaults). */
-export function firecrackerBootArgs(vm: { guestIp: string; gateway: string; extraBootArgs: string; arch: FirecrackerArch }): string {
+export function firecrackerBootArgs(vm: { guestIp: string; gateway: string; ipv6?: { address: string; gateway: string }; extraBootArgs: string; arch: FirecrackerArch }): string {
   // No root= or init=: the initramfs is the root and its /init runs; Firecracker
   // appends virtio_mmio.device= entries itself (x86_64).
   const args = ['console=ttyS0', 'reboot=k', 'panic=1', 'pci=off', 'quiet'];
@@ -346,6 +351,7 @@ export function firecrackerBootArgs(vm: { guestIp: string; gateway: string; extr
   if (vm.arch === 'x86_64') args.push('i8042.noaux', 'i8042.nomux', 'i8042.dumbkbd');
   // The drives are described to the init in /etc/aleph/mounts (the layout), not here.
   args.push(`aleph.ip=${vm.guestIp}`, `aleph.gw=${vm.gateway}`);
+  if (vm.ipv6) args.push(`aleph.ip6=${vm.ipv6.address}`, `aleph.gw6=${vm.ipv6.gateway}`);
   const extra = vm.extraBootArgs.split(/\s+/).filter(Boolean);
   for (const arg of extra) {
     const why = forbiddenBootArg(arg);
@@ -366,6 +372,7 @@ export function firecrackerConfig(vm: {
   tap: string;
   slot: number;
   guestIp: string; // addr/prefix
+  ipv6?: { address: string; gateway: string }; // addr/124 and the gateway
   gateway: string;
   vsock?: string;
 }): FirecrackerConfig {

@@ -2,6 +2,7 @@
 // and put into the base initramfs. The guest contract, in one place (details in
 // docs/guest.md):
 //   kernel arguments  aleph.ip=<addr>/<prefix>  aleph.gw=<addr>  aleph.dns=<addr>
+//                     aleph.ip6=<addr>/124  aleph.gw6=<addr>  (the VM's IPv6, src/drivers/net/ipv6.ts)
 //                     (no root=: the kernel boots our initramfs; no drive is the root device)
 //   drives            virtio-blk, in the order of src/drivers/vm/layout.ts (vda, vdb, ...),
 //                     each named in /etc/aleph/mounts; qemu also sets the drive id as serial

@@ -16,10 +16,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, shortHash, type Logger } from '../../common/index.js';
 import { buildProgramArchive, kvmUsable, writeConcatenated } from '../image/index.js';
 import { prepareDisks, vmLayout, snapshotKey, STOP_TIMEOUT_S, type SnapshotStore } from '../vm/index.js';
-import type { NetworkPool } from '../net/index.js';
+import { guestNetworkArgs, networkOf, type NetworkPool } from '../net/index.js';
 import { LOOPBACK_HOST, pickFreePort } from '../process/port.js';
 import type { Program, VmLaunch } from '../../programs/index.js';
-import { DriverStartError, type Driver, type Endpoint, type Instance, type Slot } from '../types.js';
+import { DriverStartError, type Driver, type Endpoint, type Instance, type InstanceNetwork, type Slot } from '../types.js';
 import { plainPath, qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
 import { guestEnv, openGuestLink, type GuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
 import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from './checks.js';
@@ -59,6 +59,7 @@ export function checkQemuOptions(options: QemuDriverOptions): string[] {
   checkFile(problems, 'drivers.qemu.initramfs', options.initramfs, IMAGE_HINT);
   if (options.runDir === '') problems.push('drivers.qemu.run_dir is not set');
   if (options.network === 'tap' && !options.pool) problems.push('drivers.qemu.network = "tap" needs a [drivers.network] pool');
+  if (options.network === 'tap') checkExecutable(problems, 'drivers.qemu.network = "tap"', 'nft', ' (apt install nftables; docs/networking.md)');
   return problems;
 }
 
@@ -131,12 +132,15 @@ export class QemuDriver implements Driver {
       let net: QemuVmSpec['net'];
       let apiHost = '';
       let link: GuestLink | undefined;
+      let network: InstanceNetwork | undefined;
       if (this.options.network === 'tap') {
-        const lease = await this.options.pool!.acquire(slot.executionId, { internet: launch.internet });
+        // A program's IPv6 is the monitor's microvm address for its hash (vm type 1).
+        const lease = await this.options.pool!.acquire(slot.executionId, { internet: launch.internet, hash: program.hash, vmType: 'microvm' });
         cleanups.push(() => this.options.pool!.release(lease));
         net = { mode: 'tap', tap: lease.tap };
         endpoint = { kind: 'tcp', host: lease.guestIp, port: 8080 };
-        kernelArgs.push(`aleph.ip=${lease.guestIp}/${lease.prefix}`, `aleph.gw=${lease.hostIp}`);
+        network = networkOf(lease);
+        kernelArgs.push(...guestNetworkArgs(lease));
         if (slot.guestApi) {
           // On the tap's host address (up now), for this guest only: other guests can route here too.
           const opened = await openGuestLink({ socket: slot.guestApi.socket, host: lease.hostIp, allowedPeers: [lease.guestIp] });
@@ -240,6 +244,7 @@ export class QemuDriver implements Driver {
       }
       for (const step of cleanups.splice(0)) vm.onCleanup(step); // restored: its steps from now on
       if (link) vm.guestApi = { kind: 'tcp', host: link.host, port: link.port };
+      if (network) vm.network = network;
       log.info(vm.restored ? 'vm restored' : 'vm started', { pid: vm.pid, accel, machine, memory_mib: program.memoryMib, vcpus: program.vcpus, drives: layout.drives.length, endpoint: `${endpoint.host}:${endpoint.port}` });
       return vm;
     } catch (err) {

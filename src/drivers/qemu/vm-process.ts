@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/index.js';
 import { captureOutput, DEFAULT_OUTPUT_LIMITS } from '../process/output.js';
 import { trackGroup, untrackGroup, groupAlive, signalGroup } from '../process/group.js';
-import { DriverStartError, type Endpoint, type ExitInfo, type Instance, type Slot } from '../types.js';
+import { DriverStartError, type Endpoint, type ExitInfo, type Instance, type InstanceNetwork, type Slot } from '../types.js';
 
 export interface VmProcessHooks {
   /** Asks the guest to shut down (ACPI power button, Ctrl-Alt-Del). */
@@ -28,6 +28,7 @@ export class VmProcess implements Instance {
   ready?: () => void;
   /** True when the VM started from saved state. */
   restored = false;
+  network?: InstanceNetwork;
   private requested = false;
   private vmmExited = false;
   private stopping: Promise<void> | undefined;

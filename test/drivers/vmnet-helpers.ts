@@ -1,0 +1,34 @@
+// Reading our nftables state back as nft JSON (what a test asserts on), in a namespace.
+
+import { execFileSync } from 'node:child_process';
+
+export interface ListedRule {
+  chain: string;
+  comment: string;
+  /** The rule's expressions as JSON text, for matching. */
+  text: string;
+}
+
+/** The table's JSON listing, or undefined when it does not exist. */
+export function nftTable(netns: string, table: string): unknown[] | undefined {
+  try {
+    const out = execFileSync('ip', ['netns', 'exec', netns, 'nft', '-j', 'list', 'table', 'inet', table], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return (JSON.parse(out) as { nftables: unknown[] }).nftables;
+  } catch (err) {
+    if (/No such file or directory/.test(String((err as { stderr?: string }).stderr))) return undefined;
+    throw err;
+  }
+}
+
+export function nftRules(netns: string, table: string): ListedRule[] {
+  return (nftTable(netns, table) ?? []).flatMap((entry) => {
+    const rule = (entry as { rule?: { chain: string; comment?: string; expr: unknown } }).rule;
+    return rule ? [{ chain: rule.chain, comment: rule.comment ?? '', text: JSON.stringify(rule.expr) }] : [];
+  });
+}
+
+/** Every table in the namespace, as "family name". */
+export function nftTables(netns: string): string[] {
+  const out = execFileSync('ip', ['netns', 'exec', netns, 'nft', '-j', 'list', 'tables'], { encoding: 'utf8' });
+  return (JSON.parse(out) as { nftables: Array<{ table?: { family: string; name: string } }> }).nftables.flatMap((e) => (e.table ? [`${e.table.family} ${e.table.name}`] : []));
+}
