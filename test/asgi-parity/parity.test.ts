@@ -322,17 +322,22 @@ describe('aleph_asgi and uvicorn behind the node answer alike', () => {
   });
 
   describe('WebSocket', () => {
-    interface Session { protocol: string; received: string[]; close: [number, string] | undefined; denied: number | undefined }
+    interface Session { protocol: string; extension: string; received: string[]; close: [number, string] | undefined; denied: number | undefined }
 
     function talk(app: AppName, server: ServerName, target: string, protocols: string[], say: Array<string | Buffer>): Promise<Session> {
       return new Promise((resolve, reject) => {
         const ws = new WebSocket(`wss://127.0.0.1:${node.httpsPort}/vm/${hashOf(app, server)}${target}`, protocols, { ca: node.ca, servername: node.domain, headers: { host: node.domain } } as WebSocket.ClientOptions);
-        const session: Session = { protocol: '', received: [], close: undefined, denied: undefined };
+        const session: Session = { protocol: '', extension: '', received: [], close: undefined, denied: undefined };
         ws.on('open', () => {
           session.protocol = ws.protocol;
+          session.extension = ws.extensions.split(';')[0]!; // the ws client offers permessage-deflate
           for (const message of say) ws.send(message);
         });
-        ws.on('message', (data: Buffer, binary: boolean) => session.received.push(binary ? `bytes ${data.toString('hex')}` : `text ${scrub(data.toString(), hashOf(app, server))}`));
+        ws.on('message', (data: Buffer, binary: boolean) => {
+          const text = data.toString();
+          const shown = text.length > 200 ? `${text.length} chars sha256 ${createHash('sha256').update(text).digest('hex')}` : scrub(text, hashOf(app, server));
+          session.received.push(binary ? `bytes ${data.toString('hex')}` : `text ${shown}`);
+        });
         ws.on('close', (code: number, reason: Buffer) => {
           session.close = [code, reason.toString()];
           resolve(session);
@@ -353,10 +358,14 @@ describe('aleph_asgi and uvicorn behind the node answer alike', () => {
       return aleph;
     }
 
-    it('text, binary, subprotocol choice and the app\'s close code and reason (bare and Starlette)', async () => {
+    it('text, binary, subprotocol choice, permessage-deflate and the app\'s close code and reason (bare and Starlette)', async () => {
+      const long = 'compressible '.repeat(20_000);
       for (const app of ['bare', 'star'] as const) {
-        const session = await alikeWs(app, '/ws', ['x-other', 'chat'], ['hi', Buffer.from([1, 2, 3]), 'close 4001 bye now']);
-        assert.deepEqual(session, { protocol: 'chat', received: ['text echo hi', 'bytes 030201'], close: [4001, 'bye now'], denied: undefined });
+        const session = await alikeWs(app, '/ws', ['x-other', 'chat'], ['hi', Buffer.from([1, 2, 3]), long, 'close 4001 bye now']);
+        assert.deepEqual(session, {
+          protocol: 'chat', extension: 'permessage-deflate', close: [4001, 'bye now'], denied: undefined,
+          received: ['text echo hi', 'bytes 030201', `text ${long.length + 5} chars sha256 ${createHash('sha256').update(`echo ${long}`).digest('hex')}`],
+        });
         const plain = await alikeWs(app, '/ws', [], ['close 1000 done']);
         assert.equal(plain.protocol, '');
       }
