@@ -371,6 +371,46 @@ describe('aleph_asgi and uvicorn behind the node answer alike', () => {
       }
     });
 
+    /** A WebSocket over h2 (RFC 8441): short masked text frames out, the frames back until the close. */
+    async function talkH2(app: AppName, server: ServerName, say: string[]): Promise<{ status: number; protocol: unknown; frames: string[] }> {
+      await new Promise<void>((resolve) => (session.remoteSettings.enableConnectProtocol ? resolve() : session.once('remoteSettings', () => resolve())));
+      const stream = session.request({
+        ':method': 'CONNECT', ':protocol': 'websocket', ':scheme': 'https', ':authority': node.domain, ':path': `/vm/${hashOf(app, server)}/ws`,
+        'sec-websocket-version': '13', 'sec-websocket-protocol': 'chat',
+      }, { endStream: false });
+      const head = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => stream.once('response', resolve).once('error', reject));
+      for (const text of say) {
+        const payload = Buffer.from(text);
+        const mask = Buffer.from([1, 2, 3, 4]);
+        stream.write(Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!))]));
+      }
+      const frames: string[] = [];
+      await new Promise<void>((resolve) => {
+        let got = Buffer.alloc(0);
+        stream.on('data', (chunk: Buffer) => {
+          got = Buffer.concat([got, chunk]);
+          while (got.length >= 2 && got.length >= 2 + (got[1]! & 0x7f)) { // server frames: unmasked, short here
+            const length = got[1]! & 0x7f;
+            const opcode = got[0]! & 0x0f;
+            const body = got.subarray(2, 2 + length);
+            frames.push(opcode === 8 ? `close ${body.readUInt16BE(0)} ${body.subarray(2).toString()}` : `${opcode} ${body.toString()}`);
+            got = got.subarray(2 + length);
+            if (opcode === 8) return resolve();
+          }
+        });
+        stream.once('close', () => resolve());
+      });
+      stream.close();
+      return { status: Number(head[':status']), protocol: head['sec-websocket-protocol'], frames };
+    }
+
+    it('over h2 (extended CONNECT): subprotocol, echo and the app\'s close', async () => {
+      const say = ['hi', 'close 4002 h2 done'];
+      const aleph = await talkH2('bare', 'aleph', say);
+      assert.deepEqual(aleph, await talkH2('bare', 'uvicorn', say));
+      assert.deepEqual(aleph, { status: 200, protocol: 'chat', frames: ['1 echo hi', 'close 4002 h2 done'] });
+    });
+
     it('a WebSocket closed before accept is refused with 403', async () => {
       for (const app of ['bare', 'star'] as const) assert.equal((await alikeWs(app, '/ws/deny', [], [])).denied, 403);
     });
