@@ -29,6 +29,8 @@ class HttpCycle:
         self.complete = False
         self.broken = False  # the connection can't carry another request (body error, client gone)
         self.completed = asyncio.Event()
+        # Resolved when the response is complete, or earlier by whoever waits on it.
+        self.settled: asyncio.Future = asyncio.get_running_loop().create_future()
         self._body_requested = False
         self._status = 0
         self._headers: list[tuple[bytes, bytes]] = []
@@ -170,3 +172,5 @@ class HttpCycle:
                 self.channel.close()
             self.complete = True
             self.completed.set()
+            if not self.settled.done():
+                self.settled.set_result(None)

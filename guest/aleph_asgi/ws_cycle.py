@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from . import ws_frames as wf
+from .ws_deflate import MIN_SIZE, Deflate, negotiate
 from .errors import ClientDisconnected, HttpError, IncompleteRead
 from .limits import Limits
 from .request import Request
@@ -60,6 +61,7 @@ class WebSocketCycle:
         self._closer: asyncio.TimerHandle | None = None
         self._last_heard = time.monotonic()
         self._denial_started = False
+        self._deflate: Deflate | None = None
 
     # --- receive ---------------------------------------------------------------------
 
@@ -90,8 +92,11 @@ class WebSocketCycle:
             text, data = message.get("text"), message.get("bytes")
             if (text is None) == (data is None):
                 raise ValueError("websocket.send needs exactly one of 'text' or 'bytes'")
-            frame = wf.encode_frame(wf.OP_TEXT, text.encode("utf-8")) if text is not None else wf.encode_frame(wf.OP_BINARY, bytes(data))
-            self.channel.write(frame)
+            opcode, payload = (wf.OP_TEXT, text.encode("utf-8")) if text is not None else (wf.OP_BINARY, bytes(data))
+            if self._deflate is not None and len(payload) >= MIN_SIZE:
+                self.channel.write(wf.encode_frame(opcode, self._deflate.compress(payload), rsv1=True))
+            else:
+                self.channel.write(wf.encode_frame(opcode, payload))
             await self.channel.drain(self.limits.send_timeout)
         elif kind == "websocket.close":
             code = int(message.get("code", wf.NORMAL) or wf.NORMAL)
@@ -131,6 +136,10 @@ class WebSocketCycle:
             headers.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
         reserved = {b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-protocol", b"sec-websocket-extensions"}
         headers += [(n, v) for n, v in check_headers(message.get("headers")) if n not in reserved]
+        agreed = negotiate([v for n, v in self.request.headers if n == b"sec-websocket-extensions"])
+        if agreed is not None:
+            headers.append((b"sec-websocket-extensions", agreed[0]))
+            self._deflate = agreed[1]
         self.channel.write(encode_head(101, headers))
         self.state = OPEN
         self._reader = asyncio.create_task(self._read_loop())
@@ -166,11 +175,12 @@ class WebSocketCycle:
 
     async def _read_loop(self) -> None:
         message_kind: int | None = None
+        compressed = False
         parts: list[bytes] = []
         size = 0
         try:
             while True:
-                frame = await wf.read_frame(self.channel, self.limits.ws_max_message)
+                frame = await wf.read_frame(self.channel, self.limits.ws_max_message, self._deflate is not None)
                 self._last_heard = time.monotonic()
                 if frame.opcode == wf.OP_PING:
                     if self.state == OPEN:
@@ -194,6 +204,7 @@ class WebSocketCycle:
                     raise wf.ProtocolError(wf.PROTOCOL_ERROR, "new message inside a fragmented one")
                 else:
                     message_kind = frame.opcode
+                    compressed = frame.rsv1
                 size += len(frame.payload)
                 if size > self.limits.ws_max_message:
                     raise wf.ProtocolError(wf.TOO_BIG, "message too big")
@@ -201,7 +212,10 @@ class WebSocketCycle:
                 if not frame.fin:
                     continue
                 payload = b"".join(parts)
-                kind, message_kind, parts, size = message_kind, None, [], 0
+                if compressed:
+                    assert self._deflate is not None  # read_frame refuses RSV1 otherwise
+                    payload = self._deflate.decompress(payload, self.limits.ws_max_message)
+                kind, message_kind, parts, size, compressed = message_kind, None, [], 0, False
                 if self.state != OPEN:
                     continue  # we are closing: data from the client is dropped
                 if kind == wf.OP_TEXT:

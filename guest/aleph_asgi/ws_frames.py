@@ -37,6 +37,7 @@ class Frame:
     fin: bool
     opcode: int
     payload: bytes
+    rsv1: bool = False  # permessage-deflate: the message is compressed
 
 
 def unmask(payload: bytes, mask: bytes) -> bytes:
@@ -48,13 +49,16 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
 
 
-async def read_frame(channel: Channel, max_size: int) -> Frame:
-    """The next client frame; ProtocolError for anything RFC 6455 forbids a client to send."""
+async def read_frame(channel: Channel, max_size: int, rsv1_allowed: bool = False) -> Frame:
+    """The next client frame; ProtocolError for anything RFC 6455 forbids a client to send.
+    `rsv1_allowed`: permessage-deflate was negotiated (RSV1 marks a compressed message)."""
     first, second = await channel.read_exactly(2)
     fin = bool(first & 0x80)
-    if first & 0x70:
-        raise ProtocolError(PROTOCOL_ERROR, "reserved bits set (no extension was negotiated)")
+    rsv1 = bool(first & 0x40)
     opcode = first & 0x0F
+    if first & 0x30 or (rsv1 and not (rsv1_allowed and opcode in (OP_TEXT, OP_BINARY))):
+        # RSV1 only on the first frame of a data message (RFC 7692 6), and only when negotiated.
+        raise ProtocolError(PROTOCOL_ERROR, "reserved bits set")
     if opcode not in _KNOWN:
         raise ProtocolError(PROTOCOL_ERROR, "unknown opcode")
     if not second & 0x80:
@@ -72,12 +76,12 @@ async def read_frame(channel: Channel, max_size: int) -> Frame:
         raise ProtocolError(TOO_BIG, "frame too big")
     mask = await channel.read_exactly(4)
     payload = unmask(await channel.read_exactly(length), mask)
-    return Frame(fin, opcode, payload)
+    return Frame(fin, opcode, payload, rsv1)
 
 
-def encode_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    """A server frame (never masked)."""
-    head = bytes([(0x80 if fin else 0) | opcode])
+def encode_frame(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> bytes:
+    """A server frame (never masked); `rsv1` marks a compressed message."""
+    head = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
     n = len(payload)
     if n < 126:
         head += bytes([n])

@@ -7,6 +7,7 @@ import os
 import signal
 import struct
 import time
+import zlib
 
 from .support import Reader, ServerProcess, ServerTestCase, closed_by_peer, close_code, request, ws_connect, ws_frame, ws_read
 
@@ -95,6 +96,44 @@ class WebSocketTest(ServerTestCase):
         self.protocol_error(ws_frame(TEXT, b"a", fin=False) + ws_frame(TEXT, b"b"), 1002)
         self.protocol_error(ws_frame(CLOSE, struct.pack("!H", 1005)), 1002)
         self.protocol_error(ws_frame(CLOSE, b"\x03"), 1002)
+
+    def deflate_open(self, offer="permessage-deflate; client_max_window_bits"):
+        sock, reader, headers = self.open(extra={"Sec-WebSocket-Extensions": offer})
+        return sock, reader, headers.get("sec-websocket-extensions")
+
+    def test_permessage_deflate_both_ways(self):
+        sock, reader, agreed = self.deflate_open()
+        self.assertEqual(agreed, "permessage-deflate; server_no_context_takeover")
+        deflater = zlib.compressobj(9, zlib.DEFLATED, -15)  # the client keeps its context
+        inflate = lambda data: zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff")
+        for text in ("compress me " * 20, "compress me " * 21):
+            compressed = deflater.compress(text.encode()) + deflater.flush(zlib.Z_SYNC_FLUSH)
+            sock.sendall(ws_frame(TEXT, compressed[:-4], rsv=0x40))
+            first, second = reader.exactly(2)
+            self.assertEqual((first & 0x40, first & 0x0F), (0x40, TEXT))  # compressed echo
+            n = second & 0x7F
+            if n == 126:
+                (n,) = struct.unpack("!H", reader.exactly(2))
+            self.assertEqual(inflate(reader.exactly(n)).decode(), text)
+        sock.sendall(ws_frame(TEXT, b"tiny"))  # uncompressed in, and too small to compress out
+        self.assertEqual(ws_read(reader), (TEXT, True, b"tiny"))
+
+    def test_permessage_deflate_bomb_is_refused(self):
+        sock, reader, _ = self.deflate_open()
+        deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+        bomb = deflater.compress(bytes(3 * 1024 * 1024)) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        self.assertLess(len(bomb), 8192)
+        sock.sendall(ws_frame(BINARY, bomb[:-4], rsv=0x40))
+        opcode, _, payload = ws_read(reader)
+        self.assertEqual((opcode, close_code(payload)), (CLOSE, 1009))
+
+    def test_permessage_deflate_offers_we_cannot_honour(self):
+        for offer in ("permessage-deflate; server_max_window_bits=8", "permessage-deflate; unknown=1", "x-webkit-deflate-frame"):
+            sock, reader, agreed = self.deflate_open(offer)
+            self.assertIsNone(agreed, offer)
+            sock.close()
+        _, _, agreed = self.deflate_open("permessage-deflate; server_max_window_bits=8, permessage-deflate; server_max_window_bits=10; client_no_context_takeover")
+        self.assertEqual(agreed, "permessage-deflate; server_no_context_takeover; server_max_window_bits=10; client_no_context_takeover")
 
     def test_invalid_utf8_text(self):
         self.protocol_error(ws_frame(TEXT, b"\xff\xfe"), 1007)

@@ -322,17 +322,22 @@ describe('aleph_asgi and uvicorn behind the node answer alike', () => {
   });
 
   describe('WebSocket', () => {
-    interface Session { protocol: string; received: string[]; close: [number, string] | undefined; denied: number | undefined }
+    interface Session { protocol: string; extension: string; received: string[]; close: [number, string] | undefined; denied: number | undefined }
 
     function talk(app: AppName, server: ServerName, target: string, protocols: string[], say: Array<string | Buffer>): Promise<Session> {
       return new Promise((resolve, reject) => {
         const ws = new WebSocket(`wss://127.0.0.1:${node.httpsPort}/vm/${hashOf(app, server)}${target}`, protocols, { ca: node.ca, servername: node.domain, headers: { host: node.domain } } as WebSocket.ClientOptions);
-        const session: Session = { protocol: '', received: [], close: undefined, denied: undefined };
+        const session: Session = { protocol: '', extension: '', received: [], close: undefined, denied: undefined };
         ws.on('open', () => {
           session.protocol = ws.protocol;
+          session.extension = ws.extensions.split(';')[0]!; // the ws client offers permessage-deflate
           for (const message of say) ws.send(message);
         });
-        ws.on('message', (data: Buffer, binary: boolean) => session.received.push(binary ? `bytes ${data.toString('hex')}` : `text ${scrub(data.toString(), hashOf(app, server))}`));
+        ws.on('message', (data: Buffer, binary: boolean) => {
+          const text = data.toString();
+          const shown = text.length > 200 ? `${text.length} chars sha256 ${createHash('sha256').update(text).digest('hex')}` : scrub(text, hashOf(app, server));
+          session.received.push(binary ? `bytes ${data.toString('hex')}` : `text ${shown}`);
+        });
         ws.on('close', (code: number, reason: Buffer) => {
           session.close = [code, reason.toString()];
           resolve(session);
@@ -353,13 +358,57 @@ describe('aleph_asgi and uvicorn behind the node answer alike', () => {
       return aleph;
     }
 
-    it('text, binary, subprotocol choice and the app\'s close code and reason (bare and Starlette)', async () => {
+    it('text, binary, subprotocol choice, permessage-deflate and the app\'s close code and reason (bare and Starlette)', async () => {
+      const long = 'compressible '.repeat(20_000);
       for (const app of ['bare', 'star'] as const) {
-        const session = await alikeWs(app, '/ws', ['x-other', 'chat'], ['hi', Buffer.from([1, 2, 3]), 'close 4001 bye now']);
-        assert.deepEqual(session, { protocol: 'chat', received: ['text echo hi', 'bytes 030201'], close: [4001, 'bye now'], denied: undefined });
+        const session = await alikeWs(app, '/ws', ['x-other', 'chat'], ['hi', Buffer.from([1, 2, 3]), long, 'close 4001 bye now']);
+        assert.deepEqual(session, {
+          protocol: 'chat', extension: 'permessage-deflate', close: [4001, 'bye now'], denied: undefined,
+          received: ['text echo hi', 'bytes 030201', `text ${long.length + 5} chars sha256 ${createHash('sha256').update(`echo ${long}`).digest('hex')}`],
+        });
         const plain = await alikeWs(app, '/ws', [], ['close 1000 done']);
         assert.equal(plain.protocol, '');
       }
+    });
+
+    /** A WebSocket over h2 (RFC 8441): short masked text frames out, the frames back until the close. */
+    async function talkH2(app: AppName, server: ServerName, say: string[]): Promise<{ status: number; protocol: unknown; frames: string[] }> {
+      await new Promise<void>((resolve) => (session.remoteSettings.enableConnectProtocol ? resolve() : session.once('remoteSettings', () => resolve())));
+      const stream = session.request({
+        ':method': 'CONNECT', ':protocol': 'websocket', ':scheme': 'https', ':authority': node.domain, ':path': `/vm/${hashOf(app, server)}/ws`,
+        'sec-websocket-version': '13', 'sec-websocket-protocol': 'chat',
+      }, { endStream: false });
+      const head = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => stream.once('response', resolve).once('error', reject));
+      for (const text of say) {
+        const payload = Buffer.from(text);
+        const mask = Buffer.from([1, 2, 3, 4]);
+        stream.write(Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!))]));
+      }
+      const frames: string[] = [];
+      await new Promise<void>((resolve) => {
+        let got = Buffer.alloc(0);
+        stream.on('data', (chunk: Buffer) => {
+          got = Buffer.concat([got, chunk]);
+          while (got.length >= 2 && got.length >= 2 + (got[1]! & 0x7f)) { // server frames: unmasked, short here
+            const length = got[1]! & 0x7f;
+            const opcode = got[0]! & 0x0f;
+            const body = got.subarray(2, 2 + length);
+            frames.push(opcode === 8 ? `close ${body.readUInt16BE(0)} ${body.subarray(2).toString()}` : `${opcode} ${body.toString()}`);
+            got = got.subarray(2 + length);
+            if (opcode === 8) return resolve();
+          }
+        });
+        stream.once('close', () => resolve());
+      });
+      stream.close();
+      return { status: Number(head[':status']), protocol: head['sec-websocket-protocol'], frames };
+    }
+
+    it('over h2 (extended CONNECT): subprotocol, echo and the app\'s close', async () => {
+      const say = ['hi', 'close 4002 h2 done'];
+      const aleph = await talkH2('bare', 'aleph', say);
+      assert.deepEqual(aleph, await talkH2('bare', 'uvicorn', say));
+      assert.deepEqual(aleph, { status: 200, protocol: 'chat', frames: ['1 echo hi', 'close 4002 h2 done'] });
     });
 
     it('a WebSocket closed before accept is refused with 403', async () => {
