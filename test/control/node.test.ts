@@ -173,6 +173,15 @@ describe('/control/* on a node', { skip }, () => {
       ws.on('message', (data) => got.push(JSON.parse(data.toString()) as Record<string, string>));
       return got;
     };
+    for (const first of ['not json', '{"no": "auth"}', JSON.stringify({ auth: { 'X-SignedPubKey': 'x' } })]) {
+      const bad = open();
+      const badGot = messages(bad);
+      await new Promise((resolve) => bad.once('open', resolve));
+      bad.send(first);
+      await new Promise((resolve) => bad.once('close', resolve));
+      assert.equal(badGot.length, 1, first);
+      assert.equal(badGot[0]!.status, 'failed', first);
+    }
     const refusedWs = open();
     const refusedGot = messages(refusedWs);
     await new Promise((resolve) => refusedWs.once('open', resolve));
