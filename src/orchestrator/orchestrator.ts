@@ -276,7 +276,7 @@ export class Orchestrator implements ExecutionGateway {
     execution.clearIdleTimer();
     // Counted from the last request, which a worker may report as a moment ago.
     execution.idleTimer = setTimeout(() => {
-      if (execution.idle) void this.stopExecution(execution, 'idle');
+      if (execution.idle && !this.pinned(execution)) void this.stopExecution(execution, 'idle');
     }, Math.max(0, this.settings.idleTimeoutMs - (Date.now() - execution.lastUsedAt)));
     execution.idleTimer.unref();
   }

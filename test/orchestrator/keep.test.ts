@@ -91,6 +91,17 @@ describe('orchestrator keep-running API', () => {
     assert.equal(await starts(1), 1);
   });
 
+  it('keeping a program that already runs on demand cancels its pending idle stop', async () => {
+    const o = orchestrator(source([{ n: 9 }]), { settings: { idleTimeoutMs: 600 } });
+    (await o.acquire(hashOf(9))).release(); // the idle stop is now armed
+    const pid = stateOf(o, 9)!.pid!;
+    await o.keep(hashOf(9), 'allocation');
+    const t0 = Date.now();
+    await until(() => Date.now() - t0 > 1_500, 3_000, 'past the idle timeout');
+    assert.equal(stateOf(o, 9)?.pid, pid);
+    assert.equal(await starts(9), 1);
+  });
+
   it('restarts a kept program that dies, with backoff from the second early death', async () => {
     const o = orchestrator(source([{ n: 2 }]), { backoff: { baseMs: 600, maxMs: 5_000, stableMs: 30_000 } });
     await o.keep(hashOf(2), 'operator');
