@@ -156,7 +156,7 @@ describe('orchestrator keep-running API', () => {
     assert.equal(await starts(4), 2);
   });
 
-  it('ignores a damaged kept file (logged), starting nothing', async () => {
+  it('ignores a damaged kept file (logged), starting nothing; a kept file that cannot be written keeps nothing', async () => {
     const keptFile = path.join(dir, 'kept-6.json');
     await writeFile(keptFile, '{"version":1,"kept":[{"hash":"../etc","reason":"allocation"}]}');
     const o = orchestrator(source([{ n: 6 }]), { keptFile });
@@ -164,6 +164,12 @@ describe('orchestrator keep-running API', () => {
     assert.deepEqual(o.kept(), []);
     assert.equal(o.list().length, 0);
     await assert.rejects(o.keep('not-a-hash', 'operator'), TypeError);
+    // A kept file that cannot be written: keep() fails, nothing is kept or started.
+    await writeFile(path.join(dir, 'not-a-folder'), '');
+    const stuck = orchestrator(source([{ n: 6 }]), { keptFile: path.join(dir, 'not-a-folder', 'kept.json') });
+    await assert.rejects(stuck.keep(hashOf(6), 'allocation'), /ENOTDIR|EEXIST/);
+    assert.deepEqual(stuck.kept(), []);
+    assert.equal(stuck.list().length, 0);
   });
 
   it('never stops a persistent program for idleness, nor evicts it', async () => {
