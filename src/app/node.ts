@@ -99,6 +99,7 @@ export class AlephEdgeNode {
       orchestrator: this.orchestrator,
       programs: this.programs,
       settings: () => ({ control: this.settings.control ?? defaultControlSettings(), domain: this.settings.server.domain, alephApi: this.settings.programs.alephApi }),
+      metrics: this.metrics,
     });
   }
 

@@ -5,6 +5,7 @@
 
 import { createLogger, EdgeError, isProgramHash, shortHash } from '../common/index.js';
 import type { ControlSettings } from '../config/index.js';
+import type { Counter, MetricsRegistry } from '../metrics/index.js';
 import type { ProgramSource } from '../programs/index.js';
 import { AllocationAuth } from './allocation-auth.js';
 import { ControlError, statusOf } from './errors.js';
@@ -19,6 +20,7 @@ export interface ControlServiceDeps {
   programs: ProgramSource;
   /** Read on every request (reload). */
   settings: () => { control: ControlSettings; domain: string; alephApi: string };
+  metrics?: MetricsRegistry;
 }
 
 const MACHINE = /^\/control\/machine\/([^/]+)\/(stop|reboot|erase|expire|update|logs|stream_logs)$/;
@@ -35,20 +37,29 @@ export class ControlService implements ControlGateway {
   /** Allocations are applied one at a time, in arrival order. */
   private allocating: Promise<unknown> = Promise.resolve();
   private readonly expiries = new Map<string, NodeJS.Timeout>();
+  private readonly answered: Counter | undefined;
 
   constructor(private readonly deps: ControlServiceDeps) {
     this.allocationAuth = new AllocationAuth(() => deps.settings().control);
     this.owners = new Owners(() => deps.settings().alephApi);
+    this.answered = deps.metrics?.counter('aleph_edge_control_requests_total', '/control/* answers, by kind (allocations, notify, operation) and status');
   }
 
   async request(request: ControlRequest): Promise<ControlReply> {
+    let reply: ControlReply;
     try {
-      return await this.route(request);
+      reply = await this.route(request);
     } catch (error) {
-      if (error instanceof ControlError) return refusal(error);
-      log.error('control request failed', { path: request.path, error: (error as Error).message });
-      return text(500, 'Internal error');
+      if (error instanceof ControlError) {
+        reply = refusal(error);
+      } else {
+        log.error('control request failed', { path: request.path, error: (error as Error).message });
+        reply = text(500, 'Internal error');
+      }
     }
+    const kind = request.path === '/control/allocations' ? 'allocations' : request.path === '/control/allocation/notify' ? 'notify' : MACHINE.test(request.path) ? 'operation' : 'other';
+    this.answered?.inc({ kind, status: String(reply.status) });
+    return reply;
   }
 
   async authorizeStream(path: string, auth: unknown): Promise<StreamAuth> {

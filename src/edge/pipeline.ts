@@ -102,8 +102,12 @@ export class Pipeline {
       this.checkBodySize(req);
       const route = await this.routes.route({ host, path: req.url ?? '' });
       if (route.kind === 'node') {
-        if (route.page === 'control' && this.deps.control) await this.deps.control.serve(req, res, route.path);
-        else await this.deps.pages.handle(req, res, route.path);
+        if (route.page === 'control' && this.deps.control) {
+          res.setHeader('server', this.deps.pages.serverHeader);
+          await this.deps.control.serve(req, res, route.path);
+        } else {
+          await this.deps.pages.handle(req, res, route.path);
+        }
         return;
       }
       hash = route.hash;

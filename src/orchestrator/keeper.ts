@@ -58,7 +58,16 @@ export class Keeper {
     if (!isProgramHash(hash)) throw new TypeError(`not a program hash: ${hash}`);
     const before = this.entries.get(hash);
     this.entries.set(hash, reason);
-    if (before !== reason) await this.save();
+    if (before !== reason) {
+      try {
+        await this.save();
+      } catch (error) {
+        // Not remembered, so not kept: the caller hears why (a state dir that cannot be written).
+        if (before === undefined) this.entries.delete(hash);
+        else this.entries.set(hash, before);
+        throw error;
+      }
+    }
     this.ensure(hash);
   }
 

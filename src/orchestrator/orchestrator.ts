@@ -281,7 +281,7 @@ export class Orchestrator implements ExecutionGateway {
     execution.clearIdleTimer();
     // Counted from the last request, which a worker may report as a moment ago.
     execution.idleTimer = this.clock.after(this.settings.idleTimeoutMs - (this.clock.now() - execution.lastUsedAt), () => {
-      if (execution.idle) void this.stopExecution(execution, 'idle');
+      if (execution.idle && !this.pinned(execution)) void this.stopExecution(execution, 'idle');
     }, { unref: true });
   }
 

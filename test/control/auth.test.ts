@@ -67,6 +67,30 @@ describe('operator authentication', () => {
   });
 });
 
+describe('hostile credentials', () => {
+  it('every malformed header or message is a 400 or 401 ControlError, never a crash', () => {
+    const target = { domain: 'edge.test', method: 'GET', path: '/' };
+    const hex = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('hex');
+    const pub = (payload: string, signature = '00') => JSON.stringify({ payload, signature });
+    const cases: Array<[string | undefined, string | undefined]> = [
+      ['', ''], ['null', ''], ['[]', ''], ['{"payload": 1, "signature": 2}', ''], [pub('zz'), ''], [pub('abc'), ''],
+      [pub(hex('not an object')), ''], [pub(hex({ pubkey: {}, address: 1, expires: 'x' })), ''],
+      [pub(hex({ pubkey: { kty: 'EC' }, address: '0x1', expires: 'tomorrow' })), ''],
+      [pub(hex({ pubkey: { kty: 'EC' }, address: '0x1', expires: '2999-01-01T00:00:00Z', chain: 'BTC' })), ''],
+      [pub(hex({ pubkey: { kty: 'EC' }, address: '0x1', expires: '2999-01-01T00:00:00Z' }), '0x' + '11'.repeat(65)), ''],
+      [pub(hex({ pubkey: { kty: 'EC' }, address: 'not-base58-0OIl', expires: '2999-01-01T00:00:00Z', chain: 'SOL' }), '11'.repeat(64)), ''],
+      [pub(hex({ pubkey: 'x'.repeat(10_000), address: '0x1', expires: '2999-01-01T00:00:00Z' })), 'x'.repeat(10_000)],
+    ];
+    for (const [signedPubKey, signedOperation] of cases) {
+      assert.throws(() => authenticateHeaders(signedPubKey, signedOperation, target),
+        (e: unknown) => e instanceof ControlError && (e.code === 'bad_request' || e.code === 'unauthenticated'), String(signedPubKey).slice(0, 80));
+    }
+    for (const auth of [null, 1, 'x', [], {}, { 'X-SignedPubKey': 'x' }, { 'X-SignedPubKey': { payload: '00', signature: '00' }, 'X-SignedOperation': null }]) {
+      assert.throws(() => authenticateMessage(auth, 'edge.test'), (e: unknown) => e instanceof ControlError, JSON.stringify(auth));
+    }
+  });
+});
+
 describe('allocation authentication', () => {
   const path = '/control/allocations';
   const settings = (signers: string[], tokenHash = '') => () => ({ authorizedAllocationSigners: signers, allocationTokenHash: tokenHash, allocationSignatureMaxAgeMs: 300_000 });

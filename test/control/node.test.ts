@@ -107,6 +107,7 @@ describe('/control/* on a node', { skip }, () => {
     }
     const huge = await request(node, { host: node.domain, path: '/control/allocations', method: 'POST', body: 'x'.repeat(300 * 1024) });
     assert.equal(huge.status, 413);
+    assert.match(node.node.metrics.render(), /^aleph_edge_control_requests_total\{kind="allocations",status="401"\} 5$/m);
     assert.deepEqual(node.node.gateway.kept(), []);
     assert.deepEqual(node.node.gateway.list(), []);
   });
@@ -172,6 +173,15 @@ describe('/control/* on a node', { skip }, () => {
       ws.on('message', (data) => got.push(JSON.parse(data.toString()) as Record<string, string>));
       return got;
     };
+    for (const first of ['not json', '{"no": "auth"}', JSON.stringify({ auth: { 'X-SignedPubKey': 'x' } })]) {
+      const bad = open();
+      const badGot = messages(bad);
+      await new Promise((resolve) => bad.once('open', resolve));
+      bad.send(first);
+      await new Promise((resolve) => bad.once('close', resolve));
+      assert.equal(badGot.length, 1, first);
+      assert.equal(badGot[0]!.status, 'failed', first);
+    }
     const refusedWs = open();
     const refusedGot = messages(refusedWs);
     await new Promise((resolve) => refusedWs.once('open', resolve));

@@ -256,6 +256,7 @@ describe('node API pages, as the network\'s monitors call them', () => {
     const unsigned = await get('/control/allocations', undefined, 'POST');
     assert.equal(unsigned.status, 401);
     assert.equal(unsigned.body, 'Authentication token received is invalid');
+    assert.equal(unsigned.headers.server, (await get('/about/usage/system')).headers.server, 'the Server header of every node answer');
     assert.equal((await get('/control/nothing')).status, 404);
     assert.equal((await get('/about/usage/system', undefined, 'POST')).status, 405);
     const missing = await get('/about/nothing');

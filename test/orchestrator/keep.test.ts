@@ -91,6 +91,17 @@ describe('orchestrator keep-running API', () => {
     assert.equal(await starts(1), 1);
   });
 
+  it('keeping a program that already runs on demand cancels its pending idle stop', async () => {
+    const o = orchestrator(source([{ n: 9 }]), { settings: { idleTimeoutMs: 600 } });
+    (await o.acquire(hashOf(9))).release(); // the idle stop is now armed
+    const pid = stateOf(o, 9)!.pid!;
+    await o.keep(hashOf(9), 'allocation');
+    const t0 = Date.now();
+    await until(() => Date.now() - t0 > 1_500, 3_000, 'past the idle timeout');
+    assert.equal(stateOf(o, 9)?.pid, pid);
+    assert.equal(await starts(9), 1);
+  });
+
   it('restarts a kept program that dies, with backoff from the second early death', async () => {
     const o = orchestrator(source([{ n: 2 }]), { backoff: { baseMs: 600, maxMs: 5_000, stableMs: 30_000 } });
     await o.keep(hashOf(2), 'operator');
@@ -145,7 +156,7 @@ describe('orchestrator keep-running API', () => {
     assert.equal(await starts(4), 2);
   });
 
-  it('ignores a damaged kept file (logged), starting nothing', async () => {
+  it('ignores a damaged kept file (logged), starting nothing; a kept file that cannot be written keeps nothing', async () => {
     const keptFile = path.join(dir, 'kept-6.json');
     await writeFile(keptFile, '{"version":1,"kept":[{"hash":"../etc","reason":"allocation"}]}');
     const o = orchestrator(source([{ n: 6 }]), { keptFile });
@@ -153,6 +164,12 @@ describe('orchestrator keep-running API', () => {
     assert.deepEqual(o.kept(), []);
     assert.equal(o.list().length, 0);
     await assert.rejects(o.keep('not-a-hash', 'operator'), TypeError);
+    // A kept file that cannot be written: keep() fails, nothing is kept or started.
+    await writeFile(path.join(dir, 'not-a-folder'), '');
+    const stuck = orchestrator(source([{ n: 6 }]), { keptFile: path.join(dir, 'not-a-folder', 'kept.json') });
+    await assert.rejects(stuck.keep(hashOf(6), 'allocation'), /ENOTDIR|EEXIST/);
+    assert.deepEqual(stuck.kept(), []);
+    assert.equal(stuck.list().length, 0);
   });
 
   it('never stops a persistent program for idleness, nor evicts it', async () => {
