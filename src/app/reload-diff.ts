@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { Settings } from '../config/index.js';
+import { defaultNodeSettings, type Settings } from '../config/index.js';
 
 // Sections a reload cannot apply in place: listeners, TLS and the driver are bound
 // at start-up. They are reported so an operator knows a restart is needed.
@@ -10,6 +10,8 @@ const RESTART_ONLY: Array<[string, (s: Settings) => unknown]> = [
   ['orchestrator.stop_grace', (s) => s.orchestrator.stopGraceMs],
   ['programs.source', (s) => s.programs.source],
   ['guest_api', (s) => s.guestApi],
+  // The Server header is fixed in every worker's pages at start.
+  ['node.aleph_vm_version', (s) => (s.node ?? defaultNodeSettings()).alephVmVersion],
 ];
 
 export function restartOnlyChanges(current: Settings, next: Settings): string[] {

@@ -103,7 +103,7 @@ export class Pipeline {
       const route = await this.routes.route({ host, path: req.url ?? '' });
       if (route.kind === 'node') {
         if (route.page === 'control' && this.deps.control) {
-          res.setHeader('server', this.deps.pages.serverHeader);
+          for (const [name, value] of Object.entries(this.deps.pages.identityHeaders)) res.setHeader(name, value);
           await this.deps.control.serve(req, res, route.path);
         } else {
           await this.deps.pages.handle(req, res, route.path);

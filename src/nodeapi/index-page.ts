@@ -26,12 +26,6 @@ const LINKS: Array<[string, string]> = [
   ['/about/tls/certificates', 'certificate expiries (this page\'s table)'],
 ];
 
-/** What the index page shows besides the overview. */
-export interface IndexFacts {
-  alephVmVersion: string;
-  nodeHash: string | null;
-}
-
 const CHECKS: Array<[string, string]> = [
   ['check-fastapi', 'Diagnostic program'],
   ['check-host-ipv4', 'Host IPv4'],
@@ -46,7 +40,7 @@ const CHECKS: Array<[string, string]> = [
  * certificates' expiry, and how to reach a program. Script and style come from the node
  * (`/about/page/*`); the page shows nothing that is not on a public node page.
  */
-export function renderIndex(o: NodeOverview, facts: IndexFacts): string {
+export function renderIndex(o: NodeOverview, alephVmVersion: string): string {
   const authority = o.https_port === 443 ? o.domain : `${o.domain}:${o.https_port}`;
   const hash = o.check_program;
   const label = hashToLabel(hash);
@@ -57,11 +51,11 @@ export function renderIndex(o: NodeOverview, facts: IndexFacts): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="stylesheet" href="/about/page/node.css">
 <link rel="icon" href="data:,">
-</head><body data-aleph-vm-version="${escape(facts.alephVmVersion)}">
+</head><body data-aleph-vm-version="${escape(alephVmVersion)}">
 <header>
 <h1>Aleph compute node <code>${escape(o.domain)}</code></h1>
-<p>aleph-edge <strong>${escape(o.version)}</strong>, up ${escape(duration(o.uptime_s))}, answering the API of aleph-vm ${escape(facts.alephVmVersion)}</p>
-<p>node hash ${facts.nodeHash ? `<code>${escape(facts.nodeHash)}</code>` : '<em>not set</em> (<code>node.node_hash</code>)'}</p>
+<p>aleph-edge <strong>${escape(o.version)}</strong>, up ${escape(duration(o.uptime_s))}, answering the API of aleph-vm ${escape(alephVmVersion)}</p>
+<p>node hash ${o.node_hash ? `<code>${escape(o.node_hash)}</code>` : '<em>not set</em> (<code>node.node_hash</code>)'}</p>
 </header>
 <section id="checks-panel"><h2>Checks</h2>
 <ul class="checks">

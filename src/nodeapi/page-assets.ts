@@ -188,7 +188,8 @@ export const PAGE_SCRIPT = String.raw`'use strict';
   }
 
   document.getElementById('compare-latest').addEventListener('click', compareLatest);
-  runChecks();
+  // The checks may boot the diagnostic program: show it as it is once they are done.
+  runChecks().then(refresh);
   refresh();
   setInterval(refresh, REFRESH_MS);
 })();

@@ -86,8 +86,7 @@ export class NodePages {
     const s = this.state;
     switch (path) {
       case '/': {
-        const config = await s.publicConfig();
-        const body = renderIndex(await s.overview(), { alephVmVersion: this.alephVmVersion, nodeHash: config.node_hash });
+        const body = renderIndex(await s.overview(), this.alephVmVersion);
         return { status: 200, type: 'html', body, headers: { 'content-security-policy': INDEX_CSP } };
       }
       case '/about/page/node.js': return { status: 200, type: 'js', body: PAGE_SCRIPT };

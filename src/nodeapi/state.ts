@@ -47,8 +47,11 @@ export class LocalNodeState implements NodeState {
   private readonly diagnostic: CachedTask<DiagnosticResult>;
   private readonly host: CachedTask<HostCheckResult>;
   private readonly egress6: CachedTask<boolean>;
+  /** As in every worker's Server header, which is set at start (a reload does not change it). */
+  private readonly alephVmVersion: string;
 
   constructor(private readonly deps: LocalNodeStateDeps) {
+    this.alephVmVersion = this.node().alephVmVersion;
     this.diagnostic = new CachedTask(() => runDiagnostic({
       hash: this.node().checkProgram,
       domain: deps.settings().server.domain,
@@ -85,6 +88,7 @@ export class LocalNodeState implements NodeState {
       memory_used_mib: executions.reduce((sum, e) => sum + e.memory_mib, 0),
       memory_budget_mib: settings.orchestrator.memoryBudgetMib,
       check_program: this.node().checkProgram,
+      node_hash: this.node().nodeHash,
     };
   }
 
@@ -121,7 +125,7 @@ export class LocalNodeState implements NodeState {
       DOMAIN_NAME: settings.server.domain,
       node_hash: node.nodeHash,
       // The release whose API we answer, as in `Server` (our own version: X-Aleph-Edge-Version).
-      version: node.alephVmVersion,
+      version: this.alephVmVersion,
       // No vm-connector: programs reach the Aleph API through the guest API.
       references: { API_SERVER: settings.programs.alephApi, CHECK_FASTAPI_VM_ID: node.checkProgram, CONNECTOR_URL: null },
       security: {

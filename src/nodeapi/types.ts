@@ -107,6 +107,8 @@ export interface NodeOverview {
   memory_used_mib: number;
   memory_budget_mib: number;
   check_program: string;
+  /** node.node_hash: this node's registration on the network, null when not set. */
+  node_hash: string | null;
 }
 
 /**

@@ -13,6 +13,7 @@ import { selfAddress } from '../../src/nodeapi/index.js';
 import { confidentialFeatures, coreFrequencies, parseCpuInfo, parseCpuTimes, SystemSampler } from '../../src/nodeapi/system.js';
 import { psutilUsage } from './shapes.js';
 import { MachineUsage, violations } from './reference-models.js';
+import { restartOnlyChanges } from '../../src/app/reload-diff.js';
 import { until } from '../helpers/node.js';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -303,5 +304,16 @@ describe('the reference models checker (what pydantic would refuse, it refuses)'
     assert.match(edit((u) => { u.period.start_timestamp = 'yesterday'; }).join(), /start_timestamp: datetime expected/);
     assert.match(edit((u) => { u.gpu.devices = [{ vendor: 'NVIDIA' }]; }).join(), /devices\[0\]\.device_name: field required/);
     assert.deepEqual(edit((u) => { u.gpu.devices = null; u.properties.cpu.vendor = null; }), []);
+  });
+});
+
+describe('node.aleph_vm_version on reload', () => {
+  it('is reported as needing a restart (the Server header is fixed at start); absent and default are the same', () => {
+    const base = '[server]\ndomain = "n.example"\n[tls]\nemail = "a@b.c"\n';
+    const without = parseConfig(base, '/c.toml');
+    const same = parseConfig(`${base}[node]\naleph_vm_version = "${ALEPH_VM_VERSION}"\n`, '/c.toml');
+    const changed = parseConfig(`${base}[node]\naleph_vm_version = "1.15.0"\n`, '/c.toml');
+    assert.deepEqual(restartOnlyChanges(without, same), []);
+    assert.deepEqual(restartOnlyChanges(without, changed), ['node.aleph_vm_version']);
   });
 });

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 const root = path.resolve(fileURLToPath(new URL('../../', import.meta.url)));
-const markers = [path.join(root, 'examples') + '/', path.join(root, 'test/fixtures') + '/', 'aleph-edge-test-', 'aleph-edge-cli-', 'qemu-system'];
+const markers = [path.join(root, 'examples') + '/', path.join(root, 'test/fixtures') + '/', 'aleph-edge-test-', 'aleph-edge-cli-', 'aleph-edge-chromium-', 'qemu-system'];
 
 function orphans() {
   const found = [];
