@@ -131,6 +131,9 @@ function readServer(t: TableReader, paths: PathResolver): ServerSettings {
     maxHandshakes: l.int('max_handshakes', 4096, { min: 1 }),
     h2MaxConcurrentStreams: l.int('h2_max_concurrent_streams', 100, { min: 1, max: 10_000 }),
     h2IdleTimeoutMs: l.duration('h2_idle_timeout', 60 * SECOND, 100),
+    h1MaxPipelinedRequests: l.int('h1_max_pipelined_requests', 16, { min: 1, max: 10_000 }),
+    // Never 0: a client that reads nothing must not hold a program connection forever.
+    sendTimeoutMs: l.duration('send_timeout', 60 * SECOND, 100),
   };
   l.finish();
   t.finish();

@@ -31,6 +31,8 @@ export interface ServerSettings {
     maxHandshakes: number; // default 4096: unfinished handshakes in total, per process
     h2MaxConcurrentStreams: number; // default 100 streams per HTTP/2 connection
     h2IdleTimeoutMs: number; // default 60s: an HTTP/2 connection without open streams is closed after this
+    h1MaxPipelinedRequests: number; // default 16: requests of one HTTP/1.1 connection served at once; later ones wait, unread
+    sendTimeoutMs: number; // default 60s: a response whose client takes none of its pending bytes for this long is cut
   };
 }
 

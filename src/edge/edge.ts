@@ -12,6 +12,7 @@ import { ControlListener, type ControlGateway } from '../control/index.js';
 import type { Forwarder } from '../proxy/index.js';
 import { TLS_PROFILE, type CertificateResolver } from '../tls/index.js';
 import { H2Front } from './h2.js';
+import { PipeliningCap } from './h1-pipelining.js';
 import { HandshakeGuard } from './handshake-guard.js';
 import { createHttpHandler } from './http-listener.js';
 import { Pipeline, type RouteTable } from './pipeline.js';
@@ -285,7 +286,8 @@ export class Edge {
         certs.ocspResponse!(certificate, issuer).then((response) => callback(null, response), () => callback(null));
       });
     }
-    server.on('request', (req, res) => void this.pipeline.handle(req, res, 'https'));
+    const pipelining = new PipeliningCap(this.deps.server.limits.h1MaxPipelinedRequests);
+    server.on('request', (req, res) => pipelining.admit(req, res, () => void this.pipeline.handle(req, res, 'https')));
     server.on('upgrade', (req, socket: Duplex, head: Buffer) => {
       this.tunnels.add(socket);
       socket.once('close', () => this.tunnels.delete(socket));

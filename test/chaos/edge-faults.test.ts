@@ -4,7 +4,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import http2 from 'node:http2';
+import { readdirSync } from 'node:fs';
 import https from 'node:https';
+import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { fixtureProgram } from '../helpers/paths.js';
 import { programHash, startTestNode, until, type TestNode } from '../helpers/node.js';
@@ -124,5 +126,51 @@ describe('TLS renegotiation', () => {
     } finally {
       child.kill('SIGKILL');
     }
+  });
+});
+
+/** Open fds of this process (the node runs in it, as one worker would). */
+function fds(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+async function programConnections(node: TestNode): Promise<{ opened: number; open: number; peak: number }> {
+  const ending = await h1Ending(node, `/vm/${faults}/connections`);
+  return JSON.parse(ending.body) as { opened: number; open: number; peak: number };
+}
+
+describe('HTTP/1.1 pipelining is capped per connection', () => {
+  let node: TestNode;
+  before(async () => {
+    node = await startTestNode({ programs: [{ name: 'faults', script: fixtureProgram('faults.js') }] });
+  });
+  after(() => node.close());
+
+  it('5,000 pipelined requests on one connection: all answered in order, program connections bounded by h1_max_pipelined_requests', async () => {
+    await programConnections(node); // the program is up
+    const before = await programConnections(node);
+    const fdsBefore = fds();
+    const socket = tls.connect({ host: '127.0.0.1', port: node.httpsPort, servername: node.domain, ca: node.ca, ALPNProtocols: ['http/1.1'] });
+    await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+    const total = 5000;
+    let received = '';
+    socket.setEncoding('latin1').on('data', (c: string) => { received += c; });
+    socket.write(`GET /vm/${faults}/ HTTP/1.1\r\nHost: ${node.domain}\r\n\r\n`.repeat(total));
+    let maxFds = fdsBefore;
+    const answered = () => received.split('HTTP/1.1 200 OK').length - 1;
+    await until(async () => {
+      maxFds = Math.max(maxFds, fds());
+      return answered() >= total;
+    }, 120_000, 'the 5,000 answers');
+    socket.destroy();
+    const during = await programConnections(node);
+    const opened = during.opened - before.opened;
+    process.stdout.write(`# pipelining: ${total} requests answered; program connections opened ${opened}, at most ${during.peak} at once; fds of the node process ${fdsBefore} before, at most ${maxFds} during\n`);
+    assert.equal(answered(), total);
+    // Bounded by the cap: a program connection handed back is free for undici only a
+    // moment after its response ended, and a request dispatched in between opens
+    // another, so up to twice the cap, plus the connection that asks for these figures.
+    assert.ok(during.peak <= 2 * 16 + 1, `program connections open at once: ${during.peak}`);
+    assert.ok(maxFds - fdsBefore <= 40, `fds grew from ${fdsBefore} to ${maxFds}`);
   });
 });

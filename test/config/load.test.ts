@@ -70,6 +70,8 @@ describe('defaults', () => {
           maxHandshakes: 4096,
           h2MaxConcurrentStreams: 100,
           h2IdleTimeoutMs: 60_000,
+          h1MaxPipelinedRequests: 16,
+          sendTimeoutMs: 60_000,
         },
       },
       tls: {
@@ -215,6 +217,8 @@ lookup_timeout = "500ms"
       maxHandshakes: 4096,
       h2MaxConcurrentStreams: 100,
       h2IdleTimeoutMs: 60_000,
+      h1MaxPipelinedRequests: 16,
+      sendTimeoutMs: 60_000,
     });
     assert.deepEqual(settings.tls.challenges, ['http-01']);
     assert.equal(settings.tls.onDemand, false);
