@@ -1,7 +1,10 @@
 #!/usr/bin/env node
+// First, before any module that an older Node cannot evaluate.
+import './runtime.js';
 import cluster from 'node:cluster';
 import type { AlephEdgeNode as AlephEdgeNodeType } from './app/index.js';
 import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createLogger, guardStdio } from './common/index.js';
 import { ConfigError, checkConfig, formatIssue, loadConfig } from './config/index.js';
 import { isStatusCommand, runStatusCommand } from './status/index.js';
@@ -33,20 +36,20 @@ function version(): string {
   return pkg.version;
 }
 
-function option(argv: string[], name: string): string | undefined {
-  const index = argv.indexOf(name);
-  if (index < 0) return undefined;
-  const value = argv[index + 1];
-  if (value === undefined || value.startsWith('--')) throw new UsageError(`${name} needs a value`);
-  argv.splice(index, 2);
-  return value;
-}
-
 class UsageError extends Error {}
 
+/** parseArgs, strict, with its complaints (unknown option, missing value) as usage errors. */
+function parse<O extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: O, allowPositionals = false) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
 async function run(argv: string[]): Promise<number> {
-  const file = option(argv, '--config') ?? process.env.ALEPH_EDGE_CONFIG ?? DEFAULT_CONFIG;
-  if (argv.length > 0) throw new UsageError(`unexpected argument ${argv[0]}`);
+  const { values } = parse(argv, { config: { type: 'string' } });
+  const file = values.config ?? process.env.ALEPH_EDGE_CONFIG ?? DEFAULT_CONFIG;
   // A closed stderr must cost log lines, never the node (see common/log.ts).
   guardStdio();
   const log = createLogger('node');
@@ -121,10 +124,12 @@ async function run(argv: string[]): Promise<number> {
 }
 
 async function checkConfigCommand(argv: string[]): Promise<number> {
-  if (argv.length !== 1) throw new UsageError('check-config takes exactly one FILE');
-  const issues = await checkConfig(argv[0]!);
+  const { positionals } = parse(argv, {}, true);
+  if (positionals.length !== 1) throw new UsageError('check-config takes exactly one FILE');
+  const file = positionals[0]!;
+  const issues = await checkConfig(file);
   if (issues.length === 0) {
-    process.stdout.write(`${argv[0]}: ok\n`);
+    process.stdout.write(`${file}: ok\n`);
     return 0;
   }
   for (const issue of issues) process.stderr.write(`${formatIssue(issue)}\n`);
@@ -132,12 +137,9 @@ async function checkConfigCommand(argv: string[]): Promise<number> {
 }
 
 async function buildRuntimeCommand(argv: string[]): Promise<number> {
-  const outDir = option(argv, '--out');
-  const cacheDir = option(argv, '--cache');
-  const packages: string[] = [];
-  for (let name = option(argv, '--package'); name !== undefined; name = option(argv, '--package')) packages.push(name);
+  const { values } = parse(argv, { out: { type: 'string' }, cache: { type: 'string' }, package: { type: 'string', multiple: true } });
+  const { out: outDir, cache: cacheDir, package: packages = [] } = values;
   if (!outDir) throw new UsageError('build-runtime needs --out DIR');
-  if (argv.length > 0) throw new UsageError(`unexpected argument ${argv[0]}`);
   const { buildRuntime, RUNTIME_PACKAGES } = await import('./drivers/index.js');
   const { resolve } = await import('node:path');
   const started = Date.now();
@@ -154,13 +156,18 @@ async function buildRuntimeCommand(argv: string[]): Promise<number> {
 }
 
 async function statusCommand(command: string, argv: string[]): Promise<number> {
-  // --config FILE: take the socket path from the node's config.
-  const configFile = option(argv, '--config');
-  if (configFile && !argv.some((a) => a === '--socket' || a.startsWith('--socket='))) {
+  // --config FILE: take the socket path from the node's config. The other options are
+  // the status command's own (status/ parses them), so they pass through untouched.
+  const { values, tokens } = parseArgs({ args: argv, options: { config: { type: 'string' } }, strict: false, allowPositionals: true, tokens: true });
+  const configTokens = tokens.filter((t) => t.kind === 'option' && t.name === 'config');
+  const rest = argv.filter((_, i) => !configTokens.some((t) => t.index === i || (t.kind === 'option' && t.inlineValue === false && t.index + 1 === i)));
+  const configFile = values.config;
+  if (configFile === true || (configTokens.length > 0 && !configFile)) throw new UsageError('--config needs a value');
+  if (configFile && !rest.some((a) => a === '--socket' || a.startsWith('--socket='))) {
     const settings = await loadConfig(configFile);
-    argv.push('--socket', settings.server.statusSocket);
+    rest.push('--socket', settings.server.statusSocket);
   }
-  return runStatusCommand([command, ...argv], { stdout: process.stdout, stderr: process.stderr });
+  return runStatusCommand([command, ...rest], { stdout: process.stdout, stderr: process.stderr });
 }
 
 async function main(argv: string[]): Promise<number> {

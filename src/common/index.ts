@@ -1,5 +1,6 @@
 export * from './errors.js';
 export * from './hash.js';
+export * from './hostname.js';
 export * from './clock.js';
 export * from './log.js';
 export * from './proc.js';

@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { ALEPH_VM_VERSION, type HttpProtocol, type ListenAddress, type ServerSettings } from '../config/index.js';
-import { createLogger } from '../common/index.js';
+import { canonicalHost, createLogger } from '../common/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ExecutionGateway } from '../orchestrator/index.js';
 import { NodePages, type NodeState } from '../nodeapi/index.js';
@@ -254,7 +254,7 @@ export class Edge {
     // SNICallback runs with the socket as `this`: the edge and its domain are captured here.
     const edge = this;
     const domain = this.deps.server.domain.toLowerCase();
-    const isDomain = (servername: string) => servername.toLowerCase().replace(/\.$/, '') === domain;
+    const isDomain = (servername: string) => canonicalHost(servername) === domain;
     const server = https.createServer({
       // Node calls SNICallback with the TLSSocket as `this`; it serves the TLS-ALPN-01
       // validation certificate to sockets that negotiated 'acme-tls/1' (see alpnSelect).

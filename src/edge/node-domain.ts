@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Http2ServerResponse } from 'node:http2';
+import { canonicalHost } from '../common/index.js';
 
 /**
  * Headers every response on the node's own domain carries, whatever produced it
@@ -15,10 +16,7 @@ export class NodeDomainHeaders {
   }
 
   private isNodeDomain(host: string): boolean {
-    const d = this.domain;
     // 'Domain', 'domain:443', 'domain.' all name the node domain.
-    if (host.length < d.length || host.slice(0, d.length).toLowerCase() !== d) return false;
-    const rest = host.slice(d.length);
-    return rest === '' || rest === '.' || /^\.?:\d+$/.test(rest);
+    return canonicalHost(host) === this.domain;
   }
 }

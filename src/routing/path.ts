@@ -1,8 +1,7 @@
 // Request-target validation and the bare domain's own paths (`/vm/<hash>/...`,
 // node pages). Char-code scans only: this runs on every request.
 
-import { BadRequestError, normalizeHash, NotFoundError } from '../common/index.js';
-import { parseHost } from './host.js';
+import { BadRequestError, normalizeHash, NotFoundError, parseHost } from '../common/index.js';
 import type { Route } from './types.js';
 
 const SLASH = 0x2f;

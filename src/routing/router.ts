@@ -3,10 +3,9 @@
 //   3 static [[routes]]  4 _aleph-id.<host> TXT  5 404.
 // Immutable: a config reload builds a new Router.
 
-import { BadRequestError, labelToHash, normalizeHash, NotFoundError } from '../common/index.js';
+import { BadRequestError, isIpLiteral, labelToHash, normalizeHash, NotFoundError, parseHost } from '../common/index.js';
 import type { RouteSettings } from '../config/index.js';
 import type { Counter, MetricsRegistry } from '../metrics/index.js';
-import { isIpLiteral, parseHost } from './host.js';
 import { checkTarget, originForm, routeDomainPath } from './path.js';
 import type { Route, RouteRequest, TxtLookup } from './types.js';
 

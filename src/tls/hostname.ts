@@ -1,22 +1,11 @@
-// Host names as the TLS component accepts them. SNI names come from the network and
-// end up in file paths and in certificate orders, so they are checked strictly here,
-// once, before anything else sees them.
+// Certificate names. SNI names come from the network and end up in file paths and in
+// certificate orders, so they are checked strictly here, once, before anything else
+// sees them, by the node's one host-name rule (common/hostname.ts: the hosts that
+// route are the hosts that get certificates).
 
-import { isIP } from 'node:net';
+import { isHostName } from '../common/index.js';
 
-const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
-const NUMERIC = /^[0-9]+$/;
-const MAX_NAME = 253;
-
-/** True for a lowercase DNS host name (LDH labels, no trailing dot, not an IP address). */
-export function isHostName(name: string): boolean {
-  if (name.length === 0 || name.length > MAX_NAME) return false;
-  if (isIP(name) !== 0) return false;
-  const labels = name.split('.');
-  for (const label of labels) if (!LABEL.test(label)) return false;
-  // An all-numeric last label is an IPv4 address in some spelling (1.2.3.4, 10.1), never a TLD.
-  return !NUMERIC.test(labels[labels.length - 1]!);
-}
+export { isHostName };
 
 /** True for '*.example.org': one wildcard label over a valid host name. */
 export function isWildcardName(name: string): boolean {

@@ -81,9 +81,16 @@ describe('orchestrator guest API sessions', () => {
   });
 
   it('closes it when the program crashes', async () => {
-    const o = orchestrator(programs([{ n: 4, env: { EXIT_AFTER_READY_MS: '100' } }]));
-    (await o.acquire(hashOf(4))).release();
-    await until(() => api.openSessions === 0, 5000, 'session closed after the crash');
+    // Crashed on request (GET /crash exits 7), not on a timer that a loaded machine could
+    // let fire before the readiness probe is answered.
+    const o = orchestrator(programs([{ n: 4 }]));
+    const lease = await o.acquire(hashOf(4));
+    assert.equal(api.openSessions, 1);
+    const { endpoint } = lease;
+    lease.release();
+    await fetch(`http://127.0.0.1:${endpoint.kind === 'tcp' ? endpoint.port : 0}/crash`).catch(() => undefined);
+    await until(() => api.openSessions === 0, 30_000, 'session closed after the crash');
+    assert.equal(o.list()[0]?.state, 'failed');
     assert.deepEqual(sockets(), []);
   });
 

@@ -1,9 +1,17 @@
-// Host header parsing. Runs on every request, so it is a single pass over char
-// codes with no regular expressions, and it returns the input string itself
-// when it is already canonical (the common case: no port, lowercase).
+// Host names, one rule for the whole node: the edge (Host, :authority, SNI), routing
+// and TLS (certificate names, storage paths) all read them here, so a host that
+// routes is a host that can get a certificate. Parsing runs on every request: a
+// single pass over char codes with no regular expressions, returning the input
+// string itself when it is already canonical (the common case: no port, lowercase).
+//
+// The rule: letters, digits and hyphens (LDH, RFC 1123), labels 1-63 characters
+// without a leading or trailing hyphen, 253 at most, lowercase, no trailing dot; a
+// last label of digits only is an IPv4 address or nothing. No `_`: public CAs may not
+// put it in a certificate (CA/Browser Forum ballot SC-12), and a leading `_` names DNS
+// metadata such as `_aleph-id.<host>`.
 
 import { isIPv4, isIPv6 } from 'node:net';
-import { BadRequestError } from '../common/index.js';
+import { BadRequestError } from './errors.js';
 
 const MAX_NAME_LENGTH = 253;
 const MAX_LABEL_LENGTH = 63;
@@ -12,7 +20,6 @@ const MAX_PORT = 65535;
 const DOT = 0x2e;
 const COLON = 0x3a;
 const HYPHEN = 0x2d;
-const UNDERSCORE = 0x5f;
 const OPEN_BRACKET = 0x5b;
 
 function invalidHost(): BadRequestError {
@@ -51,11 +58,8 @@ function parseBracketed(raw: string): string {
 }
 
 /**
- * Validates `raw[0..end)` as a DNS name and returns it lowercased without one
- * trailing dot. Labels are 1-63 chars of [a-z0-9-_], no leading or trailing hyphen.
- * `_` is accepted inside labels (some real hosts carry it) but not as a label's
- * first character, where it would name DNS metadata such as `_aleph-id.<host>`,
- * and never in the last label (no TLD has one).
+ * Validates `raw[0..end)` as a DNS name (or an IPv4 literal) and returns it lowercased
+ * without one trailing dot, by the rule at the top of this file.
  */
 function parseName(raw: string, end: number): string {
   if (end > 0 && raw.charCodeAt(end - 1) === DOT) end--;
@@ -63,30 +67,31 @@ function parseName(raw: string, end: number): string {
 
   let hasUpper = false;
   let labelStart = 0;
-  let labelHasUnderscore = false;
+  let labelNumeric = true;
   for (let i = 0; i <= end; i++) {
     const c = i === end ? DOT : raw.charCodeAt(i);
     if (c === DOT) {
       const length = i - labelStart;
       if (length === 0 || length > MAX_LABEL_LENGTH) throw invalidHost();
       if (raw.charCodeAt(i - 1) === HYPHEN) throw invalidHost();
-      if (i === end && labelHasUnderscore) throw invalidHost();
+      // A numeric last label: an IPv4 address in some spelling (1.2.3.4, 10.1), never a TLD.
+      if (i === end && labelNumeric && !isIPv4(raw.slice(0, end))) throw invalidHost();
       labelStart = i + 1;
-      labelHasUnderscore = false;
+      labelNumeric = true;
       continue;
     }
-    if (c >= 0x61 && c <= 0x7a) continue; // a-z
     if (isDigit(c)) continue;
+    labelNumeric = false;
+    if (c >= 0x61 && c <= 0x7a) continue; // a-z
     if (c >= 0x41 && c <= 0x5a) {
       hasUpper = true; // A-Z
       continue;
     }
-    if (c === HYPHEN || c === UNDERSCORE) {
+    if (c === HYPHEN) {
       if (i === labelStart) throw invalidHost();
-      if (c === UNDERSCORE) labelHasUnderscore = true;
       continue;
     }
-    // Everything else: '/', '\\', '@', '%', spaces, controls, non-ASCII, stray ':' ...
+    // Everything else: '_', '/', '\\', '@', '%', spaces, controls, non-ASCII, stray ':' ...
     throw invalidHost();
   }
 
@@ -113,4 +118,18 @@ export function parseHost(raw: string): string {
 export function isIpLiteral(host: string): boolean {
   if (host.includes(':')) return true;
   return isDigit(host.charCodeAt(host.length - 1)) && isIPv4(host);
+}
+
+/** parseHost, or undefined for anything it refuses (for callers that only compare). */
+export function canonicalHost(raw: string): string | undefined {
+  try {
+    return parseHost(raw);
+  } catch {
+    return undefined;
+  }
+}
+
+/** True for a host name in canonical form (lowercase, no port, no trailing dot), not an IP literal. */
+export function isHostName(name: string): boolean {
+  return canonicalHost(name) === name && !isIpLiteral(name);
 }

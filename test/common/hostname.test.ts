@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BadRequestError } from '../../src/common/errors.js';
-import { isIpLiteral, parseHost } from '../../src/routing/index.js';
+import { BadRequestError, canonicalHost, isHostName, isIpLiteral, parseHost } from '../../src/common/index.js';
+import { isCertName, normalizeServerName } from '../../src/tls/hostname.js';
 
 function rejectsHost(raw: string): void {
   assert.throws(
@@ -37,10 +37,13 @@ describe('parseHost', () => {
     assert.ok(!isIpLiteral('host1'));
   });
 
-  it('allows underscores inside labels but not leading, nor in the last label', () => {
-    assert.equal(parseHost('my_app.example.org'), 'my_app.example.org');
+  it('refuses underscores anywhere (no public CA may certify them), and numeric last labels that are no IPv4', () => {
+    rejectsHost('my_app.example.org');
     rejectsHost('_aleph-id.example.org');
     rejectsHost('app.example_org');
+    rejectsHost('10.1');
+    rejectsHost('app.123');
+    assert.equal(parseHost('app.123abc'), 'app.123abc');
   });
 
   it('accepts 63-char labels and 253-char names, rejects longer', () => {
@@ -88,5 +91,31 @@ describe('parseHost', () => {
       rejectsHost(raw);
     }
     assert.equal(parseHost('[::1]:'), '::1');
+  });
+});
+
+describe('one host-name rule for the edge, routing and TLS', () => {
+  const samples = [
+    'vm.example.org', 'VM.Example.ORG.', 'a-b.c0.example', 'localhost', 'xn--bcher-kva.example', 'my_app.example.org',
+    '_aleph-id.example.org', '-a.example', 'a-.example', 'a..b', 'app.123', '10.1', '127.0.0.1', '[::1]', 'a/b', 'a b',
+    `${'a'.repeat(63)}.example`, `${'a'.repeat(64)}.example`, 'vm.example.org:443',
+  ];
+
+  it('a host that routes gets a certificate, and a name TLS refuses does not route', () => {
+    for (const raw of samples) {
+      const host = canonicalHost(raw);
+      const routes = host !== undefined && !isIpLiteral(host);
+      const certifiable = host !== undefined && isCertName(host);
+      assert.equal(certifiable, routes, `${JSON.stringify(raw)}: routes ${routes}, certificate name ${certifiable}`);
+      // SNI carries no port: the same name without one is accepted by both or neither.
+      if (!raw.includes(':') && !raw.startsWith('[')) assert.equal(normalizeServerName(raw), routes ? host : undefined, raw);
+    }
+  });
+
+  it('isHostName accepts only the canonical form', () => {
+    assert.ok(isHostName('vm.example.org'));
+    for (const name of ['VM.example.org', 'vm.example.org.', 'vm.example.org:443', '127.0.0.1', '::1', '', 'my_app.example']) {
+      assert.equal(isHostName(name), false, name);
+    }
   });
 });
