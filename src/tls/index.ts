@@ -1,4 +1,5 @@
-// Public surface of the TLS component: build a CertificateManager from settings.
+// Public surface of the TLS component: build a CertificateManager from settings
+// (files mode: FilesResolver; internal and acme: IssuingManager).
 // edge/ only needs CertificateResolver (secureContext for SNICallback,
 // httpChallenge for :80, list for the status API).
 
@@ -18,14 +19,14 @@ import { RenewalScheduler } from './renewal.js';
 import { FileCertificates } from './files.js';
 import { InternalCa } from './internal-ca.js';
 import type { Issuer } from './issuer.js';
-import { CertificateManager } from './manager.js';
+import { FilesResolver } from './files-resolver.js';
+import { IssuingManager } from './manager.js';
 import { CertStorage } from './storage.js';
-import type { IssuancePolicy } from './types.js';
+import type { CertificateManager, IssuancePolicy } from './types.js';
 
-export type { CertInfo, CertificateResolver, IssuancePolicy } from './types.js';
+export type { CertInfo, CertificateManager, CertificateResolver, IssuancePolicy } from './types.js';
 export type { Issuer } from './issuer.js';
 export type { PemPair } from './pair.js';
-export { CertificateManager } from './manager.js';
 export { TLS_PROFILE, type TlsProfile } from './profile.js';
 export { TlsSetupError } from './errors.js';
 export { internalCaCertPath } from './internal-ca.js';
@@ -57,10 +58,9 @@ export interface CertificateManagerDeps {
  */
 export async function createCertificateManager(settings: TlsSettings, deps: CertificateManagerDeps): Promise<CertificateManager> {
   const log = createLogger('tls');
-  const common = { metrics: deps.metrics, cacheSize: settings.cacheSize, log };
   if (settings.mode === 'files') {
     const files = await FileCertificates.load(settings.files, log);
-    return new CertificateManager({ ...common, mode: 'files', files });
+    return new FilesResolver({ files, metrics: deps.metrics, log });
   }
   const storage = await CertStorage.open(settings.storage, log);
   if (settings.mode === 'acme') return createAcmeManager(settings, deps, storage, log);
@@ -74,8 +74,10 @@ export async function createCertificateManager(settings: TlsSettings, deps: Cert
   // The internal CA mints under the same on-demand policy and issue_rate as ACME
   // orders: a flood of names must not cost a key pair and a signature each.
   const policy = new OnDemandPolicy({ onDemand: settings.onDemand, routesTo: (host) => deps.policy.allow(host), ask: settings.ask, wildcardDomains: [], log });
-  return new CertificateManager({
-    ...common,
+  return new IssuingManager({
+    metrics: deps.metrics,
+    cacheSize: settings.cacheSize,
+    log,
     mode: settings.mode,
     storage,
     issuer,
@@ -128,7 +130,7 @@ async function createAcmeManager(settings: TlsSettings, deps: CertificateManager
     wildcardDomains,
     log,
   });
-  const manager = new CertificateManager({
+  const manager = new IssuingManager({
     mode: 'acme',
     metrics: deps.metrics,
     cacheSize: settings.cacheSize,

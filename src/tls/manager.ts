@@ -2,25 +2,26 @@
 //   memory cache -> storage -> (policy allows? -> issuer, under a per-host lock) -> storage -> cache
 // One lookup/issuance runs per host at a time; concurrent handshakes for that host
 // wait on it. A certificate with a third of its lifetime left is still served while
-// a replacement is ordered in the background. In files mode only operator pairs are
-// served and nothing is issued.
+// a replacement is ordered in the background. This is the issuing modes (internal,
+// acme); files mode has its own resolver (files-resolver.ts). One record per host
+// keeps its failures: the backoff and the renewal state the status API shows.
 
 import type { SecureContext } from 'node:tls';
 import { LRUCache } from 'lru-cache';
 import { createLogger, type Logger } from '../common/index.js';
 import type { TlsMode } from '../config/index.js';
-import type { Counter, Histogram, MetricsRegistry } from '../metrics/index.js';
+import type { Counter, MetricsRegistry } from '../metrics/index.js';
 import { AlpnChallengeStore } from './alpn-challenges.js';
 import { CertCache, type CachedCert } from './cache.js';
 import { ChallengeStore } from './challenges.js';
-import type { FileCertificates } from './files.js';
 import type { OcspStapler } from './ocsp.js';
 import { normalizeServerName, wildcardFor } from './hostname.js';
 import type { Issuer } from './issuer.js';
 import type { LockOptions } from './lock.js';
 import { renewAt, secureContextFor, type PemPair } from './pair.js';
 import type { CertStorage, StoredCert } from './storage.js';
-import type { CertInfo, CertificateResolver, IssuancePolicy } from './types.js';
+import { LookupTimer, type LookupResult } from './lookup-timer.js';
+import type { CertInfo, CertificateManager, IssuancePolicy } from './types.js';
 
 export interface BackoffOptions {
   /** First wait after a failed issuance for a host; doubles per failure. */
@@ -28,7 +29,8 @@ export interface BackoffOptions {
   maxMs: number;
 }
 
-interface CommonOptions {
+export interface IssuingOptions {
+  mode: Exclude<TlsMode, 'files'>;
   metrics: MetricsRegistry;
   /** Challenge stores shared with the issuer (made here when absent). */
   challenges?: ChallengeStore;
@@ -37,10 +39,6 @@ interface CommonOptions {
   log?: Logger;
   /** Clock (epoch ms) for expiry and renewal decisions; tests move it. */
   now?: () => number;
-}
-
-export interface IssuingOptions extends CommonOptions {
-  mode: Exclude<TlsMode, 'files'>;
   storage: CertStorage;
   issuer: Issuer;
   policy: IssuancePolicy;
@@ -58,13 +56,6 @@ export interface IssuingOptions extends CommonOptions {
   lock?: LockOptions;
 }
 
-export interface FilesOptions extends CommonOptions {
-  mode: 'files';
-  files: FileCertificates;
-}
-
-export type CertificateManagerOptions = IssuingOptions | FilesOptions;
-
 const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 10_000, maxMs: 10 * 60_000 };
 const DEFAULT_LOCK: LockOptions = { timeoutMs: 30_000 };
 const MAX_BACKOFF_ENTRIES = 10_000;
@@ -78,9 +69,14 @@ export interface RenewalState {
   nextAttempt?: string;
 }
 
+/** A host's failed orders (and refused renewals): the backoff, and what the status API shows. */
 interface Failure {
   count: number;
+  /** No new order before this (epoch ms). */
   until: number;
+  /** Set by a failed order; a policy refusal only backs off. */
+  lastError?: string;
+  lastAttempt?: number;
 }
 
 interface Metrics {
@@ -88,12 +84,9 @@ interface Metrics {
   failures: Counter;
   denials: Counter;
   rateLimited: Counter;
-  lookup: Histogram;
 }
 
-type LookupResult = 'cache' | 'storage' | 'issued' | 'none';
-
-export class CertificateManager implements CertificateResolver {
+export class IssuingManager implements CertificateManager {
   /** Pending HTTP-01 challenges; the ACME issuer fills it. */
   readonly challenges: ChallengeStore;
   /** Pending TLS-ALPN-01 validation certificates; the ACME issuer fills it. */
@@ -107,25 +100,27 @@ export class CertificateManager implements CertificateResolver {
   /** OCSP staple from the cache (set when an OcspStapler is configured). */
   readonly ocspResponse?: (certificate: Buffer, issuer: Buffer | null) => Promise<Buffer | undefined>;
   private readonly closers: Array<() => Promise<void>> = [];
-  readonly mode: TlsMode;
+  readonly mode: Exclude<TlsMode, 'files'>;
 
   private readonly cache: CertCache;
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly metrics: Metrics;
-  private readonly issuing: IssuingOptions | undefined;
-  private readonly files: FileCertificates | undefined;
+  private readonly timer: LookupTimer;
+  private readonly storage: CertStorage;
+  private readonly issuer: Issuer;
+  private readonly policy: IssuancePolicy;
+  private readonly options: IssuingOptions;
   private readonly backoff: BackoffOptions;
   private readonly failures = new LRUCache<string, Failure>({ max: MAX_BACKOFF_ENTRIES });
   private readonly lookups = new Map<string, { promise: Promise<CachedCert | undefined>; outcome: { result: LookupResult } }>();
   private readonly renewals = new Map<string, Promise<void>>();
-  private readonly renewalStates = new Map<string, RenewalState>();
 
-  constructor(options: CertificateManagerOptions) {
+  constructor(options: IssuingOptions) {
     this.mode = options.mode;
     this.challenges = options.challenges ?? new ChallengeStore();
     this.alpnChallenges = options.alpnChallenges ?? new AlpnChallengeStore();
-    if (options.mode !== 'files' && options.ocsp) {
+    if (options.ocsp) {
       const ocsp = options.ocsp;
       this.ocspResponse = async (certificate, issuer) => ocsp.get(certificate, issuer);
     }
@@ -138,51 +133,38 @@ export class CertificateManager implements CertificateResolver {
     this.cache = new CertCache(options.cacheSize);
     this.log = options.log ?? createLogger('tls');
     this.now = options.now ?? Date.now;
-    if (options.mode === 'files') {
-      this.files = options.files;
-      this.backoff = DEFAULT_BACKOFF;
-    } else {
-      this.issuing = options;
-      this.backoff = options.backoff ?? DEFAULT_BACKOFF;
-    }
+    this.options = options;
+    ({ storage: this.storage, issuer: this.issuer, policy: this.policy } = options);
+    this.backoff = options.backoff ?? DEFAULT_BACKOFF;
+    this.timer = new LookupTimer(options.metrics);
     const registry = options.metrics;
     this.metrics = {
       issued: registry.counter('aleph_edge_certs_issued_total', 'Certificates issued, by issuer'),
       failures: registry.counter('aleph_edge_cert_issue_failures_total', 'Failed certificate issuances, by issuer'),
       denials: registry.counter('aleph_edge_cert_policy_denials_total', 'On-demand certificates refused by the issuance policy'),
       rateLimited: registry.counter('aleph_edge_cert_rate_limited_total', 'On-demand orders refused by tls.issue_rate'),
-      lookup: registry.histogram('aleph_edge_tls_cert_lookup_seconds', 'Time to find the certificate for a handshake, by result (cache, storage, issued, none)'),
     };
     registry
       .gauge('aleph_edge_certs_cached', 'Certificates held in the in-memory cache (files mode: configured names)')
-      .collect(() => [[{}, this.files ? this.files.size : this.cache.size]]);
+      .collect(() => [[{}, this.cache.size]]);
   }
 
   /** Never throws: any failure means "no certificate", which fails that handshake only. */
   async secureContext(servername: string): Promise<SecureContext | undefined> {
-    return (await this.timedFind(servername))?.context;
+    return (await this.timer.time((outcome) => this.find(servername, outcome)))?.context;
   }
 
   /** The PEM pair behind secureContext(), for worker processes that build their own contexts. */
   async certificate(servername: string): Promise<PemPair | undefined> {
-    return (await this.timedFind(servername))?.pem;
+    return (await this.timer.time((outcome) => this.find(servername, outcome)))?.pem;
   }
 
-  private async timedFind(servername: string): Promise<{ context: SecureContext; pem: PemPair } | undefined> {
-    const started = performance.now();
-    const outcome: { result: LookupResult } = { result: 'cache' };
-    const found = await this.find(servername, outcome);
-    this.metrics.lookup.observe((performance.now() - started) / 1000, { result: found ? outcome.result : 'none' });
-    return found;
-  }
-
-  private async find(servername: string, outcome: { result: LookupResult } = { result: 'cache' }): Promise<{ context: SecureContext; pem: PemPair } | undefined> {
+  private async find(servername: string, outcome: { result: LookupResult }): Promise<CachedCert | undefined> {
     const host = normalizeServerName(servername);
-    if (!host || (this.issuing && !this.issuing.storage.accepts(host))) {
+    if (!host || !this.storage.accepts(host)) {
       this.log.debug('server name refused', { servername: String(servername).slice(0, 300) });
       return undefined;
     }
-    if (this.files) return this.files.lookup(host);
     try {
       const cached = this.cache.get(host);
       if (cached) {
@@ -204,11 +186,10 @@ export class CertificateManager implements CertificateResolver {
     return this.challenges.get(token);
   }
 
-  /** Cached and stored certificates (files mode: the configured names), sorted by host. */
+  /** Cached and stored certificates, sorted by host. */
   async list(): Promise<CertInfo[]> {
-    if (this.files) return this.files.list();
     const byKey = new Map<string, CertInfo>();
-    for (const meta of await this.issuing!.storage.list()) {
+    for (const meta of await this.storage.list()) {
       byKey.set(`${meta.source}|${meta.host}`, {
         host: meta.host,
         source: meta.source,
@@ -219,7 +200,7 @@ export class CertificateManager implements CertificateResolver {
     }
     for (const entry of this.cache.values()) byKey.set(`${entry.info.source}|${entry.info.host}`, entry.info);
     for (const [key, info] of byKey) {
-      const state = this.renewalStates.get(info.host);
+      const state = this.renewalState(info.host);
       if (state) byKey.set(key, { ...info, renewal: state });
     }
     return [...byKey.values()].sort((a, b) => a.host.localeCompare(b.host) || a.source.localeCompare(b.source));
@@ -251,7 +232,7 @@ export class CertificateManager implements CertificateResolver {
 
   /** A handshake waits for an order at most issueWaitMs; the order itself goes on and is cached for the next one. */
   private async bounded(host: string, flight: Promise<CachedCert | undefined>): Promise<CachedCert | undefined> {
-    const waitMs = this.issuing?.issueWaitMs ?? DEFAULT_ISSUE_WAIT_MS;
+    const waitMs = this.options.issueWaitMs ?? DEFAULT_ISSUE_WAIT_MS;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<undefined>((resolve) => {
       timer = setTimeout(() => {
@@ -283,7 +264,7 @@ export class CertificateManager implements CertificateResolver {
   }
 
   private async lookupOnce(host: string, outcome: { result: LookupResult }): Promise<CachedCert | undefined> {
-    const { storage, issuer, policy, rateLimit } = this.issuing!;
+    const { policy, options: { rateLimit } } = this;
     const stored = await this.loadUsable(host);
     if (stored) return stored;
     if (this.inBackoff(host)) return undefined;
@@ -300,7 +281,7 @@ export class CertificateManager implements CertificateResolver {
     }
     outcome.result = 'issued';
     try {
-      return await this.issueAndStore(host, storage, issuer);
+      return await this.issueAndStore(host);
     } catch {
       return undefined; // logged and backed off in issueAndStore
     }
@@ -311,10 +292,9 @@ export class CertificateManager implements CertificateResolver {
    * without asking the policy: pre-configured names such as '*.<domain>'. Throws on failure.
    */
   async obtain(name: string): Promise<void> {
-    const { storage, issuer } = this.issuing!;
-    const stored = await storage.load(issuer.name, name);
+    const stored = await this.storage.load(this.issuer.name, name);
     if (stored && this.now() < renewAt(stored.pair.notBefore, stored.pair.notAfter)) return;
-    await this.issueAndStore(name, storage, issuer);
+    await this.issueAndStore(name);
   }
 
   /**
@@ -322,18 +302,16 @@ export class CertificateManager implements CertificateResolver {
    * for on-demand hosts unless told otherwise; resolves false when refused.
    */
   async renew(name: string, options: { askPolicy: boolean }): Promise<boolean> {
-    if (!this.issuing) return false;
-    const { storage, issuer, policy } = this.issuing;
     const running = this.renewals.get(name);
     if (running) {
       await running;
       return true;
     }
-    if (options.askPolicy && !(await policy.allow(name))) {
+    if (options.askPolicy && !(await this.policy.allow(name))) {
       this.metrics.denials.inc();
       return false;
     }
-    const renewal = this.issueAndStore(name, storage, issuer).then(() => undefined);
+    const renewal = this.issueAndStore(name).then(() => undefined);
     this.renewals.set(name, renewal.catch(() => undefined).finally(() => this.renewals.delete(name)));
     await renewal;
     return true;
@@ -345,14 +323,21 @@ export class CertificateManager implements CertificateResolver {
     return host ? this.alpnChallenges.pem(host) : undefined;
   }
 
-  /** Renewal state of names that had a failed renewal or issuance. */
+  /** Renewal state of names whose last order failed. */
   renewalState(name: string): RenewalState | undefined {
-    return this.renewalStates.get(name);
+    const failure = this.failures.peek(name);
+    if (failure?.lastError === undefined) return undefined;
+    return {
+      failures: failure.count,
+      lastError: failure.lastError,
+      lastAttempt: failure.lastAttempt === undefined ? undefined : new Date(failure.lastAttempt).toISOString(),
+      nextAttempt: new Date(failure.until).toISOString(),
+    };
   }
 
   /** A stored, unexpired certificate for host (or its wildcard), now cached. */
   private async loadUsable(host: string): Promise<CachedCert | undefined> {
-    const { storage, issuer, wildcardLookup, wildcardDomains } = this.issuing!;
+    const { storage, issuer, options: { wildcardLookup, wildcardDomains } } = this;
     const names = [host];
     const wildcard = wildcardDomains?.includes(host) ? `*.${host}` : wildcardLookup ? wildcardFor(host) : undefined;
     if (wildcard) names.push(wildcard);
@@ -370,10 +355,11 @@ export class CertificateManager implements CertificateResolver {
     return undefined;
   }
 
-  private async issueAndStore(host: string, storage: CertStorage, issuer: Issuer): Promise<CachedCert> {
+  private async issueAndStore(host: string): Promise<CachedCert> {
+    const { storage, issuer } = this;
     const started = this.now();
     try {
-      const held = await storage.lock(issuer.name, host, this.issuing!.lock ?? DEFAULT_LOCK);
+      const held = await storage.lock(issuer.name, host, this.options.lock ?? DEFAULT_LOCK);
       try {
         // Another process sharing the folder may have issued while we waited for the lock.
         const fresh = await storage.load(issuer.name, host);
@@ -382,7 +368,6 @@ export class CertificateManager implements CertificateResolver {
         const stored = await storage.save(issuer.name, host, pem);
         this.metrics.issued.inc({ issuer: issuer.name });
         this.failures.delete(host);
-        this.renewalStates.delete(host);
         this.log.info('certificate issued', { host, issuer: issuer.name, not_after: stored.meta.notAfter, ms: this.now() - started });
         // Hosts served from a renewed wildcard pick up the new one on their next handshake.
         if (host.startsWith('*.')) this.cache.dropWhere((entry) => entry.info.host === host);
@@ -392,15 +377,7 @@ export class CertificateManager implements CertificateResolver {
       }
     } catch (err) {
       this.metrics.failures.inc({ issuer: issuer.name });
-      const waitMs = this.recordFailure(host);
-      const state = this.renewalStates.get(host);
-      this.renewalStates.set(host, {
-        failures: (state?.failures ?? 0) + 1,
-        lastError: (err as Error).message.slice(0, 300),
-        lastAttempt: new Date(started).toISOString(),
-        nextAttempt: new Date(this.now() + waitMs).toISOString(),
-      });
-      if (this.renewalStates.size > MAX_BACKOFF_ENTRIES) this.renewalStates.delete(this.renewalStates.keys().next().value!);
+      const waitMs = this.recordFailure(host, { lastError: (err as Error).message.slice(0, 300), lastAttempt: started });
       this.log.warn('certificate issuance failed', { host, issuer: issuer.name, error: (err as Error).message, retry_in_ms: waitMs });
       throw err;
     }
@@ -422,19 +399,18 @@ export class CertificateManager implements CertificateResolver {
 
   /** Orders a replacement in the background once a third of the lifetime remains; the current cert keeps being served. */
   private maybeRenew(host: string, entry: CachedCert): void {
-    if (!this.issuing || this.now() < entry.renewAt) return;
+    if (this.now() < entry.renewAt) return;
     // A wildcard found for this host is renewed under its own name by the issuer that orders wildcards.
     if (entry.info.host !== host) return;
     if (this.renewals.has(host) || this.inBackoff(host)) return;
-    const { storage, issuer, policy } = this.issuing;
     const renewal = (async () => {
-      if (!(await policy.allow(host))) {
+      if (!(await this.policy.allow(host))) {
         this.metrics.denials.inc();
         this.recordFailure(host); // do not ask again on every handshake
         this.log.info('renewal refused by policy; serving the current certificate until it expires', { host, not_after: entry.info.notAfter });
         return;
       }
-      await this.issueAndStore(host, storage, issuer);
+      await this.issueAndStore(host);
     })()
       .catch(() => undefined) // logged in issueAndStore
       .finally(() => this.renewals.delete(host));
@@ -447,10 +423,11 @@ export class CertificateManager implements CertificateResolver {
     return failure !== undefined && this.now() < failure.until;
   }
 
-  private recordFailure(host: string): number {
-    const count = (this.failures.get(host)?.count ?? 0) + 1;
+  private recordFailure(host: string, attempt?: { lastError: string; lastAttempt: number }): number {
+    const previous = this.failures.get(host);
+    const count = (previous?.count ?? 0) + 1;
     const waitMs = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** (count - 1));
-    this.failures.set(host, { count, until: this.now() + waitMs });
+    this.failures.set(host, { ...previous, ...attempt, count, until: this.now() + waitMs });
     return waitMs;
   }
 }

@@ -10,7 +10,11 @@ import { LRUCache } from 'lru-cache';
 import { fetch } from 'undici';
 import type { Logger } from '../common/index.js';
 import type { Counter, MetricsRegistry } from '../metrics/index.js';
-import { TAG, generalizedTime, oid, readTlv, tlv, type Tlv } from './der.js';
+import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
+import { AlgorithmIdentifier, Certificate } from '@peculiar/asn1-x509';
+import {
+  BasicOCSPResponse, CertID, OCSPRequest, OCSPResponse, OCSPResponseStatus, Request, TBSRequest, id_pkix_ocsp_basic,
+} from '@peculiar/asn1-ocsp';
 
 export interface OcspStaplerOptions {
   log: Logger;
@@ -49,52 +53,73 @@ export function responderUrl(cert: X509Certificate): string | undefined {
   return undefined;
 }
 
-function certFields(der: Buffer): { serial: Tlv; subject: Tlv; spki: Tlv } {
-  const tbs = readTlv(der).children[0]!;
-  const at = tbs.children[0]!.tag === 0xa0 ? 1 : 0;
-  return { serial: tbs.children[at]!, subject: tbs.children[at + 4]!, spki: tbs.children[at + 5]! };
+/** A malformed, unsuccessful or unrelated OCSP response; the stapler logs it and retries later. */
+export class OcspResponseError extends Error {
+  override readonly name = 'OcspResponseError';
+  readonly code = 'ocsp_response_invalid';
+}
+
+function parseCertificate(der: Buffer): Certificate {
+  return AsnConvert.parse(der, Certificate);
+}
+
+/** The serial number's content bytes, as a CertID carries them. */
+export function serialOf(leafDer: Buffer): Buffer {
+  return Buffer.from(parseCertificate(leafDer).tbsCertificate.serialNumber);
 }
 
 /** The DER CertID (SHA-1, as responders expect) of a leaf issued by issuer. */
 export function certId(leafDer: Buffer, issuerDer: Buffer): Buffer {
-  const issuer = certFields(issuerDer);
-  const keyBits = issuer.spki.children[1]!.content.subarray(1); // skip the unused-bits byte
-  const sha1 = (data: Buffer) => createHash('sha1').update(data).digest();
-  return tlv(TAG.SEQUENCE,
-    tlv(TAG.SEQUENCE, oid(SHA1), tlv(TAG.NULL)),
-    tlv(TAG.OCTET_STRING, sha1(issuer.subject.raw)),
-    tlv(TAG.OCTET_STRING, sha1(keyBits)),
-    certFields(leafDer).serial.raw);
+  return Buffer.from(AsnConvert.serialize(certIdOf(leafDer, issuerDer)));
+}
+
+function certIdOf(leafDer: Buffer, issuerDer: Buffer): CertID {
+  const issuer = parseCertificate(issuerDer).tbsCertificate;
+  const sha1 = (data: ArrayBuffer | Uint8Array) => createHash('sha1').update(new Uint8Array(data)).digest();
+  return new CertID({
+    hashAlgorithm: new AlgorithmIdentifier({ algorithm: SHA1, parameters: null }),
+    // The issuer's DER-encoded Name, and its key's bits without the unused-bits byte.
+    issuerNameHash: new OctetString(sha1(AsnConvert.serialize(issuer.subject))),
+    issuerKeyHash: new OctetString(sha1(issuer.subjectPublicKeyInfo.subjectPublicKey)),
+    serialNumber: new Uint8Array(serialOf(leafDer)).buffer,
+  });
 }
 
 /** OCSPRequest for one certificate, no nonce (cacheable by responders and CDNs). */
 export function ocspRequest(leafDer: Buffer, issuerDer: Buffer): Buffer {
-  return tlv(TAG.SEQUENCE, tlv(TAG.SEQUENCE, tlv(TAG.SEQUENCE, tlv(TAG.SEQUENCE, certId(leafDer, issuerDer)))));
+  const request = new OCSPRequest({ tbsRequest: new TBSRequest({ requestList: [new Request({ reqCert: certIdOf(leafDer, issuerDer) })] }) });
+  return Buffer.from(AsnConvert.serialize(request));
 }
 
-/** Reads the status of serial from an OCSPResponse. Throws on anything malformed or unsuccessful. */
+function parseAs<T>(der: ArrayBuffer | ArrayBufferView, type: new () => T, what: string): T {
+  try {
+    return AsnConvert.parse(der, type);
+  } catch (err) {
+    throw new OcspResponseError(`malformed OCSP ${what}: ${(err as Error).message}`);
+  }
+}
+
+/** Reads the status of serial (content bytes, see serialOf) from an OCSPResponse. Throws OcspResponseError on anything malformed or unsuccessful. */
 export function parseOcspResponse(der: Buffer, serial: Buffer): OcspStatus {
-  const top = readTlv(der);
-  const status = top.children[0];
-  if (!status || status.tag !== TAG.ENUMERATED) throw new Error('not an OCSP response');
-  if (status.content[0] !== 0) throw new Error(`OCSP responder status ${status.content[0]}`);
-  const bytes = top.children[1]?.children[0];
-  const basic = readTlv(bytes!.children[1]!.content);
-  const data = basic.children[0]!;
-  const responses = data.children.find((c, i) => c.tag === TAG.SEQUENCE && i > 0 && data.children[i - 1]!.tag === TAG.GENERALIZED_TIME);
-  if (!responses) throw new Error('OCSP response has no responses');
-  for (const single of responses.children) {
-    const [id, certStatus, thisUpdate, ...rest] = single.children;
-    if (!id || !certStatus || !thisUpdate) continue;
-    if (!id.children[3]?.raw.equals(serial)) continue;
-    const next = rest.find((c) => c.tag === 0xa0);
+  const top = parseAs(der, OCSPResponse, 'response');
+  if (top.responseStatus !== OCSPResponseStatus.successful) {
+    throw new OcspResponseError(`OCSP responder status ${OCSPResponseStatus[top.responseStatus] ?? top.responseStatus}`);
+  }
+  if (!top.responseBytes) throw new OcspResponseError('OCSP response has no body');
+  if (top.responseBytes.responseType !== id_pkix_ocsp_basic) {
+    throw new OcspResponseError(`unsupported OCSP response type ${top.responseBytes.responseType}`);
+  }
+  const basic = parseAs(top.responseBytes.response.buffer, BasicOCSPResponse, 'basic response');
+  for (const single of basic.tbsResponseData.responses) {
+    if (!Buffer.from(single.certID.serialNumber).equals(serial)) continue;
+    const { certStatus } = single;
     return {
-      status: certStatus.tag === 0x80 ? 'good' : certStatus.tag === 0xa1 ? 'revoked' : 'unknown',
-      thisUpdate: generalizedTime(thisUpdate.content),
-      nextUpdate: next ? generalizedTime(next.children[0]!.content) : undefined,
+      status: certStatus.good !== undefined ? 'good' : certStatus.revoked ? 'revoked' : 'unknown',
+      thisUpdate: single.thisUpdate,
+      nextUpdate: single.nextUpdate,
     };
   }
-  throw new Error('OCSP response does not cover this certificate');
+  throw new OcspResponseError('OCSP response does not cover this certificate');
 }
 
 export class OcspStapler {
@@ -156,7 +181,7 @@ export class OcspStapler {
       });
       if (res.status !== 200) throw new Error(`responder answered ${res.status}`);
       const der = Buffer.from(await res.arrayBuffer());
-      const status = parseOcspResponse(der, certFields(leafDer).serial.raw);
+      const status = parseOcspResponse(der, serialOf(leafDer));
       const now = this.now();
       const nextUpdate = status.nextUpdate?.getTime() ?? now + HOUR;
       if (status.status !== 'good') {

@@ -9,11 +9,11 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../common/index.js';
 import type { Counter, MetricsRegistry } from '../metrics/index.js';
-import type { CertificateManager } from './manager.js';
+import type { IssuingManager } from './manager.js';
 import type { CertMeta, CertStorage } from './storage.js';
 
 export interface RenewalSchedulerOptions {
-  manager: CertificateManager;
+  manager: IssuingManager;
   storage: CertStorage;
   issuerName: string;
   /** Names ordered when missing (e.g. '*.example.org'); renewed without asking the policy. */

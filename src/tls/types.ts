@@ -1,4 +1,5 @@
 import type { SecureContext } from 'node:tls';
+import type { TlsMode } from '../config/index.js';
 import type { PemPair } from './pair.js';
 
 /** One certificate as listed by the status API. */
@@ -38,6 +39,20 @@ export interface CertificateResolver {
   httpChallenge(token: string): Promise<string | undefined>;
   /** Certificates currently loaded or stored. */
   list(): Promise<CertInfo[]>;
+}
+
+/**
+ * What the node holds for its TLS mode: files mode's resolver or the issuing
+ * manager (internal, acme). Adds to CertificateResolver what the node and its
+ * workers need: the PEM pair, ALPN validation certificates over IPC, shutdown.
+ */
+export interface CertificateManager extends CertificateResolver {
+  readonly mode: TlsMode;
+  certificate(servername: string): Promise<PemPair | undefined>;
+  /** The pending TLS-ALPN-01 validation certificate as PEM, for worker processes (IPC). */
+  alpnChallengeCertificate(servername: string): PemPair | undefined;
+  /** Stops background work; running orders are waited for up to graceMs. */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** Decides whether a host may get a certificate on demand (ACME issue seam). */

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MetricsRegistry } from '../../src/metrics/registry.js';
 import { InternalCa } from '../../src/tls/internal-ca.js';
-import { CertificateManager } from '../../src/tls/manager.js';
+import { IssuingManager } from '../../src/tls/manager.js';
 import { OnDemandPolicy } from '../../src/tls/policy.js';
 import { TokenBucket } from '../../src/tls/rate-limit.js';
 import { CertStorage } from '../../src/tls/storage.js';
@@ -94,7 +94,7 @@ describe('bounded handshake wait', () => {
       const gate = new Promise<void>((resolve) => (release = resolve));
       const slow = { name: ca.name, issue: async (host: string) => { if (host.startsWith('slow.')) await gate; return ca.issue(host); } };
       const log = createLogger('tls');
-      const manager = new CertificateManager({
+      const manager = new IssuingManager({
         mode: 'acme', metrics: new MetricsRegistry(), cacheSize: 10, storage, issuer: slow,
         policy: new OnDemandPolicy({ onDemand: true, routesTo: async () => true, ask: '', wildcardDomains: [], log }),
         rateLimit: new TokenBucket({ burst: 10, intervalMs: 60_000 }),

@@ -8,7 +8,7 @@ import { createCertificateManager } from '../../src/tls/index.js';
 import { InternalCa } from '../../src/tls/internal-ca.js';
 import type { Issuer } from '../../src/tls/issuer.js';
 import type { IssuancePolicy } from '../../src/tls/types.js';
-import { CertificateManager } from '../../src/tls/manager.js';
+import { IssuingManager } from '../../src/tls/manager.js';
 import { CertStorage } from '../../src/tls/storage.js';
 import { closeAllServers, handshake, listFiles, policy, spyIssuer, startTlsServer, tempDir, tlsSettings, type TestServer } from './helpers.js';
 
@@ -21,7 +21,7 @@ interface Setup {
   issuer: Issuer & { calls: string[] };
   policy: IssuancePolicy & { asked: string[] };
   metrics: MetricsRegistry;
-  manager: CertificateManager;
+  manager: IssuingManager;
   server: TestServer;
   close(): Promise<void>;
 }
@@ -44,6 +44,7 @@ describe('certificate manager (internal mode, real handshakes)', () => {
     const metrics = new MetricsRegistry();
     const asked = policy(options.allow);
     const manager = await createCertificateManager(tlsSettings({ storage }), { policy: asked, metrics, issuer });
+    assert.ok(manager instanceof IssuingManager, 'internal mode issues');
     const server = await startTlsServer(manager);
     return { storage, caPem: ca.certPem, ca, issuer, policy: asked, metrics, manager, server, close: () => server.close() };
   }
@@ -203,7 +204,7 @@ describe('certificate manager (internal mode, real handshakes)', () => {
     const ca = await InternalCa.open(storage);
     const issuer = spyIssuer(ca);
     let offset = 0;
-    const manager = new CertificateManager({
+    const manager = new IssuingManager({
       mode: 'internal',
       storage: await CertStorage.open(storage),
       issuer,
@@ -249,7 +250,7 @@ describe('certificate manager (internal mode, real handshakes)', () => {
     };
     const metrics = new MetricsRegistry();
     let now = Date.now();
-    const manager = new CertificateManager({
+    const manager = new IssuingManager({
       mode: 'internal',
       storage: await CertStorage.open(storage),
       issuer: failing,
@@ -267,6 +268,15 @@ describe('certificate manager (internal mode, real handshakes)', () => {
     assert.equal(calls, 2);
     assert.equal(metrics.counter('aleph_edge_cert_issue_failures_total', '').get({ issuer: 'internal' }), 2);
     assert.deepEqual((await listFiles(storage)).filter((f) => f.includes('fail.example.org')), []);
+    // One record per host drives both the backoff and the state the status API shows.
+    assert.deepEqual(manager.renewalState('fail.example.org'), {
+      failures: 2,
+      lastError: 'upstream down',
+      lastAttempt: new Date(now).toISOString(),
+      nextAttempt: new Date(now + 2000).toISOString(),
+    });
+    assert.equal(manager.inBackoff('fail.example.org'), true);
+    assert.equal(manager.renewalState('other.example.org'), undefined);
   });
 
   it('serves a stored wildcard for a host when wildcard lookup is on', async () => {
