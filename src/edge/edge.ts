@@ -73,6 +73,7 @@ export class Edge {
       pages: new NodePages(deps.nodeState, deps.version),
       domain: deps.server.domain,
       maxBodyBytes: deps.server.limits.maxBodyBytes,
+      sendTimeoutMs: deps.server.limits.sendTimeoutMs,
       hsts: deps.server.hsts,
     });
     const limits = deps.server.limits;
