@@ -79,6 +79,7 @@ export class Edge {
       control: deps.control ? new ControlListener(deps.control) : undefined,
       domain: deps.server.domain,
       maxBodyBytes: deps.server.limits.maxBodyBytes,
+      sendTimeoutMs: deps.server.limits.sendTimeoutMs,
       hsts: deps.server.hsts,
     });
     const limits = deps.server.limits;

@@ -4,13 +4,23 @@ import type { TLSSocket } from 'node:tls';
 import { createLogger } from '../common/index.js';
 import type { ServerSettings } from '../config/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
+import { addressGroup } from './handshake-guard.js';
 
 const log = createLogger('edge');
 
 // Rapid reset (CVE-2023-44487): streams a client cancels before we answered. A
 // browser cancels a few (navigation, aborted fetches); a flood cancels thousands.
+// Counted per client address (IPv6: per /64), so a flood spread over many
+// connections is caught too.
 const CANCEL_BURST = 200;
 const CANCEL_PER_S = 20;
+
+/** Cancellation tokens of one client address, shared by its connections. */
+interface CancelBucket {
+  tokens: number;
+  refilledAt: number;
+  sessions: number;
+}
 
 export interface H2Handlers {
   request(req: IncomingMessage, res: ServerResponse): void;
@@ -28,6 +38,7 @@ export class H2Front {
   private readonly server: http2.Http2Server;
   private readonly sessions = new Set<Http2Session>();
   private readonly closedForAbuse;
+  private readonly cancelBuckets = new Map<string, CancelBucket>();
   private draining = false;
 
   constructor(private readonly limits: ServerSettings['limits'], handlers: H2Handlers, metrics: MetricsRegistry) {
@@ -44,9 +55,10 @@ export class H2Front {
       maxSettings: 32,
       maxSessionInvalidFrames: 100,
       maxSessionRejectedStreams: 100,
-      // nghttp2's own rapid-reset limiter, besides the accounting below.
-      streamResetBurst: CANCEL_BURST,
-      streamResetRate: CANCEL_PER_S,
+      // nghttp2's own rapid-reset limiter (GOAWAY INTERNAL_ERROR, no log line, no
+      // metric) only as a backstop: ours, per address, fires well before it.
+      streamResetBurst: CANCEL_BURST * 5,
+      streamResetRate: CANCEL_PER_S * 5,
     } as http2.ServerOptions);
     this.server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
       // The compatibility response has no `destroyed`; the pipeline and the proxy ask it.
@@ -86,8 +98,18 @@ export class H2Front {
     session.once('close', () => this.sessions.delete(session));
     session.on('error', () => undefined); // logged as sessionError; the session is gone
     let open = 0;
-    let tokens = CANCEL_BURST;
-    let refilledAt = performance.now();
+    const group = addressGroup(session.socket?.remoteAddress ?? '');
+    let bucket = this.cancelBuckets.get(group);
+    if (!bucket) {
+      bucket = { tokens: CANCEL_BURST, refilledAt: performance.now(), sessions: 0 };
+      this.cancelBuckets.set(group, bucket);
+    }
+    const cancels = bucket;
+    cancels.sessions++;
+    // Forgotten with the address's last connection: the map holds only connected clients.
+    session.once('close', () => {
+      if (--cancels.sessions === 0) this.cancelBuckets.delete(group);
+    });
     // Idle: no stream open for h2_idle_timeout. A quiet SSE stream is not idle.
     session.setTimeout(this.limits.h2IdleTimeoutMs, () => {
       if (open === 0 && !session.closed) {
@@ -102,14 +124,17 @@ export class H2Front {
         // Cancelled by the client before we had answered it.
         if (stream.rstCode === http2.constants.NGHTTP2_NO_ERROR || stream.headersSent) return;
         const now = performance.now();
-        tokens = Math.min(CANCEL_BURST, tokens + ((now - refilledAt) / 1000) * CANCEL_PER_S);
-        refilledAt = now;
-        tokens -= 1;
-        if (tokens < 0 && !session.destroyed) {
+        cancels.tokens = Math.min(CANCEL_BURST, cancels.tokens + ((now - cancels.refilledAt) / 1000) * CANCEL_PER_S);
+        cancels.refilledAt = now;
+        cancels.tokens -= 1;
+        if (cancels.tokens < 0 && !session.closed && !session.destroyed) {
           this.closedForAbuse.inc({ reason: 'rapid_reset' });
-          log.warn('http2 connection closed: rapid stream resets', { client: session.socket?.remoteAddress });
+          log.warn('http2 connection closed: rapid stream resets from this address', { client: group, connections: cancels.sessions });
+          // GOAWAY, then close: a destroy() right after goaway() loses the frame.
+          // No new stream is accepted; what is still open gets a second at most.
           session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
-          session.destroy();
+          session.close();
+          setTimeout(() => session.destroy(), 1_000).unref();
         }
       });
     });

@@ -53,7 +53,7 @@ export class HandshakeGuard {
       socket.destroy(); // already gone
       return;
     }
-    const group = groupOf(address);
+    const group = addressGroup(address);
     const inGroup = this.perGroup.get(group) ?? 0;
     if (this.pending.size >= this.limits.total || inGroup >= this.limits.perAddress) {
       this.refused.inc({ cap: this.pending.size >= this.limits.total ? 'total' : 'address' });
@@ -88,7 +88,7 @@ function keyOf(socket: Socket): string | undefined {
 }
 
 /** IPv4 (and IPv4-mapped) addresses count alone; IPv6 by /64, what one client commonly holds. */
-function groupOf(address: string): string {
+export function addressGroup(address: string): string {
   if (address.startsWith('::ffff:') || !isIPv6(address)) return address.replace(/^::ffff:/, '');
   const [head, tail = ''] = address.split('::');
   const left = head ? head.split(':') : [];

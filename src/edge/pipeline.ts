@@ -27,6 +27,8 @@ export interface PipelineDeps {
   /** server.domain: the host whose answers carry the node-domain headers. */
   domain: string;
   maxBodyBytes: number;
+  /** server.limits.send_timeout: a response its client stops reading is cut after this. */
+  sendTimeoutMs: number;
   /** Strict-Transport-Security for the node domain; '' for none. */
   hsts?: string;
 }
@@ -123,7 +125,7 @@ export class Pipeline {
       }
       if (res.destroyed) return; // the client left while the program booted
       req.url = route.path;
-      await this.deps.forwarder.web(req, res, lease, { clientIp: clientIp(req), proto, host, prefix: mountPrefix(route) }, { maxBodyBytes: this.deps.maxBodyBytes });
+      await this.deps.forwarder.web(req, res, lease, { clientIp: clientIp(req), proto, host, prefix: mountPrefix(route) }, { maxBodyBytes: this.deps.maxBodyBytes, sendTimeoutMs: this.deps.sendTimeoutMs });
     } catch (error) {
       if (res.destroyed) return;
       // Errors are the node's own answers, whatever the route.

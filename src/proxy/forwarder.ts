@@ -139,7 +139,7 @@ export class Forwarder {
    * Forwards one HTTP exchange. Resolves when it ends; rejects with an EdgeError
    * only when nothing has been sent to the client yet (edge/ writes the error).
    */
-  web(req: IncomingMessage, res: ServerResponse, lease: Lease, info: ForwardInfo, limits: { maxBodyBytes?: number } = {}): Promise<ForwardOutcome> {
+  web(req: IncomingMessage, res: ServerResponse, lease: Lease, info: ForwardInfo, limits: { maxBodyBytes?: number; sendTimeoutMs?: number } = {}): Promise<ForwardOutcome> {
     return new Promise((resolve, reject) => {
       const exchange = this.begin(lease, (outcome) => {
         if (outcome instanceof EdgeError) reject(outcome);
@@ -166,7 +166,13 @@ export class Forwarder {
       // Body chunks are borrowed from the program socket's read buffer until written
       // out (see program-socket.ts); a response cut short gives back whatever it held.
       const lent = new Set<Loan>();
+      // Send timeout: a client that takes none of the waiting bytes for this long (h2
+      // window never opened, HTTP/1.1 socket never read) would hold the program's
+      // connection for as long as it liked.
+      let stalled: NodeJS.Timeout | undefined;
+      const sendTimeoutMs = limits.sendTimeoutMs ?? 0;
       res.once('close', () => {
+        clearTimeout(stalled);
         for (const loan of lent) loan.give();
         lent.clear();
         exchange.settle({ status: res.statusCode, complete: res.writableFinished });
@@ -191,7 +197,19 @@ export class Forwarder {
         heldLoan = undefined;
         if (!res.write(chunk, giveBack(loan))) {
           controller.pause();
-          res.once('drain', () => controller.resume());
+          if (sendTimeoutMs > 0) {
+            stalled = setTimeout(() => {
+              if (exchange.settled) return;
+              log.info('client read nothing for send_timeout: response cut', { hash: shortHash(lease.hash), timeout_ms: sendTimeoutMs, client: req.socket?.remoteAddress });
+              exchange.settle({ status: res.statusCode, complete: false });
+              cut(res);
+              exchange.abort?.(new UpstreamError('client stopped reading'));
+            }, sendTimeoutMs);
+          }
+          res.once('drain', () => {
+            clearTimeout(stalled);
+            controller.resume();
+          });
         }
       };
       const handler: Dispatcher.DispatchHandler = {

@@ -174,3 +174,116 @@ describe('HTTP/1.1 pipelining is capped per connection', () => {
     assert.ok(maxFds - fdsBefore <= 40, `fds grew from ${fdsBefore} to ${maxFds}`);
   });
 });
+
+describe('responses nobody reads are cut after send_timeout', () => {
+  let node: TestNode;
+  before(async () => {
+    node = await startTestNode({
+      programs: [{ name: 'faults', script: fixtureProgram('faults.js') }],
+      extra: '[server.limits]\nsend_timeout = "1s"',
+    });
+  });
+  after(() => node.close());
+
+  it('20 h2 streams whose window never opens and 20 HTTP/1.1 clients that never read: cut, program connections freed', async () => {
+    await programConnections(node);
+    const fdsBefore = fds();
+    const rssBefore = process.memoryUsage().rss;
+    const clients = 20;
+    // h2: a stream window of 0, so not one byte of any response body can be sent.
+    const session = await new Promise<http2.ClientHttp2Session>((resolve, reject) => {
+      const s = http2.connect(`https://${node.domain}:${node.httpsPort}`, {
+        ca: node.ca, host: '127.0.0.1', servername: node.domain, lookup: (_h, _o, cb) => cb(null, '127.0.0.1', 4),
+        settings: { initialWindowSize: 0 },
+      } as http2.SecureClientSessionOptions);
+      s.once('connect', () => resolve(s));
+      s.once('error', reject);
+    });
+    const h2Endings: Array<number | undefined> = [];
+    for (let i = 0; i < clients; i++) {
+      const stream = session.request({ ':path': `/vm/${faults}/big?mb=16` });
+      stream.on('error', () => undefined);
+      stream.once('close', () => h2Endings.push(stream.rstCode));
+    }
+    // HTTP/1.1: the request is sent, then the socket is never read.
+    const sockets: tls.TLSSocket[] = [];
+    for (let i = 0; i < clients; i++) {
+      const socket = tls.connect({ host: '127.0.0.1', port: node.httpsPort, servername: node.domain, ca: node.ca, ALPNProtocols: ['http/1.1'] });
+      socket.on('error', () => undefined);
+      socket.once('secureConnect', () => {
+        socket.write(`GET /vm/${faults}/big?mb=64 HTTP/1.1\r\nHost: ${node.domain}\r\n\r\n`);
+        socket.pause();
+      });
+      sockets.push(socket);
+    }
+    let fdsDuring = 0;
+    let rssDuring = 0;
+    await until(() => {
+      fdsDuring = Math.max(fdsDuring, fds());
+      rssDuring = Math.max(rssDuring, process.memoryUsage().rss);
+      return h2Endings.length === clients;
+    }, 30_000, 'every h2 stream to be cut');
+    // The HTTP/1.1 clients still hold their (unread) sockets: the program's connections
+    // are freed all the same (one is the connection asking for the figures).
+    await until(async () => (await programConnections(node)).open <= 2, 30_000, 'the program connections to be freed');
+    const fdsAfter = fds();
+    const rssAfter = process.memoryUsage().rss;
+    session.close();
+    for (const socket of sockets) socket.destroy();
+    process.stdout.write(`# send_timeout: ${clients} h2 streams + ${clients} HTTP/1.1 clients not reading; node process fds ${fdsBefore} before, at most ${fdsDuring} while held, ${fdsAfter} after the cut; RSS ${mb(rssBefore)} / ${mb(rssDuring)} / ${mb(rssAfter)} MB\n`);
+    for (const code of h2Endings) assert.equal(code, http2.constants.NGHTTP2_INTERNAL_ERROR);
+  });
+});
+
+function mb(bytes: number): number {
+  return Math.round(bytes / 1024 / 1024);
+}
+
+describe('rapid reset is counted per client address, across connections', () => {
+  let node: TestNode;
+  before(async () => {
+    node = await startTestNode({ programs: [{ name: 'faults', script: fixtureProgram('faults.js') }] });
+  });
+  after(() => node.close());
+
+  it('100 connections each cancelling 199 streams: GOAWAY ENHANCE_YOUR_CALM, counted in rapid_reset; others are served', async () => {
+    const closedForAbuse = node.node.metrics.counter('aleph_edge_h2_sessions_closed_total', 'HTTP/2 connections closed by the node, by reason');
+    const before = closedForAbuse.get({ reason: 'rapid_reset' });
+    const connections = 100;
+    const perConnection = 199; // just under a per-connection cutoff of 200
+    const sessions = await Promise.all(Array.from({ length: connections }, () => connectH2(node)));
+    const goaways: number[] = [];
+    let closed = 0;
+    for (const session of sessions) {
+      session.on('error', () => undefined);
+      session.once('goaway', (code) => goaways.push(code));
+      session.once('close', () => closed++);
+    }
+    for (const session of sessions) {
+      for (let i = 0; i < perConnection && !session.destroyed && !session.closed; i++) {
+        try {
+          const stream = session.request({ ':path': `/vm/${faults}/slow` });
+          stream.on('error', () => undefined);
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+        } catch {
+          break;
+        }
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    // The address's budget (a burst of 200, then 20/s) is spent within the first
+    // connections; every connection that cancels beyond it is closed (on a loaded
+    // machine the loop takes long enough for the refill to spare a few).
+    await until(() => closed >= connections / 2, 30_000, 'the flooding connections to be closed');
+    const counted = closedForAbuse.get({ reason: 'rapid_reset' }) - before;
+    const calm = goaways.filter((code) => code === http2.constants.NGHTTP2_ENHANCE_YOUR_CALM).length;
+    process.stdout.write(`# rapid reset over ${connections} connections: ${closed} closed, ${calm} with GOAWAY ENHANCE_YOUR_CALM, rapid_reset counted ${counted}\n`);
+    for (const session of sessions) session.destroy();
+    assert.ok(counted >= connections / 2, `rapid_reset counted ${counted}`);
+    assert.ok(calm >= connections / 2, `GOAWAY ENHANCE_YOUR_CALM received by ${calm}`);
+    assert.ok(!goaways.includes(http2.constants.NGHTTP2_INTERNAL_ERROR), 'not nghttp2\'s own cutoff');
+    // The node still serves.
+    const other = await h1Ending(node, `/vm/${faults}/`);
+    assert.equal(other.status, 200);
+  });
+});
