@@ -15,7 +15,7 @@ export interface ErrorReply {
   kind: string;
 }
 
-/** The one place where component errors become HTTP statuses (DESIGN.md error contract). */
+/** The one place where component errors become HTTP statuses (docs/design.md, Errors and statuses). */
 export function replyFor(error: unknown): ErrorReply {
   if (error instanceof NotFoundError) return { status: 404, message: error.message, kind: 'not_found' };
   if (error instanceof BadRequestError) return { status: 400, message: error.message, kind: 'bad_request' };

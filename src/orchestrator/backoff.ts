@@ -41,7 +41,7 @@ export class BootBackoff {
   /**
    * An execution died on its own `upMs` after becoming ready. Within stableMs, the
    * first such death in a row is free (the next request boots a fresh one, as
-   * DESIGN.md says); from the second on it counts as a failed boot. Returns the
+   * docs/design.md says); from the second on it counts as a failed boot. Returns the
    * delay when it does.
    */
   crashed(hash: string, upMs: number, reason: string): number | undefined {

@@ -1,4 +1,4 @@
-// Host + request target -> Route, in DESIGN.md's order:
+// Host + request target -> Route, in the order of docs/design.md:
 //   1 bare domain (node pages, /vm/<hash>/...)  2 <base32 label>.<domain>
 //   3 static [[routes]]  4 _aleph-id.<host> TXT  5 404.
 // Immutable: a config reload builds a new Router.

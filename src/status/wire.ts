@@ -1,5 +1,5 @@
 // What travels over the status socket. Field names are snake_case on the wire
-// (DESIGN.md "Status socket"); in-process types that use camelCase are mapped here,
+// (docs/design.md, "Status socket"); in-process types that use camelCase are mapped here,
 // in one place, so the server and the client cannot drift apart.
 
 import type { CertInfo } from '../tls/index.js';

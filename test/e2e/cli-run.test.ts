@@ -39,7 +39,8 @@ describe('aleph-edge run, as an operator runs it', () => {
     socket = path.join(dir, 'status.sock');
     const text = toml({
       programs: [{ name: 'echo', script: example('echo') }, { name: 'counter', script: example('counter') }],
-      orchestrator: ['idle_timeout = "4s"'],
+      // Long enough for two CLI runs on a loaded machine between the request and the listing.
+      orchestrator: ['idle_timeout = "20s"'],
     }, dir)
       .replace('127.0.0.1:8443', `127.0.0.1:${httpsPort}`)
       .replace('127.0.0.1:8080', `127.0.0.1:${httpPort}`);
@@ -48,7 +49,7 @@ describe('aleph-edge run, as an operator runs it', () => {
       env: { ...process.env, ALEPH_EDGE_LOG: 'warn' },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
-    await until(() => existsSync(socket), 10_000, 'the status socket');
+    await until(() => existsSync(socket), 120_000, 'the status socket'); // a ceiling for a failing start, not a timing claim
     ca = await readFile(path.join(dir, 'certs/internal/ca.crt'), 'utf8');
   });
 
@@ -137,7 +138,7 @@ describe('aleph-edge run, as an operator runs it', () => {
     await until(async () => {
       const list = JSON.parse(await cli('vms', '--socket', socket, '--json')) as Array<{ hash: string }>;
       return !list.some((v) => v.hash === counter);
-    }, 20_000, 'idle stop');
+    }, 120_000, 'idle stop');
     assert.equal(alive(entry.pid), false);
   });
 
