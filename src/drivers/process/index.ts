@@ -57,7 +57,9 @@ export class ProcessDriver implements Driver {
       throw new DriverStartError(`the process driver cannot launch a ${String((launch as { kind: unknown }).kind)} program`);
     }
     const hash = shortHash(program.hash);
-    const started = launch.sandbox ? await this.sandboxed(launch, launch.sandbox, slot, program.sender ?? '') : await this.local(launch, slot, program.sender ?? '');
+    // The program's pid, once spawned: its guest link accepts only its process tree.
+    const owner: { pid?: number } = {};
+    const started = launch.sandbox ? await this.sandboxed(launch, launch.sandbox, slot, program.sender ?? '') : await this.local(launch, slot, program.sender ?? '', owner);
     const { env, command, endpoint, link, run } = started;
     let child;
     try {
@@ -67,6 +69,7 @@ export class ProcessDriver implements Driver {
       await run?.remove();
       throw error;
     }
+    owner.pid = child.pid;
     this.records?.add(child.pid, program.hash);
 
     const log: Logger = childLogger(this.log, { hash, exec: slot.executionId, pid: child.pid });
@@ -95,13 +98,13 @@ export class ProcessDriver implements Driver {
   }
 
   /** A local program (trusted by the operator): the host's network, a loopback port, a guest link on the host. */
-  private async local(launch: ProcessLaunch, slot: Slot, sender: string): Promise<Prepared> {
+  private async local(launch: ProcessLaunch, slot: Slot, sender: string, owner: { pid?: number }): Promise<Prepared> {
     const port = await pickFreePort(LOOPBACK_HOST);
     // The guest API on a loopback port of its own (not on the programs' address, see GUEST_LINK_LOOPBACK).
     let link: GuestLink | undefined;
     let guest: Record<string, string> = {};
     if (slot.guestApi) {
-      link = await openGuestLink({ socket: slot.guestApi.socket, host: GUEST_LINK_LOOPBACK });
+      link = await openGuestLink({ socket: slot.guestApi.socket, host: GUEST_LINK_LOOPBACK, peerProcess: () => owner.pid });
       guest = guestEnv(link.url, sender, slot.guestApi.socket);
     }
     const listen = { host: LOOPBACK_HOST, port };
