@@ -16,7 +16,7 @@ import { RedisClient } from './redis.js';
 import { GuestSessionServer } from './server.js';
 
 export { ProgramCache, CacheKeyError, CacheLimitError, checkKey, checkPattern, globMatcher } from './cache.js';
-export { RedisClient, RedisReplyError, RedisUnavailableError, parseRedisAddress, type RedisReply } from './redis.js';
+export { RedisClient, RedisReplyError, RedisUnavailableError, parseRedisAddress } from './redis.js';
 export type { AlephReadCache } from './passthrough.js';
 
 const log = createLogger('guestapi');
@@ -59,7 +59,10 @@ export class GuestApi {
     for (const name of await readdir(settings.socketDir)) {
       if (name.endsWith('.sock')) await rm(path.join(settings.socketDir, name), { force: true });
     }
-    return new GuestApi(settings, deps);
+    const api = new GuestApi(settings, deps);
+    // Commands fail fast until the connection is up: give the first one a chance.
+    await api.redis.connected(settings.redisTimeoutMs);
+    return api;
   }
 
   /** The socket path an execution gets. */
