@@ -2,7 +2,8 @@
 // A real node runs a local program (process driver) with the guest API on a real
 // Redis. The local user `nobody`, and any other process of the node's own user, are
 // refused at the program's link (no HTTP answer, nothing read), cannot open its unix
-// socket, and 40 connections held by `nobody` leave the program's own calls working.
+// socket, and 40 connections held by `nobody` are closed at once and leave the
+// program's own calls working.
 
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -34,11 +35,21 @@ except OSError:
 print(data.decode(errors='replace').replace('\\r\\n', '\\n') if data else 'closed')
 `;
 
-// argv: host port n. Opens n connections, says so, and holds them until killed.
+// argv: host port n. Opens n connections and says so; then says how many the link closed
+// within 10 s (recv returning end-of-file or a reset), and holds the rest until killed.
 const HOLD = `
 import socket, sys, time
 held = [socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) for _ in range(int(sys.argv[3]))]
 print('held', len(held), flush=True)
+closed = 0
+for s in held:
+    try:
+        if s.recv(1) == b'': closed += 1
+    except ConnectionResetError:
+        closed += 1
+    except OSError:
+        pass
+print('closed', closed, flush=True)
 time.sleep(600)
 `;
 
@@ -110,19 +121,24 @@ describe('guest links accept only their own program', () => {
     assert.equal(stdout.trim(), '13', `nobody opened ${unixSocket}`);
   });
 
-  it("40 connections held by nobody leave the program's own calls working", async () => {
+  it("40 connections held by nobody are closed, and leave the program's own calls working", async () => {
     const holder = spawn('setpriv', [...AS_NOBODY, HOLD, link.host, String(link.port), '40'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const line = (prefix: string) => new Promise<string>((resolve, reject) => {
+      const check = () => {
+        const found = out.split('\n').find((l) => l.startsWith(prefix));
+        if (found) resolve(found.trim());
+        return found;
+      };
+      if (check()) return;
+      holder.stdout.on('data', () => check());
+      holder.once('exit', (code) => reject(new Error(`holder exited (${code}): ${out}`)));
+    });
+    holder.stdout.on('data', (chunk) => (out += chunk));
     try {
-      const said = await new Promise<string>((resolve, reject) => {
-        let out = '';
-        holder.stdout.on('data', (chunk) => {
-          out += chunk;
-          if (out.includes('\n')) resolve(out.trim());
-        });
-        holder.once('exit', (code) => reject(new Error(`holder exited (${code}): ${out}`)));
-      });
-      assert.equal(said, 'held 40');
+      assert.equal(await line('held'), 'held 40');
       for (let i = 0; i < 5; i++) assert.deepEqual(await guestCall('GET', '/cache/secret'), { status: 200, body: 'owner-only' });
+      assert.equal(await line('closed'), 'closed 40', 'the link closed every connection of nobody');
     } finally {
       holder.kill('SIGKILL');
     }

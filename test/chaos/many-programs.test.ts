@@ -11,7 +11,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { programHash, request, startTestNode, type TestNode } from '../helpers/node.js';
+import { programHash, request, startTestNode, until, type TestNode } from '../helpers/node.js';
+import { fixtureProgram } from '../helpers/paths.js';
 
 const PROGRAMS = 500;
 const CONCURRENCY = 100;
@@ -62,3 +63,43 @@ describe('500 programs, 100 at a time, on a budget of 60', () => {
     assert.ok(ok >= 400, `only ${ok} of ${PROGRAMS} succeeded (${unavailable} x 503)`);
   });
 });
+
+describe('eviction with 2 workers and room for one program', () => {
+  let node: TestNode;
+  const a = programHash('room-a');
+  const b = programHash('room-b');
+  const script = fixtureProgram('sockets.js');
+
+  before(async () => {
+    node = await startTestNode({
+      programs: [{ name: 'room-a', script }, { name: 'room-b', script }],
+      workers: 2,
+      orchestrator: ['max_vms = 1'],
+      extra: '[guest_api]\nenabled = false',
+    });
+  });
+  after(async () => {
+    await node?.close();
+  });
+
+  const get = (hash: string, path = '/') => request(node, { host: node.domain, path: `/vm/${hash}${path}` });
+
+  it('a lease a worker keeps lingering does not hold its program', async () => {
+    assert.equal((await get(a)).status, 200);
+    // A's lease lingers in a worker for up to 1 s now; B needs its place.
+    const reply = await get(b);
+    assert.equal(reply.status, 200, reply.body);
+    assert.equal((await get(a)).status, 200);
+  });
+
+  it('never evicts a program with a request in flight: the next boot waits for it', async () => {
+    const slow = get(a, '/sleep?ms=1500');
+    await until(() => node.node.gateway.list().some((e) => e.hash === a && e.state === 'ready' && e.in_flight >= 1), 10_000, "A's slow request to be in flight");
+    const other = get(b);
+    const [first, second] = await Promise.all([slow, other]);
+    assert.equal(first.status, 200, `the request in flight finished: ${first.body}`);
+    assert.equal(first.body, 'slept');
+    assert.equal(second.status, 200, `B booted once A was free: ${second.body}`);
+  });
+});
+
