@@ -50,6 +50,8 @@ export class RedisClient {
   private readonly redis: Redis;
   private readonly label: string;
   private down = false;
+  /** Settles when the first connection attempt ends either way: commands before it wait for it, no longer. */
+  private readonly firstAttempt: Promise<unknown>;
 
   constructor(options: RedisClientOptions) {
     const target = parseRedisAddress(options.address);
@@ -72,6 +74,11 @@ export class RedisClient {
     this.redis.on('ready', () => {
       if (this.down) log.info('redis reachable again', { redis: this.label });
       this.down = false;
+    });
+    this.firstAttempt = new Promise<void>((resolve) => {
+      this.redis.once('ready', resolve);
+      this.redis.once('error', resolve);
+      this.redis.once('close', resolve);
     });
   }
 
@@ -96,6 +103,7 @@ export class RedisClient {
   /** Runs one operation (one round trip: a command, a MULTI or a script), errors as ours. */
   async run<T>(operation: (redis: Redis) => Promise<T>): Promise<T> {
     try {
+      await this.firstAttempt;
       return await operation(this.redis);
     } catch (error) {
       if (error instanceof ReplyError) throw new RedisReplyError((error as Error).message);
