@@ -1,6 +1,7 @@
 // The `process` driver: runs a program as a local child process listening on a
 // loopback port. The development default and the driver most tests use.
 
+import { rmSync } from 'node:fs';
 import { createLogger, shortHash, type Logger } from '../../common/index.js';
 import type { Program, ProcessLaunch, ProcessSandbox } from '../../programs/index.js';
 import { GUEST_LINK_LOOPBACK, guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
@@ -49,6 +50,8 @@ export class ProcessDriver implements Driver {
       this.records = new ExecutionRecords(options.stateDir, this.log);
       this.records.reap();
     }
+    // Run folders a previous node left (killed with SIGKILL): their programs were just reaped.
+    if (options.runDir) rmSync(options.runDir, { recursive: true, force: true });
   }
 
   async start(program: Program, slot: Slot): Promise<Instance> {
