@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Programs from the Aleph network (test/programs/): bubblewrap sandboxes downloaded code
+# Programs from the Aleph network (test/programs/): bubblewrap sandboxes downloaded code (socat relays
+# its port and guest API out of its own network namespace)
 # run by the process driver; unzip and unsquashfs unpack code archives; pebble-challtestsrv
 # is the real DNS server of the custom-domain tests. Idempotent and quiet on success.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v bwrap >/dev/null || need+=(bubblewrap)
+command -v socat >/dev/null || need+=(socat)
 command -v unzip >/dev/null || need+=(unzip)
 command -v unsquashfs >/dev/null || need+=(squashfs-tools)
 command -v pebble-challtestsrv >/dev/null || need+=(pebble)

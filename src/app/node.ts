@@ -83,6 +83,8 @@ export class AlephEdgeNode {
         // Next to the status socket (RuntimeDirectory under systemd): records of running
         // programs, so a node restarted after SIGKILL kills what the last one left.
         stateDir: path.join(stateDirOf(settings), 'executions'),
+        // Sandboxed programs' unix sockets (their port and guest API), in folders only the node opens.
+        runDir: path.join(stateDirOf(settings), 'sandbox'),
         drivers: settings.drivers,
       }),
       probe,

@@ -217,6 +217,9 @@ export class WorkerPool {
       case 'failure':
         state.leases.get(message.leaseId)?.reportFailure(message.reason, message.fatal);
         break;
+      case 'linger':
+        state.leases.get(message.leaseId)?.linger?.(message.lingering);
+        break;
       case 'certificate':
         this.options.services.certificate(message.servername).then((pem) => {
           const value: WirePem | null = pem ? { cert: pem.certPem, key: pem.keyPem } : null;

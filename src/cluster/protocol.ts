@@ -45,6 +45,8 @@ export type Notice =
   | { type: 'cancel'; id: number }
   | { type: 'release'; leaseId: number; requests: number; idleMs: number }
   | { type: 'failure'; leaseId: number; reason: string; fatal: boolean }
+  /** The lease now lingers unused (true), or a request uses it again (false). */
+  | { type: 'linger'; leaseId: number; lingering: boolean }
   | { type: 'hello' }
   | { type: 'ready'; listeners: string[] }
   | { type: 'drained' };

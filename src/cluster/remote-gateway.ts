@@ -57,8 +57,11 @@ export class RemoteGateway implements ExecutionGateway {
 
   private use(lease: SharedLease): Lease {
     lease.users++;
-    clearTimeout(lease.lingering);
-    lease.lingering = undefined;
+    if (lease.lingering) {
+      clearTimeout(lease.lingering);
+      lease.lingering = undefined;
+      this.channel.notify({ type: 'linger', leaseId: lease.wire.leaseId, lingering: false });
+    }
     let released = false;
     const { wire } = lease;
     return {
@@ -76,6 +79,8 @@ export class RemoteGateway implements ExecutionGateway {
         if (lease.stale || wire.lingerMs <= 0) return this.retire(lease);
         lease.lingering = setTimeout(() => this.retire(lease), wire.lingerMs);
         lease.lingering.unref();
+        // Not busy any more: the primary may take the execution back (it retires it, and we give this back).
+        this.channel.notify({ type: 'linger', leaseId: wire.leaseId, lingering: true });
       },
       reportFailure: (reason, fatal) => {
         // Whatever went wrong, the next request asks the primary again.

@@ -716,7 +716,7 @@ function readGuestApi(t: TableReader, paths: PathResolver, statusSocket: string)
   return settings;
 }
 
-// redis://[:password@]host[:port][/db] or unix:/absolute/path.
+// redis://[user:password@]host[:port][/db] or unix:/absolute/path.
 function checkRedisAddress(text: string): Checked<string> {
   if (text.startsWith('unix:')) {
     return text.length > 5 && text[5] === '/' ? { ok: true, value: text } : { ok: false, message: `"${text}" must be unix:/absolute/path` };
@@ -728,7 +728,7 @@ function checkRedisAddress(text: string): Checked<string> {
     return { ok: false, message: `"${text}" is not redis://host:port or unix:/path` };
   }
   if (url.protocol !== 'redis:' || url.hostname === '' || url.search !== '' || url.hash !== '' || !/^\/?\d*$/.test(url.pathname)) {
-    return { ok: false, message: `"${text}" is not redis://[:password@]host[:port][/db] or unix:/path` };
+    return { ok: false, message: `"${text}" is not redis://[user:password@]host[:port][/db] or unix:/path` };
   }
   return { ok: true, value: text };
 }

@@ -199,7 +199,7 @@ export interface RoutingSettings {
 /** [guest_api]: what running programs may call on the host (src/guestapi/, docs/guest-api.md). */
 export interface GuestApiSettings {
   enabled: boolean; // default true
-  redis: string; // 'redis://[:password@]host[:port][/db]' or 'unix:/path/redis.sock'; default redis://127.0.0.1:6379
+  redis: string; // 'redis://[user:password@]host[:port][/db]' or 'unix:/path/redis.sock'; default redis://127.0.0.1:6379
   socketDir: string; // absolute; per-execution sockets; '' in TOML = <dirname(status_socket)>/guest-api
   maxValueBytes: number; // one cache value; default 1 MiB
   maxKeys: number; // cache keys per program; default 1000

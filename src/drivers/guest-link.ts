@@ -6,10 +6,12 @@
 //   tap networking  -> the tap's host address, accepting only the guest's address
 //   qemu user mode  -> 127.0.0.1:<free port>, reached through a guestfwd
 // (docs/guest-api.md). Identity is the socket the link forwards to, never anything
-// the guest sends. Bounded: a connection cap, an idle timeout on every connection,
+// the guest sends; who may connect is checked by peer address (taps) or by the
+// connecting process (loopback: the program's process tree). Bounded: a connection cap, an idle timeout on every connection,
 // a connect timeout towards the socket; close() ends everything it opened.
 
 import net from 'node:net';
+import { ProcessTreePeers } from './peer.js';
 
 export interface GuestLinkOptions {
   /** The execution's guest API socket. */
@@ -23,6 +25,13 @@ export interface GuestLinkOptions {
    * undefined = any. On a tap, other guests could route to this host address too.
    */
   allowedPeers?: readonly string[];
+  /**
+   * Only connections made by this process or its descendants, running as the node's
+   * user, are accepted (peer.ts; loopback IPv4 links): the program's process group
+   * leader, or the VMM that relays a user-mode guest. A getter: the pid is known once
+   * the program started, after the link was opened; until then nothing is accepted.
+   */
+  peerProcess?: () => number | undefined;
   /** Concurrent connections; more are closed at once. Default 32. */
   maxConnections?: number;
   /** A connection with no traffic either way for this long is closed. Default 60 s. */
@@ -57,11 +66,28 @@ export async function openGuestLink(options: GuestLinkOptions): Promise<GuestLin
   let pairs = 0;
   let closing: Promise<void> | undefined;
 
+  let checking = 0;
+  const peers = options.peerProcess ? new ProcessTreePeers(options.peerProcess, process.getuid?.() ?? 0) : undefined;
+  const owned = (client: net.Socket): Promise<boolean> =>
+    peers!.owns({ address: client.localAddress ?? '', port: client.localPort ?? 0 }, { address: client.remoteAddress ?? '', port: client.remotePort ?? 0 });
+
   const server = net.createServer({ pauseOnConnect: true }, (client) => {
-    if (closing || pairs >= maxConnections || (allowed && !allowed.has(normalizeAddress(client.remoteAddress ?? '')))) {
+    if (closing || pairs + checking >= maxConnections || (allowed && !allowed.has(normalizeAddress(client.remoteAddress ?? '')))) {
       client.destroy();
       return;
     }
+    if (!peers) return forward(client);
+    // Checked before the connection counts: a stranger's connections never take the program's places.
+    checking++;
+    client.on('error', () => undefined);
+    owned(client).catch(() => false).then((ok) => {
+      checking--;
+      if (ok && !closing && pairs < maxConnections && !client.destroyed) forward(client);
+      else client.destroy();
+    }, () => undefined);
+  });
+
+  const forward = (client: net.Socket): void => {
     const upstream = net.connect({ path: options.socket });
     live.add(client);
     live.add(upstream);
@@ -94,7 +120,7 @@ export async function openGuestLink(options: GuestLinkOptions): Promise<GuestLin
       client.resume();
     });
     upstream.once('close', () => clearTimeout(connectTimer));
-  });
+  };
   server.on('error', () => undefined);
 
   await new Promise<void>((resolve, reject) => {

@@ -2,11 +2,12 @@
 //   ae:cache:<program hash>:<key>    the value, expiring after key_ttl
 //   ae:cache-index:<program hash>    sorted set of the program's keys, scored by expiry time
 // The index makes the per-program key cap and the key listing cost O(keys of this
-// program), never a scan of the whole database. Writes of one program are serialized
-// in this process (one node serves a program), so the cap holds exactly.
+// program), never a scan of the whole database. Each operation is one round trip: a
+// command, a MULTI, or a script (set), which Redis runs atomically, so the cap holds
+// exactly whoever writes.
 // The program hash comes from the execution the socket belongs to, never from the request.
 
-import type { RedisClient, RedisReply } from './redis.js';
+import { RedisReplyError, type RedisClient } from './redis.js';
 
 /** Keys as the reference client accepts them (`^\w+$`), ASCII only, bounded. */
 const KEY = /^[A-Za-z0-9_]{1,256}$/;
@@ -48,69 +49,60 @@ export function globMatcher(pattern: string): (key: string) => boolean {
   return (key) => regex.test(key);
 }
 
-export class ProgramCache {
-  /** Per program: the tail of its chain of writes. */
-  private readonly locks = new Map<string, Promise<unknown>>();
+/**
+ * One cache.set in one round trip, atomic in Redis: drop expired index entries, refuse
+ * a new key beyond the cap, store the value and index it. Returns the key count when
+ * full (negative), 1 when stored. KEYS: index, value key. ARGV: now, key, ttl, max, value.
+ */
+const SET_SCRIPT = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+  local count = redis.call('ZCARD', KEYS[1])
+  if count >= tonumber(ARGV[4]) then return -count end
+end
+redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[3]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`;
 
+export class ProgramCache {
   constructor(private readonly redis: RedisClient, private readonly limits: CacheLimits) {}
 
   async get(program: string, key: string): Promise<Buffer | undefined> {
-    const value = await this.redis.command(['GET', valueKey(program, checkKey(key))]);
-    return Buffer.isBuffer(value) ? value : undefined;
+    const name = valueKey(program, checkKey(key));
+    return (await this.redis.run((r) => r.getBuffer(name))) ?? undefined;
   }
 
   /** Stores the value; true as the reference answers. */
-  set(program: string, key: string, value: Buffer): Promise<boolean> {
+  async set(program: string, key: string, value: Buffer): Promise<boolean> {
     checkKey(key);
     if (value.length > this.limits.maxValueBytes) {
-      return Promise.reject(new CacheLimitError(`value of ${value.length} bytes is larger than the ${this.limits.maxValueBytes}-byte limit`, 'value_size'));
+      throw new CacheLimitError(`value of ${value.length} bytes is larger than the ${this.limits.maxValueBytes}-byte limit`, 'value_size');
     }
-    return this.serialized(program, async () => {
-      const now = Date.now();
-      const index = indexKey(program);
-      await this.redis.command(['ZREMRANGEBYSCORE', index, '-inf', now]);
-      const known = await this.redis.command(['ZSCORE', index, key]);
-      if (known === null) {
-        const count = asNumber(await this.redis.command(['ZCARD', index]));
-        if (count >= this.limits.maxKeys) {
-          throw new CacheLimitError(`cache full: this program has ${count} keys, the maximum; remove some first`, 'keys');
-        }
-      }
-      await this.redis.command(['SET', valueKey(program, key), value, 'PX', this.limits.ttlMs]);
-      await this.redis.command(['ZADD', index, now + this.limits.ttlMs, key]);
-      // The index lives as long as its newest entry.
-      await this.redis.command(['PEXPIRE', index, this.limits.ttlMs]);
-      return true;
-    });
+    const { ttlMs, maxKeys } = this.limits;
+    const result = await this.redis.run((r) => r.eval(SET_SCRIPT, 2, indexKey(program), valueKey(program, key), Date.now(), key, ttlMs, maxKeys, value));
+    if (typeof result === 'number' && result <= 0) {
+      throw new CacheLimitError(`cache full: this program has ${-result} keys, the maximum; remove some first`, 'keys');
+    }
+    return true;
   }
 
   /** Removes the key; the number of keys removed (0 or 1), as the reference answers. */
-  remove(program: string, key: string): Promise<number> {
+  async remove(program: string, key: string): Promise<number> {
     checkKey(key);
-    return this.serialized(program, async () => {
-      const removed = asNumber(await this.redis.command(['DEL', valueKey(program, key)]));
-      await this.redis.command(['ZREM', indexKey(program), key]);
-      return removed;
-    });
+    const replies = await this.redis.run((r) => r.multi().del(valueKey(program, key)).zrem(indexKey(program), key).exec());
+    const [removed] = replies ?? [];
+    if (!removed || removed[0]) throw new RedisReplyError(removed?.[0]?.message ?? 'MULTI was aborted');
+    return Number(removed[1]);
   }
 
   /** The program's live keys matching the pattern, sorted. */
   async keys(program: string, pattern = '*'): Promise<string[]> {
     const matches = globMatcher(checkPattern(pattern));
-    const reply = await this.redis.command(['ZRANGEBYSCORE', indexKey(program), `(${Date.now()}`, '+inf']);
-    const names = Array.isArray(reply) ? reply.map((item) => (Buffer.isBuffer(item) ? item.toString('utf8') : String(item))) : [];
+    const index = indexKey(program);
+    const names = await this.redis.run((r) => r.zrangebyscore(index, `(${Date.now()}`, '+inf'));
     return names.filter(matches).sort();
-  }
-
-  private serialized<T>(program: string, task: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(program) ?? Promise.resolve();
-    const run = previous.then(task, task);
-    const tail = run.catch(() => undefined);
-    this.locks.set(program, tail);
-    void tail.then(() => {
-      if (this.locks.get(program) === tail) this.locks.delete(program);
-    });
-    return run;
   }
 }
 
@@ -120,8 +112,4 @@ function valueKey(program: string, key: string): string {
 
 function indexKey(program: string): string {
   return `ae:cache-index:${program}`;
-}
-
-function asNumber(reply: RedisReply): number {
-  return typeof reply === 'number' ? reply : Number(reply);
 }

@@ -16,7 +16,7 @@ import { RedisClient } from './redis.js';
 import { GuestSessionServer } from './server.js';
 
 export { ProgramCache, CacheKeyError, CacheLimitError, checkKey, checkPattern, globMatcher } from './cache.js';
-export { RedisClient, RedisReplyError, RedisUnavailableError, parseRedisAddress, type RedisReply } from './redis.js';
+export { RedisClient, RedisReplyError, RedisUnavailableError, parseRedisAddress } from './redis.js';
 export type { AlephReadCache } from './passthrough.js';
 
 const log = createLogger('guestapi');

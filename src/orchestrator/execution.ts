@@ -29,6 +29,10 @@ export class Execution {
   bootMs: number | undefined;
   requests = 0;
   inFlight = 0;
+  /** Counted against max_vms and the memory budget: admission let it boot. */
+  admitted = false;
+  /** Of inFlight: leases a worker keeps with no request on them (linger). */
+  lingering = 0;
   /** Requests waiting for this execution to become ready (bounded by hold_queue). */
   waiters = 0;
   lastError: string | undefined;
@@ -59,6 +63,11 @@ export class Execution {
   /** True when nothing uses it: it may be evicted or reaped. */
   get idle(): boolean {
     return this.state === 'ready' && this.inFlight === 0 && this.waiters === 0;
+  }
+
+  /** Nothing but lingering leases: evictable once the workers give them back. */
+  get onlyLingering(): boolean {
+    return this.state === 'ready' && this.inFlight > 0 && this.inFlight === this.lingering && this.waiters === 0;
   }
 
   get memoryMib(): number {

@@ -35,6 +35,9 @@ export type StopReason = 'idle' | 'evicted' | 'requested' | 'drain' | 'removed' 
 const log = createLogger('orchestrator');
 
 class BootTimeout extends Error {}
+
+/** How long a boot may wait for room when every admitted execution is busy (bounded by half the boot timeout). */
+export const ADMISSION_WAIT_MS = 10_000;
 class BootCancelled extends Error {}
 
 /**
@@ -63,6 +66,8 @@ export class Orchestrator implements ExecutionGateway {
   private readonly retireListeners: Array<(hash: string) => void> = [];
   private readonly keeper: Keeper;
   private readonly output: ProgramLogs;
+  /** Boots waiting in admit() for room. */
+  private readonly capacityWaiters = new Set<() => void>();
 
   constructor(deps: OrchestratorDeps) {
     this.settings = deps.settings;
@@ -244,6 +249,7 @@ export class Orchestrator implements ExecutionGateway {
     execution.requests++;
     execution.lastRequestAt = this.clock.now();
     let released = false;
+    let lingering = false;
     return {
       hash: execution.hash,
       endpoint: instance.endpoint,
@@ -252,11 +258,19 @@ export class Orchestrator implements ExecutionGateway {
       release: (requests = 1, idleForMs = 0) => {
         if (released) return;
         released = true;
+        if (lingering) execution.lingering--;
         execution.requests += Math.max(0, requests - 1);
         execution.inFlight--;
         const idleFor = Math.max(0, Math.min(idleForMs, this.settings.idleTimeoutMs));
         execution.lastRequestAt = Math.max(execution.lastRequestAt ?? 0, this.clock.now() - idleFor);
         if (execution.inFlight === 0) this.onIdle(execution);
+        if (execution.inFlight === execution.lingering) this.capacityChanged();
+      },
+      linger: (now) => {
+        if (released || now === lingering) return;
+        lingering = now;
+        execution.lingering += now ? 1 : -1;
+        if (now) this.capacityChanged();
       },
       reportFailure: (reason, fatal) => {
         execution.lastError = reason;
@@ -298,12 +312,15 @@ export class Orchestrator implements ExecutionGateway {
   private async runBoot(execution: Execution): Promise<void> {
     const { hash } = execution;
     const signal = execution.bootAbort.signal;
-    const timer = this.clock.after(this.settings.bootTimeoutMs, () => execution.bootAbort.abort(new BootTimeout()));
+    let timer = this.clock.after(this.settings.bootTimeoutMs, () => execution.bootAbort.abort(new BootTimeout()));
     const t0 = performance.now();
     try {
       const program = await waitFor(this.programs.resolve(hash), signal);
       execution.program = program;
-      await this.admit(execution);
+      await this.admit(execution, signal);
+      // The wait for room is bounded on its own (ADMISSION_WAIT_MS): boot_timeout counts from here.
+      timer.cancel();
+      timer = this.clock.after(this.settings.bootTimeoutMs, () => execution.bootAbort.abort(new BootTimeout()));
       log.info('program starting', { hash: shortHash(hash), name: program.name || undefined, driver: this.driver.name, id: execution.id });
       this.bootCounts.set(hash, (this.bootCounts.get(hash) ?? 0) + 1);
       const slot: Slot = { executionId: execution.id, output: (stream, line) => this.output.append(hash, execution.id, stream, line) };
@@ -375,6 +392,10 @@ export class Orchestrator implements ExecutionGateway {
       this.retiring.add(execution);
       try { await execution.instance.stop(); } finally { this.retiring.delete(execution); }
     }
+    if (execution.admitted) {
+      execution.admitted = false;
+      this.capacityChanged();
+    }
     await execution.closeGuest();
     // A request-level refusal (unknown program, no capacity) is not a broken program.
     if (cause instanceof EdgeError && !(cause instanceof BootFailedError)) throw cause;
@@ -390,21 +411,39 @@ export class Orchestrator implements ExecutionGateway {
     throw new BootFailedError(`program failed to boot: ${reason}`, { retryAfterS: retryAfterSeconds(delay) });
   }
 
-  /** Makes room under max_vms and memory_budget_mib, evicting idle executions LRU-first. */
-  private async admit(execution: Execution): Promise<void> {
+  /**
+   * Makes room under max_vms and memory_budget_mib, evicting idle executions LRU-first.
+   * When everything admitted is starting or serving, waits (ADMISSION_WAIT_MS at most)
+   * for one to come free rather than refuse at once: a burst over many programs then
+   * queues briefly instead of failing.
+   */
+  private async admit(execution: Execution, signal: AbortSignal): Promise<void> {
+    const giveUpAt = this.clock.now() + Math.min(ADMISSION_WAIT_MS, this.settings.bootTimeoutMs / 2);
     const need = execution.memoryMib;
     if (need > this.settings.memoryBudgetMib) {
       throw new BootFailedError(`program needs ${need} MiB, more than this node's budget of ${this.settings.memoryBudgetMib} MiB`);
     }
     for (;;) {
-      const others = this.all().filter((e) => e !== execution);
+      // Boots still resolving their program or waiting here hold nothing yet: only admitted ones count.
+      const others = this.all().filter((e) => e !== execution && e.admitted);
       const memory = others.reduce((sum, e) => sum + e.memoryMib, 0);
-      if (others.length + 1 <= this.settings.maxVms && memory + need <= this.settings.memoryBudgetMib) return;
-      const victim = others.filter((e) => e.idle && !this.pinned(e)).sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0];
-      if (!victim) throw this.reject('capacity', new UnavailableError('node is at capacity', 5, 'capacity'));
+      if (others.length + 1 <= this.settings.maxVms && memory + need <= this.settings.memoryBudgetMib) {
+        execution.admitted = true;
+        return;
+      }
+      // Idle, or held only by workers' lingering leases; never one with a request in flight, never a kept one.
+      const victim = others.filter((e) => (e.idle || e.onlyLingering) && !this.pinned(e)).sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0];
+      if (!victim) {
+        if (this.clock.now() >= giveUpAt) throw this.reject('capacity', new UnavailableError('node is at capacity', 5, 'capacity'));
+        await this.nextCapacityChange(giveUpAt, signal);
+        continue;
+      }
       this.metrics.evictions.inc();
       log.info('evicting idle program', { hash: shortHash(victim.hash), for: shortHash(execution.hash) });
-      await this.stopExecution(victim, 'evicted');
+      // Retiring tells the workers, which give unused leases back at once; a request that
+      // took a lingering lease meanwhile is finished first, never cut.
+      if (victim.idle) await this.stopExecution(victim, 'evicted');
+      else await this.retire(victim, 'evicted');
     }
   }
 
@@ -430,6 +469,8 @@ export class Orchestrator implements ExecutionGateway {
       } finally {
         await execution.closeGuest();
         this.retiring.delete(execution);
+        execution.admitted = false;
+        this.capacityChanged();
         if (execution.state === 'stopping') execution.transition('stopped');
         this.metrics.stops.inc({ reason });
         // Replaced (unhealthy, amended): a kept program comes back. Asked to stop: it stays down.
@@ -438,6 +479,27 @@ export class Orchestrator implements ExecutionGateway {
       }
     })();
     return execution.stopping;
+  }
+
+  /** Wakes boots waiting in admit(): an execution stopped, or has no request in flight any more. */
+  private capacityChanged(): void {
+    const waiters = [...this.capacityWaiters];
+    this.capacityWaiters.clear();
+    for (const wake of waiters) wake();
+  }
+
+  /** Resolves at the next capacity change or at `until`; rejects when the boot is aborted. */
+  private async nextCapacityChange(until: number, signal: AbortSignal): Promise<void> {
+    let wake!: () => void;
+    const changed = new Promise<void>((resolve) => (wake = resolve));
+    this.capacityWaiters.add(wake);
+    const timer = this.clock.after(until - this.clock.now(), wake);
+    try {
+      await waitFor(changed, signal);
+    } finally {
+      timer.cancel();
+      this.capacityWaiters.delete(wake);
+    }
   }
 
   /** The failure streak ends once the execution has run `stableMs` without dying. */
@@ -463,6 +525,10 @@ export class Orchestrator implements ExecutionGateway {
     if (this.current.get(execution.hash) === execution) this.current.delete(execution.hash);
     this.retiring.delete(execution);
     if (execution.state === 'starting') return; // the boot path reports it
+    if (execution.admitted) {
+      execution.admitted = false;
+      this.capacityChanged();
+    }
     this.notifyRetired(execution.hash);
     if (execution.state !== 'stopped' && execution.state !== 'failed') execution.transition('failed');
     this.failures.set(execution.hash, execution);

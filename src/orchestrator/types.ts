@@ -21,6 +21,13 @@ export interface Lease {
    * no longer accepts connections (refused): its execution is replaced.
    */
   reportFailure(reason: string, fatal: boolean): void;
+  /**
+   * A worker keeps this lease with no request on it (its linger after the last one):
+   * `true` while it lingers, `false` once a request uses it again. A lingering lease
+   * does not make its execution busy: admission may evict it (the worker is told to
+   * give it back first, docs/reliability.md).
+   */
+  linger?(lingering: boolean): void;
 }
 
 /** What edge/ asks of the orchestrator. Async on purpose (IPC seam for workers). */

@@ -2,13 +2,29 @@
 
 export interface ProcessLaunch {
   kind: 'process';
-  command: string[]; // argv; the program must listen on $PORT (and may read $HOST). With `asgi`: the prefix before the interpreter ([] or a sandbox ending in '--')
+  command: string[]; // argv (inside the sandbox when `sandbox` is set); the program must listen on $PORT (and may read $HOST). With `asgi`: [] (the driver runs the interpreter)
   cwd: string;
   env: Record<string, string>;
-  /** Runs inside a sandbox (bubblewrap) that does not see the host's files, so not the guest API socket either. */
-  sandboxed?: boolean;
+  /** Runs inside bubblewrap, in its own network namespace (docs/security.md); the driver assembles the command line. */
+  sandbox?: ProcessSandbox;
   /** An ASGI app served by guest/aleph_asgi: the driver appends `<python> -m aleph_asgi --app .. --app-dir .. --host .. --port ..`. */
   asgi?: AsgiServe;
+}
+
+/**
+ * A bubblewrap sandbox as data: the driver adds what is per execution (the network
+ * namespace's relays, the run folder, the guest API socket) and the `--` before the command.
+ */
+export interface ProcessSandbox {
+  bwrap: string; // the bubblewrap binary
+  options: string[]; // its filesystem options (binds, tmpfs, --chdir), without any network option or '--'
+  socat: string; // the relay between the namespace's loopback and the node's unix sockets (visible inside: under /usr)
+  /**
+   * Start bwrap with SIGTERM ignored: bwrap dies at once on SIGTERM, and --die-with-parent
+   * then kills the sandbox before an ASGI server's lifespan shutdown ran; ignored (kept
+   * across exec), bwrap waits instead and our server installs its own handler.
+   */
+  ignoreTerm: boolean;
 }
 
 /** What the process driver needs to serve an ASGI app with our server (guest/aleph_asgi). */

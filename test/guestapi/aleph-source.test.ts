@@ -1,6 +1,6 @@
 // The guest API of a program from the Aleph network (process driver under bubblewrap,
 // stand-in Aleph API): ALEPH_ADDRESS_TO_USE is the message's sender, the sandboxed
-// program gets no unix socket path, and what the node fetched to boot it (its
+// program reaches its guest API inside its own network namespace, and what the node fetched to boot it (its
 // PROGRAM message, its code blob) is served from the node's caches, not asked again.
 
 import assert from 'node:assert/strict';
@@ -47,7 +47,7 @@ describe('guest API for programs from the Aleph network', { skip }, () => {
     await api.close();
   });
 
-  it('sets the sender, no socket path in the sandbox, and serves cached messages and blobs', async () => {
+  it('sets the sender, the guest API inside the sandbox, and serves cached messages and blobs', async () => {
     const codeBytes = clientZip();
     const code = api.addStore(codeBytes);
     const runtime = api.addStore(Buffer.from('runtime (not fetched by the process driver)'));
@@ -57,8 +57,9 @@ describe('guest API for programs from the Aleph network', { skip }, () => {
       const get = (path: string) => request(node, { host: node.domain, path: `/vm/${hash}${path}` });
       const env = JSON.parse((await get('/env')).body) as Record<string, string>;
       assert.equal(env.ALEPH_ADDRESS_TO_USE, SENDER);
-      assert.equal(env.ALEPH_API_UNIX_SOCKET, '', 'a sandboxed program cannot open the socket path');
-      assert.match(env.ALEPH_API_HOST!, /^http:\/\/127\.0\.0\.2:\d+$/);
+      // Its own guest API, inside its own network namespace: a socket bound into the sandbox and its relay.
+      assert.equal(env.ALEPH_API_UNIX_SOCKET, '/run/aleph-edge/api.sock');
+      assert.equal(env.ALEPH_API_HOST, 'http://127.0.0.2:8081');
 
       const before = { ...api.counts };
       const itemHash = (api.messages.get(code)!.content as { item_hash: string }).item_hash;

@@ -13,7 +13,9 @@ import { freePort } from '../helpers/ports.js';
 
 export interface RedisServer {
   port: number;
-  address: string; // redis://127.0.0.1:<port>
+  address: string; // redis://[user:password@]127.0.0.1:<port>
+  /** With `unixSocket`: the socket (mode 0700) and its address unix:<path>. */
+  socket?: string;
   dir: string;
   /** Stops the server (SIGTERM, then waits for exit). */
   stop(): Promise<void>;
@@ -24,31 +26,51 @@ export interface RedisServer {
 }
 
 
-async function answers(port: number): Promise<boolean> {
+export interface RedisOptions {
+  /** An ACL user the node logs in as; the default user is then off (no anonymous access). */
+  acl?: { user: string; password: string };
+  /** Listen on a unix socket in the server's folder, mode 0700, and on no TCP port. */
+  unixSocket?: boolean;
+}
+
+async function answers(where: net.NetConnectOpts, acl: RedisOptions['acl']): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write('PING\r\n'));
-    socket.once('data', (chunk) => {
+    const socket = net.connect(where, () => socket.write(`${acl ? `AUTH ${acl.user} ${acl.password}\r\n` : ''}PING\r\n`));
+    let seen = '';
+    socket.on('data', (chunk) => {
+      seen += chunk.toString();
+      if (seen.split('\r\n').length - 1 < (acl ? 2 : 1)) return; // AUTH's answer, then PING's
       socket.destroy();
-      resolve(chunk.toString().startsWith('+PONG'));
+      resolve(seen.endsWith('+PONG\r\n'));
     });
     socket.once('error', () => resolve(false));
   });
 }
 
-export async function startRedis(): Promise<RedisServer> {
+/** The keys and commands the node needs (docs/guest-api.md, "Redis in production"). */
+export const ACL_RULES = ['~ae:*', '+@read', '+@write', '+@sortedset', '+@scripting', '+@transaction', '+ping', '+select', '-@dangerous'];
+
+export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'aleph-edge-test-redis-'));
   const port = await freePort();
+  const socketPath = options.unixSocket ? path.join(dir, 'redis.sock') : undefined;
+  const secure = [
+    ...(socketPath ? ['--unixsocket', socketPath, '--unixsocketperm', '700', '--port', '0'] : []),
+    // The rules docs/guest-api.md gives for production.
+    ...(options.acl ? ['--user', 'default', 'off', '--user', options.acl.user, 'on', `>${options.acl.password}`, ...ACL_RULES] : []),
+  ];
+  const login = options.acl ? ['--user', options.acl.user, '--pass', options.acl.password, '--no-auth-warning'] : [];
   let child: ChildProcess | undefined;
 
   const start = async () => {
     child = spawn('redis-server', [
       '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
-      '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning',
+      '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning', ...secure,
     ], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr?.on('data', (chunk) => (stderr += chunk));
     const deadline = Date.now() + 10_000;
-    while (!(await answers(port))) {
+    while (!(await answers(socketPath ? { path: socketPath } : { host: '127.0.0.1', port }, options.acl))) {
       if (child.exitCode !== null) throw new Error(`redis-server exited: ${stderr.slice(0, 500)}`);
       if (Date.now() > deadline) throw new Error('redis-server did not answer within 10 s');
       await sleep(25);
@@ -67,14 +89,15 @@ export async function startRedis(): Promise<RedisServer> {
   await start();
   return {
     port,
-    address: `redis://127.0.0.1:${port}`,
+    address: options.acl ? `redis://${options.acl.user}:${options.acl.password}@127.0.0.1:${port}` : `redis://127.0.0.1:${port}`,
+    socket: socketPath,
     dir,
     start,
     stop: async () => {
       await stop();
     },
     cli: (...args) => new Promise((resolve, reject) => {
-      const cli = spawn('redis-cli', ['-p', String(port), '--raw', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const cli = spawn('redis-cli', [...(socketPath ? ['-s', socketPath] : ['-p', String(port)]), ...login, '--raw', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       cli.stdout.on('data', (chunk) => (out += chunk));
       cli.once('error', reject);

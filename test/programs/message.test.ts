@@ -91,10 +91,13 @@ describe('Aleph messages', () => {
     assert.equal(launch.internet, true);
     assert.deepEqual(launch.aleph, { interface: 'asgi', asgiApp: 'main:app', args: [], runtime: '/cache/runtime/blob', volumes });
     // The process driver serves ASGI programs in the sandbox with our server bound at /opt/aleph-guest.
-    const sandboxed = processLaunch(spec, { code: '/c', runtime: '', volumes: [] }, { bwrap: '/usr/bin/bwrap', systemBinds: [] }, '/pkg/guest');
+    const sandboxed = processLaunch(spec, { code: '/c', runtime: '', volumes: [] }, { bwrap: '/usr/bin/bwrap', socat: '/usr/bin/socat', systemBinds: [] }, '/pkg/guest');
     assert.deepEqual(sandboxed.asgi, { app: 'main:app', appDir: '/opt/code', guestDir: '/opt/aleph-guest' });
-    const args = sandboxed.command.join(' ');
-    assert.match(args, / --ro-bind \/c \/opt\/code --ro-bind \/pkg\/guest \/opt\/aleph-guest.* --chdir \/opt\/code --$/);
+    assert.deepEqual(sandboxed.command, [], 'the driver runs the interpreter');
+    assert.equal(sandboxed.sandbox?.ignoreTerm, true);
+    const args = sandboxed.sandbox!.options.join(' ');
+    assert.match(args, /^--die-with-parent --unshare-all .*--ro-bind \/c \/opt\/code --ro-bind \/pkg\/guest \/opt\/aleph-guest.* --chdir \/opt\/code$/);
+    assert.doesNotMatch(args, /--share-net/, 'a sandboxed program never shares the host network');
   });
 
   it('resources.seconds is the request timeout, raised to the floor a cold ASGI start needs', () => {

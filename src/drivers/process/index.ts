@@ -1,16 +1,18 @@
 // The `process` driver: runs a program as a local child process listening on a
 // loopback port. The development default and the driver most tests use.
 
+import { rmSync } from 'node:fs';
 import { createLogger, shortHash, type Logger } from '../../common/index.js';
-import type { Program } from '../../programs/index.js';
+import type { Program, ProcessLaunch, ProcessSandbox } from '../../programs/index.js';
 import { GUEST_LINK_LOOPBACK, guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
-import { DriverStartError, type Driver, type Instance, type Slot } from '../types.js';
+import { DriverStartError, formatEndpoint, type Driver, type Endpoint, type Instance, type Slot } from '../types.js';
 import { asgiCommand } from './asgi.js';
 import { buildProgramEnv } from './env.js';
 import { ProcessInstance } from './instance.js';
 import { captureOutput, DEFAULT_OUTPUT_LIMITS, type OutputLimits } from './output.js';
 import { LOOPBACK_HOST, pickFreePort } from './port.js';
 import { ExecutionRecords } from './records.js';
+import { prepareSandbox, SANDBOX_PROGRAM_HOST, SANDBOX_PROGRAM_PORT, temporaryRunRoot, type SandboxRun } from './sandbox.js';
 import { spawnProgram } from './spawn.js';
 import { ASGI_SHUTDOWN_S, stopGrace } from '../stop-grace.js';
 
@@ -27,6 +29,8 @@ export interface ProcessDriverOptions {
   stateDir?: string;
   /** Interpreter for ASGI programs (drivers.process.python); default 'python3'. */
   python?: string;
+  /** Parent of sandboxed executions' run folders (their unix sockets); default a fresh temporary folder. */
+  runDir?: string;
 }
 
 export class ProcessDriver implements Driver {
@@ -35,6 +39,7 @@ export class ProcessDriver implements Driver {
   private readonly programLog = createLogger('program');
   private readonly outputLimits: OutputLimits;
   private readonly records: ExecutionRecords | undefined;
+  private runRoot: Promise<string> | undefined;
 
   constructor(private readonly options: ProcessDriverOptions) {
     if (!Number.isFinite(options.stopGraceMs) || options.stopGraceMs < 0) {
@@ -45,6 +50,8 @@ export class ProcessDriver implements Driver {
       this.records = new ExecutionRecords(options.stateDir, this.log);
       this.records.reap();
     }
+    // Run folders a previous node left (killed with SIGKILL): their programs were just reaped.
+    if (options.runDir) rmSync(options.runDir, { recursive: true, force: true });
   }
 
   async start(program: Program, slot: Slot): Promise<Instance> {
@@ -53,24 +60,19 @@ export class ProcessDriver implements Driver {
       throw new DriverStartError(`the process driver cannot launch a ${String((launch as { kind: unknown }).kind)} program`);
     }
     const hash = shortHash(program.hash);
-    const port = await pickFreePort(LOOPBACK_HOST);
-    // The guest API on a loopback port of its own (not on the programs' address, see
-    // GUEST_LINK_LOOPBACK); a sandboxed program cannot see the socket file.
-    let link: GuestLink | undefined;
-    let guest: Record<string, string> = {};
-    if (slot.guestApi) {
-      link = await openGuestLink({ socket: slot.guestApi.socket, host: GUEST_LINK_LOOPBACK });
-      guest = guestEnv(link.url, program.sender ?? '', launch.sandboxed ? '' : slot.guestApi.socket);
-    }
-    const env = buildProgramEnv(launch, { host: LOOPBACK_HOST, port }, process.env, guest);
-    const command = launch.asgi ? asgiCommand(launch, launch.asgi, this.options.python ?? 'python3', { host: LOOPBACK_HOST, port }, env) : launch.command;
+    // The program's pid, once spawned: its guest link accepts only its process tree.
+    const owner: { pid?: number } = {};
+    const started = launch.sandbox ? await this.sandboxed(launch, launch.sandbox, slot, program.sender ?? '') : await this.local(launch, slot, program.sender ?? '', owner);
+    const { env, command, endpoint, link, run } = started;
     let child;
     try {
       child = await spawnProgram({ ...launch, command }, env);
     } catch (error) {
       await link?.close();
+      await run?.remove();
       throw error;
     }
+    owner.pid = child.pid;
     this.records?.add(child.pid, program.hash);
 
     const log: Logger = childLogger(this.log, { hash, exec: slot.executionId, pid: child.pid });
@@ -88,17 +90,54 @@ export class ProcessDriver implements Driver {
     // After 'spawn', errors only come from kill() on a gone process; exit handling covers it.
     child.on('error', (err) => log.debug('child process error', { error: err.message }));
 
-    log.info('program started', { port, command: command[0], ...(launch.asgi ? { asgi: launch.asgi.app } : {}), guest_api: link?.url });
+    log.info('program started', { endpoint: formatEndpoint(endpoint), command: (launch.command[0] ?? launch.asgi?.app ?? ''), sandboxed: launch.sandbox !== undefined, guest_api: started.guestUrl || undefined });
     const records = this.records;
     const onGone = () => {
       records?.remove(child.pid);
       void link?.close();
+      void run?.remove();
     };
     const grace = stopGrace(this.options.stopGraceMs, launch.asgi ? ASGI_SHUTDOWN_S : 0);
-    const instance = new ProcessInstance(child, { kind: 'tcp', host: LOOPBACK_HOST, port }, grace, log, onGone);
+    const instance = new ProcessInstance(child, endpoint, grace, log, onGone);
     if (link) instance.guestApi = { kind: 'tcp', host: link.host, port: link.port };
     return instance;
   }
+
+  /** A local program (trusted by the operator): the host's network, a loopback port, a guest link on the host. */
+  private async local(launch: ProcessLaunch, slot: Slot, sender: string, owner: { pid?: number }): Promise<Prepared> {
+    const port = await pickFreePort(LOOPBACK_HOST);
+    // The guest API on a loopback port of its own (not on the programs' address, see GUEST_LINK_LOOPBACK).
+    let link: GuestLink | undefined;
+    let guest: Record<string, string> = {};
+    if (slot.guestApi) {
+      link = await openGuestLink({ socket: slot.guestApi.socket, host: GUEST_LINK_LOOPBACK, peerProcess: () => owner.pid });
+      guest = guestEnv(link.url, sender, slot.guestApi.socket);
+    }
+    const listen = { host: LOOPBACK_HOST, port };
+    const env = buildProgramEnv(launch, listen, process.env, guest);
+    const command = launch.asgi ? [...launch.command, ...asgiCommand(launch.asgi, this.options.python ?? 'python3', listen, env, launch.env.PYTHONPATH)] : launch.command;
+    return { env, command, endpoint: { kind: 'tcp', host: LOOPBACK_HOST, port }, link, guestUrl: link?.url ?? '' };
+  }
+
+  /** A program in bubblewrap with its own network namespace (sandbox.ts). */
+  private async sandboxed(launch: ProcessLaunch, sandbox: ProcessSandbox, slot: Slot, sender: string): Promise<Prepared> {
+    this.runRoot ??= this.options.runDir ? Promise.resolve(this.options.runDir) : temporaryRunRoot();
+    const listen = { host: SANDBOX_PROGRAM_HOST, port: SANDBOX_PROGRAM_PORT };
+    const env = buildProgramEnv(launch, listen, process.env, {});
+    const inner = launch.asgi ? asgiCommand(launch.asgi, this.options.python ?? 'python3', listen, env, launch.env.PYTHONPATH) : launch.command;
+    const run = await prepareSandbox(sandbox, await this.runRoot, slot.executionId, inner, slot.guestApi?.socket);
+    if (slot.guestApi) Object.assign(env, guestEnv(run.guestUrl, sender, run.guestSocket));
+    return { env, command: run.argv, endpoint: { kind: 'unix', path: run.httpSocket }, run, guestUrl: run.guestUrl };
+  }
+}
+
+interface Prepared {
+  env: Record<string, string>;
+  command: string[];
+  endpoint: Endpoint;
+  link?: GuestLink;
+  run?: SandboxRun;
+  guestUrl: string;
 }
 
 /** A logger that adds fixed fields to every record. */

@@ -9,9 +9,9 @@
 // (programs.allow_process_for_network) and only inside bubblewrap: a fresh mount,
 // pid, ipc, uts and user namespace holding the host's /usr (read-only), the code at
 // /opt/code (read-only), data and immutable volumes read-only, ephemeral volumes as
-// sized tmpfs, persistent volumes read-write from a per-program host folder. The
-// network is shared (the program listens on $PORT on loopback, where the proxy
-// connects). ASGI programs run with the host's python (drivers.process.python,
+// sized tmpfs, persistent volumes read-write from a per-program host folder, and its
+// own network namespace (the process driver relays its port and guest API through
+// unix sockets: drivers/process/sandbox.ts). ASGI programs run with the host's python (drivers.process.python,
 // found in the sandbox's /usr) and our server from guest/, bound read-only at
 // /opt/aleph-guest: the runtime image is not used, so the app gets the host's
 // Python packages (python3-fastapi and friends from Debian).
@@ -77,42 +77,40 @@ export function vmLaunch(spec: ProgramSpec, files: ProgramFiles): VmLaunch {
   };
 }
 
-/** The sandboxed command for the process driver; throws LaunchRefused when it cannot be sandboxed. */
+/** The sandboxed launch for the process driver (the driver adds the network namespace, docs/security.md). */
 export function processLaunch(spec: ProgramSpec, files: ProgramFiles, sandbox: Sandbox, guestDir: string = GUEST_DIR): ProcessLaunch {
   const asgi = spec.code.interface === 'asgi';
-  const args = [
-    sandbox.bwrap, '--die-with-parent', '--unshare-all', '--share-net',
+  const options = [
+    '--die-with-parent', '--unshare-all',
     ...sandbox.systemBinds,
     '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp',
     '--ro-bind', files.code, CODE_MOUNT,
   ];
-  if (asgi) args.push('--ro-bind', guestDir, GUEST_MOUNT);
+  if (asgi) options.push('--ro-bind', guestDir, GUEST_MOUNT);
   for (const volume of files.volumes) {
-    if (volume.kind === 'ephemeral') args.push('--size', String(volume.sizeMib * 1024 * 1024), '--tmpfs', volume.mount);
-    else args.push(volume.readOnly ? '--ro-bind' : '--bind', volume.source, volume.mount);
+    if (volume.kind === 'ephemeral') options.push('--size', String(volume.sizeMib * 1024 * 1024), '--tmpfs', volume.mount);
+    else options.push(volume.readOnly ? '--ro-bind' : '--bind', volume.source, volume.mount);
   }
-  args.push('--chdir', CODE_MOUNT, '--');
+  options.push('--chdir', CODE_MOUNT);
+  const box = { bwrap: sandbox.bwrap, options, socat: sandbox.socat, ignoreTerm: asgi };
   if (asgi) {
-    // bwrap dies at once on SIGTERM, and --die-with-parent then kills the sandbox before
-    // the server's lifespan shutdown ran. Started with SIGTERM ignored (kept across
-    // exec), bwrap waits instead; our server installs its own handler and exits cleanly.
-    const command = ['/bin/sh', '-c', 'trap "" TERM; exec "$0" "$@"', ...args];
     // The process driver appends `<python> -m aleph_asgi ... --port $PORT` (drivers/process/asgi.ts).
-    return { kind: 'process', command, cwd: '/', env: { ...spec.variables }, sandboxed: true, asgi: { app: spec.code.entrypoint, appDir: CODE_MOUNT, guestDir: GUEST_MOUNT } };
+    return { kind: 'process', command: [], cwd: '/', env: { ...spec.variables }, sandbox: box, asgi: { app: spec.code.entrypoint, appDir: CODE_MOUNT, guestDir: GUEST_MOUNT } };
   }
-  args.push(path.posix.join(CODE_MOUNT, spec.code.entrypoint), ...spec.code.args);
-  return { kind: 'process', command: args, cwd: '/', env: { ...spec.variables }, sandboxed: true };
+  return { kind: 'process', command: [path.posix.join(CODE_MOUNT, spec.code.entrypoint), ...spec.code.args], cwd: '/', env: { ...spec.variables }, sandbox: box };
 }
 
 export interface Sandbox {
   bwrap: string;
+  socat: string;
   systemBinds: string[];
 }
 
-/** Finds bubblewrap and the host folders a program needs; undefined when bwrap is missing. */
+/** Finds bubblewrap, socat and the host folders a program needs; undefined when bwrap or socat is missing. */
 export async function findSandbox(): Promise<Sandbox | undefined> {
   const bwrap = await findExecutable('bwrap');
-  if (!bwrap) return undefined;
+  const socat = await findExecutable('socat');
+  if (!bwrap || !socat) return undefined;
   const binds: string[] = [];
   const bindDirs = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/etc/alternatives', '/etc/ssl', '/etc/ca-certificates'];
   // The node binary that runs this process, when it lives outside /usr (nvm, /opt).
@@ -130,7 +128,7 @@ export async function findSandbox(): Promise<Sandbox | undefined> {
   for (const file of ['/etc/resolv.conf', '/etc/hosts', '/etc/nsswitch.conf', '/etc/passwd', '/etc/group']) {
     binds.push('--ro-bind-try', file, file);
   }
-  return { bwrap, systemBinds: binds };
+  return { bwrap, socat, systemBinds: binds };
 }
 
 async function findExecutable(name: string): Promise<string | undefined> {

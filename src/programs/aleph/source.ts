@@ -91,7 +91,7 @@ export class AlephProgramSource implements ProgramSource {
     if (source.driver === 'process') {
       source.sandbox = await findSandbox();
       if (options.settings.allowProcessForNetwork && !source.sandbox) {
-        log.warn('allow_process_for_network is set but bubblewrap (bwrap) is not installed: programs will be refused');
+        log.warn('allow_process_for_network is set but bubblewrap (bwrap) or socat is not installed: programs will be refused');
       }
     }
     return source;
@@ -187,7 +187,7 @@ export class AlephProgramSource implements ProgramSource {
       if (!this.settings.allowProcessForNetwork) {
         throw new BootFailedError('programs from the Aleph network run in a VM driver; the process driver needs programs.allow_process_for_network = true and bubblewrap');
       }
-      if (!this.sandbox) throw new BootFailedError('refusing to run downloaded code without a sandbox: bubblewrap (bwrap) is not installed');
+      if (!this.sandbox) throw new BootFailedError('refusing to run downloaded code without a sandbox: bubblewrap (bwrap) or socat is not installed');
     }
     const watch = new Set<string>([hash]);
     const pinned: string[] = [];
