@@ -243,27 +243,41 @@ describe('orchestrator logic (fake clock, fake driver)', () => {
     assert.equal(driver.of(hashOf(13))[0]!.exitInfo?.requested, true);
   });
 
-  it('never evicts a busy execution: refuses with capacity when only busy ones could make room', async () => {
-    const { driver, o } = setup({ programs: [6, 7, 8].map((n) => ({ n, memoryMib: 100 })), settings: { memoryBudgetMib: 200 } });
+  it('never evicts a busy execution: waits for room, then refuses with capacity when only busy ones could make it', async () => {
+    const { clock, driver, o } = setup({ programs: [6, 7, 8].map((n) => ({ n, memoryMib: 100 })), settings: { memoryBudgetMib: 200 } });
     (await o.acquire(hashOf(6))).release();
     const busy = await o.acquire(hashOf(7));
     (await o.acquire(hashOf(8))).release(); // evicts 6 (idle)
     assert.deepEqual(o.list().map((e) => e.hash).sort(), [hashOf(7), hashOf(8)]);
     const held = await o.acquire(hashOf(8));
-    await assert.rejects(o.acquire(hashOf(6)), (e: unknown) => e instanceof UnavailableError && e.reason === 'capacity' && e.retryAfterS === 5);
+    const refused = track(o.acquire(hashOf(6)));
+    // The wait for room: ADMISSION_WAIT_MS, at most half of boot_timeout (10 s here).
+    await clock.advance(4_999);
+    assert.equal(refused.settled, false, 'a boot waits for room before it is refused');
+    await clock.advance(1);
+    await eventually(() => refused.settled, 'the refusal');
+    assert.ok(refused.error instanceof UnavailableError && refused.error.reason === 'capacity' && refused.error.retryAfterS === 5, String(refused.error));
     assert.deepEqual(o.list().map((e) => e.hash).sort(), [hashOf(7), hashOf(8)]);
     assert.equal(driver.starts(hashOf(6)), 1, 'a refused boot starts nothing');
     busy.release();
     held.release();
   });
 
-  it('counts executions against max_vms, and a program larger than the budget is refused outright', async () => {
-    const { o } = setup({ programs: [{ n: 20 }, { n: 21 }, { n: 22, memoryMib: 9000 }], settings: { maxVms: 1 } });
+  it('counts executions against max_vms: a waiting boot takes the room a release frees; a program larger than the budget is refused outright', async () => {
+    const { clock, o } = setup({ programs: [{ n: 20 }, { n: 21 }, { n: 22, memoryMib: 9000 }], settings: { maxVms: 1 } });
     const a = await o.acquire(hashOf(20));
-    await assert.rejects(o.acquire(hashOf(21)), (e: unknown) => e instanceof UnavailableError && e.reason === 'capacity');
+    const waiting = track(o.acquire(hashOf(21)));
+    await clock.advance(1_000);
+    assert.equal(waiting.settled, false, 'no room while 20 serves a request');
     a.release();
-    (await o.acquire(hashOf(21))).release();
-    assert.deepEqual(o.list().map((e) => e.hash), [hashOf(21)]);
+    await eventually(() => waiting.settled, 'the waiting boot');
+    assert.ok(waiting.lease, String(waiting.error));
+    assert.deepEqual(o.list().map((e) => e.hash), [hashOf(21)], '20, idle now, was evicted for it');
+    const refused = track(o.acquire(hashOf(20)));
+    await clock.advance(5_000);
+    await eventually(() => refused.settled, 'the refusal');
+    assert.ok(refused.error instanceof UnavailableError && refused.error.reason === 'capacity', String(refused.error));
+    waiting.lease.release();
     await assert.rejects(o.acquire(hashOf(22)), refusedFor(/needs 9000 MiB, more than this node's budget of 8192 MiB/));
   });
 
