@@ -74,7 +74,24 @@ function classify(error: NodeJS.ErrnoException, exchange: Exchange): { error: Ed
   if (error.code === 'ECONNREFUSED' || error.code === 'ENOENT') {
     return { error: new UpstreamError('program refused the connection'), fatal: true };
   }
-  return { error: new UpstreamError('program closed the connection'), fatal: false };
+  return { error: new UpstreamError(programFault(error) ?? 'program closed the connection'), fatal: false };
+}
+
+/**
+ * What the program did wrong, in words its operator can act on, when undici's error
+ * says so: the parser's own reason (never the program's bytes), an oversized head,
+ * a body shorter than announced.
+ */
+function programFault(error: Error & { code?: string }): string | undefined {
+  if (error.code === 'UND_ERR_HEADERS_OVERFLOW') return `program sent a response head larger than ${http.maxHeaderSize} bytes`;
+  // Also what a duplicate Content-Length comes to: undici reads the digits of both
+  // as one number, which the body then does not match.
+  if (error.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return 'program sent a body that does not match its Content-Length (short, or more than one Content-Length)';
+  if (error.name === 'HTTPParserError') {
+    const reason = /\(([^()]{1,120})\)/.exec(error.message)?.[1];
+    return `program sent an invalid HTTP response${reason ? ` (${reason})` : ''}`;
+  }
+  return undefined;
 }
 
 /** A response's Content-Length as a number, or -1 when absent or not one plain value. */
@@ -273,6 +290,7 @@ export class Forwarder {
           lease.reportFailure(edgeError.message, fatal);
           if (res.headersSent) {
             // Too late to change the status: cut the response so the client sees it incomplete.
+            log.warn('program response cut', { hash: shortHash(lease.hash), reason: edgeError.message });
             cut(res);
             exchange.settle({ status: res.statusCode, complete: false });
           } else {

@@ -13,10 +13,10 @@ import { programHash, startTestNode, until, type TestNode } from '../helpers/nod
 
 const faults = programHash('faults');
 
-function connectH2(node: TestNode): Promise<http2.ClientHttp2Session> {
+function connectH2(node: TestNode, settings?: http2.Settings): Promise<http2.ClientHttp2Session> {
   return new Promise((resolve, reject) => {
     const session = http2.connect(`https://${node.domain}:${node.httpsPort}`, {
-      ca: node.ca, host: '127.0.0.1', servername: node.domain, lookup: (_h, _o, cb) => cb(null, '127.0.0.1', 4),
+      ca: node.ca, host: '127.0.0.1', servername: node.domain, lookup: (_h, _o, cb) => cb(null, '127.0.0.1', 4), settings,
     } as http2.SecureClientSessionOptions);
     session.once('connect', () => resolve(session));
     session.once('error', reject);
@@ -191,14 +191,7 @@ describe('responses nobody reads are cut after send_timeout', () => {
     const rssBefore = process.memoryUsage().rss;
     const clients = 20;
     // h2: a stream window of 0, so not one byte of any response body can be sent.
-    const session = await new Promise<http2.ClientHttp2Session>((resolve, reject) => {
-      const s = http2.connect(`https://${node.domain}:${node.httpsPort}`, {
-        ca: node.ca, host: '127.0.0.1', servername: node.domain, lookup: (_h, _o, cb) => cb(null, '127.0.0.1', 4),
-        settings: { initialWindowSize: 0 },
-      } as http2.SecureClientSessionOptions);
-      s.once('connect', () => resolve(s));
-      s.once('error', reject);
-    });
+    const session = await connectH2(node, { initialWindowSize: 0 });
     const h2Endings: Array<number | undefined> = [];
     for (let i = 0; i < clients; i++) {
       const stream = session.request({ ':path': `/vm/${faults}/big?mb=16` });
@@ -286,4 +279,26 @@ describe('rapid reset is counted per client address, across connections', () => 
     const other = await h1Ending(node, `/vm/${faults}/`);
     assert.equal(other.status, 200);
   });
+});
+
+describe('what the program did wrong is said', () => {
+  let node: TestNode;
+  before(async () => {
+    node = await startTestNode({ programs: [{ name: 'faults', script: fixtureProgram('faults.js') }] });
+  });
+  after(() => node.close());
+
+  // The 502's reason is also the edge's warning line for it (pipeline.fail logs reply.message).
+  const cases = [
+    { path: '/malformed', reason: /^502 program sent an invalid HTTP response \(Expected HTTP\/[^)]*\)$/ },
+    { path: '/big-header', reason: /^502 program sent a response head larger than \d+ bytes$/ },
+    { path: '/dup-length', reason: /^502 program sent a body that does not match its Content-Length \(short, or more than one Content-Length\)$/ },
+  ];
+  for (const c of cases) {
+    it(`${c.path}: a 502 naming the fault, not "program closed the connection"`, async () => {
+      const ending = await h1Ending(node, `/vm/${faults}${c.path}`);
+      assert.equal(ending.status, 502);
+      assert.match(ending.body.trim(), c.reason);
+    });
+  }
 });
