@@ -1,4 +1,4 @@
-// Where this package's guest code (guest/: the ASGI server, later the init) lives,
+// Where this package's guest code (guest/: the ASGI server, the init, the runtime builder) lives,
 // found from this module's own location so it works from the repo and once installed.
 
 import { fileURLToPath } from 'node:url';

@@ -1,9 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import {
-  BadRequestError, BootFailedError, NotFoundError, PayloadTooLargeError, UnavailableError,
-  UpstreamError, UpstreamTimeoutError, createLogger,
-} from '../common/index.js';
+import { BootFailedError, EdgeError, UnavailableError, createLogger, type EdgeErrorCode } from '../common/index.js';
 
 const log = createLogger('edge');
 
@@ -15,15 +12,26 @@ export interface ErrorReply {
   kind: string;
 }
 
+/** The one table of statuses: every error code the components throw, and what the client gets. */
+const STATUS: Readonly<Record<EdgeErrorCode, number>> = {
+  not_found: 404,
+  bad_request: 400,
+  too_large: 413,
+  unavailable: 503,
+  boot_failed: 502,
+  upstream: 502,
+  timeout: 504,
+};
+
 /** The one place where component errors become HTTP statuses (docs/design.md, Errors and statuses). */
 export function replyFor(error: unknown): ErrorReply {
-  if (error instanceof NotFoundError) return { status: 404, message: error.message, kind: 'not_found' };
-  if (error instanceof BadRequestError) return { status: 400, message: error.message, kind: 'bad_request' };
-  if (error instanceof PayloadTooLargeError) return { status: 413, message: error.message, kind: 'too_large' };
-  if (error instanceof UnavailableError) return { status: 503, message: error.message, retryAfterS: error.retryAfterS, kind: error.reason };
-  if (error instanceof BootFailedError) return { status: 502, message: error.message, retryAfterS: error.retryAfterS ?? 1, kind: 'boot_failed' };
-  if (error instanceof UpstreamError) return { status: 502, message: error.message, kind: 'upstream' };
-  if (error instanceof UpstreamTimeoutError) return { status: 504, message: error.message, kind: 'timeout' };
+  if (error instanceof EdgeError) {
+    const reply: ErrorReply = { status: STATUS[error.code], message: error.message, kind: error.code };
+    // 503 and 502-after-a-failed-boot tell the client when to come back.
+    if (error instanceof UnavailableError) return { ...reply, retryAfterS: error.retryAfterS, kind: error.reason };
+    if (error instanceof BootFailedError) return { ...reply, retryAfterS: error.retryAfterS ?? 1 };
+    return reply;
+  }
   // Anything else is our bug: log it in full, show the client nothing of it.
   log.error('internal error', { error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
   return { status: 500, message: 'internal error', kind: 'internal' };

@@ -1,5 +1,5 @@
 // The seam between the certificate manager and whatever signs certificates: the
-// internal CA now, ACME later. An issuer only mints; storing, caching, locking,
+// internal CA or ACME (acme-issuer.ts). An issuer only mints; storing, caching, locking,
 // policy and backoff are the manager's job.
 
 import type { PemPair } from './pair.js';

@@ -157,8 +157,13 @@ export function request(node: TestNode, options: RequestOptions): Promise<Reply>
   });
 }
 
-export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+/**
+ * Waits for `check` to hold. `timeoutMs` is only a ceiling for a run that is failing
+ * anyway, never a claim about speed: on a loaded machine (CI, stress-ng) the things
+ * tests wait for take many times longer, so it is at least a minute.
+ */
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 60_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + Math.max(timeoutMs, 60_000);
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
