@@ -326,6 +326,13 @@ export class AlephEdgeNode {
         return { token, url: `https://${authority}/about/login?token=${token}` };
       },
       stopVm: (hash) => this.orchestrator.stop(hash, 'requested'),
+      instance: async (action, hash) => {
+        if (action === 'stop') return this.orchestrator.stop(hash, 'requested');
+        if (action === 'erase') return this.orchestrator.erase(hash);
+        const running = this.orchestrator.list().some((e) => e.hash === hash && (e.state === 'ready' || e.state === 'starting'));
+        await this.orchestrator.start(hash);
+        return !running;
+      },
       reload: () => this.reload(),
       drain: async () => {
         // Answer the caller first; the owner decides what follows the drain (the CLI exits).

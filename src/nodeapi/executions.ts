@@ -1,5 +1,6 @@
 // /about/executions/list (v1) and /v2/about/executions/list, from the
-// orchestrator's execution records. Programs only: vm_type is always "microvm".
+// orchestrator's execution records. vm_type is "instance" for INSTANCE messages,
+// "microvm" for programs.
 
 import { isIP } from 'node:net';
 import type { ExecutionInfo } from '../orchestrator/index.js';
@@ -15,9 +16,11 @@ function guestIpv4(endpoint: string): string | null {
 
 export interface ExecutionV1 {
   networking: { ipv4: string | null; ipv6: string | null };
-  vm_type: 'microvm';
+  vm_type: VmType;
   awaiting_confidential_init: boolean;
 }
+
+type VmType = 'microvm' | 'instance';
 
 export interface ExecutionV2 {
   networking: {
@@ -30,7 +33,7 @@ export interface ExecutionV2 {
   };
   running: boolean;
   awaiting_confidential_init: boolean;
-  vm_type: 'microvm';
+  vm_type: VmType;
 }
 
 /** Running executions only, as the reference lists them. */
@@ -40,7 +43,7 @@ export function executionsV1(list: ExecutionInfo[]): Record<string, ExecutionV1>
     if (!RUNNING.has(execution.state)) continue;
     out[execution.hash] = {
       networking: { ipv4: guestIpv4(execution.endpoint), ipv6: null },
-      vm_type: 'microvm',
+      vm_type: execution.kind === 'instance' ? 'instance' : 'microvm',
       awaiting_confidential_init: false,
     };
   }
@@ -60,7 +63,7 @@ export function executionsV2(list: ExecutionInfo[]): Record<string, ExecutionV2>
     out[execution.hash] = {
       networking: {
         ipv4_network: null, host_ipv4: null, ipv6_network: null, ipv6_ip: null,
-        ipv4_ip: guestIpv4(execution.endpoint), mapped_ports: {},
+        ipv4_ip: guestIpv4(execution.endpoint), mapped_ports: execution.mapped_ports ?? {},
       },
       status: {
         defined_at: begun, preparing_at: begun, prepared_at: begun, starting_at: begun,
@@ -68,7 +71,7 @@ export function executionsV2(list: ExecutionInfo[]): Record<string, ExecutionV2>
       },
       running: RUNNING.has(execution.state),
       awaiting_confidential_init: false,
-      vm_type: 'microvm',
+      vm_type: execution.kind === 'instance' ? 'instance' : 'microvm',
     };
   }
   return out;

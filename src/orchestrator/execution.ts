@@ -15,6 +15,9 @@ const TRANSITIONS: Record<ExecutionState, readonly ExecutionState[]> = {
 
 export class IllegalTransitionError extends Error {}
 
+/** What started an execution: a request (lazily) or the operator/scheduler (start). */
+export type BootOrigin = 'request' | 'operator';
+
 /** One running (or booting) instance of a program, with its request accounting. */
 export class Execution {
   state: ExecutionState = 'starting';
@@ -46,6 +49,7 @@ export class Execution {
     readonly id: string,
     readonly driver: string,
     private readonly onTransition: (execution: Execution, from: ExecutionState, to: ExecutionState) => void,
+    readonly origin: BootOrigin = 'request',
   ) {}
 
   transition(to: ExecutionState): void {
@@ -103,6 +107,8 @@ export class Execution {
       memory_mib: this.memoryMib,
       restarts,
       last_error: this.lastError ?? null,
+      kind: this.program?.launch.kind === 'machine' ? 'instance' : 'program',
+      mapped_ports: this.instance?.mappedPorts ?? {},
     };
   }
 }

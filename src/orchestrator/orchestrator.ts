@@ -1,10 +1,10 @@
 import type { OrchestratorSettings } from '../config/index.js';
-import { BootFailedError, EdgeError, UnavailableError, UpstreamError, createLogger, retryAfterSeconds, shortHash } from '../common/index.js';
+import { BootFailedError, EdgeError, NotFoundError, UnavailableError, UpstreamError, createLogger, retryAfterSeconds, shortHash } from '../common/index.js';
 import type { Driver, Endpoint, Slot } from '../drivers/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ProgramSource } from '../programs/index.js';
 import { BootBackoff, type BackoffPolicy } from './backoff.js';
-import { Execution } from './execution.js';
+import { Execution, type BootOrigin } from './execution.js';
 import { orchestratorMetrics, type OrchestratorMetrics } from './metrics.js';
 import type { ExecutionGateway, ExecutionInfo, ExecutionState, GuestServices, Lease } from './types.js';
 
@@ -80,7 +80,7 @@ export class Orchestrator implements ExecutionGateway {
         const waitS = retryAfterSeconds(blocked.remainingMs);
         throw new BootFailedError(`program failed to boot: ${blocked.reason} (next attempt in ${waitS}s)`, { retryAfterS: waitS });
       }
-      execution = this.boot(hash);
+      execution = this.boot(hash, 'request');
     }
     if (execution.waiters >= this.settings.holdQueue) {
       throw this.reject('queue_full', new UnavailableError('too many requests waiting for this program to start', 1, 'queue_full'));
@@ -223,6 +223,7 @@ export class Orchestrator implements ExecutionGateway {
     }
     if (execution.state !== 'ready' || execution.waiters > 0) return;
     execution.clearIdleTimer();
+    if (execution.program?.persistent) return; // never stopped for idleness
     // Counted from the last request, which a worker may report as a moment ago.
     execution.idleTimer = setTimeout(() => {
       if (execution.idle) void this.stopExecution(execution, 'idle');
@@ -230,9 +231,40 @@ export class Orchestrator implements ExecutionGateway {
     execution.idleTimer.unref();
   }
 
-  private boot(hash: string): Execution {
+  /**
+   * Starts the program now, without a request, and resolves once it is ready (the
+   * status socket's `instance start`; instances are only ever started this way).
+   * Resolves at once when it already runs.
+   */
+  async start(hash: string): Promise<void> {
+    if (this.draining) throw new UnavailableError('node is draining', 5, 'draining');
+    const running = this.current.get(hash);
+    if (running) return running.ready;
+    const blocked = this.backoff.blocked(hash);
+    if (blocked) {
+      const waitS = retryAfterSeconds(blocked.remainingMs);
+      throw new BootFailedError(`program failed to boot: ${blocked.reason} (next attempt in ${waitS}s)`, { retryAfterS: waitS });
+    }
+    return this.boot(hash, 'operator').ready;
+  }
+
+  /**
+   * Removes what the program keeps between executions (an instance's disk): its
+   * execution is stopped first. False when there was nothing to erase.
+   */
+  async erase(hash: string): Promise<boolean> {
+    await this.stop(hash, 'requested');
+    for (const execution of [...this.retiring].filter((e) => e.hash === hash)) await execution.stopping;
+    if (!this.driver.erase) return false;
+    const program = await this.programs.resolve(hash);
+    const erased = await this.driver.erase(program);
+    if (erased) log.info('program erased', { hash: shortHash(hash) });
+    return erased;
+  }
+
+  private boot(hash: string, origin: BootOrigin): Execution {
     const id = `${shortHash(hash)}-${++this.sequence}`;
-    const execution = new Execution(hash, id, this.driver.name, (e, from, to) => this.onTransition(e, from, to));
+    const execution = new Execution(hash, id, this.driver.name, (e, from, to) => this.onTransition(e, from, to), origin);
     this.current.set(hash, execution);
     execution.ready = this.runBoot(execution);
     // Waiters observe the rejection; this keeps an unwaited failure from being "unhandled".
@@ -248,6 +280,10 @@ export class Orchestrator implements ExecutionGateway {
     try {
       const program = await waitFor(this.programs.resolve(hash), signal);
       execution.program = program;
+      // An instance runs because it was allocated or its owner asked, never because a request came.
+      if (program.launch.kind === 'machine' && execution.origin === 'request') {
+        throw new NotFoundError('this hash is an instance that is not running here (instances are started by their allocation, not by requests)');
+      }
       await this.admit(execution);
       log.info('program starting', { hash: shortHash(hash), name: program.name || undefined, driver: this.driver.name, id: execution.id });
       this.bootCounts.set(hash, (this.bootCounts.get(hash) ?? 0) + 1);
@@ -281,7 +317,9 @@ export class Orchestrator implements ExecutionGateway {
       const probing = new AbortController();
       try {
         const probeSignal = AbortSignal.any([signal, probing.signal]);
-        await Promise.race([this.probe(instance.endpoint, { path: program.healthPath, signal: probeSignal }), exited, handled(abortion(signal))]);
+        if (!instance.readyWhenStarted) {
+          await Promise.race([this.probe(instance.endpoint, { path: program.healthPath, signal: probeSignal }), exited, handled(abortion(signal))]);
+        }
       } finally {
         probing.abort();
       }
@@ -342,7 +380,7 @@ export class Orchestrator implements ExecutionGateway {
       const others = this.all().filter((e) => e !== execution);
       const memory = others.reduce((sum, e) => sum + e.memoryMib, 0);
       if (others.length + 1 <= this.settings.maxVms && memory + need <= this.settings.memoryBudgetMib) return;
-      const victim = others.filter((e) => e.idle).sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0];
+      const victim = others.filter((e) => e.idle && !e.program?.persistent).sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0];
       if (!victim) throw this.reject('capacity', new UnavailableError('node is at capacity', 5, 'capacity'));
       this.metrics.evictions.inc();
       log.info('evicting idle program', { hash: shortHash(victim.hash), for: shortHash(execution.hash) });

@@ -48,7 +48,36 @@ export interface AlephVmVolume {
   readOnly: boolean;
 }
 
-export type Launch = ProcessLaunch | VmLaunch;
+/**
+ * An Aleph instance (INSTANCE message): a whole machine booting its own disk, kept
+ * running until stopped. Named "machine" here because `Instance` in drivers/ means
+ * any started program. See docs/instances.md.
+ */
+export interface MachineLaunch {
+  kind: 'machine';
+  /** The cached parent disk image (rootfs.parent), never written to. */
+  parent: string;
+  parentFormat: 'qcow2' | 'raw';
+  /** The instance's own disk: a qcow2 overlay over `parent`, made at first start, kept until erased. */
+  disk: string;
+  sizeMib: number;
+  /** Where per-instance state lives besides the disk (allocated host ports). */
+  stateDir: string;
+  /** cloud-init: the hostname (base32 of the hash, as the reference) and the owner's keys. */
+  hostname: string;
+  authorizedKeys: string[];
+  /** Ports of the VM reachable from the host; 22/tcp always. */
+  ports: MachinePort[];
+  internet: boolean;
+}
+
+export interface MachinePort {
+  port: number;
+  tcp: boolean;
+  udp: boolean;
+}
+
+export type Launch = ProcessLaunch | VmLaunch | MachineLaunch;
 
 export interface Program {
   hash: string; // 64 lowercase hex
@@ -62,6 +91,8 @@ export interface Program {
   codeRef?: string;
   /** Programs from the Aleph network: the PROGRAM message's sender (the program's ALEPH_ADDRESS_TO_USE). */
   sender?: string;
+  /** Never stopped for idleness: PROGRAM messages with `on.persistent` and every INSTANCE. */
+  persistent?: boolean;
 }
 
 /** Where program definitions come from (local registry, Aleph network). */

@@ -20,8 +20,10 @@ import { DriverStartError, type Driver, type Endpoint, type Instance, type Slot 
 import { qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
 import { guestEnv, openGuestLink, type GuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
 import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from './checks.js';
-import { QmpClient } from './qmp.js';
+import { qmpCommand } from './qmp.js';
 import { VmProcess, type Cleanup } from './vm-process.js';
+import { startMachine } from './machine.js';
+import { eraseMachine } from '../machine/index.js';
 import { stopGrace } from '../stop-grace.js';
 
 export interface QemuDriverOptions {
@@ -83,6 +85,15 @@ export class QemuDriver implements Driver {
   }
 
   async start(program: Program, slot: Slot): Promise<Instance> {
+    if (program.launch.kind === 'machine') {
+      await mkdir(this.options.runDir, { recursive: true, mode: 0o700 });
+      const hash = shortHash(program.hash);
+      return startMachine({
+        binary: this.options.binary, runDir: this.options.runDir, accel: await this.resolveAccel(), stopGraceMs: this.options.stopGraceMs,
+        pool: this.options.network === 'tap' ? this.options.pool : undefined,
+        log: withFields(this.log, { hash, exec: slot.executionId }), console: withFields(this.console, { hash }),
+      }, program, program.launch, slot);
+    }
     const launch = vmLaunchOf(program);
     const hash = shortHash(program.hash);
     const log = withFields(this.log, { hash, exec: slot.executionId });
@@ -158,14 +169,6 @@ export class QemuDriver implements Driver {
         net,
         drives: layout.drives,
       });
-      const qmp = (command: string) => async () => {
-        const client = await QmpClient.connect(qmpSocket);
-        try {
-          await client.execute(command);
-        } finally {
-          client.close();
-        }
-      };
       let markSeen!: () => void;
       const seen = new Promise<void>((resolve) => (markSeen = resolve));
       const vm = await VmProcess.spawn(this.options.binary, args, {
@@ -177,7 +180,7 @@ export class QemuDriver implements Driver {
         stopGraceMs: stopGrace(this.options.stopGraceMs, STOP_TIMEOUT_S[launch.aleph?.interface ?? 'binary']),
         log,
         console: withFields(this.console, { hash }),
-        hooks: { graceful: qmp('system_powerdown'), forced: qmp('quit') },
+        hooks: { graceful: qmpCommand(qmpSocket, 'system_powerdown'), forced: qmpCommand(qmpSocket, 'quit') },
         cleanups: cleanups.splice(0),
       });
       if (link) vm.guestApi = { kind: 'tcp', host: link.host, port: link.port };
@@ -192,6 +195,12 @@ export class QemuDriver implements Driver {
       if (err instanceof DriverStartError) throw err;
       throw new DriverStartError(`qemu: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /** Erases an instance's disk and state (the owner's erase); it must not be running. */
+  async erase(program: Program): Promise<boolean> {
+    if (program.launch.kind !== 'machine') return false;
+    return eraseMachine(program.launch);
   }
 
   /**
@@ -229,6 +238,7 @@ export async function codeKind(code: string): Promise<'dir' | 'image' | 'none'> 
   }
 }
 
+export { machineArgs, MACHINE_STOP_GRACE_MS, type MachineSpec } from './machine.js';
 export { qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
 export { QmpClient } from './qmp.js';
 export { VmProcess } from './vm-process.js';

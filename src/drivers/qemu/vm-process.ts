@@ -24,6 +24,8 @@ export class VmProcess implements Instance {
   readonly pid: number;
   /** The guest-link listener the driver opened for this VM's guest API, if any. */
   guestApi?: Endpoint;
+  readyWhenStarted?: boolean;
+  mappedPorts?: Record<string, { host: number; tcp: boolean; udp: boolean }>;
   private requested = false;
   private vmmExited = false;
   private stopping: Promise<void> | undefined;
