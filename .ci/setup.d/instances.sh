@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Instance tests (test/instances/*): qemu-img (qemu-utils) for instance disks,
-# genisoimage for the cloud-init NoCloud drive (and isoinfo to read it back),
+# genisoimage for the cloud-init NoCloud drive (and isoinfo to read it back,
+# python3-yaml to parse it as cloud-init does),
 # openssh-client to log in to the VM, fdisk (sfdisk) + grub-pc-bin for the test
 # image, and the image itself: a bootable Debian 12 disk (cloud kernel, cloud-init,
 # openssh-server, qemu-guest-agent) built once with mmdebstrap by
@@ -17,6 +18,7 @@ command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 [ -f /usr/lib/grub/i386-pc/boot.img ] || need+=(grub-pc-bin)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+python3 -c "import yaml" 2>/dev/null || need+=(python3-yaml)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
