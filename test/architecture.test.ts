@@ -25,10 +25,11 @@ const ALLOWED: Record<string, readonly string[]> = {
   orchestrator: ['common', 'config', 'drivers', 'metrics', 'programs'],
   proxy: ['common', 'drivers', 'orchestrator'],
   nodeapi: ['common', 'config', 'orchestrator'],
+  control: ['common', 'config', 'metrics', 'orchestrator', 'programs'],
   status: ['common', 'orchestrator', 'tls'],
-  edge: ['common', 'config', 'metrics', 'nodeapi', 'orchestrator', 'proxy', 'routing', 'tls'],
-  cluster: ['common', 'config', 'drivers', 'edge', 'metrics', 'nodeapi', 'orchestrator', 'proxy', 'routing', 'tls'],
-  app: ['cluster', 'common', 'config', 'drivers', 'edge', 'guestapi', 'metrics', 'nodeapi', 'orchestrator', 'programs', 'proxy', 'routing', 'status', 'tls'],
+  edge: ['common', 'config', 'control', 'metrics', 'nodeapi', 'orchestrator', 'proxy', 'routing', 'tls'],
+  cluster: ['common', 'config', 'control', 'drivers', 'edge', 'metrics', 'nodeapi', 'orchestrator', 'proxy', 'routing', 'tls'],
+  app: ['cluster', 'common', 'config', 'control', 'drivers', 'edge', 'guestapi', 'metrics', 'nodeapi', 'orchestrator', 'programs', 'proxy', 'routing', 'status', 'tls'],
   'cli.ts': ['app', 'cluster', 'common', 'config', 'drivers', 'status'],
 };
 

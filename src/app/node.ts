@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { ConfigError, defaultAlephSettings, defaultNodeSettings, DIAGNOSTIC_PROGRAM_HASH, loadConfig, type RoutingSettings, type Settings } from '../config/index.js';
+import { ConfigError, defaultAlephSettings, defaultControlSettings, defaultNodeSettings, DIAGNOSTIC_PROGRAM_HASH, loadConfig, type RoutingSettings, type Settings } from '../config/index.js';
 import { createLogger } from '../common/index.js';
 import { createDriver, waitForHttp } from '../drivers/index.js';
 import { inheritedSockets, type InheritedSocket } from '../edge/index.js';
@@ -8,6 +8,7 @@ import { countDroppedLogLines, MetricsRegistry, mergeExpositions, sumFamily } fr
 import { Orchestrator, type ReadinessProbe } from '../orchestrator/index.js';
 import { AlephProgramSource, LocalProgramSource, MessageStream } from '../programs/index.js';
 import { Forwarder } from '../proxy/index.js';
+import { ControlService } from '../control/index.js';
 import { GuestApi } from '../guestapi/index.js';
 import { LocalNodeState, LoginSecret, SystemSampler, diagnosticProgram, selfAddress } from '../nodeapi/index.js';
 import { DnsTxtLookup, Router } from '../routing/index.js';
@@ -67,6 +68,7 @@ export class AlephEdgeNode {
   private guestApi: Promise<GuestApi> | undefined;
   private sampler: SystemSampler | undefined;
   private secret: LoginSecret | undefined;
+  private readonly control: ControlService;
 
   private constructor(settings: Settings, private readonly options: NodeOptions, private readonly lock: StateLock) {
     this.settings = settings;
@@ -86,6 +88,17 @@ export class AlephEdgeNode {
       probe,
       metrics: this.metrics,
       guest: settings.guestApi.enabled ? { open: async (program, id) => (await this.startGuestApi()).open(program, id) } : undefined,
+      // Kept programs (allocations) outlive a restart: the persistent state dir, not the runtime one.
+      keptFile: path.join(nodeStateDir(settings), 'kept-programs.json'),
+    });
+    this.control = this.buildControl();
+  }
+
+  private buildControl(): ControlService {
+    return new ControlService({
+      orchestrator: this.orchestrator,
+      programs: this.programs,
+      settings: () => ({ control: this.settings.control ?? defaultControlSettings(), domain: this.settings.server.domain, alephApi: this.settings.programs.alephApi }),
     });
   }
 
@@ -166,6 +179,7 @@ export class AlephEdgeNode {
     this.draining ??= (async () => {
       const deadline = Date.now() + this.settings.server.drainTimeoutMs;
       log.info('draining', { deadline_s: Math.round(this.settings.server.drainTimeoutMs / 1000) });
+      this.control.close();
       await Promise.all([this.frontend.drain(deadline), this.orchestrator.drain(Math.max(0, deadline - Date.now()))]);
       await this.guestApi?.then((api) => api.close(), () => undefined);
       this.forwarder.close();
@@ -231,6 +245,7 @@ export class AlephEdgeNode {
         services: {
           gateway: this.orchestrator,
           node: nodeState,
+          control: this.control,
           certificate: (name) => this.certs.certificate(name),
           httpChallenge: (token) => this.certs.httpChallenge(token),
           alpnChallengeCertificate: (name) => this.certs.alpnChallengeCertificate(name),
@@ -242,6 +257,7 @@ export class AlephEdgeNode {
         certs: this.certs,
         gateway: this.orchestrator,
         nodeState,
+        control: this.control,
         routes: this.router,
         forwarder: this.forwarder,
         metrics: this.metrics,
@@ -265,6 +281,7 @@ export class AlephEdgeNode {
       this.sampler.stop();
       throw error;
     }
+    await this.orchestrator.resumeKept();
   }
 
   /** The node's domain, or a host routing to a hash the program source knows as a program. */
@@ -327,9 +344,15 @@ export class AlephEdgeNode {
       },
       stopVm: (hash) => this.orchestrator.stop(hash, 'requested'),
       instance: async (action, hash) => {
-        if (action === 'stop') return this.orchestrator.stop(hash, 'requested');
-        if (action === 'erase') return this.orchestrator.erase(hash);
         const running = this.orchestrator.list().some((e) => e.hash === hash && (e.state === 'ready' || e.state === 'starting'));
+        if (action === 'erase') return this.orchestrator.erase(hash);
+        if (action === 'stop') {
+          // Stopped and no longer kept (not started again at the next node start).
+          await this.orchestrator.unkeep(hash);
+          return running;
+        }
+        // Kept: restarted when it dies, started again after a node restart.
+        await this.orchestrator.keep(hash, 'operator');
         await this.orchestrator.start(hash);
         return !running;
       },

@@ -7,6 +7,7 @@ import type { InheritedSocket } from '../edge/index.js';
 import { mergeExpositions } from '../metrics/index.js';
 import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
 import { NODE_STATE_METHODS, type NodeState } from '../nodeapi/index.js';
+import type { ControlGateway, ControlRequest } from '../control/index.js';
 import { toWire } from './errors.js';
 import { probeAddresses } from './port-probe.js';
 import type { PrimaryMessage, WireLease, WirePem, WorkerMessage } from './protocol.js';
@@ -18,6 +19,8 @@ export interface PoolServices {
   gateway: ExecutionGateway;
   /** What node pages read; workers ask for it over IPC. */
   node: NodeState;
+  /** /control/*; workers forward it over IPC. */
+  control?: ControlGateway;
   certificate(servername: string): Promise<{ certPem: string; keyPem: string } | undefined>;
   httpChallenge(token: string): Promise<string | undefined>;
   /** TLS-ALPN-01 validation certificate while a challenge is pending (acme mode). */
@@ -249,6 +252,21 @@ export class WorkerPool {
         const call = NODE_STATE_METHODS.includes(method)
           ? (method === 'verifyToken' ? node.verifyToken(String(message.arg ?? '')) : node[method]())
           : Promise.reject(new Error(`unknown node state method ${String(method)}`));
+        (call as Promise<unknown>).then(
+          (value) => this.send(state, { type: 'reply', id: message.id, ok: true, value }),
+          (error: unknown) => this.send(state, { type: 'reply', id: message.id, ok: false, error: toWire(error) }),
+        );
+        break;
+      }
+      case 'control': {
+        const control = this.options.services.control;
+        const [a, b] = Array.isArray(message.args) ? message.args : [];
+        // Only the listed methods, with arguments checked: the message comes from another process.
+        const call = !control ? Promise.reject(new Error('control is not served'))
+          : message.method === 'request' ? control.request(a as ControlRequest)
+            : message.method === 'authorizeStream' ? control.authorizeStream(String(a), b)
+              : message.method === 'logsAfter' ? control.logsAfter(String(a), Number(b) || 0)
+                : Promise.reject(new Error(`unknown control method ${String(message.method)}`));
         (call as Promise<unknown>).then(
           (value) => this.send(state, { type: 'reply', id: message.id, ok: true, value }),
           (error: unknown) => this.send(state, { type: 'reply', id: message.id, ok: false, error: toWire(error) }),

@@ -4,6 +4,7 @@ import type { Settings } from '../config/index.js';
 import type { Endpoint } from '../drivers/index.js';
 import type { InheritedSocket } from '../edge/index.js';
 import type { NodeStateMethod } from '../nodeapi/index.js';
+import type { ControlMethod } from '../control/index.js';
 
 export interface WireError {
   kind: 'not_found' | 'bad_request' | 'unavailable' | 'boot_failed' | 'upstream' | 'timeout' | 'internal';
@@ -35,7 +36,9 @@ export type Call =
   | { type: 'alpn-certificate'; id: number; servername: string }
   | { type: 'ocsp'; id: number; certificate: string; issuer: string | null }
   /** A node page's question for the primary's NodeState (verifyToken takes the token as `arg`). */
-  | { type: 'node'; id: number; method: NodeStateMethod; arg?: string };
+  | { type: 'node'; id: number; method: NodeStateMethod; arg?: string }
+  /** /control/* answered by the primary's control service (JSON arguments). */
+  | { type: 'control'; id: number; method: ControlMethod; args: unknown[] };
 
 /** Worker -> primary notifications. */
 export type Notice =

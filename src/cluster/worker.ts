@@ -8,6 +8,7 @@ import type { PrimaryMessage, WorkerMessage } from './protocol.js';
 import { RemoteCertificates } from './remote-certs.js';
 import { RemoteGateway } from './remote-gateway.js';
 import { RemoteNodeState } from './remote-node-state.js';
+import { RemoteControl } from './remote-control.js';
 import { WorkerChannel } from './worker-channel.js';
 
 const log = createLogger('worker');
@@ -31,6 +32,7 @@ export function runWorker(): void {
   const forwarder = new Forwarder();
   const gateway = new RemoteGateway(channel, metrics);
   const nodeState = new RemoteNodeState(channel);
+  const control = new RemoteControl(channel);
 
   const buildRouter = (s: Settings) => new Router({
     domain: s.server.domain,
@@ -48,6 +50,7 @@ export function runWorker(): void {
           certs: new RemoteCertificates(channel, settings.tls.cacheSize, settings.tls.mode === 'acme'),
           gateway,
           nodeState,
+          control,
           routes: buildRouter(settings),
           forwarder,
           metrics,

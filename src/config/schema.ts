@@ -16,6 +16,7 @@ import type {
   LocalProgramSettings,
   LocalVmSettings,
   NodeSettings,
+  ControlSettings,
   OrchestratorSettings,
   ProgramsSettings,
   RouteSettings,
@@ -80,6 +81,7 @@ export function buildSettings(document: RawTable, context: SchemaContext): Schem
   const drivers = readDrivers(root, paths);
   const node = readNode(root, paths);
   const guestApi = readGuestApi(root.table('guest_api'), paths, server.statusSocket);
+  const control = readControl(root);
   root.finish();
 
   // HSTS by default only where the certificates are publicly trusted (ACME).
@@ -87,6 +89,7 @@ export function buildSettings(document: RawTable, context: SchemaContext): Schem
   const settings: Settings = { file: context.file, server, tls, orchestrator, programs, routes, routing, guestApi };
   if (drivers) settings.drivers = drivers;
   if (node) settings.node = node;
+  if (control) settings.control = control;
   return { settings, issues: sink.issues };
 }
 
@@ -565,6 +568,27 @@ function readNode(root: TableReader, paths: PathResolver): NodeSettings | undefi
   g.finish();
   t.finish();
   return { checkProgram, stateDir, checks, diagnostic };
+}
+
+/** The reference's DEFAULT_ALLOCATION_SIGNERS: the network scheduler's key. */
+export const DEFAULT_ALLOCATION_SIGNERS = ['0x2937f62e5f81a88e921f883f8fe56cecf4a4a44a'];
+
+/** Defaults of [control] (used when the file has no [control] table). */
+export function defaultControlSettings(): ControlSettings {
+  return { authorizedAllocationSigners: [], allocationTokenHash: '', allocationSignatureMaxAgeMs: 300 * SECOND };
+}
+
+function readControl(root: TableReader): ControlSettings | undefined {
+  const t = root.optionalTable('control');
+  if (!t) return undefined;
+  const d = defaultControlSettings();
+  const authorizedAllocationSigners = t.checkedArray('authorized_allocation_signers', d.authorizedAllocationSigners, (text) =>
+    /^0x[0-9a-fA-F]{40}$/.test(text) ? { ok: true, value: text.toLowerCase() } : { ok: false, message: `"${text}" is not an Ethereum address (0x and 40 hex digits)` });
+  const allocationTokenHash = t.checked('allocation_token_hash', d.allocationTokenHash, (text) =>
+    text === '' || /^[0-9a-fA-F]{64}$/.test(text) ? { ok: true, value: text.toLowerCase() } : { ok: false, message: 'must be a sha256 in hex (64 digits), or "" to refuse X-Auth-Signature' });
+  const allocationSignatureMaxAgeMs = t.duration('allocation_signature_max_age', d.allocationSignatureMaxAgeMs, SECOND);
+  t.finish();
+  return { authorizedAllocationSigners, allocationTokenHash, allocationSignatureMaxAgeMs };
 }
 
 // "host:port" or "[v6]:port".

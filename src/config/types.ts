@@ -214,6 +214,18 @@ export interface Settings {
   drivers?: DriversSettings;
   /** The node's public API (src/nodeapi/); present when the file has a [node] table (defaults: defaultNodeSettings()). */
   node?: NodeSettings;
+  /** /control/* (src/control/); present when the file has a [control] table (defaults: defaultControlSettings()). */
+  control?: ControlSettings;
+}
+
+/** [control]: who may allocate programs to this node (the scheduler) and how long a signature lives. */
+export interface ControlSettings {
+  /** Ethereum addresses (lowercase) whose Aleph-EIP191-V1 signatures allocate; [] = the reference's built-in scheduler signer. */
+  authorizedAllocationSigners: string[];
+  /** sha256 hex of the deprecated X-Auth-Signature token; '' = that path is off. */
+  allocationTokenHash: string;
+  /** How far an allocation signature's iat may be from now; default 300s. */
+  allocationSignatureMaxAgeMs: number;
 }
 
 /** [node]: what the node's public API serves and checks. */

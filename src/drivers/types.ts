@@ -15,7 +15,15 @@ export interface Slot {
    * when the guest API is disabled.
    */
   guestApi?: { socket: string };
+  /**
+   * Receives each line the program prints (process: stdout/stderr; VMs: the serial
+   * console as stdout, the VMM's own messages as stderr), after the node log's rate
+   * limit. The orchestrator keeps them per program for its owner.
+   */
+  output?: (stream: OutputStream, line: string) => void;
 }
+
+export type OutputStream = 'stdout' | 'stderr';
 
 export interface ExitInfo {
   code: number | null;

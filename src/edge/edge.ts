@@ -8,6 +8,7 @@ import { createLogger } from '../common/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ExecutionGateway } from '../orchestrator/index.js';
 import { NodePages, type NodeState } from '../nodeapi/index.js';
+import { ControlListener, type ControlGateway } from '../control/index.js';
 import type { Forwarder } from '../proxy/index.js';
 import { TLS_PROFILE, type CertificateResolver } from '../tls/index.js';
 import { H2Front } from './h2.js';
@@ -24,6 +25,8 @@ export interface EdgeDeps {
   gateway: ExecutionGateway;
   /** What node pages read (in a worker: the primary's state over IPC). */
   nodeState: NodeState;
+  /** /control/* (in a worker: the primary's control service over IPC); absent = 501. */
+  control?: ControlGateway;
   routes: RouteTable;
   forwarder: Forwarder;
   metrics: MetricsRegistry;
@@ -70,6 +73,7 @@ export class Edge {
       forwarder: deps.forwarder,
       metrics: deps.metrics,
       pages: new NodePages(deps.nodeState, deps.version),
+      control: deps.control ? new ControlListener(deps.control) : undefined,
       domain: deps.server.domain,
       maxBodyBytes: deps.server.limits.maxBodyBytes,
       hsts: deps.server.hsts,

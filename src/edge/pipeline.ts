@@ -8,6 +8,7 @@ import type { ForwardInfo, Forwarder } from '../proxy/index.js';
 import type { Route, RouteRequest } from '../routing/index.js';
 import { replyFor, writeHttpError, writeSocketError, type ErrorReply } from './errors.js';
 import { NodePages } from '../nodeapi/index.js';
+import type { ControlListener } from '../control/index.js';
 import { NodeDomainHeaders } from './node-domain.js';
 
 /** What the pipeline needs of routing; swapped whole on reload. */
@@ -21,6 +22,8 @@ export interface PipelineDeps {
   forwarder: Forwarder;
   metrics: MetricsRegistry;
   pages: NodePages;
+  /** /control/* (scheduler and owner operations); without it the pages answer 501. */
+  control?: ControlListener;
   /** server.domain: the host whose answers carry the node-domain headers. */
   domain: string;
   maxBodyBytes: number;
@@ -99,7 +102,8 @@ export class Pipeline {
       this.checkBodySize(req);
       const route = await this.routes.route({ host, path: req.url ?? '' });
       if (route.kind === 'node') {
-        await this.deps.pages.handle(req, res, route.path);
+        if (route.page === 'control' && this.deps.control) await this.deps.control.serve(req, res, route.path);
+        else await this.deps.pages.handle(req, res, route.path);
         return;
       }
       hash = route.hash;
@@ -138,6 +142,11 @@ export class Pipeline {
       }
       if (hostHeaders(req.rawHeaders) > 1) throw new BadRequestError('more than one Host header');
       const route = await this.routes.route({ host, path: req.url ?? '' });
+      if (route.kind === 'node' && route.page === 'control' && this.deps.control) {
+        access.info(`WS ${host}${target}`, { status: 101 });
+        this.deps.control.upgrade(req, socket, head, route.path);
+        return;
+      }
       if (route.kind === 'node') throw new BadRequestError('unsupported upgrade');
       hash = route.hash;
       const abort = new AbortController();

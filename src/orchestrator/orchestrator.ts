@@ -5,6 +5,8 @@ import type { MetricsRegistry } from '../metrics/index.js';
 import type { ProgramSource } from '../programs/index.js';
 import { BootBackoff, type BackoffPolicy } from './backoff.js';
 import { Execution, type BootOrigin } from './execution.js';
+import { Keeper, type KeepReason, type KeptProgram } from './keeper.js';
+import { ProgramLogs, type LogEntry, type LogLimits, type LogListener } from './logs.js';
 import { orchestratorMetrics, type OrchestratorMetrics } from './metrics.js';
 import type { ExecutionGateway, ExecutionInfo, ExecutionState, GuestServices, Lease } from './types.js';
 
@@ -20,6 +22,10 @@ export interface OrchestratorDeps {
   backoff?: BackoffPolicy;
   /** The guest API; without it programs get none (no slot.guestApi). */
   guest?: GuestServices;
+  /** Where the kept set (keep()) is persisted; without it the set lives in memory only. */
+  keptFile?: string;
+  /** Bounds of the per-program output buffers (logs()). */
+  logLimits?: LogLimits;
 }
 
 export type StopReason = 'idle' | 'evicted' | 'requested' | 'drain' | 'removed' | 'unhealthy';
@@ -52,6 +58,8 @@ export class Orchestrator implements ExecutionGateway {
   private sequence = 0;
   private draining = false;
   private readonly retireListeners: Array<(hash: string) => void> = [];
+  private readonly keeper: Keeper;
+  private readonly output: ProgramLogs;
 
   constructor(deps: OrchestratorDeps) {
     this.settings = deps.settings;
@@ -61,6 +69,13 @@ export class Orchestrator implements ExecutionGateway {
     this.guest = deps.guest;
     this.metrics = orchestratorMetrics(deps.metrics);
     this.backoff = new BootBackoff(deps.backoff);
+    this.output = new ProgramLogs(deps.logLimits);
+    this.keeper = new Keeper({
+      file: deps.keptFile,
+      start: (hash) => this.bootKept(hash),
+      stop: async (hash) => { await this.stop(hash, 'requested'); },
+      retryInMs: (hash) => this.backoff.blocked(hash)?.remainingMs,
+    });
     this.metrics.executions.collect(() => {
       const counts = new Map<ExecutionState, number>();
       for (const e of this.all()) counts.set(e.state, (counts.get(e.state) ?? 0) + 1);
@@ -119,6 +134,40 @@ export class Orchestrator implements ExecutionGateway {
     return true;
   }
 
+  /**
+   * Starts the program now (no request needed) and keeps it running: never stopped
+   * for idleness or evicted, restarted with backoff when it dies, started again after
+   * a node restart (see resumeKept). Resolves once the intent is persisted; the boot
+   * goes on in the background.
+   */
+  keep(hash: string, reason: KeepReason): Promise<void> {
+    return this.keeper.keep(hash, reason);
+  }
+
+  /** Stops the kept program and forgets it. */
+  unkeep(hash: string): Promise<void> {
+    return this.keeper.unkeep(hash);
+  }
+
+  kept(): KeptProgram[] {
+    return this.keeper.list();
+  }
+
+  /** What the program printed lately, across its executions, oldest first. */
+  logs(hash: string): LogEntry[] {
+    return this.output.lines(hash);
+  }
+
+  /** Follows the program's output live; call the returned function to stop. */
+  followLogs(hash: string, listener: LogListener): () => void {
+    return this.output.subscribe(hash, listener);
+  }
+
+  /** At node start: starts every program the last run kept. */
+  resumeKept(): Promise<void> {
+    return this.keeper.restore();
+  }
+
   /** Applies new settings (reload). Running executions keep going under the new limits. */
   updateSettings(settings: OrchestratorSettings): void {
     this.settings = settings;
@@ -127,6 +176,7 @@ export class Orchestrator implements ExecutionGateway {
   /** Refuses new work, lets in-flight requests finish until the deadline, stops everything. */
   async drain(deadlineMs: number): Promise<void> {
     this.draining = true;
+    this.keeper.close();
     const deadline = Date.now() + deadlineMs;
     await Promise.all([...this.current.values()].map((e) => this.retire(e, 'drain', deadline)));
     await Promise.all([...this.retiring].map((e) => e.stopping));
@@ -138,6 +188,7 @@ export class Orchestrator implements ExecutionGateway {
    */
   hurry(): void {
     this.draining = true;
+    this.keeper.close();
     for (const execution of [...this.current.values()]) void this.retire(execution, 'drain', Date.now());
     for (const execution of this.retiring) for (const wake of execution.idleWaiters.splice(0)) wake();
   }
@@ -221,9 +272,8 @@ export class Orchestrator implements ExecutionGateway {
       for (const done of waiters) done();
       return;
     }
-    if (execution.state !== 'ready' || execution.waiters > 0) return;
+    if (execution.state !== 'ready' || execution.waiters > 0 || this.pinned(execution)) return;
     execution.clearIdleTimer();
-    if (execution.program?.persistent) return; // never stopped for idleness
     // Counted from the last request, which a worker may report as a moment ago.
     execution.idleTimer = setTimeout(() => {
       if (execution.idle) void this.stopExecution(execution, 'idle');
@@ -232,9 +282,8 @@ export class Orchestrator implements ExecutionGateway {
   }
 
   /**
-   * Starts the program now, without a request, and resolves once it is ready (the
-   * status socket's `instance start`; instances are only ever started this way).
-   * Resolves at once when it already runs.
+   * Starts the program now, without a request, and resolves once it is ready (after
+   * keep(), to wait for the boot and see its error). Resolves at once when it runs.
    */
   async start(hash: string): Promise<void> {
     if (this.draining) throw new UnavailableError('node is draining', 5, 'draining');
@@ -253,6 +302,7 @@ export class Orchestrator implements ExecutionGateway {
    * execution is stopped first. False when there was nothing to erase.
    */
   async erase(hash: string): Promise<boolean> {
+    if (this.keeper.has(hash)) await this.keeper.unkeep(hash);
     await this.stop(hash, 'requested');
     for (const execution of [...this.retiring].filter((e) => e.hash === hash)) await execution.stopping;
     if (!this.driver.erase) return false;
@@ -287,7 +337,7 @@ export class Orchestrator implements ExecutionGateway {
       await this.admit(execution);
       log.info('program starting', { hash: shortHash(hash), name: program.name || undefined, driver: this.driver.name, id: execution.id });
       this.bootCounts.set(hash, (this.bootCounts.get(hash) ?? 0) + 1);
-      const slot: Slot = { executionId: execution.id };
+      const slot: Slot = { executionId: execution.id, output: (stream, line) => this.output.append(hash, execution.id, stream, line) };
       if (this.guest) {
         const opening = this.guest.open(program, execution.id);
         // A session opened after a timeout must not stay open.
@@ -365,6 +415,7 @@ export class Orchestrator implements ExecutionGateway {
     execution.lastError = reason;
     this.failures.set(hash, execution);
     const delay = this.backoff.fail(hash, reason);
+    this.keeperLost(hash);
     this.metrics.bootFailures.inc({ reason: cause instanceof BootTimeout ? 'timeout' : 'error' });
     log.warn('program failed to boot', { hash: shortHash(hash), id: execution.id, reason, retry_in_ms: delay });
     throw new BootFailedError(`program failed to boot: ${reason}`, { retryAfterS: retryAfterSeconds(delay) });
@@ -380,7 +431,7 @@ export class Orchestrator implements ExecutionGateway {
       const others = this.all().filter((e) => e !== execution);
       const memory = others.reduce((sum, e) => sum + e.memoryMib, 0);
       if (others.length + 1 <= this.settings.maxVms && memory + need <= this.settings.memoryBudgetMib) return;
-      const victim = others.filter((e) => e.idle && !e.program?.persistent).sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0];
+      const victim = others.filter((e) => e.idle && !this.pinned(e)).sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0];
       if (!victim) throw this.reject('capacity', new UnavailableError('node is at capacity', 5, 'capacity'));
       this.metrics.evictions.inc();
       log.info('evicting idle program', { hash: shortHash(victim.hash), for: shortHash(execution.hash) });
@@ -412,6 +463,8 @@ export class Orchestrator implements ExecutionGateway {
         this.retiring.delete(execution);
         if (execution.state === 'stopping') execution.transition('stopped');
         this.metrics.stops.inc({ reason });
+        // Replaced (unhealthy, amended): a kept program comes back. Asked to stop: it stays down.
+        if (reason === 'unhealthy' || reason === 'removed') this.keeperLost(execution.hash);
         log.info('program stopped', { hash: shortHash(execution.hash), id: execution.id, reason, uptime_s: Math.round(uptimeMs / 1000), requests: execution.requests });
       }
     })();
@@ -447,6 +500,29 @@ export class Orchestrator implements ExecutionGateway {
     this.failures.set(execution.hash, execution);
     this.metrics.stops.inc({ reason: 'crashed' });
     log.warn('program exited unexpectedly', { hash: shortHash(execution.hash), id: execution.id, exit: how, in_flight: execution.inFlight });
+    this.keeperLost(execution.hash);
+  }
+
+  /** Boots a kept program unless it runs; resolves when ready (no lease: it serves no request). */
+  private async bootKept(hash: string): Promise<void> {
+    if (this.draining) throw new UnavailableError('node is draining', 5, 'draining');
+    let execution = this.current.get(hash);
+    if (!execution) {
+      const blocked = this.backoff.blocked(hash);
+      if (blocked) throw new BootFailedError(`program failed to boot: ${blocked.reason}`);
+      execution = this.boot(hash, 'operator');
+    }
+    await execution.ready;
+  }
+
+  /** Kept and persistent programs are never stopped for idleness nor evicted. */
+  private pinned(execution: Execution): boolean {
+    return this.keeper.has(execution.hash) || execution.program?.persistent === true;
+  }
+
+  /** Restarts happen after the failure is fully recorded (backoff set, execution gone). */
+  private keeperLost(hash: string): void {
+    if (this.keeper.has(hash)) queueMicrotask(() => this.keeper.lost(hash));
   }
 
   private onTransition(execution: Execution, from: ExecutionState, to: ExecutionState): void {

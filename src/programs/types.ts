@@ -91,7 +91,10 @@ export interface Program {
   codeRef?: string;
   /** Programs from the Aleph network: the PROGRAM message's sender (the program's ALEPH_ADDRESS_TO_USE). */
   sender?: string;
-  /** Never stopped for idleness: PROGRAM messages with `on.persistent` and every INSTANCE. */
+  /**
+   * Never stopped for idleness: PROGRAM messages with `on.persistent: true`, and every
+   * INSTANCE. Whether it runs without a request is the scheduler's call (allocations).
+   */
   persistent?: boolean;
 }
 

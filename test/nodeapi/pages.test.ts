@@ -194,11 +194,12 @@ describe('node API pages, as the network\'s monitors call them', () => {
     assert.equal((await get('/status/check/version?reference=1.0.0')).status, 503);
   });
 
-  it('/control/* answers 501 with a one-line reason; other methods and unknown pages are refused', async () => {
-    const reply = await get('/control/allocations');
-    assert.equal(reply.status, 501);
-    assert.equal(reply.body.trim().split('\n').length, 1);
-    assert.match(reply.body, /EIP-191/);
+  it('/control/* is served by the control component (tests in test/control/); other methods and unknown pages are refused', async () => {
+    assert.equal((await get('/control/allocations')).status, 405);
+    const unsigned = await get('/control/allocations', undefined, 'POST');
+    assert.equal(unsigned.status, 401);
+    assert.equal(unsigned.body, 'Authentication token received is invalid');
+    assert.equal((await get('/control/nothing')).status, 404);
     assert.equal((await get('/about/usage/system', undefined, 'POST')).status, 405);
     const missing = await get('/about/nothing');
     assert.equal(missing.status, 404);

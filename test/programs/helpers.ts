@@ -17,6 +17,8 @@ export interface AlephNodeOptions {
   keepCache?: boolean;
   /** More TOML after the [programs] table (e.g. [drivers.process]). */
   extra?: string;
+  /** The node's folder (state, certificates), kept on close; default a fresh one removed on close. */
+  dir?: string;
 }
 
 /** A full node with programs.source = "aleph" against a stand-in API, process driver under bubblewrap. */
@@ -34,7 +36,7 @@ export async function startAlephNode(options: AlephNodeOptions): Promise<TestNod
     'download_timeout = "5s"',
     ...(options.programs ?? []),
   ];
-  const node: TestNodeOptions = { programs: [], orchestrator: ['boot_timeout = "10s"', ...(options.orchestrator ?? [])], extra: [...lines, options.extra ?? ''].join('\n'), workers: options.workers };
+  const node: TestNodeOptions = { programs: [], orchestrator: ['boot_timeout = "10s"', ...(options.orchestrator ?? [])], extra: [...lines, options.extra ?? ''].join('\n'), workers: options.workers, dir: options.dir };
   const started = await startTestNode(node);
   const close = started.close;
   started.close = async () => {

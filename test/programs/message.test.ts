@@ -61,6 +61,22 @@ describe('Aleph messages', () => {
     assert.throws(() => parseStoreMessage(message, message.item_hash as string), /type: expected STORE, got PROGRAM/);
   });
 
+  it('reads on.persistent: false in the fixture, true when the message says so, and the program carries it', () => {
+    const fixture = rehashed();
+    const plain = parseProgramMessage(fixture, fixture.item_hash as string);
+    assert.equal(plain.persistent, false);
+    assert.equal(toProgram(plain, vmLaunch(plain, { code: '/c', runtime: '', volumes: [] }), 'x').persistent, undefined);
+    const content = JSON.parse(raw.item_content as string) as Record<string, any>;
+    content.on = { ...content.on, persistent: true };
+    const message = rehashed(JSON.stringify(content));
+    const spec = parseProgramMessage(message, message.item_hash as string);
+    assert.equal(spec.persistent, true);
+    assert.equal(toProgram(spec, vmLaunch(spec, { code: '/c', runtime: '', volumes: [] }), 'x').persistent, true);
+    content.on.persistent = 'yes';
+    const bad = rehashed(JSON.stringify(content));
+    assert.throws(() => parseProgramMessage(bad, bad.item_hash as string), /content\.on\.persistent/);
+  });
+
   it('maps the fixture to a VM launch with what a VM driver needs', () => {
     const message = rehashed();
     const spec = parseProgramMessage(message, message.item_hash as string);

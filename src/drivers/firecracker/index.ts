@@ -281,6 +281,7 @@ export class FirecrackerDriver implements Driver {
       const api = new FirecrackerApi(paths.apiOnHost, this.options.apiTimeoutMs);
       const vm = await VmProcess.spawn(spawnFile, spawnArgs, {
         endpoint,
+        output: slot.output,
         // The guest init's own stop-timeout for this program (13 s for ASGI) fits in the grace.
         stopGraceMs: stopGrace(this.options.stopGraceMs, STOP_TIMEOUT_S[launch.aleph?.interface ?? 'binary']),
         log,

@@ -77,7 +77,10 @@ export class ProcessDriver implements Driver {
     captureOutput(
       child,
       {
-        line: (stream, text) => this.programLog.info(text, { hash, stream }),
+        line: (stream, text) => {
+          this.programLog.info(text, { hash, stream });
+          slot.output?.(stream, text);
+        },
         dropped: (count) => this.programLog.warn('program output rate-limited, lines dropped', { hash, dropped: count }),
       },
       this.outputLimits,

@@ -176,6 +176,7 @@ export class QemuDriver implements Driver {
           if (line.startsWith(GUEST_STARTED_MARKER)) markSeen();
         },
         endpoint,
+        output: slot.output,
         // The guest init's own stop-timeout for this program (13 s for ASGI) fits in the grace.
         stopGraceMs: stopGrace(this.options.stopGraceMs, STOP_TIMEOUT_S[launch.aleph?.interface ?? 'binary']),
         log,

@@ -121,6 +121,7 @@ export async function startMachine(ctx: MachineDriverContext, program: Program, 
       console: ctx.console,
       hooks: { graceful: qmpCommand(qmpSocket, 'system_powerdown'), forced: qmpCommand(qmpSocket, 'quit') },
       cleanups: cleanups.splice(0),
+      output: slot.output, // the serial console: the instance's log (owner's /control/machine/<hash>/logs)
     });
     vm.readyWhenStarted = true;
     vm.mappedPorts = mappedPorts;

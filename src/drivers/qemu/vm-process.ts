@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/index.js';
 import { captureOutput, DEFAULT_OUTPUT_LIMITS } from '../process/output.js';
 import { trackGroup, untrackGroup, groupAlive, signalGroup } from '../process/group.js';
-import { DriverStartError, type Endpoint, type ExitInfo, type Instance } from '../types.js';
+import { DriverStartError, type Endpoint, type ExitInfo, type Instance, type Slot } from '../types.js';
 
 export interface VmProcessHooks {
   /** Asks the guest to shut down (ACPI power button, Ctrl-Alt-Del). */
@@ -62,7 +62,7 @@ export class VmProcess implements Instance {
   static async spawn(
     file: string,
     args: string[],
-    options: { endpoint: Endpoint; stopGraceMs: number; log: Logger; console: Logger; hooks?: VmProcessHooks; cleanups?: Cleanup[]; cwd?: string; env?: NodeJS.ProcessEnv; onConsole?: (line: string) => void },
+    options: { endpoint: Endpoint; stopGraceMs: number; log: Logger; console: Logger; hooks?: VmProcessHooks; cleanups?: Cleanup[]; cwd?: string; env?: NodeJS.ProcessEnv; onConsole?: (line: string) => void; output?: Slot['output'] },
   ): Promise<VmProcess> {
     const child = spawn(file, args, {
       detached: true,
@@ -83,6 +83,7 @@ export class VmProcess implements Instance {
         line: (stream, text) => {
           options.console.info(text, { stream: stream === 'stdout' ? 'console' : 'vmm' });
           if (stream === 'stdout') options.onConsole?.(text);
+          options.output?.(stream, text);
         },
         dropped: (count) => options.console.warn('console output rate-limited, lines dropped', { dropped: count }),
       },

@@ -59,6 +59,7 @@ export function toProgram(spec: ProgramSpec, launch: Program['launch'], codeRef:
     launch,
     codeRef,
     sender: spec.sender,
+    ...(spec.persistent ? { persistent: true } : {}),
   };
 }
 

@@ -54,6 +54,8 @@ export interface ProgramSpec {
   internet: boolean;
   allowAmend: boolean;
   replaces: string | undefined;
+  /** `on.persistent`: the scheduler allocates it to nodes that keep it running. */
+  persistent: boolean;
 }
 
 export interface StoreSpec {
@@ -264,6 +266,7 @@ export function parseProgramMessage(message: unknown, hash: string): ProgramSpec
     internet: env?.bool('internet', false) ?? false,
     allowAmend: c.bool('allow_amend', false),
     replaces: replaces !== undefined && HEX64.test(replaces) ? replaces : undefined,
+    persistent: c.optObject('on')?.bool('persistent', false) ?? false,
   };
 }
 
