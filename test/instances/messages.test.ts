@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { BootFailedError } from '../../src/common/index.js';
-import { defaultAlephSettings } from '../../src/config/index.js';
+import { defaultAlephSettings, loadConfig } from '../../src/config/index.js';
 import { AlephProgramSource, checkAuthorizedKey, hostnameOf, MessageError, parseInstanceMessage, parsePortForwarding } from '../../src/programs/aleph/index.js';
 import { FakeAlephApi, SENDER } from '../fixtures/aleph-api/server.js';
 import { ROOT } from '../helpers/paths.js';
@@ -190,6 +190,19 @@ describe('instance parents checked by the source', () => {
     const hash = instance(api.addStore(await readFile(image)), 64);
     api.aggregates.set(SENDER, { 'port-forwarding': { [hash]: { ports: { '99999': { tcp: true, udp: false } } } } });
     await refused(hash, new RegExp(`^the owner's port-forwarding\\.${hash}\\.ports\\.99999: not a port in 1\\.\\.65535`));
+  });
+
+  it('programs.max_rootfs_size caps the parent download', async () => {
+    const config = path.join(work, 'cap.toml');
+    await writeFile(config, `[server]\ndomain = "edge.test"\n[tls]\nmode = "internal"\nstorage = "${path.join(work, 'certs')}"\n[programs]\nsource = "aleph"\ncache_dir = "${path.join(work, 'cap-cache')}"\nmax_rootfs_size = "100KiB"\n`);
+    const capped = (await loadConfig(config)).programs.aleph!;
+    assert.equal(capped.maxRootfsBytes, 100 * 1024);
+    const small = await AlephProgramSource.create({ api: api.url, settings: { ...capped, volumesDir: path.join(work, 'volumes'), downloadRetries: 0 }, driver: 'qemu', retryBaseMs: 10 });
+    const image = path.join(work, 'big.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', image, '1G']);
+    execFileSync('qemu-io', ['-c', 'write -P 0x5a 0 512k', image]);
+    await assert.rejects(small.resolve(instance(api.addStore(await readFile(image)), 2048)), (e: unknown) =>
+      e instanceof BootFailedError && /could not download the rootfs .*larger than the 102400-byte limit/.test(e.message));
   });
 
   it('maps a good instance to a persistent machine launch (raw parent with a partition table)', async () => {
