@@ -26,8 +26,10 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/aleph-instance-image.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
-packages=linux-image-cloud-amd64,initramfs-tools,systemd-sysv,udev,kmod,cloud-init,openssh-server,qemu-guest-agent,ifupdown,isc-dhcp-client,iproute2,netbase,sudo,ca-certificates
+packages=linux-image-cloud-amd64,initramfs-tools,systemd-sysv,udev,kmod,dbus,cloud-init,openssh-server,qemu-guest-agent,ifupdown,isc-dhcp-client,iproute2,netbase,sudo,ca-certificates
 
+# dbus: systemd-logind needs it, and logind is what powers the VM off on the ACPI
+# power button (the node stops instances that way).
 # Only the NoCloud source: probing every cloud's metadata service costs minutes under TCG;
 # and one host key type (RSA key generation is slow there too).
 # shellcheck disable=SC2086 # $sources is a list of files

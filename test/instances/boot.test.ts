@@ -55,8 +55,8 @@ async function startNode(c: Ctx, api: FakeAlephApi, name: string): Promise<TestN
     '[server]', 'domain = "edge.test"', 'https_listen = ["127.0.0.1:8443"]', 'http_listen = []',
     `status_socket = "${join(dir, 'status.sock')}"`, 'drain_timeout = "5s"',
     '[tls]', 'mode = "internal"', `storage = "${join(dir, 'certs')}"`,
-    // A short idle timeout: an instance must outlive it.
-    '[orchestrator]', 'driver = "qemu"', 'idle_timeout = "2s"', 'boot_timeout = "600s"', 'stop_grace = "5s"', 'memory_budget_mib = 4096',
+    // A short idle timeout: an instance must outlive it. A long stop grace: the ACPI shutdown is asserted, and a loaded machine must not turn it into a forced stop.
+    '[orchestrator]', 'driver = "qemu"', 'idle_timeout = "2s"', 'boot_timeout = "600s"', 'stop_grace = "600s"', 'memory_budget_mib = 4096',
     '[drivers.qemu]', `kernel = "${c.kernel}"`, `initramfs = "${c.initramfs}"`, 'accel = "tcg"', `run_dir = "${join(c.dir, 'vms')}"`,
     '[programs]', 'source = "aleph"', `aleph_api = "${api.url}"`, `cache_dir = "${join(c.dir, 'cache')}"`,
     `volumes_dir = "${join(c.dir, 'volumes')}"`, 'download_retries = 1', 'download_timeout = "300s"', 'subscribe = false',
@@ -76,11 +76,11 @@ async function cli(node: TestNode, ...args: string[]): Promise<string> {
   return stdout.trim();
 }
 
-function ssh(c: Ctx, port: number, command: string, connectTimeoutS = 20): Promise<{ stdout: string }> {
+function ssh(c: Ctx, port: number, command: string, connectTimeoutS = 20, runS = 60): Promise<{ stdout: string }> {
   return run('ssh', [
     '-i', c.key, '-p', String(port), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
     '-o', 'LogLevel=ERROR', '-o', `ConnectTimeout=${connectTimeoutS}`, 'root@127.0.0.1', command,
-  ], { timeout: (connectTimeoutS + 60) * 1000 });
+  ], { timeout: (connectTimeoutS + runS) * 1000 });
 }
 
 /** Polls until sshd in the VM accepts our key (cloud-init has run), then returns the hostname it reports. */
@@ -167,6 +167,8 @@ describe('an Aleph instance in qemu (TCG): cloud-init, ssh, persistence, erase',
     sshPort = listed.networking.mapped_ports['22']!.host;
 
     assert.equal(await sshReady(c, sshPort), hostnameOf(hash));
+    // sshd comes up while cloud-init still runs its later stages: let it finish first.
+    await ssh(c, sshPort, 'cloud-init status --wait >/dev/null || true', 20, SSH_WAIT_MS / 1000);
     const { stdout } = await ssh(c, sshPort, 'cat /root/.ssh/authorized_keys; findmnt -no SOURCE /; echo instance-data > /root/marker; sync');
     assert.ok(stdout.includes(c.publicKey), 'the owner key is root\'s');
     assert.match(stdout, /^\/dev\/vda1$/m);
