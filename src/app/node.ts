@@ -351,9 +351,16 @@ export class AlephEdgeNode {
           await this.orchestrator.unkeep(hash);
           return running;
         }
-        // Kept: restarted when it dies, started again after a node restart.
+        // Kept: restarted when it dies, started again after a node restart. A first start
+        // that fails (bad message or parent, no capacity) is not kept: the operator sees why.
+        const wasKept = this.orchestrator.kept().some((k) => k.hash === hash);
         await this.orchestrator.keep(hash, 'operator');
-        await this.orchestrator.start(hash);
+        try {
+          await this.orchestrator.start(hash);
+        } catch (error) {
+          if (!wasKept) await this.orchestrator.unkeep(hash).catch(() => undefined);
+          throw error;
+        }
         return !running;
       },
       reload: () => this.reload(),
