@@ -21,6 +21,8 @@ commands:
   certs                        certificates with their expiry
   metrics                      Prometheus metrics
   stop HASH                    stop a program's execution
+  instance start|stop|erase HASH
+                               start an instance (INSTANCE message) now, stop it (ACPI shutdown), erase its disk
   reload                       re-read the config file (same as SIGHUP)
   drain                        finish in-flight requests, stop programs, exit
   login-url                    the URL that logs a browser in to /about/config (token from the status socket)

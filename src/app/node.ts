@@ -350,6 +350,26 @@ export class AlephEdgeNode {
         return { token, url: `https://${authority}/about/login?token=${token}` };
       },
       stopVm: (hash) => this.orchestrator.stop(hash, 'requested'),
+      instance: async (action, hash) => {
+        const running = this.orchestrator.list().some((e) => e.hash === hash && (e.state === 'ready' || e.state === 'starting'));
+        if (action === 'erase') return this.orchestrator.erase(hash);
+        if (action === 'stop') {
+          // Stopped and no longer kept (not started again at the next node start).
+          await this.orchestrator.unkeep(hash);
+          return running;
+        }
+        // Kept: restarted when it dies, started again after a node restart. A first start
+        // that fails (bad message or parent, no capacity) is not kept: the operator sees why.
+        const wasKept = this.orchestrator.kept().some((k) => k.hash === hash);
+        await this.orchestrator.keep(hash, 'operator');
+        try {
+          await this.orchestrator.start(hash);
+        } catch (error) {
+          if (!wasKept) await this.orchestrator.unkeep(hash).catch(() => undefined);
+          throw error;
+        }
+        return !running;
+      },
       reload: () => this.reload(),
       drain: async () => {
         // Answer the caller first; the owner decides what follows the drain (the CLI exits).

@@ -307,7 +307,7 @@ function readPrograms(t: TableReader, paths: PathResolver, driver: DriverName): 
 }
 
 const ALEPH_KEYS = [
-  'cache_dir', 'cache_max_size', 'max_code_size', 'max_data_size', 'max_runtime_size', 'max_volume_size',
+  'cache_dir', 'cache_max_size', 'max_code_size', 'max_data_size', 'max_runtime_size', 'max_volume_size', 'max_rootfs_size',
   'volumes_dir', 'ipfs_gateway', 'download_timeout', 'download_retries', 'allow_process_for_network', 'subscribe',
 ];
 
@@ -320,6 +320,7 @@ export function defaultAlephSettings(): AlephProgramsSettings {
     maxDataBytes: 10 * 1024 ** 2,
     maxRuntimeBytes: 2 * 1024 ** 3,
     maxVolumeBytes: 2 * 1024 ** 3,
+    maxRootfsBytes: 10 * 1024 ** 3,
     volumesDir: '/var/lib/aleph-edge/volumes',
     ipfsGateway: 'https://ipfs.aleph.im',
     downloadTimeoutMs: 120 * SECOND,
@@ -341,6 +342,7 @@ function readAlephPrograms(t: TableReader, paths: PathResolver, enabled: boolean
     maxDataBytes: t.size('max_data_size', d.maxDataBytes, 1),
     maxRuntimeBytes: t.size('max_runtime_size', d.maxRuntimeBytes, 1),
     maxVolumeBytes: t.size('max_volume_size', d.maxVolumeBytes, 1),
+    maxRootfsBytes: t.size('max_rootfs_size', d.maxRootfsBytes, 1),
     volumesDir: paths.resolve(t.checked('volumes_dir', d.volumesDir, nonEmpty)),
     ipfsGateway: t.checked('ipfs_gateway', d.ipfsGateway, checkHttpUrl),
     downloadTimeoutMs: t.duration('download_timeout', d.downloadTimeoutMs, 1),

@@ -175,7 +175,8 @@ export interface AlephProgramsSettings {
   maxDataBytes: number;
   maxRuntimeBytes: number; // default 2 GiB
   maxVolumeBytes: number; // immutable volumes; default 2 GiB
-  volumesDir: string; // absolute; persistent (persistence = "host") volumes, one folder per program; default /var/lib/aleph-edge/volumes
+  maxRootfsBytes: number; // an instance's parent disk image (rootfs.parent); default 10 GiB
+  volumesDir: string; // absolute; persistent (persistence = "host") volumes and instance disks, one folder per program; default /var/lib/aleph-edge/volumes
   ipfsGateway: string; // for item_type = "ipfs"; default https://ipfs.aleph.im
   downloadTimeoutMs: number; // one attempt of one download; default 120s
   downloadRetries: number; // extra attempts on transient errors; default 3

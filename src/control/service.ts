@@ -272,6 +272,8 @@ export class ControlService implements ControlGateway {
     if (this.deps.orchestrator.kept().some((k) => k.hash === hash)) await this.deps.orchestrator.unkeep(hash);
     else await this.deps.orchestrator.stop(hash, 'requested');
     await this.deps.programs.eraseVolumes?.(hash);
+    // An instance's disk goes too (nothing for programs without one).
+    await this.deps.orchestrator.erase(hash);
     return text(200, `Erased VM with ref ${hash}`);
   }
 

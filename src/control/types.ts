@@ -48,6 +48,8 @@ export interface ControlTarget {
   unkeep(hash: string): Promise<void>;
   kept(): KeptProgram[];
   stop(hash: string, reason?: StopReason): Promise<boolean>;
+  /** Removes what the program keeps between executions (an instance's disk). */
+  erase(hash: string): Promise<boolean>;
   acquire(hash: string, signal?: AbortSignal): Promise<Lease>;
   list(): ExecutionInfo[];
   logs(hash: string): LogEntry[];

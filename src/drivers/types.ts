@@ -51,6 +51,13 @@ export interface Instance {
   stop(): Promise<void>;
   /** Settles once the program has exited, for whatever reason. Never rejects. */
   exited: Promise<ExitInfo>;
+  /**
+   * Ready as soon as start() resolved (an instance: its VM runs; what it serves is its
+   * owner's business), so the orchestrator does not probe HTTP.
+   */
+  readyWhenStarted?: boolean;
+  /** Host ports forwarded to the guest (instances): guest port -> { host, tcp, udp }, as the node API shows them. */
+  mappedPorts?: Record<string, { host: number; tcp: boolean; udp: boolean }>;
 }
 
 export interface InstanceNetwork {
@@ -67,6 +74,12 @@ export interface Driver {
   readonly name: string;
   /** Launches the program; rejects with DriverStartError when it cannot be launched. */
   start(program: Program, slot: Slot): Promise<Instance>;
+  /**
+   * Removes what the program keeps between executions (an instance's disk and ports);
+   * it must not be running. Resolves false when there was nothing. Drivers that keep
+   * nothing leave it out.
+   */
+  erase?(program: Program): Promise<boolean>;
 }
 
 /** The driver could not launch the program (missing binary, bad image...). */

@@ -1,8 +1,9 @@
 // /about/executions/list (v1) and /v2/about/executions/list, from the
-// orchestrator's execution records. Programs only: vm_type is always "microvm".
-// Networking fields as the reference fills them from the VM's tap (v1: the IPv4
-// subnet and the IPv6 /124; v2: those, the addresses, mapped ports); null for
-// executions without a network of their own (process driver, qemu user-mode).
+// orchestrator's execution records. vm_type is "instance" for INSTANCE messages,
+// "microvm" for programs. Networking fields as the reference fills them from the VM's
+// tap (v1: the IPv4 subnet and the IPv6 /124; v2: those, the addresses, mapped ports);
+// null for executions without a network of their own (process driver, qemu user-mode,
+// where an instance's forwarded ports are its mapped_ports all the same).
 
 import { createHash } from 'node:crypto';
 import type { ExecutionInfo } from '../orchestrator/index.js';
@@ -11,9 +12,11 @@ const RUNNING = new Set(['ready', 'draining']);
 
 export interface ExecutionV1 {
   networking: { ipv4: string | null; ipv6: string | null };
-  vm_type: 'microvm';
+  vm_type: VmType;
   awaiting_confidential_init: boolean;
 }
+
+type VmType = 'microvm' | 'instance';
 
 export interface ExecutionV2 {
   networking: {
@@ -26,7 +29,7 @@ export interface ExecutionV2 {
   };
   running: boolean;
   awaiting_confidential_init: boolean;
-  vm_type: 'microvm';
+  vm_type: VmType;
 }
 
 /** Running executions only, as the reference lists them. */
@@ -36,7 +39,7 @@ export function executionsV1(list: ExecutionInfo[]): Record<string, ExecutionV1>
     if (!RUNNING.has(execution.state)) continue;
     out[execution.hash] = {
       networking: { ipv4: execution.network?.ipv4Network ?? null, ipv6: execution.network?.ipv6Network ?? null },
-      vm_type: 'microvm',
+      vm_type: execution.kind === 'instance' ? 'instance' : 'microvm',
       awaiting_confidential_init: false,
     };
   }
@@ -57,7 +60,7 @@ export function executionsV2(list: ExecutionInfo[]): Record<string, ExecutionV2>
     out[execution.hash] = {
       networking: {
         ipv4_network: network?.ipv4Network ?? null, host_ipv4: network?.hostIpv4 ?? null, ipv6_network: network?.ipv6Network ?? null,
-        ipv6_ip: network?.ipv6 ?? null, ipv4_ip: network?.ipv4 ?? null, mapped_ports: network?.mappedPorts ?? {},
+        ipv6_ip: network?.ipv6 ?? null, ipv4_ip: network?.ipv4 ?? null, mapped_ports: network?.mappedPorts ?? execution.mapped_ports ?? {},
       },
       status: {
         defined_at: begun, preparing_at: begun, prepared_at: begun, starting_at: begun,
@@ -65,7 +68,7 @@ export function executionsV2(list: ExecutionInfo[]): Record<string, ExecutionV2>
       },
       running: RUNNING.has(execution.state),
       awaiting_confidential_init: false,
-      vm_type: 'microvm',
+      vm_type: execution.kind === 'instance' ? 'instance' : 'microvm',
     };
   }
   return out;

@@ -16,6 +16,9 @@ const TRANSITIONS: Record<ExecutionState, readonly ExecutionState[]> = {
 
 export class IllegalTransitionError extends Error {}
 
+/** What started an execution: a request (lazily) or the operator/scheduler (start). */
+export type BootOrigin = 'request' | 'operator';
+
 /** One running (or booting) instance of a program, with its request accounting. */
 export class Execution {
   state: ExecutionState = 'starting';
@@ -51,6 +54,7 @@ export class Execution {
     readonly driver: string,
     private readonly onTransition: (execution: Execution, from: ExecutionState, to: ExecutionState) => void,
     readonly startedAt: number = Date.now(),
+    readonly origin: BootOrigin = 'request',
   ) {}
 
   transition(to: ExecutionState): void {
@@ -115,6 +119,8 @@ export class Execution {
       restarts,
       last_error: this.lastError ?? null,
       ...(this.instance?.network ? { network: this.instance.network } : {}),
+      kind: this.program?.launch.kind === 'machine' ? 'instance' : 'program',
+      mapped_ports: this.instance?.mappedPorts ?? {},
     };
   }
 }

@@ -1,10 +1,10 @@
 import type { OrchestratorSettings } from '../config/index.js';
-import { BootFailedError, EdgeError, UnavailableError, UpstreamError, createLogger, realClock, retryAfterSeconds, shortHash, type Clock } from '../common/index.js';
+import { BootFailedError, EdgeError, NotFoundError, UnavailableError, UpstreamError, createLogger, realClock, retryAfterSeconds, shortHash, type Clock } from '../common/index.js';
 import type { Driver, Endpoint, Slot } from '../drivers/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ProgramSource } from '../programs/index.js';
 import { BootBackoff, type BackoffPolicy } from './backoff.js';
-import { Execution } from './execution.js';
+import { Execution, type BootOrigin } from './execution.js';
 import { Keeper, type KeepReason, type KeptProgram } from './keeper.js';
 import { ProgramLogs, type LogEntry, type LogLimits, type LogListener } from './logs.js';
 import { orchestratorMetrics, type OrchestratorMetrics } from './metrics.js';
@@ -105,7 +105,7 @@ export class Orchestrator implements ExecutionGateway {
         const waitS = retryAfterSeconds(blocked.remainingMs);
         throw new BootFailedError(`program failed to boot: ${blocked.reason} (next attempt in ${waitS}s)`, { retryAfterS: waitS });
       }
-      execution = this.boot(hash);
+      execution = this.boot(hash, 'request');
     }
     if (execution.waiters >= this.settings.holdQueue) {
       throw this.reject('queue_full', new UnavailableError('too many requests waiting for this program to start', 1, 'queue_full'));
@@ -299,9 +299,40 @@ export class Orchestrator implements ExecutionGateway {
     }, { unref: true });
   }
 
-  private boot(hash: string): Execution {
+  /**
+   * Starts the program now, without a request, and resolves once it is ready (after
+   * keep(), to wait for the boot and see its error). Resolves at once when it runs.
+   */
+  async start(hash: string): Promise<void> {
+    if (this.draining) throw new UnavailableError('node is draining', 5, 'draining');
+    const running = this.current.get(hash);
+    if (running) return running.ready;
+    const blocked = this.backoff.blocked(hash);
+    if (blocked) {
+      const waitS = retryAfterSeconds(blocked.remainingMs);
+      throw new BootFailedError(`program failed to boot: ${blocked.reason} (next attempt in ${waitS}s)`, { retryAfterS: waitS });
+    }
+    return this.boot(hash, 'operator').ready;
+  }
+
+  /**
+   * Removes what the program keeps between executions (an instance's disk): its
+   * execution is stopped first. False when there was nothing to erase.
+   */
+  async erase(hash: string): Promise<boolean> {
+    if (this.keeper.has(hash)) await this.keeper.unkeep(hash);
+    await this.stop(hash, 'requested');
+    for (const execution of [...this.retiring].filter((e) => e.hash === hash)) await execution.stopping;
+    if (!this.driver.erase) return false;
+    const program = await this.programs.resolve(hash);
+    const erased = await this.driver.erase(program);
+    if (erased) log.info('program erased', { hash: shortHash(hash) });
+    return erased;
+  }
+
+  private boot(hash: string, origin: BootOrigin): Execution {
     const id = `${shortHash(hash)}-${++this.sequence}`;
-    const execution = new Execution(hash, id, this.driver.name, (e, from, to) => this.onTransition(e, from, to), this.clock.now());
+    const execution = new Execution(hash, id, this.driver.name, (e, from, to) => this.onTransition(e, from, to), this.clock.now(), origin);
     this.current.set(hash, execution);
     execution.ready = this.runBoot(execution);
     // Waiters observe the rejection; this keeps an unwaited failure from being "unhandled".
@@ -317,6 +348,10 @@ export class Orchestrator implements ExecutionGateway {
     try {
       const program = await waitFor(this.programs.resolve(hash), signal);
       execution.program = program;
+      // An instance runs because it was allocated or its owner asked, never because a request came.
+      if (program.launch.kind === 'machine' && execution.origin === 'request') {
+        throw new NotFoundError('this hash is an instance that is not running here (instances are started by their allocation, not by requests)');
+      }
       await this.admit(execution, signal);
       // The wait for room is bounded on its own (ADMISSION_WAIT_MS): boot_timeout counts from here.
       timer.cancel();
@@ -353,7 +388,9 @@ export class Orchestrator implements ExecutionGateway {
       const probing = new AbortController();
       try {
         const probeSignal = AbortSignal.any([signal, probing.signal]);
-        await Promise.race([this.probe(instance.endpoint, { path: program.healthPath, signal: probeSignal }), exited, handled(abortion(signal))]);
+        if (!instance.readyWhenStarted) {
+          await Promise.race([this.probe(instance.endpoint, { path: program.healthPath, signal: probeSignal }), exited, handled(abortion(signal))]);
+        }
       } finally {
         probing.abort();
       }
@@ -544,7 +581,7 @@ export class Orchestrator implements ExecutionGateway {
     if (!execution) {
       const blocked = this.backoff.blocked(hash);
       if (blocked) throw new BootFailedError(`program failed to boot: ${blocked.reason}`);
-      execution = this.boot(hash);
+      execution = this.boot(hash, 'operator');
     }
     await execution.ready;
   }

@@ -64,6 +64,10 @@ export interface ExecutionInfo {
   last_error: string | null;
   /** The VM's addresses and forwarded ports, when its driver gave it a network of its own (tap). */
   network?: InstanceNetwork;
+  /** 'instance' for INSTANCE messages (a machine booting its own disk). */
+  kind?: 'program' | 'instance';
+  /** Instances: host ports forwarded to the VM, guest port -> { host, tcp, udp } (the reference's mapped_ports). */
+  mapped_ports?: Record<string, { host: number; tcp: boolean; udp: boolean }>;
 }
 
 /** What the guest API gives one execution: its own socket, closed when the execution ends. */

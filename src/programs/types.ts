@@ -64,7 +64,36 @@ export interface AlephVmVolume {
   readOnly: boolean;
 }
 
-export type Launch = ProcessLaunch | VmLaunch;
+/**
+ * An Aleph instance (INSTANCE message): a whole machine booting its own disk, kept
+ * running until stopped. Named "machine" here because `Instance` in drivers/ means
+ * any started program. See docs/instances.md.
+ */
+export interface MachineLaunch {
+  kind: 'machine';
+  /** The cached parent disk image (rootfs.parent), never written to. */
+  parent: string;
+  parentFormat: 'qcow2' | 'raw';
+  /** The instance's own disk: a qcow2 overlay over `parent`, made at first start, kept until erased. */
+  disk: string;
+  sizeMib: number;
+  /** Where per-instance state lives besides the disk (allocated host ports). */
+  stateDir: string;
+  /** cloud-init: the hostname (base32 of the hash, as the reference) and the owner's keys. */
+  hostname: string;
+  authorizedKeys: string[];
+  /** Ports of the VM reachable from the host; 22/tcp always. */
+  ports: MachinePort[];
+  internet: boolean;
+}
+
+export interface MachinePort {
+  port: number;
+  tcp: boolean;
+  udp: boolean;
+}
+
+export type Launch = ProcessLaunch | VmLaunch | MachineLaunch;
 
 export interface Program {
   hash: string; // 64 lowercase hex

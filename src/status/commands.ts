@@ -5,6 +5,7 @@ import { normalizeHash } from '../common/index.js';
 import { StatusClient, StatusClientError } from './client.js';
 import { formatCerts, formatStatus, formatVms } from './format.js';
 import type { ReloadResult } from './types.js';
+import type { InstanceResult } from './wire.js';
 import { DEFAULT_STATUS_SOCKET } from './wire.js';
 
 export interface TextSink {
@@ -18,11 +19,15 @@ export interface CommandIO {
   env?: Record<string, string | undefined>;
 }
 
-export const STATUS_COMMANDS = ['status', 'vms', 'certs', 'metrics', 'stop', 'reload', 'drain', 'login-url'] as const;
+export const STATUS_COMMANDS = ['status', 'vms', 'certs', 'metrics', 'stop', 'reload', 'drain', 'login-url', 'instance'] as const;
 export type StatusCommand = (typeof STATUS_COMMANDS)[number];
 
 export const STATUS_USAGE =
-  'usage: aleph-edge status|vms|certs|metrics|reload|drain|login-url|stop <hash or unique prefix> [--socket PATH] [--json]';
+  'usage: aleph-edge status|vms|certs|metrics|reload|drain|login-url|stop <hash or unique prefix>|instance start|stop|erase <hash> [--socket PATH] [--json]';
+
+const INSTANCE_ACTIONS = ['start', 'stop', 'erase'] as const;
+/** `instance start` waits for the parent image's download and the VM to run. */
+const INSTANCE_TIMEOUT_MS = 15 * 60_000;
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
@@ -83,6 +88,12 @@ function parse(argv: readonly string[], env: Record<string, string | undefined>)
   }
   const [name, ...args] = positional;
   if (!isStatusCommand(name)) throw new UsageError(name ? `unknown command ${name}` : 'missing command');
+  if (name === 'instance') {
+    const [action = '', hash = ''] = args;
+    if (args.length !== 2 || !(INSTANCE_ACTIONS as readonly string[]).includes(action)) throw new UsageError('instance takes start, stop or erase and an instance hash');
+    if (!normalizeHash(hash)) throw new UsageError(`malformed instance hash "${hash}" (expected 64 hex characters)`);
+    return { command: name, args: [action, normalizeHash(hash)!], socket: socket ?? env.ALEPH_EDGE_SOCKET ?? DEFAULT_STATUS_SOCKET, json };
+  }
   const expected = name === 'stop' ? 1 : 0;
   if (args.length !== expected) {
     throw new UsageError(expected === 1 ? `${name} takes exactly one program hash` : `${name} takes no arguments`);
@@ -136,6 +147,16 @@ async function execute({ command, args, json }: Invocation, client: StatusClient
       const login = await client.login();
       if (json) printJson(login);
       else out(login.url);
+      return EXIT_OK;
+    }
+    case 'instance': {
+      const [action, hash] = args as [string, string];
+      const slow = new StatusClient(client.socketPath, INSTANCE_TIMEOUT_MS);
+      const result = (await slow.json('POST', `/instances/${hash}/${action}`)) as InstanceResult;
+      if (json) printJson(result);
+      else if (action === 'start') out(result.changed ? `started ${hash}` : `${hash} was already running`);
+      else if (action === 'stop') out(result.changed ? `stopped ${hash}` : `${hash} was not running`);
+      else out(result.changed ? `erased ${hash}` : `${hash} had nothing to erase`);
       return EXIT_OK;
     }
     case 'drain': {

@@ -1,4 +1,4 @@
-export type { StatusProvider, StatusSnapshot, ReloadResult, LoginInfo } from './types.js';
+export type { StatusProvider, StatusSnapshot, ReloadResult, LoginInfo, InstanceAction } from './types.js';
 export { startStatusServer } from './server.js';
 export type { StatusServer, StatusServerOptions } from './server.js';
 export { StatusClient, StatusClientError } from './client.js';
@@ -7,4 +7,4 @@ export { runStatusCommand, isStatusCommand, STATUS_COMMANDS, STATUS_USAGE } from
 export type { CommandIO, TextSink, StatusCommand } from './commands.js';
 export { formatStatus, formatVms, formatCerts, formatDuration, shortenHash } from './format.js';
 export { DEFAULT_STATUS_SOCKET, DEFAULT_SOCKET_MODE, certToWire, certFromWire } from './wire.js';
-export type { CertRecord, StopResult, DrainResult, ErrorBody } from './wire.js';
+export type { CertRecord, StopResult, DrainResult, ErrorBody, InstanceResult } from './wire.js';

@@ -1,9 +1,9 @@
 // The status API's resources, one per endpoint. Pure request -> reply mapping over
 // a StatusProvider; transport concerns (sockets, bodies, 500s) live in server.ts.
 
-import { normalizeHash } from '../common/index.js';
-import type { StatusProvider } from './types.js';
-import { certToWire, type DrainResult, type ErrorBody, type StopResult } from './wire.js';
+import { BootFailedError, EdgeError, NotFoundError, UnavailableError, normalizeHash } from '../common/index.js';
+import type { InstanceAction, StatusProvider } from './types.js';
+import { certToWire, type DrainResult, type ErrorBody, type InstanceResult, type StopResult } from './wire.js';
 
 export const JSON_TYPE = 'application/json';
 export const METRICS_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -36,6 +36,7 @@ const ROUTES: Route[] = [
     methods: { GET: async (p) => ({ status: 200, text: await p.metrics(), contentType: METRICS_TYPE }) },
   },
   { pattern: /^\/vms\/([^/]*)\/stop$/, methods: { POST: stopVm } },
+  { pattern: /^\/instances\/([^/]*)\/(start|stop|erase)$/, methods: { POST: instanceAction } },
   {
     pattern: /^\/login$/,
     methods: {
@@ -69,6 +70,25 @@ async function stopVm(provider: StatusProvider, [raw = '']: string[]): Promise<R
   if (!hash) return errorReply(400, 'malformed program hash (expected 64 hex characters)');
   if (!(await provider.stopVm(hash))) return errorReply(404, `no running execution for ${hash}`);
   const body: StopResult = { stopped: hash };
+  return ok(body);
+}
+
+async function instanceAction(provider: StatusProvider, [raw = '', action = '']: string[]): Promise<Reply> {
+  const hash = normalizeHash(decodeSegment(raw));
+  if (!hash) return errorReply(400, 'malformed instance hash (expected 64 hex characters)');
+  if (!provider.instance) return errorReply(404, 'this node does not run instances');
+  let changed: boolean;
+  try {
+    changed = await provider.instance(action as InstanceAction, hash);
+  } catch (error) {
+    // The node's own refusals say why (messages are public); anything else is a 500.
+    if (error instanceof NotFoundError) return errorReply(404, error.message);
+    if (error instanceof BootFailedError) return errorReply(502, error.message);
+    if (error instanceof UnavailableError) return errorReply(503, error.message);
+    if (error instanceof EdgeError) return errorReply(400, error.message);
+    throw error;
+  }
+  const body: InstanceResult = { hash, action: action as InstanceAction, changed };
   return ok(body);
 }
 

@@ -18,6 +18,8 @@ export interface LoginInfo {
   url: string;
 }
 
+export type InstanceAction = 'start' | 'stop' | 'erase';
+
 export interface ReloadResult {
   ok: boolean;
   errors: string[]; // 'file:line:col: message' lines when !ok
@@ -33,6 +35,12 @@ export interface StatusProvider {
   login?(): Promise<LoginInfo>;
   /** Stops the program's execution; false when none is running. */
   stopVm(hash: string): Promise<boolean>;
+  /**
+   * An instance's lifecycle (INSTANCE messages): start it now, stop it (ACPI
+   * shutdown), erase its disk (stopping it first). Resolves whether anything was done
+   * (false: already running / not running / nothing to erase).
+   */
+  instance?(action: InstanceAction, hash: string): Promise<boolean>;
   reload(): Promise<ReloadResult>;
   /** Starts draining; resolves once draining has begun (the process exits later). */
   drain(): Promise<void>;

@@ -26,6 +26,13 @@ export interface StopResult {
   stopped: string;
 }
 
+/** Body of a successful `POST /instances/<hash>/<start|stop|erase>`; `changed` false: nothing to do. */
+export interface InstanceResult {
+  hash: string;
+  action: 'start' | 'stop' | 'erase';
+  changed: boolean;
+}
+
 /** Body of an accepted `POST /drain`. */
 export interface DrainResult {
   draining: true;

@@ -198,7 +198,7 @@ export class FirecrackerDriver implements Driver {
     try {
       const jailed = this.options.jailer !== '';
       const lease = await pool.acquire(slot.executionId, {
-        internet: launch.internet, hash: program.hash, vmType: 'microvm', tapOwner: jailed ? { uid: this.options.uid, gid: this.options.gid } : undefined,
+        internet: launch.internet, hash: program.hash, vmType: program.persistent ? 'persistent_program' : 'microvm', tapOwner: jailed ? { uid: this.options.uid, gid: this.options.gid } : undefined,
       });
       cleanups.push(() => pool.release(lease));
       // The id follows the pool slot: a chroot left by a crashed VM in this slot is removed before reuse.

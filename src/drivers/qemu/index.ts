@@ -23,9 +23,11 @@ import { DriverStartError, type Driver, type Endpoint, type Instance, type Insta
 import { plainPath, qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
 import { guestEnv, openGuestLink, type GuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
 import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from './checks.js';
-import { QmpClient } from './qmp.js';
+import { QmpClient, qmpCommand } from './qmp.js';
 import { controlGuest, restoreCommands } from './control.js';
 import { VmProcess, type Cleanup } from './vm-process.js';
+import { startMachine } from './machine.js';
+import { eraseMachine } from '../machine/index.js';
 import { stopGrace } from '../stop-grace.js';
 
 export interface QemuDriverOptions {
@@ -115,6 +117,15 @@ export class QemuDriver implements Driver {
   }
 
   async start(program: Program, slot: Slot): Promise<Instance> {
+    if (program.launch.kind === 'machine') {
+      await mkdir(this.options.runDir, { recursive: true, mode: 0o700 });
+      const hash = shortHash(program.hash);
+      return startMachine({
+        binary: this.options.binary, runDir: this.options.runDir, accel: await this.resolveAccel(), stopGraceMs: this.options.stopGraceMs,
+        pool: this.options.network === 'tap' ? this.options.pool : undefined,
+        log: withFields(this.log, { hash, exec: slot.executionId }), console: withFields(this.console, { hash }),
+      }, program, program.launch, slot);
+    }
     const launch = vmLaunchOf(program);
     const hash = shortHash(program.hash);
     const log = withFields(this.log, { hash, exec: slot.executionId });
@@ -135,7 +146,7 @@ export class QemuDriver implements Driver {
       let network: InstanceNetwork | undefined;
       if (this.options.network === 'tap') {
         // A program's IPv6 is the monitor's microvm address for its hash (vm type 1).
-        const lease = await this.options.pool!.acquire(slot.executionId, { internet: launch.internet, hash: program.hash, vmType: 'microvm' });
+        const lease = await this.options.pool!.acquire(slot.executionId, { internet: launch.internet, hash: program.hash, vmType: program.persistent ? 'persistent_program' : 'microvm' });
         cleanups.push(() => this.options.pool!.release(lease));
         net = { mode: 'tap', tap: lease.tap };
         endpoint = { kind: 'tcp', host: lease.guestIp, port: 8080 };
@@ -201,14 +212,6 @@ export class QemuDriver implements Driver {
         ? { store, key: await this.snapshotKeyOf(spec, launch.initramfs || this.options.initramfs, archive, apiHost !== ''), control: join(dir, 'ctl.sock') }
         : undefined;
       if (snapshot) spec.control = snapshot.control;
-      const qmp = (command: string) => async () => {
-        const client = await QmpClient.connect(qmpSocket);
-        try {
-          await client.execute(command);
-        } finally {
-          client.close();
-        }
-      };
       const stopGraceMs = stopGrace(this.options.stopGraceMs, STOP_TIMEOUT_S[launch.aleph?.interface ?? 'binary']);
       const spawnVm = (args: string[], onConsole?: (line: string) => void) =>
         VmProcess.spawn(this.options.binary, args, {
@@ -219,7 +222,7 @@ export class QemuDriver implements Driver {
           stopGraceMs,
           log,
           console: withFields(this.console, { hash }),
-          hooks: { graceful: qmp('system_powerdown'), forced: qmp('quit') },
+          hooks: { graceful: qmpCommand(qmpSocket, 'system_powerdown'), forced: qmpCommand(qmpSocket, 'quit') },
         });
 
       const saved = snapshot ? await snapshot.store.find(snapshot.key) : undefined;
@@ -252,6 +255,12 @@ export class QemuDriver implements Driver {
       if (err instanceof DriverStartError) throw err;
       throw new DriverStartError(`qemu: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /** Erases an instance's disk and state (the owner's erase); it must not be running. */
+  async erase(program: Program): Promise<boolean> {
+    if (program.launch.kind !== 'machine') return false;
+    return eraseMachine(program.launch);
   }
 
   /**
@@ -366,6 +375,7 @@ export async function codeKind(code: string): Promise<'dir' | 'image' | 'none'> 
   }
 }
 
+export { machineArgs, MACHINE_STOP_GRACE_MS, type MachineSpec } from './machine.js';
 export { qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
 export { QmpClient } from './qmp.js';
 export { VmProcess } from './vm-process.js';

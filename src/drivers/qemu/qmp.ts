@@ -73,3 +73,15 @@ export class QmpClient {
     }
   }
 }
+
+/** A hook that connects, runs one command and disconnects (stop sequences). */
+export function qmpCommand(socket: string, command: string): () => Promise<void> {
+  return async () => {
+    const client = await QmpClient.connect(socket);
+    try {
+      await client.execute(command);
+    } finally {
+      client.close();
+    }
+  };
+}

@@ -29,6 +29,8 @@ export class VmProcess implements Instance {
   /** True when the VM started from saved state. */
   restored = false;
   network?: InstanceNetwork;
+  readyWhenStarted?: boolean;
+  mappedPorts?: Record<string, { host: number; tcp: boolean; udp: boolean }>;
   private requested = false;
   private vmmExited = false;
   private stopping: Promise<void> | undefined;

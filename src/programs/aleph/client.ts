@@ -2,6 +2,7 @@
 //   GET /api/v0/messages.json?hashes=<hash>                 one message by item hash
 //   GET /api/v0/messages.json?refs=<ref>&msgTypes=STORE...  the newest amend of a STORE message
 //   GET /api/v0/storage/raw/<item_hash>                     a stored blob (download.ts)
+//   GET /api/v0/aggregates/<address>.json?keys=<key>        an owner's settings (port forwarding)
 // Network failures, timeouts, 5xx and 429 are transient (worth a retry); other
 // statuses and malformed bodies are not.
 
@@ -76,9 +77,28 @@ export class AlephClient {
       .sort((a, b) => Number((b as { time?: number }).time ?? 0) - Number((a as { time?: number }).time ?? 0))[0];
   }
 
+  /** One key of an address's aggregate (e.g. "port-forwarding"); undefined when it has none. */
+  async aggregate(address: string, key: string): Promise<unknown | undefined> {
+    const url = new URL(`${this.base}/api/v0/aggregates/${encodeURIComponent(address)}.json`);
+    url.searchParams.set('keys', key);
+    const body = await this.getJson(url, true);
+    const data = (body as { data?: unknown } | undefined)?.data;
+    if (data === undefined || data === null) return undefined;
+    if (typeof data !== 'object' || Array.isArray(data)) throw new FetchError('Aleph API sent a malformed aggregate', false);
+    return (data as Record<string, unknown>)[key];
+  }
+
   private async messages(query: Record<string, string>): Promise<unknown[]> {
     const url = new URL(`${this.base}/api/v0/messages.json`);
     for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
+    const body = await this.getJson(url, false);
+    const messages = (body as { messages?: unknown })?.messages;
+    if (!Array.isArray(messages)) throw new FetchError('Aleph API sent a malformed answer (no messages list)', false);
+    return messages;
+  }
+
+  /** GET a JSON body; undefined for a 404 when `missingOk`. */
+  private async getJson(url: URL, missingOk: boolean): Promise<unknown> {
     let response: Response;
     try {
       response = await fetch(url, { signal: AbortSignal.timeout(this.options.timeoutMs), headers: { accept: 'application/json' } });
@@ -87,16 +107,13 @@ export class AlephClient {
     }
     if (!response.ok) {
       await response.body?.cancel();
+      if (missingOk && response.status === 404) return undefined;
       throw new FetchError(`Aleph API answered HTTP ${response.status}`, isTransientStatus(response.status));
     }
-    let body: unknown;
     try {
-      body = await response.json();
+      return await response.json();
     } catch (error) {
       throw new FetchError('Aleph API sent a malformed answer', true, { cause: error });
     }
-    const messages = (body as { messages?: unknown })?.messages;
-    if (!Array.isArray(messages)) throw new FetchError('Aleph API sent a malformed answer (no messages list)', false);
-    return messages;
   }
 }

@@ -14,7 +14,7 @@ import { describeFetchFailure, FetchError, isTransientStatus } from './client.js
 const log = createLogger('programs.download');
 
 export interface Artifact {
-  kind: 'code' | 'runtime' | 'data' | 'volume';
+  kind: 'code' | 'runtime' | 'data' | 'volume' | 'rootfs';
   itemType: 'storage' | 'ipfs';
   itemHash: string;
   maxBytes: number;

@@ -19,7 +19,7 @@
 import { constants } from 'node:fs';
 import { access, lstat, readlink } from 'node:fs/promises';
 import path from 'node:path';
-import { GUEST_DIR, GUEST_MOUNT } from '../../common/index.js';
+import { base32Encode, GUEST_DIR, GUEST_MOUNT } from '../../common/index.js';
 import type { AlephVmVolume, Program, ProcessLaunch, VmLaunch } from '../types.js';
 import type { ProgramSpec } from './message.js';
 
@@ -61,6 +61,11 @@ export function toProgram(spec: ProgramSpec, launch: Program['launch'], codeRef:
     sender: spec.sender,
     ...(spec.persistent ? { persistent: true } : {}),
   };
+}
+
+/** An instance's hostname: its hash in lowercase base32, unpadded (as the reference's cloud-init). */
+export function hostnameOf(hash: string): string {
+  return base32Encode(Buffer.from(hash, 'hex'));
 }
 
 export function vmLaunch(spec: ProgramSpec, files: ProgramFiles): VmLaunch {

@@ -1,5 +1,5 @@
 // Shape checks for the Aleph messages a node acts on: PROGRAM (content.type =
-// "vm-function") and STORE. Everything arriving from the API is `unknown` until it
+// "vm-function"), INSTANCE (a VM booting its own disk, see parseInstanceMessage) and STORE. Everything arriving from the API is `unknown` until it
 // passes through here; a failed check names the field, so the 404 says what is wrong.
 //
 // Inline messages (item_type = "inline") carry their content as the JSON text
@@ -189,6 +189,35 @@ function envelope(message: unknown, hash: string, type: string): { content: Fiel
   return { content: new Fields(contentOf(message, hash), 'content.'), sender, time };
 }
 
+function volumeSpec(c: Fields, raw: unknown, index: number): VolumeSpec {
+  if (!isObj(raw)) return c.fail(`volumes[${index}]`, 'expected an object');
+  const v = new Fields(raw, `content.volumes[${index}].`);
+  const mount = v.mount('mount');
+  if (v.has('ref')) return { kind: 'immutable', mount, ...v.refSpec() };
+  if (v.bool('ephemeral', false)) return { kind: 'ephemeral', mount, sizeMib: v.sizeMib() };
+  if (v.has('persistence')) {
+    const persistence = v.string('persistence');
+    if (persistence !== 'host' && persistence !== 'store') v.fail('persistence', `unsupported "${persistence}"`);
+    const name = v.string('name');
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) v.fail('name', `"${name}" is not a volume name`);
+    return { kind: 'persistent', mount, name, persistence: persistence as 'host' | 'store', sizeMib: v.sizeMib() };
+  }
+  return v.fail('mount', 'a volume needs a ref, ephemeral = true or a persistence');
+}
+
+function variablesOf(c: Fields): Record<string, string> {
+  const variables: Record<string, string> = {};
+  const vars = c.optObject('variables');
+  if (vars) {
+    for (const [name, value] of vars.entries()) {
+      if (!ENV_NAME.test(name)) vars.fail(name, 'not a valid variable name');
+      if (typeof value !== 'string' || value.includes('\0')) return vars.fail(name, 'expected a string');
+      variables[name] = value;
+    }
+  }
+  return variables;
+}
+
 /** Validates a PROGRAM message for `hash`; throws MessageError naming the bad field. */
 export function parseProgramMessage(message: unknown, hash: string): ProgramSpec {
   const { content: c, sender, time } = envelope(message, hash, 'PROGRAM');
@@ -215,36 +244,14 @@ export function parseProgramMessage(message: unknown, hash: string): ProgramSpec
   const d = c.optObject('data');
   const data: DataSpec | undefined = d ? { ...d.refSpec(), encoding: d.encoding('encoding'), mount: d.mount('mount') } : undefined;
 
-  const volumes = c.array('volumes').map((raw, index): VolumeSpec => {
-    if (!isObj(raw)) return c.fail(`volumes[${index}]`, 'expected an object');
-    const v = new Fields(raw, `content.volumes[${index}].`);
-    const mount = v.mount('mount');
-    if (v.has('ref')) return { kind: 'immutable', mount, ...v.refSpec() };
-    if (v.bool('ephemeral', false)) return { kind: 'ephemeral', mount, sizeMib: v.sizeMib() };
-    if (v.has('persistence')) {
-      const persistence = v.string('persistence');
-      if (persistence !== 'host' && persistence !== 'store') v.fail('persistence', `unsupported "${persistence}"`);
-      const name = v.string('name');
-      if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) v.fail('name', `"${name}" is not a volume name`);
-      return { kind: 'persistent', mount, name, persistence: persistence as 'host' | 'store', sizeMib: v.sizeMib() };
-    }
-    return v.fail('mount', 'a volume needs a ref, ephemeral = true or a persistence');
-  });
+  const volumes = c.array('volumes').map((raw, index) => volumeSpec(c, raw, index));
   const mounts = new Set<string>();
   for (const m of [...volumes.map((v) => v.mount), ...(data ? [data.mount] : [])]) {
     if (mounts.has(m)) c.fail('volumes', `mount point ${m} used twice`);
     mounts.add(m);
   }
 
-  const variables: Record<string, string> = {};
-  const vars = c.optObject('variables');
-  if (vars) {
-    for (const [name, value] of vars.entries()) {
-      if (!ENV_NAME.test(name)) vars.fail(name, 'not a valid variable name');
-      if (typeof value !== 'string' || value.includes('\0')) return vars.fail(name, 'expected a string');
-      variables[name] = value;
-    }
-  }
+  const variables = variablesOf(c);
 
   const res = c.object('resources');
   const resources = {
@@ -261,6 +268,122 @@ export function parseProgramMessage(message: unknown, hash: string): ProgramSpec
     replaces: replaces !== undefined && HEX64.test(replaces) ? replaces : undefined,
     persistent: c.optObject('on')?.bool('persistent', false) ?? false,
   };
+}
+
+export type RootfsPersistence = 'host' | 'store';
+
+/** A port of the VM forwarded from the host (the owner's `port-forwarding` aggregate; 22/tcp always). */
+export interface ForwardedPort {
+  port: number; // inside the VM
+  tcp: boolean;
+  udp: boolean;
+}
+
+export interface InstanceSpec {
+  hash: string;
+  sender: string;
+  time: number;
+  /** The owner: content.address (whose aggregates hold the port forwarding). */
+  address: string;
+  rootfs: { parent: RefSpec; persistence: RootfsPersistence; sizeMib: number };
+  authorizedKeys: string[];
+  volumes: VolumeSpec[];
+  variables: Record<string, string>;
+  resources: { vcpus: number; memoryMib: number };
+  internet: boolean;
+  allowAmend: boolean;
+}
+
+/** Key types OpenSSH accepts in authorized_keys (the blob inside names the same type). */
+const SSH_KEY_TYPES = new Set([
+  'ssh-ed25519', 'ssh-rsa', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521',
+  'sk-ssh-ed25519@openssh.com', 'sk-ecdsa-sha2-nistp256@openssh.com',
+]);
+
+/**
+ * One authorized_keys entry as a plain public key: "<type> <base64 blob> [comment]",
+ * the blob's first field naming the same type. No options (command=, from=...) and no
+ * line breaks: the entry ends up in the VM's authorized_keys file as it is.
+ */
+export function checkAuthorizedKey(entry: string): string | undefined {
+  if (/[\r\n\0]/.test(entry)) return 'contains a line break';
+  const [type = '', blob = ''] = entry.trim().split(/\s+/);
+  if (!SSH_KEY_TYPES.has(type)) return `"${type.slice(0, 40)}" is not an SSH public key type`;
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(blob)) return 'the key is not base64';
+  const bytes = Buffer.from(blob, 'base64');
+  const length = bytes.length >= 4 ? bytes.readUInt32BE(0) : -1;
+  if (length !== type.length || bytes.subarray(4, 4 + length).toString('latin1') !== type || bytes.length < 4 + length + 16) {
+    return `the key blob is not a ${type} key`;
+  }
+  return undefined;
+}
+
+/** Validates an INSTANCE message for `hash`; throws MessageError naming the bad field. */
+export function parseInstanceMessage(message: unknown, hash: string): InstanceSpec {
+  const { content: c, sender, time } = envelope(message, hash, 'INSTANCE');
+  const address = c.string('address', sender);
+
+  const r = c.object('rootfs');
+  const persistence = r.string('persistence', 'host');
+  // "store" is not implemented by the reference either: the disk is kept on the host as with "host".
+  if (persistence !== 'host' && persistence !== 'store') r.fail('persistence', `unsupported "${persistence}"`);
+  if (!r.has('size_mib')) r.fail('size_mib', 'is required (the disk size in MiB)');
+  const sizeMib = r.number('size_mib', { min: 1, max: 1 << 22, int: true });
+  const rootfs = { parent: r.object('parent').refSpec(), persistence: persistence as RootfsPersistence, sizeMib };
+
+  const authorizedKeys = c.array('authorized_keys').map((entry, index) => {
+    if (typeof entry !== 'string') return c.fail(`authorized_keys[${index}]`, 'expected a string');
+    const problem = checkAuthorizedKey(entry);
+    if (problem) c.fail(`authorized_keys[${index}]`, `not an SSH public key: ${problem}`);
+    return entry.trim();
+  });
+
+  const volumes = c.array('volumes').map((raw, index) => volumeSpec(c, raw, index));
+  const mounts = new Set<string>();
+  for (const v of volumes) {
+    if (mounts.has(v.mount)) c.fail('volumes', `mount point ${v.mount} used twice`);
+    mounts.add(v.mount);
+  }
+
+  const env = c.optObject('environment');
+  if (env?.has('trusted_execution')) env.fail('trusted_execution', 'confidential instances are not supported on this node');
+  const res = c.object('resources');
+  return {
+    hash, sender, time, address, rootfs, authorizedKeys, volumes,
+    variables: variablesOf(c),
+    resources: {
+      vcpus: res.number('vcpus', { min: 1, max: 64, int: true, fallback: 1 }),
+      memoryMib: res.number('memory', { min: 1, max: 1 << 20, int: true, fallback: 2048 }),
+    },
+    internet: env?.bool('internet', false) ?? false,
+    allowAmend: c.bool('allow_amend', false),
+  };
+}
+
+/**
+ * The owner's `port-forwarding` aggregate for one VM, in the reference's format:
+ * `{ "<vm hash>": { "ports": { "<port>": { "tcp": bool, "udp": bool } } } }`.
+ * Port 22/tcp is always forwarded. Throws MessageError naming the bad entry.
+ */
+export function parsePortForwarding(aggregate: unknown, hash: string): ForwardedPort[] {
+  const ports = new Map<number, ForwardedPort>([[22, { port: 22, tcp: true, udp: false }]]);
+  if (aggregate === undefined || aggregate === null) return [...ports.values()];
+  if (!isObj(aggregate)) throw new MessageError('port-forwarding: expected an object');
+  const mine = aggregate[hash];
+  if (mine === undefined || mine === null) return [...ports.values()];
+  if (!isObj(mine)) throw new MessageError(`port-forwarding.${hash}: expected an object`);
+  const vm = new Fields(mine, `port-forwarding.${hash}.`);
+  const requested = vm.optObject('ports');
+  for (const [key, value] of requested?.entries() ?? []) {
+    const where = `port-forwarding.${hash}.ports.${key.slice(0, 20)}`;
+    if (!/^[0-9]{1,5}$/.test(key) || Number(key) < 1 || Number(key) > 65535) throw new MessageError(`${where}: not a port in 1..65535`);
+    if (!isObj(value)) throw new MessageError(`${where}: expected { tcp, udp }`);
+    const entry = new Fields(value, `${where}.`);
+    const forward = { port: Number(key), tcp: entry.bool('tcp', false), udp: entry.bool('udp', false) };
+    if (forward.port === 22) forward.tcp = true;
+    if (forward.tcp || forward.udp) ports.set(forward.port, forward);
+  }
+  return [...ports.values()].sort((a, b) => a.port - b.port);
 }
 
 /** Validates a STORE message for `hash`. */

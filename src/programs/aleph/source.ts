@@ -9,6 +9,10 @@
 //   3. the blobs those STORE messages name: downloaded into the artifact cache
 //      (download.ts, cache.ts), unpacked where the driver needs a folder (unpack.ts).
 //   4. mapped to a Launch for the configured driver (launch.ts).
+// An INSTANCE message instead names a parent disk image (rootfs.parent, a STORE):
+// downloaded like the rest, checked to be a disk image no larger than rootfs.size_mib,
+// and mapped to a MachineLaunch with the owner's port forwarding (its
+// `port-forwarding` aggregate, read at every boot) for the qemu driver.
 // exists(hash) is step 1 only (the TLS on-demand policy): answers are remembered,
 // negative ones too, and concurrent questions for one hash share one API query.
 // Fetch failures are BootFailedError (502) with the reason, after the downloader's retries.
@@ -19,12 +23,13 @@ import path from 'node:path';
 import { BootFailedError, NotFoundError, createLogger, shortHash } from '../../common/index.js';
 import type { AlephProgramsSettings } from '../../config/index.js';
 import type { MetricsRegistry } from '../../metrics/index.js';
-import type { AlephVmVolume, Program, ProgramSource } from '../types.js';
+import type { AlephVmVolume, MachineLaunch, Program, ProgramSource } from '../types.js';
 import { ArtifactCache } from './cache.js';
 import { AlephClient, FetchError } from './client.js';
 import { Downloader, type Artifact } from './download.js';
-import { findSandbox, LaunchRefused, processLaunch, toProgram, vmLaunch, type ProgramFiles, type Sandbox } from './launch.js';
-import { MessageError, parseProgramMessage, parseStoreMessage, touchedHashes, type CodeEncoding, type ProgramSpec, type RefSpec, type StoreSpec } from './message.js';
+import { DiskImageError, inspectDiskImage, type DiskImage } from './disk-image.js';
+import { findSandbox, hostnameOf, LaunchRefused, processLaunch, toProgram, vmLaunch, type ProgramFiles, type Sandbox } from './launch.js';
+import { MessageError, parseInstanceMessage, parsePortForwarding, parseProgramMessage, parseStoreMessage, touchedHashes, type CodeEncoding, type ForwardedPort, type InstanceSpec, type ProgramSpec, type RefSpec, type StoreSpec } from './message.js';
 import { isSquashfsFile, squashfsImage, unpack } from './unpack.js';
 
 const log = createLogger('programs.aleph');
@@ -183,6 +188,7 @@ export class AlephProgramSource implements ProgramSource {
 
   private async load(hash: string): Promise<Program> {
     const spec = await this.programSpec(hash);
+    if ('rootfs' in spec) return this.loadMachine(spec);
     if (this.driver === 'process') {
       if (!this.settings.allowProcessForNetwork) {
         throw new BootFailedError('programs from the Aleph network run in a VM driver; the process driver needs programs.allow_process_for_network = true and bubblewrap');
@@ -291,16 +297,86 @@ export class AlephProgramSource implements ProgramSource {
     }
   }
 
+  /** An INSTANCE: its parent image fetched and checked, mapped to a MachineLaunch. */
+  private async loadMachine(spec: InstanceSpec): Promise<Program> {
+    if (this.driver !== 'qemu') throw new BootFailedError(`instances run under the qemu driver; this node's driver is "${this.driver}"`);
+    const s = this.settings;
+    const watch = new Set<string>([spec.hash]);
+    const store = await this.storeFor(spec.rootfs.parent, 'rootfs', spec.sender);
+    watch.add(spec.rootfs.parent.ref).add(store.hash);
+    this.cache.pin(store.itemHash);
+    try {
+      let folder: string;
+      try {
+        folder = await this.downloader.fetch({ kind: 'rootfs', itemType: store.itemType, itemHash: store.itemHash, maxBytes: s.maxRootfsBytes });
+      } catch (error) {
+        throw this.fetchFailure(`could not download the rootfs (${shortHash(store.itemHash)})`, error);
+      }
+      const parent = path.join(folder, 'blob');
+      let image: DiskImage;
+      try {
+        image = await inspectDiskImage(parent);
+      } catch (error) {
+        if (error instanceof DiskImageError) throw new BootFailedError(`content.rootfs.parent (${shortHash(store.itemHash)}): ${error.message}`);
+        throw this.fetchFailure('could not inspect the rootfs', error);
+      }
+      const parentMib = Math.ceil(image.virtualSize / 1024 ** 2);
+      if (spec.rootfs.sizeMib < parentMib) {
+        throw new BootFailedError(`content.rootfs.size_mib: ${spec.rootfs.sizeMib} MiB is smaller than the parent image (${parentMib} MiB)`);
+      }
+      if (spec.volumes.length > 0) log.warn('instance volumes are not attached (not supported yet)', { hash: shortHash(spec.hash), volumes: spec.volumes.length });
+      const stateDir = path.join(s.volumesDir, spec.hash);
+      const launch: MachineLaunch = {
+        kind: 'machine',
+        parent,
+        parentFormat: image.format,
+        disk: path.join(stateDir, 'rootfs.qcow2'),
+        sizeMib: spec.rootfs.sizeMib,
+        stateDir,
+        hostname: hostnameOf(spec.hash),
+        authorizedKeys: [...spec.authorizedKeys],
+        ports: await this.forwardedPorts(spec),
+        internet: spec.internet,
+      };
+      const program: Program = {
+        hash: spec.hash, name: '', memoryMib: spec.resources.memoryMib, vcpus: spec.resources.vcpus,
+        healthPath: '', requestTimeoutMs: 0, launch, sender: spec.sender, persistent: true,
+      };
+      this.resolved.set(spec.hash, { program, watch });
+      log.info('instance resolved', { hash: shortHash(spec.hash), parent: shortHash(store.itemHash), format: image.format, size_mib: spec.rootfs.sizeMib });
+      return program;
+    } finally {
+      this.cache.unpin(store.itemHash);
+    }
+  }
+
+  /** The owner's port forwarding for this VM; 22/tcp alone when the API cannot be asked (as the reference). */
+  private async forwardedPorts(spec: InstanceSpec): Promise<ForwardedPort[]> {
+    let aggregate: unknown;
+    try {
+      aggregate = await this.client.aggregate(spec.address, 'port-forwarding');
+    } catch (error) {
+      log.warn('could not read the port-forwarding aggregate; forwarding 22 only', { hash: shortHash(spec.hash), error: (error as Error).message });
+      aggregate = undefined;
+    }
+    try {
+      return parsePortForwarding(aggregate, spec.hash);
+    } catch (error) {
+      if (error instanceof MessageError) throw new BootFailedError(`the owner's ${error.message}`);
+      throw error;
+    }
+  }
+
   private fetchFailure(what: string, error: unknown): Error {
     if (error instanceof NotFoundError || error instanceof BootFailedError) return error;
     const reason = error instanceof FetchError || error instanceof Error ? error.message : String(error);
     return new BootFailedError(`${what}: ${reason}`, { cause: error });
   }
 
-  private async programSpec(hash: string): Promise<ProgramSpec> {
+  private async programSpec(hash: string): Promise<ProgramSpec | InstanceSpec> {
     const raw = await this.message(hash, 'program message');
     try {
-      return parseProgramMessage(raw, hash);
+      return (raw as { type?: unknown } | null)?.type === 'INSTANCE' ? parseInstanceMessage(raw, hash) : parseProgramMessage(raw, hash);
     } catch (error) {
       if (error instanceof MessageError) {
         await rm(this.messageFile(hash), { force: true });

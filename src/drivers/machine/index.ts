@@ -1,0 +1,3 @@
+export { ensureMachineDisk, eraseMachine } from './disk.js';
+export { allocatePorts, type MappedPort, type MappedPorts } from './ports.js';
+export { cloudInitFiles, writeCloudInitDrive, type CloudInitFiles, type CloudInitSpec, type MachineNetwork } from './cloud-init.js';
