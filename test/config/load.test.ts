@@ -603,7 +603,7 @@ describe('[guest_api]', () => {
 
   it('reports bad values with their line', () => {
     assert.deepEqual(issues(`${BASE}[guest_api]\nredis = "http://127.0.0.1:6379"\nmax_keys = 0\nmax_value_size = "1GiB"\nunknown = 1\n`), [
-      '6:1 guest_api.redis: "http://127.0.0.1:6379" is not redis://[:password@]host[:port][/db] or unix:/path',
+      '6:1 guest_api.redis: "http://127.0.0.1:6379" is not redis://[user:password@]host[:port][/db] or unix:/path',
       '7:1 guest_api.max_keys: must be a positive integer, got 0',
       '8:1 guest_api.max_value_size: must be at most 512MiB (the Redis limit)',
       '9:1 guest_api.unknown: unknown key',
