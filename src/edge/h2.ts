@@ -55,10 +55,9 @@ export class H2Front {
       maxSettings: 32,
       maxSessionInvalidFrames: 100,
       maxSessionRejectedStreams: 100,
-      // nghttp2's own rapid-reset limiter (GOAWAY INTERNAL_ERROR, no log line, no
-      // metric) only as a backstop: ours, per address, fires well before it.
-      streamResetBurst: CANCEL_BURST * 5,
-      streamResetRate: CANCEL_PER_S * 5,
+      // nghttp2's own rapid-reset limiter keeps its defaults (a burst of 1000, then 33/s,
+      // per connection) as the backstop behind ours: a loaded node was seen to let
+      // 30,000 cancels through before ours fired when the backstop was raised.
     } as http2.ServerOptions);
     this.server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
       // The compatibility response has no `destroyed`; the pipeline and the proxy ask it.
