@@ -2,6 +2,7 @@
 // delegated in their `security` aggregate on the Aleph API (the reference's
 // check_owner_permissions: an authorization with no `types`, or with INSTANCE in them).
 
+import { fetch } from 'undici'; // the project's undici, never Node's bundled one (see programs/aleph/client.ts)
 import { createLogger } from '../common/index.js';
 
 const log = createLogger('control');

@@ -3,6 +3,7 @@
 // (aleph-vm views: update_allocations, notify_allocation, operator.py). Every request
 // is authenticated before anything starts or stops; refusals change nothing.
 
+import { fetch } from 'undici'; // the project's undici, never Node's bundled one (see programs/aleph/client.ts)
 import { createLogger, EdgeError, isProgramHash, shortHash } from '../common/index.js';
 import type { ControlSettings } from '../config/index.js';
 import type { Counter, MetricsRegistry } from '../metrics/index.js';

@@ -104,16 +104,18 @@ describe('allocation authentication', () => {
     const scheduler = (await sign({ job: 'address', key: SCHEDULER_KEY })).address as string;
     const auth = new AllocationAuth(settings([scheduler]));
     const body = '{"persistent_vms":[]}';
-    const header = await signed(body);
+    // Two payloads that differ only by their time: `fresh` must never be `header` again (a replay).
+    const now = Math.floor(Date.now() / 1000);
+    const header = await signed(body, now);
     assert.equal(auth.verify(request({ authorization: header }), Buffer.from(body)), scheduler);
     const invalid = refused('unauthenticated', /^Authentication token received is invalid$/);
     assert.throws(() => auth.verify(request({ authorization: header }), Buffer.from(body)), invalid, 'replay');
     const other = await signed(body, undefined, OWNER_KEY);
     assert.throws(() => auth.verify(request({ authorization: other }), Buffer.from(body)), invalid, 'wrong signer');
-    const fresh = await signed(body, Math.floor(Date.now() / 1000) - 1);
+    const fresh = await signed(body, now - 1);
     assert.throws(() => auth.verify(request({ authorization: fresh }), Buffer.from('{"persistent_vms":["x"]}')), invalid, 'tampered body');
     assert.throws(() => auth.verify(request({ authorization: fresh }, 'a=1'), Buffer.from(body)), invalid, 'query string');
-    const stale = await signed(body, Math.floor(Date.now() / 1000) - 301);
+    const stale = await signed(body, now - 301);
     assert.throws(() => auth.verify(request({ authorization: stale }), Buffer.from(body)), invalid, 'stale');
     assert.throws(() => auth.verify(request({}), Buffer.from(body)), invalid, 'unsigned');
     assert.throws(() => auth.verify(request({ authorization: header.replace('Aleph-EIP191-V1', 'Bearer') }), Buffer.from(body)), invalid, 'other scheme');

@@ -17,6 +17,7 @@ describe('config: programs from the Aleph network', () => {
       maxDataBytes: 10 * 1024 ** 2,
       maxRuntimeBytes: 2 * 1024 ** 3,
       maxVolumeBytes: 2 * 1024 ** 3,
+      maxRootfsBytes: 10 * 1024 ** 3,
       volumesDir: '/var/lib/aleph-edge/volumes',
       ipfsGateway: 'https://ipfs.aleph.im',
       downloadTimeoutMs: 120_000,
