@@ -1,13 +1,10 @@
-import net from 'node:net';
+import { pickFreePort } from '../../src/drivers/process/port.js';
 
-/** A TCP port that was free a moment ago on `host` (tests bind it right after). */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, resolve);
-  });
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+/**
+ * A TCP port that was free a moment ago on `host` (tests bind it right after). The
+ * process driver's pick: below the kernel's ephemeral range, so no outgoing connection
+ * of another test takes it as its source port in between.
+ */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return pickFreePort(host);
 }
