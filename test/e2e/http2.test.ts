@@ -164,7 +164,12 @@ describe('HTTP/2', () => {
           break;
         }
       }
-      await new Promise((r) => setImmediate(r));
+      // A PING after each burst: its ACK comes back only once the node has read every frame
+      // sent before it, so the count is what the node took in, not what sits in socket
+      // buffers (a loaded CI run counted 121,950 queued streams at the GOAWAY without this).
+      await new Promise<void>((resolve) => {
+        if (attacker.destroyed || attacker.closed || !attacker.ping(() => resolve())) resolve();
+      });
     }
     await new Promise((r) => setTimeout(r, 200));
     closed = true;
@@ -174,7 +179,7 @@ describe('HTTP/2', () => {
     process.stdout.write(`# rapid reset: GOAWAY ${goaway} after ${openedAtGoaway} cancelled streams, ${opened} sent before the close; other client: ${served.length} requests, statuses ${[...new Set(served)].join(',')}\n`);
     assert.ok(attacker.destroyed || attacker.closed, 'the attacker was disconnected');
     assert.equal(goaway, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 'told why (GOAWAY ENHANCE_YOUR_CALM)');
-    assert.ok(openedAtGoaway !== undefined && openedAtGoaway < 10_000, `told to stop only after ${openedAtGoaway} streams`);
+    assert.ok(openedAtGoaway !== undefined && openedAtGoaway < 600, `told to stop only after ${openedAtGoaway} streams`);
     assert.ok(served.length > 0 && served.every((s) => s === 200));
     assert.equal(after.status, 200);
   });
