@@ -9,7 +9,7 @@ import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
 import { NODE_STATE_METHODS, type NodeState } from '../nodeapi/index.js';
 import type { ControlGateway, ControlRequest } from '../control/index.js';
 import { toWire } from './errors.js';
-import { probeAddresses } from './port-probe.js';
+import { claimAddresses, type AddressClaims } from './port-probe.js';
 import type { PrimaryMessage, WireLease, WirePem, WorkerMessage } from './protocol.js';
 
 const log = createLogger('cluster');
@@ -60,6 +60,7 @@ export class WorkerPool {
   private settings: Settings;
   private ticketKeys = randomBytes(48);
   private ticketTimer: NodeJS.Timeout | undefined;
+  private claims: AddressClaims[] = [];
   private draining = false;
   private nextLeaseId = 1;
   private nextMetricsId = 1;
@@ -77,11 +78,21 @@ export class WorkerPool {
     // ones): no hop through the primary per connection.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
     if (this.options.inherited.length === 0) {
-      await probeAddresses('https', this.settings.server.httpsListen);
-      await probeAddresses('http', this.settings.server.httpListen);
+      this.claims.push(await claimAddresses('https', this.settings.server.httpsListen));
+      try {
+        this.claims.push(await claimAddresses('http', this.settings.server.httpListen));
+      } catch (error) {
+        await this.releaseClaims();
+        throw error;
+      }
     }
     cluster.setupPrimary({ exec: fileURLToPath(new URL('../cli.js', import.meta.url)), args: ['worker'], silent: false });
-    await Promise.all(Array.from({ length: this.options.workers }, (_, index) => this.fork(index)));
+    try {
+      await Promise.all(Array.from({ length: this.options.workers }, (_, index) => this.fork(index)));
+    } catch (error) {
+      await this.releaseClaims();
+      throw error;
+    }
     this.ticketTimer = setInterval(() => this.rotateTicketKeys(), this.options.ticketRotationMs ?? 12 * 3600_000);
     this.ticketTimer.unref();
   }
@@ -114,6 +125,13 @@ export class WorkerPool {
     }, Math.max(0, deadline - Date.now()) + 2_000);
     await Promise.all(exits);
     clearTimeout(hardStop);
+    await this.releaseClaims();
+  }
+
+  private async releaseClaims(): Promise<void> {
+    const claims = this.claims;
+    this.claims = [];
+    await Promise.all(claims.map((c) => c.close()));
   }
 
   /** Metrics of every worker, labelled worker="<index>". */

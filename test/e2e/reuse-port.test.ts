@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { CLI } from '../helpers/paths.js';
-import { childrenOf, openFds, processesMatching, sleep, startCliNode, tcpListeners, type CliNode } from '../chaos/harness.js';
+import { existsSync } from 'node:fs';
+import { childrenOf, freePort, openFds, processesMatching, startCliNode, tcpListeners, type CliNode } from '../chaos/harness.js';
+import { until } from '../helpers/node.js';
 
 describe('SO_REUSEPORT listeners in workers', () => {
   let node: CliNode;
@@ -34,8 +36,12 @@ describe('SO_REUSEPORT listeners in workers', () => {
       socket.once('secureConnect', () => resolve(socket));
       socket.once('error', reject);
     })));
-    await sleep(200);
-    const spread = workers.map((pid, i) => openFds(pid) - before[i]!);
+    // Accepted connections show up as fds a little after the clients' handshakes.
+    let spread: number[] = [];
+    await until(() => {
+      spread = workers.map((pid, i) => openFds(pid) - before[i]!);
+      return spread.reduce((a, b) => a + b, 0) >= 200;
+    }, 10_000, '200 accepted connections');
     for (const socket of sockets) socket.destroy();
     process.stdout.write(`# reuseport spread: 200 connections -> workers ${spread.join(' / ')}\n`);
     assert.equal(spread.reduce((a, b) => a + b, 0), 200);
@@ -47,5 +53,23 @@ describe('SO_REUSEPORT listeners in workers', () => {
     const code = await new Promise<number | null>((resolve) => second.child.once('exit', (c) => resolve(c)));
     assert.equal(code, 1);
     assert.match(second.stderr(), new RegExp(`cannot listen on https 127\\.0\\.0\\.1:${node.httpsPort}: EADDRINUSE`));
+  });
+
+  it('two nodes started at the same moment on the same ports: exactly one serves, the other fails', async () => {
+    // The primary's probe used to close its exclusive socket before the workers bound with
+    // SO_REUSEPORT: a second node starting in that window passed its own probe, and both
+    // served, each taking half the connections.
+    for (let round = 0; round < 2; round++) {
+      const ports = { https: await freePort(), http: await freePort() };
+      const pair = await Promise.all([0, 1].map(() => startCliNode({ workers: 2, programs: [], ports, noWait: true })));
+      try {
+        await until(() => pair.every((n) => n.child.exitCode !== null || existsSync(n.socket)), 30_000, 'both nodes ready or exited');
+        const failed = pair.filter((n) => n.child.exitCode !== null);
+        assert.equal(failed.length, 1, `round ${round}: ${failed.length} of 2 nodes failed to start`);
+        assert.match(failed[0]!.stderr(), /cannot listen on https 127\.0\.0\.1:\d+: EADDRINUSE/);
+      } finally {
+        await Promise.all(pair.map((n) => n.stop()));
+      }
+    }
   });
 });
