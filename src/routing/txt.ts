@@ -15,6 +15,7 @@
 import { promises as dns } from 'node:dns';
 import { LRUCache } from 'lru-cache';
 import { createLogger, normalizeHash, NotFoundError } from '../common/index.js';
+import type { Clock } from '../common/index.js';
 import type { RoutingSettings } from '../config/index.js';
 import type { Counter, MetricsRegistry } from '../metrics/index.js';
 import type { TxtLookup } from './types.js';
@@ -43,6 +44,8 @@ export interface DnsTxtLookupOptions {
   positiveTtlMs?: number;
   /** How long a resolution failure is remembered. Default min(negativeTtlMs, 5 s). */
   errorTtlMs?: number;
+  /** What the cache's TTLs are measured on; tests move a fake one by hand. */
+  clock?: Clock;
 }
 
 /** Several TXT records: the first whose concatenated strings are a 64-hex hash wins. */
@@ -84,7 +87,12 @@ export class DnsTxtLookup implements TxtLookup {
     this.positiveTtlMs = options.positiveTtlMs ?? Math.min(settings.maxTtlMs, DEFAULT_POSITIVE_TTL_CAP_MS);
     this.negativeTtlMs = settings.negativeTtlMs;
     this.errorTtlMs = options.errorTtlMs ?? Math.min(settings.negativeTtlMs, DEFAULT_ERROR_TTL_CAP_MS);
-    this.cache = new LRUCache<string, Answer>({ max: Math.max(1, settings.txtCacheSize) });
+    const clock = options.clock;
+    this.cache = new LRUCache<string, Answer>({
+      max: Math.max(1, settings.txtCacheSize),
+      // ttlResolution 0: lru-cache would otherwise reuse one reading for a millisecond of real time.
+      ...(clock ? { perf: { now: () => clock.now() }, ttlResolution: 0 } : {}),
+    });
     this.counter = options.metrics?.counter(
       'aleph_edge_txt_lookups_total',
       'TXT _aleph-id lookups by result (cached and shared made no query)',

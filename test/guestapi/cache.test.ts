@@ -152,12 +152,15 @@ describe('guest API cache (real Redis)', () => {
   });
 
   it('expires entries after key_ttl, and they leave the listing and the count', async () => {
-    const short = await GuestApi.create(settingsFor(path.join(dir, 'ttl'), redis.address, { keyTtlMs: 300, maxKeys: 1 }), { alephApi: 'http://127.0.0.1:9' });
+    const short = await GuestApi.create(settingsFor(path.join(dir, 'ttl'), redis.address, { keyTtlMs: 2_000, maxKeys: 1 }), { alephApi: 'http://127.0.0.1:9' });
     try {
       const s = await short.open(program('d'), 'dddd-1');
+      // The TTL is Redis's own (no clock to move): long enough that the two PUTs fall
+      // inside it on a loaded machine, then the test waits for the expiry to happen.
       assert.equal((await call(s.socket, 'PUT', '/cache/brief', 'v')).status, 200);
       assert.equal((await call(s.socket, 'PUT', '/cache/second', 'v')).status, 409);
-      await sleep(450);
+      const deadline = Date.now() + 15_000;
+      while ((await call(s.socket, 'GET', '/cache/brief')).status !== 404 && Date.now() < deadline) await sleep(100);
       assert.equal((await call(s.socket, 'GET', '/cache/brief')).status, 404);
       assert.deepEqual(JSON.parse((await call(s.socket, 'GET', '/cache/?pattern=*')).text), []);
       assert.equal((await call(s.socket, 'PUT', '/cache/second', 'v')).status, 200, 'the expired key no longer counts');

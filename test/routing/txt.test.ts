@@ -1,13 +1,13 @@
 // DnsTxtLookup against a real DNS server over UDP (test/routing/dns-server.ts).
 
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { NotFoundError } from '../../src/common/errors.js';
 import type { RoutingSettings } from '../../src/config/types.js';
 import { MetricsRegistry } from '../../src/metrics/index.js';
 import { DnsTxtLookup, Router } from '../../src/routing/index.js';
 import type { DnsTxtLookupOptions } from '../../src/routing/index.js';
+import { FakeClock } from '../helpers/clock.js';
 import { TestDnsServer } from './dns-server.js';
 import { hashOf, rejectsWith } from './helpers.js';
 
@@ -38,10 +38,13 @@ describe('DnsTxtLookup over UDP', () => {
       lookupTimeoutMs: 30_000,
       ...overrides,
     };
-    const txt = new DnsTxtLookup(settings, { metrics, ...options });
+    // Cache TTLs run on a clock the test moves: a loaded machine cannot expire an entry
+    // between two lookups the test means to be back to back.
+    const clock = new FakeClock();
+    const txt = new DnsTxtLookup(settings, { metrics, clock, ...options });
     const router = new Router({ domain: DOMAIN, txt, metrics });
     const results = metrics.counter('aleph_edge_txt_lookups_total', '');
-    return { txt, router, results };
+    return { txt, router, results, clock };
   }
 
   it('a positive answer routes and is cached', async () => {
@@ -92,7 +95,7 @@ describe('DnsTxtLookup over UDP', () => {
   it('expiry of a cached answer causes a new query', async () => {
     server.setTxt('_aleph-id.short.test', [[H]], 1);
     // maxTtlMs caps the fixed positive TTL: min(120 ms, 5 min).
-    const { txt } = make({ maxTtlMs: 120, negativeTtlMs: 120 });
+    const { txt, clock } = make({ maxTtlMs: 120, negativeTtlMs: 120 });
     assert.equal(await txt.lookup('short.test'), H);
     assert.equal(await txt.lookup('gone.test'), undefined);
     assert.equal(await txt.lookup('short.test'), H);
@@ -102,7 +105,10 @@ describe('DnsTxtLookup over UDP', () => {
 
     // The record changes; the new value is seen once the cached one expires.
     server.setTxt('_aleph-id.short.test', [[H2]], 1);
-    await sleep(200);
+    await clock.advance(119);
+    assert.equal(await txt.lookup('short.test'), H, 'still cached 1 ms before its TTL');
+    assert.equal(server.queryCount('_aleph-id.short.test'), 1);
+    await clock.advance(2); // past the TTL (an entry is stale once its age exceeds it)
     assert.equal(await txt.lookup('short.test'), H2);
     assert.equal(await txt.lookup('gone.test'), undefined);
     assert.equal(server.queryCount('_aleph-id.short.test'), 2);
@@ -145,7 +151,7 @@ describe('DnsTxtLookup over UDP', () => {
     it('SERVFAIL is 404 "could not resolve", remembered only briefly', async () => {
       server.behaviour = 'servfail';
       // negativeTtlMs is a minute, yet a failure is retried after errorTtlMs.
-      const { txt, results } = make({}, { errorTtlMs: 100 });
+      const { txt, results, clock } = make({}, { errorTtlMs: 100 });
       await rejectsWith(txt.lookup('flaky.test'), NotFoundError, 'could not resolve _aleph-id record');
       await rejectsWith(txt.lookup('flaky.test'), NotFoundError, 'could not resolve _aleph-id record');
       assert.equal(server.queryCount('_aleph-id.flaky.test'), 1, 'a burst does not hammer the resolver');
@@ -153,16 +159,19 @@ describe('DnsTxtLookup over UDP', () => {
 
       server.behaviour = 'answer';
       server.setTxt('_aleph-id.flaky.test', [[H]]);
-      await sleep(150);
+      await clock.advance(101);
       assert.equal(await txt.lookup('flaky.test'), H);
       assert.equal(server.queryCount('_aleph-id.flaky.test'), 2);
     });
 
     it('the default error TTL is min(negativeTtlMs, 5 s)', async () => {
       server.behaviour = 'servfail';
-      const { txt } = make({ negativeTtlMs: 100 });
+      const { txt, clock } = make({ negativeTtlMs: 100 });
       await rejectsWith(txt.lookup('flaky2.test'), NotFoundError, 'could not resolve _aleph-id record');
-      await sleep(150);
+      await clock.advance(99);
+      await rejectsWith(txt.lookup('flaky2.test'), NotFoundError, 'could not resolve _aleph-id record');
+      assert.equal(server.queryCount('_aleph-id.flaky2.test'), 1, 'remembered for negativeTtlMs');
+      await clock.advance(2);
       await rejectsWith(txt.lookup('flaky2.test'), NotFoundError, 'could not resolve _aleph-id record');
       assert.equal(server.queryCount('_aleph-id.flaky2.test'), 2);
     });
