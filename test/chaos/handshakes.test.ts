@@ -127,12 +127,22 @@ describe('unfinished TLS handshakes', () => {
     assert.equal(status, 200);
   });
 
-  it('a drain does not wait for unfinished handshakes', async () => {
-    const sockets = await Promise.all(Array.from({ length: 50 }, () => open(node.httpsPort)));
+  it('a drain does not wait for unfinished handshakes', { timeout: 120_000 }, async () => {
+    await node.stop();
+    // Its own node, whose handshake timeout (10 min) is far beyond any stop: a drain that
+    // waited for the handshakes would never end before the test's timeout, one that does
+    // not ends however loaded the machine is.
+    const LONG_S = 600;
+    const draining = await startCliNode({
+      workers: 2,
+      programs: [],
+      server: ['[server.limits]', `handshake_timeout = "${LONG_S}s"`],
+    });
+    const sockets = await Promise.all(Array.from({ length: 50 }, () => open(draining.httpsPort)));
     const t0 = performance.now();
-    assert.equal(await node.stop(), 0);
+    assert.equal(await draining.stop(), 0);
     const took = (performance.now() - t0) / 1000;
     assert.ok(sockets.every((s) => s.destroyed || s.readableEnded), 'the node closed them');
-    assert.ok(took < TIMEOUT_S, `stop took ${took.toFixed(1)} s, as long as the handshake timeout`);
+    process.stdout.write(`# drain with 50 unfinished handshakes: ${took.toFixed(1)} s (handshake timeout ${LONG_S} s)\n`);
   });
 });
