@@ -34,6 +34,31 @@ const ALLOWED: Record<string, readonly string[]> = {
   'cli.ts': ['app', 'cluster', 'common', 'config', 'drivers', 'runtime.ts', 'status'],
 };
 
+/**
+ * Inside drivers/: the folders that are drivers, and those every driver may share. A
+ * driver folder is reached only from outside drivers' folders (factory.ts, index.ts):
+ * what two drivers share lives in a shared folder, never in one of them.
+ */
+const DRIVER_FOLDERS = ['process', 'qemu', 'firecracker'] as const;
+const SHARED_DRIVER_FOLDERS = ['host', 'image', 'machine', 'net', 'vm'] as const;
+
+/** Imports from one folder of src/drivers/ into another (file, spec, from folder, to folder). */
+function driverFolderImports(): Array<{ file: string; spec: string; from: string; to: string }> {
+  const base = path.join(SRC, 'drivers');
+  const out: Array<{ file: string; spec: string; from: string; to: string }> = [];
+  for (const file of sourceFiles(base)) {
+    const from = path.relative(base, file).split(path.sep);
+    if (from.length < 2) continue; // drivers/*.ts: the component's own surface and factory
+    const text = readFileSync(file, 'utf8');
+    for (const match of text.matchAll(/(?:from|import)\s*\(?\s*'(\.[^']+)'/g)) {
+      const to = path.relative(base, path.resolve(path.dirname(file), match[1]!)).split(path.sep);
+      if (to.length < 2 || to[0] === '..' || to[0] === from[0]) continue;
+      out.push({ file: path.relative(ROOT, file), spec: match[1]!, from: from[0]!, to: to[0]! });
+    }
+  }
+  return out;
+}
+
 interface Import { file: string; spec: string; component: string; target: string; deep: boolean }
 
 function sourceFiles(dir: string): string[] {
@@ -84,6 +109,21 @@ describe('architecture', () => {
   it('another component is reached only through its index.ts', () => {
     const deep = all.filter((i) => i.deep && i.target !== 'cli.ts').map((i) => `${i.file}: ${i.spec}`);
     assert.deepEqual(deep, []);
+  });
+
+  it('every folder in drivers/ is either a driver or shared by them', () => {
+    const folders = readdirSync(path.join(SRC, 'drivers'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+    const known = new Set<string>([...DRIVER_FOLDERS, ...SHARED_DRIVER_FOLDERS]);
+    assert.deepEqual(folders.filter((f) => !known.has(f)), [], 'add the folder to DRIVER_FOLDERS or SHARED_DRIVER_FOLDERS');
+    for (const f of known) assert.ok(folders.includes(f), `drivers/${f} is listed but does not exist`);
+  });
+
+  it('no driver imports another driver, and shared folders import no driver', () => {
+    const found = driverFolderImports();
+    assert.ok(found.some((i) => i.from === 'qemu' && i.to === 'vm'), 'the scan sees the qemu driver use drivers/vm');
+    const drivers = new Set<string>(DRIVER_FOLDERS);
+    const wrong = found.filter((i) => drivers.has(i.to)).map((i) => `${i.file}: ${i.spec} (drivers/${i.from} -> drivers/${i.to})`);
+    assert.deepEqual(wrong, [], 'move what drivers share into a shared folder (drivers/vm, drivers/host, ...)');
   });
 
   it('the table itself has no cycle', () => {

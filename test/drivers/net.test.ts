@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { formatIpv6, parseIpv6 } from '../../src/common/index.js';
 import { executableIpv6, guestNetworkArgs, NetworkPool, networkConfigV2, parseCidr, portRequestsFromAggregate, type VmType } from '../../src/drivers/net/index.js';
 import { randomBytes } from 'node:crypto';
-import { findExecutable } from '../../src/drivers/qemu/checks.js';
+import { findExecutable } from '../../src/drivers/vm/index.js';
 import { netnsSkipReason } from './qemu-guest.js';
 import { ConfigError, parseConfig } from '../../src/config/index.js';
 import { nftRules, nftTable } from './vmnet-helpers.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { LineRateLimiter, LineSplitter, type StreamName } from '../../src/drivers/process/output.js';
+import { LineRateLimiter, LineSplitter, type StreamName } from '../../src/drivers/host/index.js';
 
 function splitter(max = 10): { lines: string[]; s: LineSplitter } {
   const lines: string[] = [];

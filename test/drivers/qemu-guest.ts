@@ -9,7 +9,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildBaseInitramfs, buildGuestAgent, ensureKernel, type KernelFiles } from '../../src/drivers/image/index.js';
-import { findExecutable } from '../../src/drivers/qemu/checks.js';
+import { findExecutable } from '../../src/drivers/vm/index.js';
 
 export interface GuestSetup {
   kernel: KernelFiles;

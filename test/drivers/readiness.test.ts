@@ -4,7 +4,7 @@ import { createServer as createTcpServer, type Server as TcpServer, type Socket 
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { ReadinessTimeoutError, waitForHttp, type Endpoint } from '../../src/drivers/index.js';
-import { pickFreePort } from '../../src/drivers/process/port.js';
+import { pickFreePort } from '../../src/drivers/host/index.js';
 
 function tcp(port: number): Endpoint {
   return { kind: 'tcp', host: '127.0.0.1', port };

@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { setLogLevel } from '../../src/common/index.js';
 import { NetworkPool } from '../../src/drivers/net/index.js';
 import { QemuDriver } from '../../src/drivers/qemu/index.js';
-import { findExecutable } from '../../src/drivers/qemu/checks.js';
+import { findExecutable } from '../../src/drivers/vm/index.js';
 import { until } from '../helpers/node.js';
 import { makeProgram, nextSlot } from './helpers.js';
 import { guestSetup, netnsSkipReason, processesWith, qemuSkipReason, writeGuestProgram, type GuestSetup } from './qemu-guest.js';

@@ -1,4 +1,4 @@
-import { pickFreePort } from '../../src/drivers/process/port.js';
+import { pickFreePort } from '../../src/drivers/host/index.js';
 
 /**
  * A TCP port that was free a moment ago on `host` (tests bind it right after). The

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { createLogger, setLogLevel } from '../../src/common/index.js';
 import type { OrchestratorSettings } from '../../src/config/index.js';
 import { ProcessDriver, waitForHttp, type OutputStream } from '../../src/drivers/index.js';
-import { VmProcess } from '../../src/drivers/qemu/vm-process.js';
+import { VmProcess } from '../../src/drivers/vm/index.js';
 import { MetricsRegistry } from '../../src/metrics/index.js';
 import { Orchestrator, type LogEntry, type LogLimits, type ReadinessProbe } from '../../src/orchestrator/index.js';
 import { LocalProgramSource } from '../../src/programs/index.js';

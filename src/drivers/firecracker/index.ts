@@ -13,7 +13,6 @@
 // the cgroup are freed on exit. See docs/firecracker.md.
 
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import {
   createLogger,
@@ -23,15 +22,14 @@ import {
   forbiddenBootArg,
   shortHash,
 } from '../../common/index.js';
-import { guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
-import { buildProgramArchive, writeConcatenated } from '../image/index.js';
-import { networkOf, type NetworkPool } from '../net/index.js';
+import type { Lease, NetworkPool } from '../net/index.js';
 import type { Program } from '../../programs/index.js';
-import { prepareDisks, vmLayout, STOP_TIMEOUT_S } from '../vm/index.js';
-import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from '../qemu/checks.js';
-import { codeKind, vmLaunchOf } from '../qemu/index.js';
-import { VmProcess, type Cleanup } from '../qemu/vm-process.js';
-import { DriverStartError, type Driver, type Endpoint, type Instance, type Slot } from '../types.js';
+import {
+  bootVm, checkExecutable, checkFile, findExecutable, IMAGE_HINT, setupError, STOP_TIMEOUT_S, tapNetwork, VmProcess, vmRunDir,
+  type PreparedBoot, type VmNetwork,
+} from '../vm/index.js';
+import { withFields } from '../host/index.js';
+import { DriverStartError, type Driver, type Instance, type Slot } from '../types.js';
 import { FirecrackerApi } from './api.js';
 import { cgroup2Mount, chrootRoot, hostCgroupRoot, jailerArgs, JAILED_API_SOCKET, linkIntoJail, ownForJail, prepareChroot, removeJail, resolveExecFile, type JailSpec } from './jailer.js';
 import { stopGrace } from '../stop-grace.js';
@@ -169,6 +167,27 @@ export interface FirecrackerConfig {
   vsock?: { guest_cid: number; uds_path: string };
 }
 
+/** The VM's tap and the id its Firecracker (and jail) takes. */
+interface FirecrackerNetwork extends VmNetwork {
+  lease: Lease;
+  id: string;
+}
+
+/** Where Firecracker finds what it boots, as it sees the paths (inside the jail when jailed). */
+interface FirecrackerPaths {
+  kernel: string;
+  initrd: string;
+  drives: DriveConfig[];
+  api: string;
+  vsock: string;
+  apiOnHost: string;
+}
+
+function plainPaths(boot: PreparedBoot<FirecrackerNetwork>, kernel: string): FirecrackerPaths {
+  const drives = boot.layout.drives.map((d) => ({ id: d.id, path: d.path, readOnly: d.readOnly }));
+  return { kernel, initrd: boot.initrd, drives, api: join(boot.dir, 'api.sock'), vsock: join(boot.dir, 'vsock.sock'), apiOnHost: join(boot.dir, 'api.sock') };
+}
+
 export class FirecrackerDriver implements Driver {
   readonly name = 'firecracker';
   private readonly log = createLogger('driver.firecracker');
@@ -186,117 +205,68 @@ export class FirecrackerDriver implements Driver {
   }
 
   async start(program: Program, slot: Slot): Promise<Instance> {
-    const launch = vmLaunchOf(program);
     checkResources(program);
-    const pool = this.options.pool!;
     const hash = shortHash(program.hash);
     const log = withFields(this.log, { hash, exec: slot.executionId });
-    const cleanups: Cleanup[] = [];
-    const undo = async () => {
-      for (const step of cleanups.splice(0).reverse()) await Promise.resolve(step()).catch(() => {});
-    };
-    try {
-      const jailed = this.options.jailer !== '';
-      const lease = await pool.acquire(slot.executionId, {
-        internet: launch.internet, hash: program.hash, vmType: program.persistent ? 'persistent_program' : 'microvm', tapOwner: jailed ? { uid: this.options.uid, gid: this.options.gid } : undefined,
-      });
-      cleanups.push(() => pool.release(lease));
-      // The id follows the pool slot: a chroot left by a crashed VM in this slot is removed before reuse.
-      const id = `aleph-${lease.slot}`;
-      const code = await codeKind(launch.code);
-      const baseInitramfs = launch.initramfs || this.options.initramfs;
-      const kernel = launch.kernel || this.options.kernel;
-      if (launch.kernel) {
-        const format = kernelFormatProblem(launch.kernel, this.arch);
-        if (format) throw new DriverStartError(format);
-      }
+    const jailed = this.options.jailer !== '';
+    let jail: JailSpec | undefined;
+    let api!: FirecrackerApi;
+    let config!: FirecrackerConfig;
+    return bootVm<FirecrackerNetwork>(program, slot, {
+      driver: 'firecracker',
+      log,
+      initramfs: this.options.initramfs,
       // The one boot layout (src/drivers/vm/layout.ts): kernel + our initramfs, an ordered
       // drive list passed through as it is (none the root device), told to the init in the initramfs.
-      let env = launch.env;
-      let link: GuestLink | undefined;
-      if (slot.guestApi) {
-        // The guest API on the tap's host address, for this guest only (other guests can route here too);
-        // closed before the tap goes (cleanups run in reverse).
-        const opened = await openGuestLink({ socket: slot.guestApi.socket, host: lease.hostIp, allowedPeers: [lease.guestIp] });
-        cleanups.push(() => opened.close());
-        link = opened;
-        env = { ...env, ...guestEnv(opened.url, program.sender ?? '') };
-      }
-      const layoutFor = (vmDir: string) => vmLayout({ hash: program.hash, launch: { ...launch, env }, code, vmDir, defaultRuntime: this.options.rootfs });
-
-      let paths: { kernel: string; initrd: string; drives: DriveConfig[]; api: string; vsock: string; apiOnHost: string };
-      let spawnFile: string;
-      let spawnArgs: string[];
-      if (jailed) {
-        const jail = await this.jailSpec(id, program);
-        const root = chrootRoot(jail);
-        const layout = layoutFor(root);
-        // Drives made for this boot live in the root already; the others are hard-linked in.
-        const shared: Record<string, string> = { vmlinux: kernel };
-        const writable = new Set<string>();
-        for (const drive of layout.drives) {
-          if (dirname(drive.path) === root) continue;
-          shared[`${drive.id}.img`] = drive.path;
-          if (!drive.readOnly) writable.add(`${drive.id}.img`);
-        }
-        cleanups.push(() => removeJail(jail));
+      defaultRuntime: this.options.rootfs,
+      network: async (launch, cleanups) => {
+        const tap = await tapNetwork(this.options.pool!, program, launch, slot, cleanups, jailed ? { uid: this.options.uid, gid: this.options.gid } : undefined);
+        // The id follows the pool slot: a chroot left by a crashed VM in this slot is removed before reuse.
+        return { ...tap, id: `aleph-${tap.lease.slot}` };
+      },
+      directory: async (net, cleanups) => {
+        if (!jailed) return vmRunDir(this.options.runDir, slot.executionId, cleanups);
+        jail = await this.jailSpec(net.id, program);
+        cleanups.push(() => removeJail(jail!));
         await prepareChroot(jail);
-        // Disks first: a persistent volume may be made now, and is then linked in.
-        cleanups.push(await prepareDisks(layout));
-        const inside = await linkIntoJail(jail, shared, writable);
-        const drives = layout.drives.map((d) => ({ id: d.id, path: dirname(d.path) === root ? `/${basename(d.path)}` : inside[`${d.id}.img`]!, readOnly: d.readOnly }));
-        // The jailed Firecracker opens read-write drives as the jail uid.
-        for (const drive of drives) if (!drive.readOnly) await ownForJail(jail, join(root, drive.path));
-        await writeConcatenated(join(root, 'initrd'), [baseInitramfs, await buildProgramArchive({ codeDir: layout.codeDir, files: layout.files })]);
-        await ownForJail(jail, join(root, 'initrd'));
-        paths = { kernel: inside.vmlinux!, initrd: '/initrd', drives, api: JAILED_API_SOCKET, vsock: '/run/vsock.sock', apiOnHost: join(root, JAILED_API_SOCKET) };
-        spawnFile = this.options.jailer;
-        spawnArgs = jailerArgs(jail);
-      } else {
-        await mkdir(this.options.runDir, { recursive: true, mode: 0o700 });
-        const dir = await mkdtemp(join(this.options.runDir, `${safeName(slot.executionId)}-`));
-        cleanups.push(() => rm(dir, { recursive: true, force: true }));
-        const layout = layoutFor(dir);
-        cleanups.push(await prepareDisks(layout));
-        const drives = layout.drives.map((d) => ({ id: d.id, path: d.path, readOnly: d.readOnly }));
-        paths = { kernel, initrd: join(dir, 'initrd'), drives, api: join(dir, 'api.sock'), vsock: join(dir, 'vsock.sock'), apiOnHost: join(dir, 'api.sock') };
-        await writeConcatenated(paths.initrd, [baseInitramfs, await buildProgramArchive({ codeDir: layout.codeDir, files: layout.files })]);
-        spawnFile = this.firecrackerPath;
-        spawnArgs = ['--api-sock', paths.api, '--id', id];
-      }
-
-      const config = firecrackerConfig({
-        kernel: paths.kernel,
-        initrd: paths.initrd,
-        drives: paths.drives,
-        extraBootArgs: this.options.extraBootArgs,
-        arch: this.arch,
-        vcpus: program.vcpus,
-        memoryMib: program.memoryMib,
-        tap: lease.tap,
-        slot: lease.slot,
-        guestIp: `${lease.guestIp}/${lease.prefix}`,
-        gateway: lease.hostIp,
-        ...(lease.ipv6 ? { ipv6: { address: `${lease.ipv6.address}/${lease.ipv6.prefix}`, gateway: lease.ipv6.gateway } } : {}),
-        vsock: this.options.vsock ? paths.vsock : undefined,
-      });
-
-      const endpoint: Endpoint = { kind: 'tcp', host: lease.guestIp, port: 8080 };
-      const api = new FirecrackerApi(paths.apiOnHost, this.options.apiTimeoutMs);
-      const vm = await VmProcess.spawn(spawnFile, spawnArgs, {
-        endpoint,
-        output: slot.output,
-        // The guest init's own stop-timeout for this program (13 s for ASGI) fits in the grace.
-        stopGraceMs: stopGrace(this.options.stopGraceMs, STOP_TIMEOUT_S[launch.aleph?.interface ?? 'binary']),
-        log,
-        console: withFields(this.console, { hash }),
-        // aarch64 has no i8042 (the API answers 400): SIGTERM, then SIGKILL after stop_grace.
-        hooks: this.arch === 'x86_64' ? { graceful: async () => void (await api.put('/actions', { action_type: 'SendCtrlAltDel' })) } : {},
-        cleanups: cleanups.splice(0),
-      });
-      if (link) vm.guestApi = { kind: 'tcp', host: link.host, port: link.port };
-      vm.network = networkOf(lease);
-      try {
+        return chrootRoot(jail);
+      },
+      launch: async (boot) => {
+        const kernel = boot.launch.kernel || this.options.kernel;
+        if (boot.launch.kernel) {
+          const format = kernelFormatProblem(boot.launch.kernel, this.arch);
+          if (format) throw new DriverStartError(format);
+        }
+        const paths = jail ? await this.jailPaths(jail, boot, kernel) : plainPaths(boot, kernel);
+        const { lease } = boot.net;
+        config = firecrackerConfig({
+          kernel: paths.kernel,
+          initrd: paths.initrd,
+          drives: paths.drives,
+          extraBootArgs: this.options.extraBootArgs,
+          arch: this.arch,
+          vcpus: program.vcpus,
+          memoryMib: program.memoryMib,
+          tap: lease.tap,
+          slot: lease.slot,
+          guestIp: `${lease.guestIp}/${lease.prefix}`,
+          gateway: lease.hostIp,
+          ...(lease.ipv6 ? { ipv6: { address: `${lease.ipv6.address}/${lease.ipv6.prefix}`, gateway: lease.ipv6.gateway } } : {}),
+          vsock: this.options.vsock ? paths.vsock : undefined,
+        });
+        api = new FirecrackerApi(paths.apiOnHost, this.options.apiTimeoutMs);
+        return VmProcess.spawn(jail ? this.options.jailer : this.firecrackerPath, jail ? jailerArgs(jail) : ['--api-sock', paths.api, '--id', boot.net.id], {
+          endpoint: boot.net.endpoint,
+          output: slot.output,
+          // The guest init's own stop-timeout for this program (13 s for ASGI) fits in the grace.
+          stopGraceMs: stopGrace(this.options.stopGraceMs, STOP_TIMEOUT_S[boot.launch.aleph?.interface ?? 'binary']),
+          log,
+          console: withFields(this.console, { hash }),
+          // aarch64 has no i8042 (the API answers 400): SIGTERM, then SIGKILL after stop_grace.
+          hooks: this.arch === 'x86_64' ? { graceful: async () => void (await api.put('/actions', { action_type: 'SendCtrlAltDel' })) } : {},
+        });
+      },
+      started: async (vm, boot) => {
         await api.waitReady(vm.exited);
         await api.put('/boot-source', config.bootSource);
         for (const drive of config.drives) await api.put(`/drives/${drive.drive_id}`, drive);
@@ -304,17 +274,30 @@ export class FirecrackerDriver implements Driver {
         await api.put(`/network-interfaces/${config.network.iface_id}`, config.network);
         if (config.vsock) await api.put('/vsock', config.vsock);
         await api.put('/actions', { action_type: 'InstanceStart' });
-      } catch (err) {
-        await vm.stop();
-        throw new DriverStartError(`firecracker: ${(err as Error).message}`);
-      }
-      log.info('vm started', { pid: vm.pid, jailed, id, tap: lease.tap, endpoint: `${lease.guestIp}:8080`, memory_mib: program.memoryMib, vcpus: program.vcpus });
-      return vm;
-    } catch (err) {
-      await undo();
-      if (err instanceof DriverStartError) throw err;
-      throw new DriverStartError(`firecracker: ${(err as Error).message}`, { cause: err });
+        log.info('vm started', { pid: vm.pid, jailed, id: boot.net.id, tap: boot.net.lease.tap, endpoint: `${boot.net.lease.guestIp}:8080`, memory_mib: program.memoryMib, vcpus: program.vcpus });
+      },
+    });
+  }
+
+  /**
+   * Paths as the jailed Firecracker sees them (inside its chroot). Drives made for this
+   * boot live in the root already; the others, and the kernel, are hard-linked in.
+   */
+  private async jailPaths(jail: JailSpec, boot: PreparedBoot<FirecrackerNetwork>, kernel: string): Promise<FirecrackerPaths> {
+    const root = boot.dir;
+    const shared: Record<string, string> = { vmlinux: kernel };
+    const writable = new Set<string>();
+    for (const drive of boot.layout.drives) {
+      if (dirname(drive.path) === root) continue;
+      shared[`${drive.id}.img`] = drive.path;
+      if (!drive.readOnly) writable.add(`${drive.id}.img`);
     }
+    const inside = await linkIntoJail(jail, shared, writable);
+    const drives = boot.layout.drives.map((d) => ({ id: d.id, path: dirname(d.path) === root ? `/${basename(d.path)}` : inside[`${d.id}.img`]!, readOnly: d.readOnly }));
+    // The jailed Firecracker opens read-write drives and the initrd as the jail uid.
+    for (const drive of drives) if (!drive.readOnly) await ownForJail(jail, join(root, drive.path));
+    await ownForJail(jail, boot.initrd);
+    return { kernel: inside.vmlinux!, initrd: `/${basename(boot.initrd)}`, drives, api: JAILED_API_SOCKET, vsock: '/run/vsock.sock', apiOnHost: join(root, JAILED_API_SOCKET) };
   }
 
   private async jailSpec(id: string, program: Program): Promise<JailSpec> {

@@ -4,9 +4,10 @@
 // Firecracker wants the uncompressed ELF vmlinux, extracted from the bzImage here.
 
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { exists } from '../host/index.js';
 
 const run = promisify(execFile);
 
@@ -116,15 +117,6 @@ function decompress(tool: string[], data: Buffer): Promise<Buffer | undefined> {
     child.on('close', () => resolve(Buffer.concat(chunks)));
     child.stdin.end(data);
   });
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -10,10 +10,11 @@
 
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { copyFile, link, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, link, mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { MachineLaunch } from '../../programs/index.js';
+import { exists } from '../host/index.js';
 import { DriverStartError } from '../types.js';
 
 const run = promisify(execFile);
@@ -53,13 +54,4 @@ export async function eraseMachine(launch: MachineLaunch): Promise<boolean> {
   const had = await exists(launch.stateDir);
   await rm(launch.stateDir, { recursive: true, force: true });
   return had;
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch {
-    return false;
-  }
 }

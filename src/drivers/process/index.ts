@@ -9,8 +9,7 @@ import { DriverStartError, formatEndpoint, type Driver, type Endpoint, type Inst
 import { asgiCommand } from './asgi.js';
 import { buildProgramEnv } from './env.js';
 import { ProcessInstance } from './instance.js';
-import { captureOutput, DEFAULT_OUTPUT_LIMITS, type OutputLimits } from './output.js';
-import { LOOPBACK_HOST, pickFreePort } from './port.js';
+import { captureOutput, DEFAULT_OUTPUT_LIMITS, LOOPBACK_HOST, pickFreePort, withFields, type OutputLimits } from '../host/index.js';
 import { ExecutionRecords } from './records.js';
 import { prepareSandbox, SANDBOX_PROGRAM_HOST, SANDBOX_PROGRAM_PORT, temporaryRunRoot, type SandboxRun } from './sandbox.js';
 import { spawnProgram } from './spawn.js';
@@ -75,7 +74,7 @@ export class ProcessDriver implements Driver {
     owner.pid = child.pid;
     this.records?.add(child.pid, program.hash);
 
-    const log: Logger = childLogger(this.log, { hash, exec: slot.executionId, pid: child.pid });
+    const log: Logger = withFields(this.log, { hash, exec: slot.executionId, pid: child.pid });
     captureOutput(
       child,
       {
@@ -140,15 +139,4 @@ interface Prepared {
   guestUrl: string;
 }
 
-/** A logger that adds fixed fields to every record. */
-function childLogger(base: Logger, fixed: Record<string, string | number>): Logger {
-  return {
-    debug: (m, f) => base.debug(m, { ...fixed, ...f }),
-    info: (m, f) => base.info(m, { ...fixed, ...f }),
-    warn: (m, f) => base.warn(m, { ...fixed, ...f }),
-    error: (m, f) => base.error(m, { ...fixed, ...f }),
-    child: (name) => childLogger(base.child(name), fixed),
-  };
-}
-
-export type { OutputLimits } from './output.js';
+export type { OutputLimits } from '../host/index.js';

@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/index.js';
 import type { Endpoint, ExitInfo, Instance } from '../types.js';
-import { groupAlive, signalGroup, trackGroup, untrackGroup } from './group.js';
+import { groupAlive, signalGroup, trackGroup, untrackGroup } from '../host/index.js';
 
 /** How often group liveness is re-checked while stopping. */
 const POLL_MS = 25;

@@ -10,25 +10,32 @@
 
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, shortHash, type Logger } from '../../common/index.js';
-import { buildProgramArchive, kvmUsable, writeConcatenated } from '../image/index.js';
-import { prepareDisks, vmLayout, snapshotKey, STOP_TIMEOUT_S, type SnapshotStore } from '../vm/index.js';
-import { guestNetworkArgs, networkOf, type NetworkPool } from '../net/index.js';
-import { LOOPBACK_HOST, pickFreePort } from '../process/port.js';
+import { kvmUsable } from '../image/index.js';
+import {
+  bootVm, checkExecutable, checkFile, findExecutable, IMAGE_HINT, setupError, snapshotKey, STOP_TIMEOUT_S, tapNetwork, VmProcess, vmRunDir,
+  type Cleanup, type PreparedBoot, type SnapshotStore, type VmNetwork,
+} from '../vm/index.js';
+import { guestNetworkArgs, type NetworkPool } from '../net/index.js';
+import { LOOPBACK_HOST, pickFreePort, withFields } from '../host/index.js';
 import type { Program, VmLaunch } from '../../programs/index.js';
-import { DriverStartError, type Driver, type Endpoint, type Instance, type InstanceNetwork, type Slot } from '../types.js';
+import { DriverStartError, formatEndpoint, type Driver, type Instance, type Slot } from '../types.js';
 import { plainPath, qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
-import { guestEnv, openGuestLink, type GuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
-import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from './checks.js';
+import { openGuestLink, type GuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
 import { QmpClient, qmpCommand } from './qmp.js';
 import { controlGuest, restoreCommands } from './control.js';
-import { VmProcess, type Cleanup } from './vm-process.js';
 import { startMachine } from './machine.js';
 import { eraseMachine } from '../machine/index.js';
 import { stopGrace } from '../stop-grace.js';
+
+/** A VM's network as qemu sets it up: its -netdev and the guest's kernel arguments. */
+interface QemuNetwork extends VmNetwork {
+  net: QemuVmSpec['net'];
+  kernelArgs: string[];
+}
 
 export interface QemuDriverOptions {
   stopGraceMs: number;
@@ -117,8 +124,8 @@ export class QemuDriver implements Driver {
   }
 
   async start(program: Program, slot: Slot): Promise<Instance> {
+    await mkdir(this.options.runDir, { recursive: true, mode: 0o700 });
     if (program.launch.kind === 'machine') {
-      await mkdir(this.options.runDir, { recursive: true, mode: 0o700 });
       const hash = shortHash(program.hash);
       return startMachine({
         binary: this.options.binary, runDir: this.options.runDir, accel: await this.resolveAccel(), stopGraceMs: this.options.stopGraceMs,
@@ -126,135 +133,110 @@ export class QemuDriver implements Driver {
         log: withFields(this.log, { hash, exec: slot.executionId }), console: withFields(this.console, { hash }),
       }, program, program.launch, slot);
     }
-    const launch = vmLaunchOf(program);
     const hash = shortHash(program.hash);
     const log = withFields(this.log, { hash, exec: slot.executionId });
-    const cleanups: Cleanup[] = [];
-    const undo = async () => {
-      for (const step of cleanups.splice(0).reverse()) await Promise.resolve(step()).catch(() => {});
-    };
-    try {
-      await mkdir(this.options.runDir, { recursive: true, mode: 0o700 });
-      const dir = await mkdtemp(join(this.options.runDir, `${safeName(slot.executionId)}-`));
-      cleanups.push(() => rm(dir, { recursive: true, force: true }));
-
-      const kernelArgs: string[] = [];
-      let endpoint: Endpoint;
-      let net: QemuVmSpec['net'];
-      let apiHost = '';
-      let link: GuestLink | undefined;
-      let network: InstanceNetwork | undefined;
-      if (this.options.network === 'tap') {
-        // A program's IPv6 is the monitor's microvm address for its hash (vm type 1).
-        const lease = await this.options.pool!.acquire(slot.executionId, { internet: launch.internet, hash: program.hash, vmType: program.persistent ? 'persistent_program' : 'microvm' });
-        cleanups.push(() => this.options.pool!.release(lease));
-        net = { mode: 'tap', tap: lease.tap };
-        endpoint = { kind: 'tcp', host: lease.guestIp, port: 8080 };
-        network = networkOf(lease);
-        kernelArgs.push(...guestNetworkArgs(lease));
-        if (slot.guestApi) {
-          // On the tap's host address (up now), for this guest only: other guests can route here too.
-          const opened = await openGuestLink({ socket: slot.guestApi.socket, host: lease.hostIp, allowedPeers: [lease.guestIp] });
-          cleanups.push(() => opened.close()); // before the tap goes (cleanups run in reverse)
-          link = opened;
-          apiHost = opened.url;
-        }
-      } else {
-        const hostPort = await pickFreePort(LOOPBACK_HOST);
-        net = { mode: 'user', hostPort, internet: launch.internet };
-        endpoint = { kind: 'tcp', host: LOOPBACK_HOST, port: hostPort };
-        kernelArgs.push(`aleph.ip=${USER_NET.guest}`, `aleph.gw=${USER_NET.gateway}`, `aleph.dns=${USER_NET.dns}`);
-        if (slot.guestApi) {
-          const forward = await this.userNetGuestApi(slot.guestApi.socket);
-          cleanups.push(() => forward.link.close());
-          link = forward.link;
-          net.guestApiCommand = forward.command;
-          apiHost = `http://${USER_NET.guestApi}`;
-        }
-      }
-
-      // The guest API's variables win over the program's own: they name this execution's endpoint.
-      const env = apiHost ? { ...launch.env, ...guestEnv(apiHost, program.sender ?? '') } : launch.env;
-      const layout = vmLayout({ hash: program.hash, launch: { ...launch, env }, code: await codeKind(launch.code), vmDir: dir });
-      const releaseDisks = await prepareDisks(layout);
-      cleanups.push(releaseDisks);
-      const archive = await buildProgramArchive({ codeDir: layout.codeDir, files: layout.files }).catch((err: Error) => {
-        throw new DriverStartError(`cannot pack the program's code: ${err.message}`);
-      });
-      const initrd = join(dir, 'initrd');
-      await writeConcatenated(initrd, [launch.initramfs || this.options.initramfs, archive]);
-
-      const qmpSocket = join(dir, 'qmp.sock');
-      const accel = await this.resolveAccel();
-      // microvm needs a paravirtual clock: under TCG it has no reliable timer to calibrate the TSC against.
-      const machine: QemuMachine = this.options.machine === 'auto' ? (accel === 'kvm' ? 'microvm' : 'q35') : this.options.machine;
-      if (machine === 'microvm' && accel === 'tcg' && !this.warnedMicrovmTcg) {
-        this.warnedMicrovmTcg = true;
-        this.log.warn('machine = "microvm" under TCG: guests can hang calibrating their clock; "auto" picks q35 here');
-      }
-      const spec: QemuVmSpec = {
-        machine,
-        accel,
-        memoryMib: program.memoryMib,
-        vcpus: program.vcpus,
-        kernel: launch.kernel || this.options.kernel,
-        initrd,
-        kernelArgs,
-        qmpSocket,
-        net,
-        drives: layout.drives,
-      };
-      // Snapshots: only where a saved state cannot go stale. Writable drives (ephemeral and
-      // persistent volumes) would be seen through the page cache of another life, and a
-      // tap guest keeps the address of the life it was saved in: those always boot.
-      const store = this.options.snapshots;
-      const snapshot = store && net.mode === 'user' && layout.drives.every((d) => d.readOnly)
-        ? { store, key: await this.snapshotKeyOf(spec, launch.initramfs || this.options.initramfs, archive, apiHost !== ''), control: join(dir, 'ctl.sock') }
-        : undefined;
-      if (snapshot) spec.control = snapshot.control;
-      const stopGraceMs = stopGrace(this.options.stopGraceMs, STOP_TIMEOUT_S[launch.aleph?.interface ?? 'binary']);
-      const spawnVm = (args: string[], onConsole?: (line: string) => void) =>
-        VmProcess.spawn(this.options.binary, args, {
-          onConsole,
-          endpoint,
-          output: slot.output,
-          // The guest init's own stop-timeout for this program (13 s for ASGI) fits in the grace.
-          stopGraceMs,
-          log,
-          console: withFields(this.console, { hash }),
-          hooks: { graceful: qmpCommand(qmpSocket, 'system_powerdown'), forced: qmpCommand(qmpSocket, 'quit') },
-        });
-
-      const saved = snapshot ? await snapshot.store.find(snapshot.key) : undefined;
-      const restored = saved && snapshot ? await this.restore(spawnVm, { ...spec, incoming: saved.state }, snapshot.control, log) : undefined;
-      if (saved && snapshot && !restored) await snapshot.store.remove(snapshot.key);
-      let vm: VmProcess;
-      if (restored) {
-        vm = restored;
-      } else {
-        let markSeen!: () => void;
-        const seen = new Promise<void>((resolve) => (markSeen = resolve));
-        vm = await spawnVm(qemuArgs(spec), (line) => {
+    let markSeen!: () => void;
+    const seen = new Promise<void>((resolve) => (markSeen = resolve));
+    let vmSpec!: QemuVmSpec;
+    return bootVm<QemuNetwork>(program, slot, {
+      driver: 'qemu',
+      log,
+      initramfs: this.options.initramfs,
+      network: (launch, cleanups) => this.network(program, launch, slot, cleanups),
+      directory: (_net, cleanups) => vmRunDir(this.options.runDir, slot.executionId, cleanups),
+      launch: async (boot) => {
+        vmSpec = await this.spec(boot);
+        return this.launchVm(boot, vmSpec, (line) => {
           if (line.startsWith(GUEST_STARTED_MARKER)) markSeen();
         });
-        for (const step of cleanups.splice(0)) vm.onCleanup(step);
-        if (snapshot) vm.ready = () => void this.saveSnapshot(snapshot, qmpSocket, program, log);
+      },
+      started: async (vm) => {
         // Launched = the guest's init started the program. Probing HTTP before that is
         // wasted: qemu's port forward accepts connections that then hang while the guest
         // boots. Readiness itself stays HTTP-level (the orchestrator's probe).
-        const launched = await vm.launchedWithin(seen, LAUNCH_WAIT_MS);
-        if (!launched) log.info('no launch line from the guest yet');
-      }
-      for (const step of cleanups.splice(0)) vm.onCleanup(step); // restored: its steps from now on
-      if (link) vm.guestApi = { kind: 'tcp', host: link.host, port: link.port };
-      if (network) vm.network = network;
-      log.info(vm.restored ? 'vm restored' : 'vm started', { pid: vm.pid, accel, machine, memory_mib: program.memoryMib, vcpus: program.vcpus, drives: layout.drives.length, endpoint: `${endpoint.host}:${endpoint.port}` });
-      return vm;
-    } catch (err) {
-      await undo();
-      if (err instanceof DriverStartError) throw err;
-      throw new DriverStartError(`qemu: ${(err as Error).message}`, { cause: err });
+        if (!vm.restored && !(await vm.launchedWithin(seen, LAUNCH_WAIT_MS))) log.info('no launch line from the guest yet');
+        log.info(vm.restored ? 'vm restored' : 'vm started', { pid: vm.pid, accel: vmSpec.accel, machine: vmSpec.machine, memory_mib: program.memoryMib, vcpus: program.vcpus, drives: vmSpec.drives?.length ?? 0, endpoint: formatEndpoint(vm.endpoint) });
+      },
+    });
+  }
+
+  /** A tap from the pool, or user-mode networking with a loopback port forwarded to the guest's :8080. */
+  private async network(program: Program, launch: VmLaunch, slot: Slot, cleanups: Cleanup[]): Promise<QemuNetwork> {
+    if (this.options.network === 'tap') {
+      const tap = await tapNetwork(this.options.pool!, program, launch, slot, cleanups);
+      return { ...tap, net: { mode: 'tap', tap: tap.lease.tap }, kernelArgs: guestNetworkArgs(tap.lease) };
     }
+    const hostPort = await pickFreePort(LOOPBACK_HOST);
+    const qemuNet: QemuNetwork['net'] = { mode: 'user', hostPort, internet: launch.internet };
+    const net: QemuNetwork = {
+      endpoint: { kind: 'tcp', host: LOOPBACK_HOST, port: hostPort },
+      apiHost: '',
+      net: qemuNet,
+      kernelArgs: [`aleph.ip=${USER_NET.guest}`, `aleph.gw=${USER_NET.gateway}`, `aleph.dns=${USER_NET.dns}`],
+    };
+    if (slot.guestApi) {
+      const forward = await this.userNetGuestApi(slot.guestApi.socket);
+      cleanups.push(() => forward.link.close());
+      net.link = forward.link;
+      qemuNet.guestApiCommand = forward.command;
+      net.apiHost = `http://${USER_NET.guestApi}`;
+    }
+    return net;
+  }
+
+  private async spec(boot: PreparedBoot<QemuNetwork>): Promise<QemuVmSpec> {
+    const accel = await this.resolveAccel();
+    // microvm needs a paravirtual clock: under TCG it has no reliable timer to calibrate the TSC against.
+    const machine: QemuMachine = this.options.machine === 'auto' ? (accel === 'kvm' ? 'microvm' : 'q35') : this.options.machine;
+    if (machine === 'microvm' && accel === 'tcg' && !this.warnedMicrovmTcg) {
+      this.warnedMicrovmTcg = true;
+      this.log.warn('machine = "microvm" under TCG: guests can hang calibrating their clock; "auto" picks q35 here');
+    }
+    return {
+      machine,
+      accel,
+      memoryMib: boot.program.memoryMib,
+      vcpus: boot.program.vcpus,
+      kernel: boot.launch.kernel || this.options.kernel,
+      initrd: boot.initrd,
+      kernelArgs: boot.net.kernelArgs,
+      qmpSocket: join(boot.dir, 'qmp.sock'),
+      net: boot.net.net,
+      drives: boot.layout.drives,
+    };
+  }
+
+  /** Restores the VM from its snapshot when there is one that loads, else boots it. */
+  private async launchVm(boot: PreparedBoot<QemuNetwork>, spec: QemuVmSpec, onConsole: (line: string) => void): Promise<VmProcess> {
+    const { program, launch, layout, log } = boot;
+    // Snapshots: only where a saved state cannot go stale. Writable drives (ephemeral and
+    // persistent volumes) would be seen through the page cache of another life, and a
+    // tap guest keeps the address of the life it was saved in: those always boot.
+    const store = this.options.snapshots;
+    const snapshot = store && spec.net.mode === 'user' && layout.drives.every((d) => d.readOnly)
+      ? { store, key: await this.snapshotKeyOf(spec, boot.baseInitramfs, boot.archive, boot.net.apiHost !== ''), control: join(boot.dir, 'ctl.sock') }
+      : undefined;
+    if (snapshot) spec.control = snapshot.control;
+    const stopGraceMs = stopGrace(this.options.stopGraceMs, STOP_TIMEOUT_S[launch.aleph?.interface ?? 'binary']);
+    const spawnVm = (args: string[], console?: (line: string) => void) =>
+      VmProcess.spawn(this.options.binary, args, {
+        onConsole: console,
+        endpoint: boot.net.endpoint,
+        output: boot.slot.output,
+        // The guest init's own stop-timeout for this program (13 s for ASGI) fits in the grace.
+        stopGraceMs,
+        log,
+        console: withFields(this.console, { hash: shortHash(program.hash) }),
+        hooks: { graceful: qmpCommand(spec.qmpSocket, 'system_powerdown'), forced: qmpCommand(spec.qmpSocket, 'quit') },
+      });
+
+    const saved = snapshot ? await snapshot.store.find(snapshot.key) : undefined;
+    const restored = saved && snapshot ? await this.restore(spawnVm, { ...spec, incoming: saved.state }, snapshot.control, log) : undefined;
+    if (restored) return restored;
+    if (saved && snapshot) await snapshot.store.remove(snapshot.key);
+    const vm = await spawnVm(qemuArgs(spec), onConsole);
+    if (snapshot) vm.ready = () => void this.saveSnapshot(snapshot, spec.qmpSocket, program, log);
+    return vm;
   }
 
   /** Erases an instance's disk and state (the owner's erase); it must not be running. */
@@ -358,24 +340,6 @@ export class QemuDriver implements Driver {
 /** Where user-mode VMs' guest-links listen on the host (not 127.0.0.1: see userNetGuestApi). */
 export const GUEST_API_LOOPBACK = GUEST_LINK_LOOPBACK;
 
-export function vmLaunchOf(program: Program): VmLaunch {
-  if (program.launch.kind !== 'vm') {
-    throw new DriverStartError(`program ${program.name || shortHash(program.hash)} has no VM image: set code (and entrypoint) in its [[programs.local]] entry`);
-  }
-  return program.launch;
-}
-
-/** 'dir' (packed into the initramfs), 'image' (a read-only drive) or 'none'. */
-export async function codeKind(code: string): Promise<'dir' | 'image' | 'none'> {
-  if (code === '') return 'none';
-  try {
-    return (await stat(code)).isDirectory() ? 'dir' : 'image';
-  } catch {
-    throw new DriverStartError(`the program's code ${code} does not exist`);
-  }
-}
-
 export { machineArgs, MACHINE_STOP_GRACE_MS, type MachineSpec } from './machine.js';
 export { qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
 export { QmpClient } from './qmp.js';
-export { VmProcess } from './vm-process.js';

@@ -13,12 +13,11 @@ import type { Logger } from '../../common/index.js';
 import type { MachineLaunch, Program } from '../../programs/index.js';
 import { allocatePorts, ensureMachineDisk, writeCloudInitDrive, type MachineNetwork, type MappedPorts } from '../machine/index.js';
 import type { Lease, NetworkPool } from '../net/index.js';
-import { LOOPBACK_HOST, pickFreePort } from '../process/port.js';
+import { LOOPBACK_HOST, pickFreePort } from '../host/index.js';
 import { DriverStartError, type Endpoint, type Instance, type Slot } from '../types.js';
 import { USER_NET, type QemuAccel } from './args.js';
-import { safeName } from './checks.js';
 import { QmpClient, qmpCommand } from './qmp.js';
-import { VmProcess, type Cleanup } from './vm-process.js';
+import { safeName, VmProcess, type Cleanup } from '../vm/index.js';
 
 /** A whole OS shuts down slower than a program: the reference waits 50 s too. */
 export const MACHINE_STOP_GRACE_MS = 60_000;

@@ -3,7 +3,6 @@
 
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import type { Logger, LogFields } from '../../common/index.js';
 
 /** The executable's path (a name is looked up in PATH), or undefined. */
 export function findExecutable(file: string): string | undefined {
@@ -39,17 +38,6 @@ export function checkFile(problems: string[], key: string, path: string, hint = 
 
 export function setupError(driver: string, problems: string[]): Error {
   return new Error(`the ${driver} driver cannot start: ${problems.join('; ')}`);
-}
-
-/** A logger that adds fixed fields to every record. */
-export function withFields(base: Logger, fixed: LogFields): Logger {
-  return {
-    debug: (m, f) => base.debug(m, { ...fixed, ...f }),
-    info: (m, f) => base.info(m, { ...fixed, ...f }),
-    warn: (m, f) => base.warn(m, { ...fixed, ...f }),
-    error: (m, f) => base.error(m, { ...fixed, ...f }),
-    child: (name) => withFields(base.child(name), fixed),
-  };
 }
 
 /** A directory-safe form of an execution id. */

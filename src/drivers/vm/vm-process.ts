@@ -6,8 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/index.js';
-import { captureOutput, DEFAULT_OUTPUT_LIMITS } from '../process/output.js';
-import { trackGroup, untrackGroup, groupAlive, signalGroup } from '../process/group.js';
+import { captureOutput, DEFAULT_OUTPUT_LIMITS, groupAlive, signalGroup, trackGroup, untrackGroup } from '../host/index.js';
 import { DriverStartError, type Endpoint, type ExitInfo, type Instance, type InstanceNetwork, type Slot } from '../types.js';
 
 export interface VmProcessHooks {
