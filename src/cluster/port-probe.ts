@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { hostPort } from '../common/index.js';
 import type { ListenAddress } from '../config/index.js';
 
 /**
@@ -15,10 +16,9 @@ export async function probeAddresses(kind: string, addresses: ListenAddress[]): 
       server.once('error', reject);
       server.listen({ host: address.host, port: address.port, ipv6Only: address.host.includes(':'), exclusive: true }, () => resolve());
     }).catch((error: NodeJS.ErrnoException) => {
-      const label = address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
       const hint = error.code === 'EACCES' ? ' (ports below 1024 need root, CAP_NET_BIND_SERVICE or systemd socket activation)'
         : error.code === 'EADDRINUSE' ? ' (another process is listening there)' : '';
-      throw new Error(`cannot listen on ${kind} ${label}: ${error.code ?? error.message}${hint}`);
+      throw new Error(`cannot listen on ${kind} ${hostPort(address.host, address.port)}: ${error.code ?? error.message}${hint}`);
     });
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
