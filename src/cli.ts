@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createLogger, guardStdio } from './common/index.js';
 import { ConfigError, checkConfig, formatIssue, loadConfig } from './config/index.js';
-import { isStatusCommand, runStatusCommand } from './status/index.js';
+import { formatListener, isStatusCommand, runStatusCommand } from './status/index.js';
 
 const DEFAULT_CONFIG = '/etc/aleph-edge/aleph-edge.toml';
 
@@ -120,7 +120,7 @@ async function run(argv: string[]): Promise<number> {
     log.error('failed to start', { error: (error as Error).message });
     return 1;
   }
-  log.info('aleph-edge ready', { version: version(), domain: settings.server.domain, listeners: node.listeners().join(', '), status_socket: settings.server.statusSocket });
+  log.info('aleph-edge ready', { version: version(), domain: settings.server.domain, listeners: node.listeners().map(formatListener).join(', '), status_socket: settings.server.statusSocket });
   if (signalledWhileStarting) shutdown(signalledWhileStarting);
   return finished;
 }

@@ -1,6 +1,7 @@
 import type { Settings } from '../config/index.js';
-import { Edge, type EdgeDeps, type RouteTable } from '../edge/index.js';
+import { Edge, type EdgeDeps, type ListenerInfo, type RouteTable } from '../edge/index.js';
 import { WorkerPool, type PoolOptions } from '../cluster/index.js';
+import type { SnapshotPart } from '../metrics/index.js';
 
 /**
  * Where requests are served: in this process (one Edge), or by worker processes
@@ -8,12 +9,12 @@ import { WorkerPool, type PoolOptions } from '../cluster/index.js';
  */
 export interface Frontend {
   start(): Promise<void>;
-  describe(): string[];
+  describe(): ListenerInfo[];
   update(settings: Settings, routes: RouteTable): void;
   /** Stops accepting, lets requests finish until the deadline, then closes everything. */
   drain(deadline: number): Promise<void>;
-  /** Extra metrics text (workers); '' in process. */
-  metrics(): Promise<string>;
+  /** The workers' metrics, one part per worker (none in process). */
+  metrics(): Promise<SnapshotPart[]>;
   workers(): Array<{ index: number; pid: number | undefined; leases: number }>;
 }
 
@@ -28,7 +29,7 @@ export class LocalFrontend implements Frontend {
     return this.edge.start();
   }
 
-  describe(): string[] {
+  describe(): ListenerInfo[] {
     return this.edge.describe();
   }
 
@@ -41,8 +42,8 @@ export class LocalFrontend implements Frontend {
     await this.edge.finish(deadline);
   }
 
-  async metrics(): Promise<string> {
-    return '';
+  async metrics(): Promise<SnapshotPart[]> {
+    return [];
   }
 
   workers(): [] {
@@ -61,7 +62,7 @@ export class ClusterFrontend implements Frontend {
     return this.pool.start();
   }
 
-  describe(): string[] {
+  describe(): ListenerInfo[] {
     return this.pool.describe();
   }
 
@@ -73,7 +74,7 @@ export class ClusterFrontend implements Frontend {
     return this.pool.drain(deadline);
   }
 
-  metrics(): Promise<string> {
+  metrics(): Promise<SnapshotPart[]> {
     return this.pool.metrics();
   }
 

@@ -3,8 +3,8 @@ import { isDeepStrictEqual } from 'node:util';
 import { ConfigError, defaultAlephSettings, defaultControlSettings, defaultNodeSettings, DIAGNOSTIC_PROGRAM_HASH, loadConfig, type RoutingSettings, type Settings } from '../config/index.js';
 import { createLogger } from '../common/index.js';
 import { createDriver, waitForHttp } from '../drivers/index.js';
-import { inheritedSockets, type InheritedSocket } from '../edge/index.js';
-import { countDroppedLogLines, MetricsRegistry, mergeExpositions, sumFamily } from '../metrics/index.js';
+import { inheritedSockets, type InheritedSocket, type ListenerInfo } from '../edge/index.js';
+import { countDroppedLogLines, familyTotal, MetricsRegistry, mergeSnapshots, renderExposition, type FamilySnapshot } from '../metrics/index.js';
 import { Orchestrator, type ReadinessProbe } from '../orchestrator/index.js';
 import { AlephProgramSource, LocalProgramSource, MessageStream } from '../programs/index.js';
 import { Forwarder } from '../proxy/index.js';
@@ -141,15 +141,13 @@ export class AlephEdgeNode {
     return this.orchestrator;
   }
 
-  listeners(): string[] {
+  listeners(): ListenerInfo[] {
     return this.frontend.describe();
   }
 
   /** Bound port of the first listener of a kind (tests bind port 0). */
-  port(kind: 'https' | 'http'): number | undefined {
-    const listener = this.listeners().find((l) => l.startsWith(`${kind} `));
-    const port = listener ? Number(listener.slice(listener.lastIndexOf(':') + 1)) : NaN;
-    return Number.isInteger(port) ? port : undefined;
+  port(kind: ListenerInfo['protocol']): number | undefined {
+    return this.listeners().find((l) => l.protocol === kind)?.port;
   }
 
   /** Re-reads the config file; an invalid file changes nothing. */
@@ -342,7 +340,7 @@ export class AlephEdgeNode {
       },
       vms: async () => this.orchestrator.list(),
       certs: () => this.certs.list(),
-      metrics: () => this.exposition(),
+      metrics: async () => renderExposition(await this.metricFamilies()),
       login: async () => {
         const port = selfAddress(this.frontend.describe())?.port ?? 443;
         const authority = port === 443 ? this.settings.server.domain : `${this.settings.server.domain}:${port}`;
@@ -379,20 +377,27 @@ export class AlephEdgeNode {
   }
 
   /** This process's metrics and its workers' (labelled worker="<index>"), one family at a time. */
-  private async exposition(): Promise<string> {
-    return mergeExpositions([{ text: this.metrics.render() }, { text: await this.frontend.metrics() }]);
+  private async metricFamilies(): Promise<FamilySnapshot[]> {
+    return mergeSnapshots([{ families: this.metrics.snapshot() }, ...await this.frontend.metrics()]);
   }
 
   /** Headline counters, summed over this process and its workers. */
   private async counters(): Promise<Record<string, number>> {
-    const text = await this.exposition();
+    const families = await this.metricFamilies();
     const out: Record<string, number> = {};
-    for (const name of ['aleph_edge_requests_total', 'aleph_edge_errors_total', 'aleph_edge_boots_total', 'aleph_edge_boot_failures_total', 'aleph_edge_evictions_total']) {
-      out[name.replace(/^aleph_edge_/, '').replace(/_total$/, '')] = sumFamily(text, name);
-    }
+    for (const [key, name] of Object.entries(HEADLINE_COUNTERS)) out[key] = familyTotal(families, name);
     return out;
   }
 }
+
+/** The status summary's counters, by the key it shows them under. */
+const HEADLINE_COUNTERS: Record<string, string> = {
+  requests: 'aleph_edge_requests_total',
+  errors: 'aleph_edge_errors_total',
+  boots: 'aleph_edge_boots_total',
+  boot_failures: 'aleph_edge_boot_failures_total',
+  evictions: 'aleph_edge_evictions_total',
+};
 
 /** The login secret's directory: node.state_dir, else the folder holding tls.storage (/var/lib/aleph-edge). */
 function nodeStateDir(settings: Settings): string {

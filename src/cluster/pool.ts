@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createLogger } from '../common/index.js';
 import type { Settings } from '../config/index.js';
-import type { InheritedSocket } from '../edge/index.js';
-import { mergeExpositions } from '../metrics/index.js';
+import type { InheritedSocket, ListenerInfo } from '../edge/index.js';
+import type { FamilySnapshot, SnapshotPart } from '../metrics/index.js';
 import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
 import { NODE_STATE_METHODS, type NodeState } from '../nodeapi/index.js';
 import type { ControlGateway, ControlRequest } from '../control/index.js';
@@ -42,10 +42,10 @@ export interface PoolOptions {
 interface WorkerState {
   worker: Worker;
   index: number;
-  listeners: string[];
+  listeners: ListenerInfo[];
   leases: Map<number, Lease>;
   acquiring: Map<number, AbortController>;
-  metricsWaiters: Map<number, (text: string) => void>;
+  metricsWaiters: Map<number, (families: FamilySnapshot[]) => void>;
   drained: boolean;
 }
 
@@ -97,7 +97,7 @@ export class WorkerPool {
     this.ticketTimer.unref();
   }
 
-  describe(): string[] {
+  describe(): ListenerInfo[] {
     const first = [...this.states.values()].find((s) => s.listeners.length > 0);
     return first ? first.listeners : [];
   }
@@ -134,20 +134,19 @@ export class WorkerPool {
     await Promise.all(claims.map((c) => c.close()));
   }
 
-  /** Metrics of every worker, labelled worker="<index>". */
-  async metrics(): Promise<string> {
-    const parts = await Promise.all([...this.states.values()].map(async (s) => ({
-      label: 'worker', value: String(s.index), text: await this.workerMetrics(s),
+  /** Metrics of every worker, each to be labelled worker="<index>". */
+  async metrics(): Promise<SnapshotPart[]> {
+    return Promise.all([...this.states.values()].map(async (s) => ({
+      labels: { worker: String(s.index) }, families: await this.workerMetrics(s),
     })));
-    return mergeExpositions(parts);
   }
 
-  private workerMetrics(state: WorkerState): Promise<string> {
-    if (state.worker.isDead()) return Promise.resolve('');
+  private workerMetrics(state: WorkerState): Promise<FamilySnapshot[]> {
+    if (state.worker.isDead()) return Promise.resolve([]);
     const id = this.nextMetricsId++;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => { state.metricsWaiters.delete(id); resolve(''); }, 2_000);
-      state.metricsWaiters.set(id, (text) => { clearTimeout(timer); resolve(text); });
+      const timer = setTimeout(() => { state.metricsWaiters.delete(id); resolve([]); }, 2_000);
+      state.metricsWaiters.set(id, (families) => { clearTimeout(timer); resolve(families); });
       this.send(state, { type: 'metrics', id });
     });
   }
@@ -295,7 +294,7 @@ export class WorkerPool {
         break;
       }
       case 'reply':
-        state.metricsWaiters.get(message.id)?.(String(message.value ?? ''));
+        state.metricsWaiters.get(message.id)?.(Array.isArray(message.value) ? message.value as FamilySnapshot[] : []);
         state.metricsWaiters.delete(message.id);
         break;
       case 'drained':

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { hostPort } from '../common/index.js';
 import type { ListenAddress } from '../config/index.js';
 
 /** What the primary holds while its workers listen: released by close() or by its death. */
@@ -6,7 +7,7 @@ export interface AddressClaims {
   close(): Promise<void>;
 }
 
-const label = (address: ListenAddress) => (address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`);
+const label = (address: ListenAddress) => hostPort(address.host, address.port);
 
 /**
  * Workers bind with SO_REUSEPORT, which the kernel also grants to a second process

@@ -2,7 +2,7 @@
 // workers (listeners, TLS, proxying) over the cluster IPC channel.
 import type { Settings } from '../config/index.js';
 import type { Endpoint } from '../drivers/index.js';
-import type { InheritedSocket } from '../edge/index.js';
+import type { InheritedSocket, ListenerInfo } from '../edge/index.js';
 import type { NodeStateMethod } from '../nodeapi/index.js';
 import type { ControlMethod } from '../control/index.js';
 
@@ -48,7 +48,7 @@ export type Notice =
   /** The lease now lingers unused (true), or a request uses it again (false). */
   | { type: 'linger'; leaseId: number; lingering: boolean }
   | { type: 'hello' }
-  | { type: 'ready'; listeners: string[] }
+  | { type: 'ready'; listeners: ListenerInfo[] }
   | { type: 'drained' };
 
 export type WorkerMessage = Call | Notice | ({ type: 'reply' } & Reply);

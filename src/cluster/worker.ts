@@ -77,7 +77,7 @@ export function runWorker(): void {
         edge?.setTicketKeys(Buffer.from(message.ticketKeys, 'base64'));
         break;
       case 'metrics':
-        send({ type: 'reply', id: message.id, ok: true, value: metrics.render() });
+        send({ type: 'reply', id: message.id, ok: true, value: metrics.snapshot() });
         break;
       case 'drain':
         if (!edge) process.exit(0);

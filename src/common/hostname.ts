@@ -133,3 +133,8 @@ export function canonicalHost(raw: string): string | undefined {
 export function isHostName(name: string): boolean {
   return canonicalHost(name) === name && !isIpLiteral(name);
 }
+
+/** `host:port` as in a URL's authority: an IPv6 literal goes in brackets. */
+export function hostPort(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}

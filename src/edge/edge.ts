@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { ALEPH_VM_VERSION, type HttpProtocol, type ListenAddress, type ServerSettings } from '../config/index.js';
-import { canonicalHost, createLogger } from '../common/index.js';
+import { canonicalHost, createLogger, hostPort } from '../common/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ExecutionGateway } from '../orchestrator/index.js';
 import { NodePages, type NodeState } from '../nodeapi/index.js';
@@ -48,10 +48,25 @@ export interface EdgeDeps {
 
 type Kind = 'https' | 'http';
 
+/**
+ * One listening socket as bound: the real port (tests bind port 0), and the fd when
+ * systemd passed it. Data for whoever reads it; a display string is made at the end
+ * (status output, logs).
+ */
+export interface ListenerInfo {
+  /** 'https' serves TLS (HTTP/1.1 and h2); 'http' redirects and answers ACME HTTP-01. */
+  protocol: Kind;
+  /** The bound IP address ('0.0.0.0', '::', '127.0.0.1'); absent for an inherited socket that is not TCP. */
+  address?: string;
+  port?: number;
+  /** The descriptor systemd passed (socket activation). */
+  fd?: number;
+}
+
 interface Listener {
   kind: Kind;
   server: http.Server | https.Server;
-  label: string;
+  fd: number | undefined;
 }
 
 /** The node's listeners (:443 and :80, or inherited fds) and their request pipeline. */
@@ -107,11 +122,11 @@ export class Edge {
           if (socket.name !== 'https' && socket.name !== 'http') {
             throw new Error(`inherited socket fd ${socket.fd} is named "${socket.name}"; name it "https" or "http" (FileDescriptorName=)`);
           }
-          await this.listen(socket.name, { fd: socket.fd }, `fd:${socket.fd}`);
+          await this.listen(socket.name, { fd: socket.fd });
         }
       } else {
-        for (const address of this.deps.server.httpsListen) await this.listen('https', address, formatAddress(address));
-        for (const address of this.deps.server.httpListen) await this.listen('http', address, formatAddress(address));
+        for (const address of this.deps.server.httpsListen) await this.listen('https', address);
+        for (const address of this.deps.server.httpListen) await this.listen('http', address);
       }
     } catch (error) {
       await this.close();
@@ -162,16 +177,14 @@ export class Edge {
     for (const { kind, server } of this.listeners) if (kind === 'https') (server as https.Server).setTicketKeys(keys);
   }
 
-  /** 'https 127.0.0.1:8443', 'http fd:4', ... with the ports actually bound. */
-  describe(): string[] {
-    return this.listeners.map((l) => `${l.kind} ${boundLabel(l)}`);
+  /** The listening sockets, with the addresses and ports actually bound. */
+  describe(): ListenerInfo[] {
+    return this.listeners.map(infoOf);
   }
 
   /** Bound port of the first listener of a kind (tests bind port 0). */
   port(kind: Kind): number | undefined {
-    const listener = this.listeners.find((l) => l.kind === kind);
-    const address = listener?.server.address();
-    return address && typeof address === 'object' ? address.port : undefined;
+    return this.describe().find((l) => l.protocol === kind)?.port;
   }
 
   /** Stops accepting connections; idle keep-alive connections are closed, active ones finish. */
@@ -221,7 +234,9 @@ export class Edge {
     return this.closing;
   }
 
-  private async listen(kind: Kind, target: ListenAddress | { fd: number }, label: string): Promise<void> {
+  private async listen(kind: Kind, target: ListenAddress | { fd: number }): Promise<void> {
+    // For messages before the socket is bound; once bound, the listener's info says it.
+    const label = 'fd' in target ? `fd:${target.fd}` : hostPort(target.host, target.port);
     const server = kind === 'https' ? this.createHttpsServer() : this.createHttpServer();
     this.applyLimits(server);
     const bind = (reusePort: boolean) => new Promise<void>((resolve, reject) => {
@@ -244,10 +259,10 @@ export class Edge {
         : error.code === 'EADDRINUSE' ? ' (another process is listening there)' : '';
       throw new Error(`cannot listen on ${kind} ${label}: ${error.code ?? error.message}${hint}`);
     });
-    server.on('error', (error) => log.error('listener error', { listener: label, error: error.message }));
-    const listener = { kind, server, label };
+    const listener: Listener = { kind, server, fd: 'fd' in target ? target.fd : undefined };
+    server.on('error', (error) => log.error('listener error', { ...infoOf(listener), error: error.message }));
     this.listeners.push(listener);
-    log.info('listening', { kind, address: boundLabel(listener) });
+    log.info('listening', { ...infoOf(listener) });
   }
 
   private createHttpsServer(): https.Server {
@@ -374,12 +389,13 @@ function checkingInterval(limits: ServerSettings['limits']): number {
   return Math.max(250, Math.min(1000, ...timeouts.map((t) => t / 4)));
 }
 
-function formatAddress(address: ListenAddress): string {
-  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
-}
-
-function boundLabel(listener: Listener): string {
-  const address = listener.server.address() as AddressInfo | string | null;
-  if (address && typeof address === 'object') return formatAddress({ host: address.address, port: address.port });
-  return listener.label;
+function infoOf(listener: Listener): ListenerInfo {
+  const bound = listener.server.address() as AddressInfo | string | null;
+  const info: ListenerInfo = { protocol: listener.kind };
+  if (bound && typeof bound === 'object') {
+    info.address = bound.address;
+    info.port = bound.port;
+  }
+  if (listener.fd !== undefined) info.fd = listener.fd;
+  return info;
 }

@@ -1,5 +1,5 @@
 export { Edge } from './edge.js';
-export type { EdgeDeps } from './edge.js';
+export type { EdgeDeps, ListenerInfo } from './edge.js';
 export type { RouteTable } from './pipeline.js';
 export { inheritedSockets } from './systemd.js';
 export type { InheritedSocket } from './systemd.js';

@@ -102,7 +102,7 @@ export class Pipeline {
     this.nodeDomain.apply(host, res);
     try {
       this.checkBodySize(req);
-      const route = await this.routes.route({ host, path: req.url ?? '' });
+      const route = await this.routes.route({ host, path: target });
       if (route.kind === 'node') {
         if (route.page === 'control' && this.deps.control) {
           for (const [name, value] of Object.entries(this.deps.pages.identityHeaders)) res.setHeader(name, value);
@@ -124,8 +124,7 @@ export class Pipeline {
         }
       }
       if (res.destroyed) return; // the client left while the program booted
-      req.url = route.path;
-      await this.deps.forwarder.web(req, res, lease, { clientIp: clientIp(req), proto, host, prefix: mountPrefix(route) }, { maxBodyBytes: this.deps.maxBodyBytes, sendTimeoutMs: this.deps.sendTimeoutMs });
+      await this.deps.forwarder.web(req, res, lease, { path: route.path, clientIp: clientIp(req), proto, host, prefix: mountPrefix(route) }, { maxBodyBytes: this.deps.maxBodyBytes, sendTimeoutMs: this.deps.sendTimeoutMs });
     } catch (error) {
       if (res.destroyed) return;
       // Errors are the node's own answers, whatever the route.
@@ -147,7 +146,7 @@ export class Pipeline {
         throw new BadRequestError('unsupported upgrade');
       }
       if (hostHeaders(req.rawHeaders) > 1) throw new BadRequestError('more than one Host header');
-      const route = await this.routes.route({ host, path: req.url ?? '' });
+      const route = await this.routes.route({ host, path: target });
       if (route.kind === 'node' && route.page === 'control' && this.deps.control) {
         access.info(`WS ${host}${target}`, { status: 101 });
         this.deps.control.upgrade(req, socket, head, route.path);
@@ -159,8 +158,7 @@ export class Pipeline {
       socket.once('close', () => abort.abort());
       lease = await this.deps.gateway.acquire(route.hash, abort.signal);
       if (socket.destroyed) return;
-      req.url = route.path;
-      const outcome = await this.deps.forwarder.ws(req, socket, head, lease, { clientIp: clientIp(req), proto: 'https', host, prefix: mountPrefix(route) });
+      const outcome = await this.deps.forwarder.ws(req, socket, head, lease, { path: route.path, clientIp: clientIp(req), proto: 'https', host, prefix: mountPrefix(route) });
       access.info(`WS ${host}${target}`, { hash: shortHash(hash), status: outcome.status });
     } catch (error) {
       if (socket.destroyed) return;
@@ -193,8 +191,7 @@ export class Pipeline {
         gone.dispose();
       }
       if (stream.destroyed) return;
-      req.url = route.path;
-      const outcome = await this.deps.forwarder.wsOverH2(req, stream, lease, { clientIp: clientIp(req), proto: 'https', host, prefix: mountPrefix(route) });
+      const outcome = await this.deps.forwarder.wsOverH2(req, stream, lease, { path: route.path, clientIp: clientIp(req), proto: 'https', host, prefix: mountPrefix(route) });
       access.info(`WS ${host}${target}`, { hash: shortHash(hash), status: outcome.status, h2: true });
     } catch (error) {
       if (stream.destroyed) return;

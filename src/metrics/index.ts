@@ -1,5 +1,5 @@
-export { MetricsRegistry, Counter, Gauge, Histogram, DEFAULT_SECONDS_BUCKETS } from './registry.js';
-export type { Labels } from './registry.js';
+export { MetricsRegistry, Counter, Gauge, Histogram, DEFAULT_SECONDS_BUCKETS, familyTotal, renderExposition } from './registry.js';
+export type { Labels, FamilySnapshot, ValueSeries, HistogramSeries } from './registry.js';
 export { countDroppedLogLines } from './log-lines.js';
-export { mergeExpositions, sumFamily } from './merge.js';
-export type { ExpositionPart } from './merge.js';
+export { mergeSnapshots } from './merge.js';
+export type { SnapshotPart } from './merge.js';

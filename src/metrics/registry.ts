@@ -3,11 +3,33 @@
 
 export type Labels = Record<string, string>;
 
+/** A counter's or gauge's series: its labels (in the order they are rendered) and value. */
+export interface ValueSeries {
+  labels: Labels;
+  value: number;
+}
+
+/** A histogram's series: cumulative counts per bucket (as `buckets`), sum and count. */
+export interface HistogramSeries {
+  labels: Labels;
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+/**
+ * A family's state as data: what a worker sends the primary, what is merged and
+ * summed, and what the exposition is rendered from (the only place text is made).
+ */
+export type FamilySnapshot =
+  | { name: string; help: string; type: 'counter' | 'gauge'; series: ValueSeries[] }
+  | { name: string; help: string; type: 'histogram'; buckets: number[]; series: HistogramSeries[] };
+
 interface Family {
   name: string;
   help: string;
   type: 'counter' | 'gauge' | 'histogram';
-  render(): string[];
+  snapshot(): FamilySnapshot;
 }
 
 // Runs for every request (a counter and a histogram each): no sort, array or
@@ -24,6 +46,13 @@ function labelKey(labels: Labels): string {
   return key;
 }
 
+/** The labels of a new series, kept in the key's order (sorted), so one label set renders one way. */
+function sortedLabels(labels: Labels): Labels {
+  const out: Labels = {};
+  for (const name of Object.keys(labels).sort()) out[name] = labels[name] ?? '';
+  return out;
+}
+
 const NEEDS_ESCAPE = /[\\\n"]/;
 
 function escapeLabel(value: string): string {
@@ -31,13 +60,9 @@ function escapeLabel(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
-function sample(name: string, key: string, value: number): string {
-  return key ? `${name}{${key}} ${value}` : `${name} ${value}`;
-}
-
 export class Counter implements Family {
   readonly type = 'counter' as const;
-  private readonly values = new Map<string, number>();
+  private readonly values = new Map<string, ValueSeries>();
   private collector?: () => number;
   constructor(readonly name: string, readonly help: string) {}
   /** Sample a total kept elsewhere (below metrics/, e.g. the logger) at scrape time. */
@@ -46,40 +71,48 @@ export class Counter implements Family {
   }
   inc(labels: Labels = {}, by = 1): void {
     const key = labelKey(labels);
-    this.values.set(key, (this.values.get(key) ?? 0) + by);
+    const series = this.values.get(key);
+    if (series) series.value += by;
+    else this.values.set(key, { labels: sortedLabels(labels), value: by });
   }
+  /** The value of one label set (0 when it was never counted). */
   get(labels: Labels = {}): number {
-    return this.values.get(labelKey(labels)) ?? 0;
+    if (this.collector) return labelKey(labels) === '' ? this.collector() : 0;
+    return this.values.get(labelKey(labels))?.value ?? 0;
   }
   /** Sum over every label set. */
   total(): number {
-    let sum = 0;
-    for (const v of this.values.values()) sum += v;
-    return sum;
+    return sumSeries(this.series());
   }
-  render(): string[] {
-    if (this.collector) return [sample(this.name, '', this.collector())];
-    return [...this.values].map(([key, value]) => sample(this.name, key, value));
+  snapshot(): FamilySnapshot {
+    return { name: this.name, help: this.help, type: this.type, series: this.series() };
+  }
+  private series(): ValueSeries[] {
+    if (this.collector) return [{ labels: {}, value: this.collector() }];
+    return [...this.values.values()].map((s) => ({ labels: s.labels, value: s.value }));
   }
 }
 
 export class Gauge implements Family {
   readonly type = 'gauge' as const;
-  private readonly values = new Map<string, number>();
+  private readonly values = new Map<string, ValueSeries>();
   private collector?: () => Array<[Labels, number]>;
   constructor(readonly name: string, readonly help: string) {}
   set(value: number, labels: Labels = {}): void {
-    this.values.set(labelKey(labels), value);
+    const key = labelKey(labels);
+    const series = this.values.get(key);
+    if (series) series.value = value;
+    else this.values.set(key, { labels: sortedLabels(labels), value });
   }
   /** Sample values at scrape time instead of tracking them. */
   collect(fn: () => Array<[Labels, number]>): void {
     this.collector = fn;
   }
-  render(): string[] {
-    const entries: Array<[string, number]> = this.collector
-      ? this.collector().map(([labels, value]) => [labelKey(labels), value])
-      : [...this.values];
-    return entries.map(([key, value]) => sample(this.name, key, value));
+  snapshot(): FamilySnapshot {
+    const series = this.collector
+      ? this.collector().map(([labels, value]) => ({ labels: sortedLabels(labels), value }))
+      : [...this.values.values()].map((s) => ({ labels: s.labels, value: s.value }));
+    return { name: this.name, help: this.help, type: this.type, series };
   }
 }
 
@@ -87,13 +120,13 @@ export const DEFAULT_SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 
 export class Histogram implements Family {
   readonly type = 'histogram' as const;
-  private readonly series = new Map<string, { counts: number[]; sum: number; count: number }>();
+  private readonly series = new Map<string, HistogramSeries>();
   constructor(readonly name: string, readonly help: string, readonly buckets: number[] = DEFAULT_SECONDS_BUCKETS) {}
   observe(value: number, labels: Labels = {}): void {
     const key = labelKey(labels);
     let s = this.series.get(key);
     if (!s) {
-      s = { counts: this.buckets.map(() => 0), sum: 0, count: 0 };
+      s = { labels: sortedLabels(labels), counts: this.buckets.map(() => 0), sum: 0, count: 0 };
       this.series.set(key, s);
     }
     for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]!) s.counts[i]!++;
@@ -103,17 +136,16 @@ export class Histogram implements Family {
   count(labels: Labels = {}): number {
     return this.series.get(labelKey(labels))?.count ?? 0;
   }
-  render(): string[] {
-    const lines: string[] = [];
-    for (const [key, s] of this.series) {
-      const prefix = key ? `${key},` : '';
-      this.buckets.forEach((le, i) => lines.push(`${this.name}_bucket{${prefix}le="${le}"} ${s.counts[i]}`));
-      lines.push(`${this.name}_bucket{${prefix}le="+Inf"} ${s.count}`);
-      lines.push(sample(`${this.name}_sum`, key, s.sum));
-      lines.push(sample(`${this.name}_count`, key, s.count));
-    }
-    return lines;
+  snapshot(): FamilySnapshot {
+    const series = [...this.series.values()].map((s) => ({ labels: s.labels, counts: [...s.counts], sum: s.sum, count: s.count }));
+    return { name: this.name, help: this.help, type: this.type, buckets: [...this.buckets], series };
   }
+}
+
+function sumSeries(series: ValueSeries[]): number {
+  let sum = 0;
+  for (const s of series) sum += s.value;
+  return sum;
 }
 
 export class MetricsRegistry {
@@ -129,13 +161,14 @@ export class MetricsRegistry {
     return this.register(name, () => new Histogram(name, help, buckets), 'histogram');
   }
 
+  /** Every family's current state, as data. */
+  snapshot(): FamilySnapshot[] {
+    return [...this.families.values()].map((family) => family.snapshot());
+  }
+
   /** Prometheus text exposition format. */
   render(): string {
-    const out: string[] = [];
-    for (const family of this.families.values()) {
-      out.push(`# HELP ${family.name} ${family.help}`, `# TYPE ${family.name} ${family.type}`, ...family.render());
-    }
-    return out.join('\n') + '\n';
+    return renderExposition(this.snapshot());
   }
 
   // Registering the same name twice returns the existing family, so components
@@ -150,4 +183,42 @@ export class MetricsRegistry {
     this.families.set(name, family);
     return family;
   }
+}
+
+/** Sum of a counter's or gauge's series over every label set (0 when the family is absent). */
+export function familyTotal(families: readonly FamilySnapshot[], name: string): number {
+  let sum = 0;
+  for (const family of families) if (family.name === name && family.type !== 'histogram') sum += sumSeries(family.series);
+  return sum;
+}
+
+/** Label pairs in the order given (a series' own labels are already sorted). */
+function renderLabels(labels: Labels, extra = ''): string {
+  let out = '';
+  for (const name in labels) out += `${out ? ',' : ''}${name}="${escapeLabel(labels[name]!)}"`;
+  if (extra) out += `${out ? ',' : ''}${extra}`;
+  return out;
+}
+
+function sample(name: string, labels: string, value: number): string {
+  return labels ? `${name}{${labels}} ${value}` : `${name} ${value}`;
+}
+
+/** The text exposition format 0.0.4 of some families. */
+export function renderExposition(families: readonly FamilySnapshot[]): string {
+  const out: string[] = [];
+  for (const family of families) {
+    out.push(`# HELP ${family.name} ${family.help}`, `# TYPE ${family.name} ${family.type}`);
+    if (family.type !== 'histogram') {
+      for (const s of family.series) out.push(sample(family.name, renderLabels(s.labels), s.value));
+      continue;
+    }
+    for (const s of family.series) {
+      family.buckets.forEach((le, i) => out.push(sample(`${family.name}_bucket`, renderLabels(s.labels, `le="${le}"`), s.counts[i]!)));
+      out.push(sample(`${family.name}_bucket`, renderLabels(s.labels, 'le="+Inf"'), s.count));
+      out.push(sample(`${family.name}_sum`, renderLabels(s.labels), s.sum));
+      out.push(sample(`${family.name}_count`, renderLabels(s.labels), s.count));
+    }
+  }
+  return out.join('\n') + '\n';
 }

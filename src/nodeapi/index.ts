@@ -1,6 +1,6 @@
 export { NodePages } from './pages.js';
 export { LocalNodeState, selfAddress, CHECK_CACHE_MS } from './state.js';
-export type { LocalNodeStateDeps } from './state.js';
+export type { LocalNodeStateDeps, NodeListener } from './state.js';
 export { LoginSecret } from './secret.js';
 export { SystemSampler } from './system.js';
 export { diagnosticProgram, DIAGNOSTIC_DIR } from './diagnostic.js';

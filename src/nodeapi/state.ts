@@ -20,25 +20,29 @@ export interface LocalNodeStateDeps {
   startedAt: number;
   settings(): Settings;
   executions(): ExecutionInfo[];
-  /** The node's listeners as Frontend.describe() gives them ('https 127.0.0.1:8443', ...). */
-  listeners(): string[];
+  /** The node's listening sockets, as bound (edge's ListenerInfo). */
+  listeners(): NodeListener[];
   sampler: SystemSampler;
   secret: LoginSecret;
   /** The certificates the node serves (none known when absent). */
   certificates?: () => Promise<CertificateExpiry[]>;
 }
 
+/** What the pages read of a listening socket. */
+export interface NodeListener {
+  protocol: 'https' | 'http';
+  /** Absent for an inherited socket that is not TCP. */
+  address?: string;
+  port?: number;
+}
+
 /** Where to reach our own HTTPS listener: a wildcard bind is reached on loopback. */
-export function selfAddress(listeners: string[]): SelfAddress | undefined {
-  for (const line of listeners) {
-    const match = /^https (?:\[([^\]]+)\]|([^\s:]+)):(\d+)$/.exec(line);
-    if (!match) continue;
-    const host = match[1] ?? match[2]!;
-    const port = Number(match[3]);
-    if (isIP(host) === 0) continue; // 'https fd:3' (socket activation) names no address
-    if (host === '0.0.0.0') return { host: '127.0.0.1', port };
-    if (host === '::') return { host: '::1', port };
-    return { host, port };
+export function selfAddress(listeners: readonly NodeListener[]): SelfAddress | undefined {
+  for (const { protocol, address, port } of listeners) {
+    if (protocol !== 'https' || address === undefined || port === undefined || isIP(address) === 0) continue;
+    if (address === '0.0.0.0') return { host: '127.0.0.1', port };
+    if (address === '::') return { host: '::1', port };
+    return { host: address, port };
   }
   return undefined;
 }

@@ -301,7 +301,7 @@ export class Forwarder {
       const pool = this.pools.for(lease.endpoint);
       pool.dispatch({
         method: req.method as Dispatcher.HttpMethod,
-        path: req.url ?? '/',
+        path: info.path,
         headers: upstreamRequestRawHeaders(req, info),
         body,
       }, handler);
@@ -318,10 +318,16 @@ export class Forwarder {
         if (outcome instanceof EdgeError) reject(outcome);
         else resolve(outcome);
       });
-      this.exchanges.set(req, exchange);
+      // What http-proxy-3 sends: a view of the client's request with the program's
+      // target and headers (the request itself stays as received, for the access log).
+      const upstream = Object.create(req, {
+        url: { value: info.path },
+        headers: { value: upstreamRequestHeaders(req.headers, info, true) },
+      }) as IncomingMessage;
+      this.exchanges.set(upstream, exchange);
       socket.once('close', () => exchange.settle({ status: exchange.upgraded ? 101 : 0, complete: exchange.upgraded }));
-      req.headers = upstreamRequestHeaders(req.headers, info, true);
-      this.proxy.ws(req, socket, head, { target: target(lease.endpoint) }, (error) => {
+      // toProxy: the target goes out as it is; otherwise it is re-parsed as a URL (which re-encodes some characters).
+      this.proxy.ws(upstream, socket, head, { target: target(lease.endpoint), toProxy: true }, (error) => {
         const { error: edgeError, fatal } = classify(error as NodeJS.ErrnoException, exchange);
         lease.reportFailure(edgeError.message, fatal);
         if (exchange.upgraded) {
@@ -356,7 +362,7 @@ export class Forwarder {
       const endpoint = lease.endpoint;
       const upstream = http.request({
         ...(endpoint.kind === 'tcp' ? { host: endpoint.host, port: endpoint.port } : { socketPath: endpoint.path }),
-        method: 'GET', path: req.url ?? '/', headers, agent: this.agent,
+        method: 'GET', path: info.path, headers, agent: this.agent,
       });
       exchange.abort = (reason) => upstream.destroy(reason);
       stream.once('close', () => {

@@ -20,12 +20,18 @@ function isClientForwarding(name: string): boolean {
 }
 
 /** Facts about the client connection, established by edge/, never by the client. */
-export interface ForwardInfo {
+export interface ClientFacts {
   clientIp: string;
   proto: 'https' | 'http';
   host: string; // Host as received (validated by routing)
   /** Where the program is mounted when routed by path (`/vm/<hash>`): X-Forwarded-Prefix. */
   prefix?: string | undefined;
+}
+
+/** One exchange to forward: the client's facts and the target routing chose. */
+export interface ForwardInfo extends ClientFacts {
+  /** The target the program is asked for (`/a%2Fb?x=1` of `/vm/<hash>/a%2Fb?x=1`), sent exactly as it is. */
+  path: string;
 }
 
 function connectionTokens(value: string | string[] | undefined): string[] {
@@ -43,7 +49,7 @@ function forwardsUpstream(name: string, nominated: string[]): boolean {
  * Headers sent to the program: hop-by-hop and client forwarding headers removed,
  * our X-Forwarded-* set. For a WebSocket upgrade, Connection/Upgrade are kept.
  */
-export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, info: ForwardInfo, upgrade: boolean): IncomingHttpHeaders {
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, info: ClientFacts, upgrade: boolean): IncomingHttpHeaders {
   const nominated = connectionTokens(incoming.connection);
   const out: IncomingHttpHeaders = {};
   for (const name in incoming) if (forwardsUpstream(name, nominated)) out[name] = incoming[name];
@@ -69,7 +75,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, info: Forw
  * HTTP client writes as they are; repeated headers keep their order and casing. A
  * de-chunked body loses any Content-Length, and the client frames it chunked again.
  */
-export function upstreamRequestRawHeaders(incoming: { rawHeaders: string[]; headers: IncomingHttpHeaders }, info: ForwardInfo): string[] {
+export function upstreamRequestRawHeaders(incoming: { rawHeaders: string[]; headers: IncomingHttpHeaders }, info: ClientFacts): string[] {
   const nominated = connectionTokens(incoming.headers.connection);
   const chunked = incoming.headers['transfer-encoding'] !== undefined;
   const raw = incoming.rawHeaders;

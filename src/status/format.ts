@@ -3,7 +3,9 @@
 
 import type { ExecutionInfo } from '../orchestrator/index.js';
 import type { CertInfo } from '../tls/index.js';
+import { hostPort } from '../common/index.js';
 import type { StatusSnapshot } from './types.js';
+import type { ListenerRecord } from './wire.js';
 import { printable, renderTable, type Column } from './table.js';
 
 const DAY_MS = 86_400_000;
@@ -20,7 +22,7 @@ export function formatStatus(snapshot: StatusSnapshot): string {
   field('version', [snapshot.version]);
   field('uptime', [formatDuration(snapshot.uptime_s)]);
   field('state', [snapshot.draining ? 'draining' : 'serving']);
-  field('listeners', snapshot.listeners);
+  field('listeners', snapshot.listeners.map(formatListener));
   field('workers', snapshot.workers && snapshot.workers.length > 0
     ? snapshot.workers.map((w) => `#${w.index} pid ${w.pid ?? '-'}, ${w.leases} open lease${w.leases === 1 ? '' : 's'}`)
     : ['none (single process)']);
@@ -30,6 +32,13 @@ export function formatStatus(snapshot: StatusSnapshot): string {
   const keyWidth = Math.max(0, ...counters.map(([key]) => key.length));
   field('counters', counters.map(([key, value]) => `${key.padEnd(keyWidth)}  ${value}`));
   return lines.join('\n') + '\n';
+}
+
+/** 'https 127.0.0.1:8443', 'http [::]:80 (fd 4)', 'https fd 3' (an inherited socket that is not TCP). */
+export function formatListener(listener: ListenerRecord): string {
+  const fd = listener.fd === undefined ? '' : `fd ${listener.fd}`;
+  if (listener.address === undefined || listener.port === undefined) return `${listener.protocol} ${fd || 'unbound'}`;
+  return `${listener.protocol} ${hostPort(listener.address, listener.port)}${fd ? ` (${fd})` : ''}`;
 }
 
 /** One row per execution; an explicit line when nothing runs. */

@@ -5,6 +5,6 @@ export { StatusClient, StatusClientError } from './client.js';
 export type { StatusMethod } from './client.js';
 export { runStatusCommand, isStatusCommand, STATUS_COMMANDS, STATUS_USAGE } from './commands.js';
 export type { CommandIO, TextSink, StatusCommand } from './commands.js';
-export { formatStatus, formatVms, formatCerts, formatDuration, shortenHash } from './format.js';
+export { formatStatus, formatListener, formatVms, formatCerts, formatDuration, shortenHash } from './format.js';
 export { DEFAULT_STATUS_SOCKET, DEFAULT_SOCKET_MODE, certToWire, certFromWire } from './wire.js';
-export type { CertRecord, StopResult, DrainResult, ErrorBody, InstanceResult } from './wire.js';
+export type { ListenerRecord, CertRecord, StopResult, DrainResult, ErrorBody, InstanceResult } from './wire.js';

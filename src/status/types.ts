@@ -1,10 +1,11 @@
 import type { ExecutionInfo } from '../orchestrator/index.js';
 import type { CertInfo } from '../tls/index.js';
+import type { ListenerRecord } from './wire.js';
 
 export interface StatusSnapshot {
   version: string;
   uptime_s: number;
-  listeners: string[]; // e.g. 'https 127.0.0.1:8443', 'http [::]:80', 'fd:3 https'
+  listeners: ListenerRecord[];
   draining: boolean;
   vms: ExecutionInfo[];
   certs: { count: number; by_source: Record<string, number> };

@@ -10,6 +10,16 @@ export const DEFAULT_STATUS_SOCKET = '/run/aleph-edge/status.sock';
 /** Default file mode of the socket: owner and group may connect, nobody else. */
 export const DEFAULT_SOCKET_MODE = 0o660;
 
+/** One of the node's listening sockets, as `GET /status` gives it (edge's ListenerInfo). */
+export interface ListenerRecord {
+  protocol: 'https' | 'http';
+  /** The bound IP address; absent for an inherited socket that is not TCP. */
+  address?: string;
+  port?: number;
+  /** The descriptor systemd passed (socket activation). */
+  fd?: number;
+}
+
 /** One certificate as served by `GET /certs`. */
 export interface CertRecord {
   host: string;

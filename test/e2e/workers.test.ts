@@ -147,6 +147,15 @@ describe('multi-core: worker processes serve, the primary orchestrates', () => {
     assert.equal(check.output.trim(), '', 'no lint findings');
   });
 
+  it('status counters are the workers\' counters, read as data and summed', async () => {
+    const status = new StatusClient(node.socket);
+    const before = (await status.status()).counters.requests!;
+    for (let i = 0; i < 6; i++) assert.equal((await request(node, { host: node.domain, path: `/vm/${counter}/state/increment` })).status, 200);
+    // Counted when each exchange closes, which may follow the reply by a moment.
+    await until(async () => (await status.status()).counters.requests! - before >= 6, 60_000, 'six more requests counted');
+    assert.equal((await status.status()).counters.requests! - before, 6);
+  });
+
   it('drain stops the workers and the programs', async () => {
     const status = await new StatusClient(node.socket).status();
     const pids = [...status.workers!.map((w) => w.pid!), ...status.vms.map((v) => v.pid!)];

@@ -9,7 +9,7 @@ import { CachedTask } from '../../src/nodeapi/cached.js';
 import { executionsV1, executionsV2 } from '../../src/nodeapi/executions.js';
 import { LoginSecret } from '../../src/nodeapi/index.js';
 import { redactConfig } from '../../src/nodeapi/redact.js';
-import { selfAddress } from '../../src/nodeapi/index.js';
+import { selfAddress, type NodeListener } from '../../src/nodeapi/index.js';
 import { confidentialFeatures, coreFrequencies, parseCpuInfo, parseCpuTimes, SystemSampler } from '../../src/nodeapi/system.js';
 import { psutilUsage } from './shapes.js';
 import { MachineUsage, violations } from './reference-models.js';
@@ -147,10 +147,11 @@ describe('host facts', () => {
   });
 
   it('finds its own HTTPS listener, wildcard binds through loopback', () => {
-    assert.deepEqual(selfAddress(['http 0.0.0.0:80', 'https 0.0.0.0:443']), { host: '127.0.0.1', port: 443 });
-    assert.deepEqual(selfAddress(['https [::]:8443']), { host: '::1', port: 8443 });
-    assert.deepEqual(selfAddress(['https 10.0.0.5:443']), { host: '10.0.0.5', port: 443 });
-    assert.equal(selfAddress(['https fd:3']), undefined);
+    assert.deepEqual(selfAddress([{ protocol: 'http', address: '0.0.0.0', port: 80 }, { protocol: 'https', address: '0.0.0.0', port: 443 }]), { host: '127.0.0.1', port: 443 });
+    assert.deepEqual(selfAddress([{ protocol: 'https', address: '::', port: 8443 }]), { host: '::1', port: 8443 });
+    assert.deepEqual(selfAddress([{ protocol: 'https', address: '10.0.0.5', port: 443, fd: 3 } as NodeListener]), { host: '10.0.0.5', port: 443 });
+    // An inherited socket that is not TCP names no address.
+    assert.equal(selfAddress([{ protocol: 'https' }]), undefined);
   });
 });
 

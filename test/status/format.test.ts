@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatCerts, formatDuration, formatStatus, formatVms, shortenHash } from '../../src/status/index.js';
+import { formatCerts, formatDuration, formatListener, formatStatus, formatVms, shortenHash } from '../../src/status/index.js';
 import { FakeProvider, HASH_A, sampleCerts, sampleVms } from './helpers.js';
 
 const NOW = new Date('2025-06-01T12:00:00Z');
@@ -57,6 +57,13 @@ describe('status formatting', () => {
   it('prints clear lines for empty lists', () => {
     assert.equal(formatVms([]), 'no programs running\n');
     assert.equal(formatCerts([]), 'no certificates\n');
+  });
+
+  it('formats listeners at the end, from their structure', () => {
+    assert.equal(formatListener({ protocol: 'https', address: '127.0.0.1', port: 8443 }), 'https 127.0.0.1:8443');
+    assert.equal(formatListener({ protocol: 'http', address: '::', port: 80 }), 'http [::]:80');
+    assert.equal(formatListener({ protocol: 'https', address: '0.0.0.0', port: 443, fd: 3 }), 'https 0.0.0.0:443 (fd 3)');
+    assert.equal(formatListener({ protocol: 'http', fd: 4 }), 'http fd 4');
   });
 
   it('summarizes a snapshot, including draining and no listeners', () => {

@@ -88,7 +88,7 @@ export class FakeProvider implements StatusProvider {
     return {
       version: '0.1.0',
       uptime_s: 93_784,
-      listeners: ['https 127.0.0.1:8443', 'http [::]:80'],
+      listeners: [{ protocol: 'https', address: '127.0.0.1', port: 8443 }, { protocol: 'http', address: '::', port: 80 }],
       draining: false,
       vms: this.vmList,
       certs: { count: this.certList.length, by_source: { acme: 1, internal: 1, files: 0 } },
