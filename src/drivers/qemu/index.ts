@@ -21,7 +21,7 @@ import { LOOPBACK_HOST, pickFreePort } from '../process/port.js';
 import type { Program, VmLaunch } from '../../programs/index.js';
 import { DriverStartError, type Driver, type Endpoint, type Instance, type InstanceNetwork, type Slot } from '../types.js';
 import { plainPath, qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
-import { guestEnv, openGuestLink, type GuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
+import { guestEnv, openGuestLink, openUnixGuestLink, type UnixGuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
 import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from './checks.js';
 import { QmpClient, qmpCommand } from './qmp.js';
 import { controlGuest, restoreCommands } from './control.js';
@@ -142,7 +142,7 @@ export class QemuDriver implements Driver {
       let endpoint: Endpoint;
       let net: QemuVmSpec['net'];
       let apiHost = '';
-      let link: GuestLink | undefined;
+      let guestApi: Endpoint | undefined;
       let network: InstanceNetwork | undefined;
       if (this.options.network === 'tap') {
         // A program's IPv6 is the monitor's microvm address for its hash (vm type 1).
@@ -156,7 +156,7 @@ export class QemuDriver implements Driver {
           // On the tap's host address (up now), for this guest only: other guests can route here too.
           const opened = await openGuestLink({ socket: slot.guestApi.socket, host: lease.hostIp, allowedPeers: [lease.guestIp] });
           cleanups.push(() => opened.close()); // before the tap goes (cleanups run in reverse)
-          link = opened;
+          guestApi = { kind: 'tcp', host: opened.host, port: opened.port };
           apiHost = opened.url;
         }
       } else {
@@ -165,9 +165,9 @@ export class QemuDriver implements Driver {
         endpoint = { kind: 'tcp', host: LOOPBACK_HOST, port: hostPort };
         kernelArgs.push(`aleph.ip=${USER_NET.guest}`, `aleph.gw=${USER_NET.gateway}`, `aleph.dns=${USER_NET.dns}`);
         if (slot.guestApi) {
-          const forward = await this.userNetGuestApi(slot.guestApi.socket);
+          const forward = await this.userNetGuestApi(slot.guestApi.socket, join(dir, 'guest-api.sock'));
           cleanups.push(() => forward.link.close());
-          link = forward.link;
+          guestApi = { kind: 'unix', path: forward.link.path };
           net.guestApiCommand = forward.command;
           apiHost = `http://${USER_NET.guestApi}`;
         }
@@ -246,7 +246,7 @@ export class QemuDriver implements Driver {
         if (!launched) log.info('no launch line from the guest yet');
       }
       for (const step of cleanups.splice(0)) vm.onCleanup(step); // restored: its steps from now on
-      if (link) vm.guestApi = { kind: 'tcp', host: link.host, port: link.port };
+      if (guestApi) vm.guestApi = guestApi;
       if (network) vm.network = network;
       log.info(vm.restored ? 'vm restored' : 'vm started', { pid: vm.pid, accel, machine, memory_mib: program.memoryMib, vcpus: program.vcpus, drives: layout.drives.length, endpoint: `${endpoint.host}:${endpoint.port}` });
       return vm;
@@ -341,21 +341,22 @@ export class QemuDriver implements Driver {
   }
 
   /**
-   * The guest API under user-mode networking. 10.0.2.2 is the host's 127.0.0.1, where
-   * (with restrict=off) the guest could reach every loopback listener, other programs'
-   * links included; so the link listens on GUEST_API_LOOPBACK instead, which slirp maps
-   * to nothing, and a guestfwd hands each guest connection to 10.0.2.100:80 to
-   * `busybox nc` towards it (qemu spawns one per connection).
+   * The guest API under user-mode networking: a guestfwd hands each guest connection to
+   * 10.0.2.100:80 to `socat`, which qemu spawns per connection, towards a link on a unix
+   * socket in this VM's own 0700 folder. Only this VM's forward knows that path, and no
+   * local user can open it; a loopback TCP link cannot tell VMs apart (the forward is
+   * not a descendant of qemu, glib's spawn double-forks) and any local user can reach it.
    */
-  private async userNetGuestApi(socket: string): Promise<{ link: GuestLink; command: string[] }> {
-    const busybox = findExecutable('busybox');
-    if (!busybox) throw new DriverStartError('the guest API under user-mode networking needs busybox on the host (apt install busybox-static)');
-    const link = await openGuestLink({ socket, host: GUEST_API_LOOPBACK });
-    return { link, command: [busybox, 'nc', GUEST_API_LOOPBACK, String(link.port)] };
+  private async userNetGuestApi(socket: string, path: string): Promise<{ link: UnixGuestLink; command: string[] }> {
+    const socat = findExecutable('socat');
+    if (!socat) throw new DriverStartError('the guest API under user-mode networking needs socat on the host (apt install socat)');
+    const link = await openUnixGuestLink({ socket, path });
+    // -t: after the guest half-closes, the answer may still take a while (an Aleph API passthrough).
+    return { link, command: [socat, '-t', '60', 'STDIO', `UNIX-CONNECT:${plainPath(path)}`] };
   }
 }
 
-/** Where user-mode VMs' guest-links listen on the host (not 127.0.0.1: see userNetGuestApi). */
+/** Where loopback guest-links listen on the host (not 127.0.0.1, see guest-link.ts). */
 export const GUEST_API_LOOPBACK = GUEST_LINK_LOOPBACK;
 
 export function vmLaunchOf(program: Program): VmLaunch {
