@@ -20,6 +20,8 @@ import { FakeAlephApi, zip } from '../fixtures/aleph-api/server.js';
 import { removeRedis, startRedis, type RedisServer } from '../guestapi/redis-harness.js';
 import { alive, request, until, type TestNode } from '../helpers/node.js';
 import { netnsSkipReason } from '../drivers/qemu-guest.js';
+import { ProcessDriver } from '../../src/drivers/process/index.js';
+import { openOutbound, outboundTools } from '../../src/drivers/process/outbound.js';
 import { startAlephNode } from '../programs/helpers.js';
 
 const run = promisify(execFile);
@@ -270,6 +272,28 @@ describe('a sandboxed program with internet reaches outside, and still nothing o
     await node.close();
     await until(() => !alive(pasta), 10_000, 'pasta to quit');
     assert.equal(namespaces().length, before - 1, "the program's namespace is deleted");
+  });
+});
+
+describe("a SIGKILLed node's outbound namespaces", { skip: outsideSkip || false }, () => {
+  it('are deleted when the process driver starts again on its run folder, and their pasta quits', async () => {
+    const runDir = await mkdtemp(path.join(os.tmpdir(), 'aeis2-run-'));
+    try {
+      // What a node killed with SIGKILL leaves: a run folder, its named namespace, pasta serving it.
+      const folder = await mkdtemp(path.join(runDir, 'aeis2-exec-'));
+      const found = outboundTools();
+      assert.ok('tools' in found, 'missing' in found ? found.missing : '');
+      const outbound = await openOutbound(found.tools, path.basename(folder), folder);
+      const pasta = Number((await readFile(path.join(folder, 'pasta.pid'), 'utf8')).trim());
+      assert.ok(alive(pasta));
+      assert.ok(existsSync(outbound.netns));
+      new ProcessDriver({ stopGraceMs: 100, runDir });
+      assert.ok(!existsSync(outbound.netns), 'the namespace is deleted');
+      await until(() => !alive(pasta), 10_000, 'pasta to quit with its namespace');
+      await outbound.close();
+    } finally {
+      await rm(runDir, { recursive: true, force: true });
+    }
   });
 });
 

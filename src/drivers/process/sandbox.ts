@@ -1,7 +1,7 @@
 // A sandboxed program's network: its own network namespace (bubblewrap's
 // --unshare-net, part of --unshare-all), holding only a loopback interface. Nothing
 // of the host's network is reachable from inside: no other program's port or guest
-// API, no Redis, no host service, no internet. Two socat relays, started inside the
+// API, no Redis, no host service, no internet (unless asked for, below). Two socat relays, started inside the
 // namespace before the program, are its only ways out, both through unix sockets in
 // a per-execution folder that only the node's user can open (0700):
 //   <run>/http.sock  -> 127.0.0.1:PROGRAM_PORT inside: how the node reaches the program
