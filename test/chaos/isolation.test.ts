@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,6 +22,7 @@ import { alive, request, until, type TestNode } from '../helpers/node.js';
 import { netnsSkipReason } from '../drivers/qemu-guest.js';
 import { ProcessDriver } from '../../src/drivers/process/index.js';
 import { openOutbound, outboundTools } from '../../src/drivers/process/outbound.js';
+import { prepareSandbox } from '../../src/drivers/process/sandbox.js';
 import { startAlephNode } from '../programs/helpers.js';
 
 const run = promisify(execFile);
@@ -160,7 +161,13 @@ describe('a sandboxed program reaches only its own things', { skip }, () => {
 // Outbound internet (environment.internet) under the process driver: pasta gives the
 // program's namespace a route out. CI has no internet: "outside" is a network namespace
 // of the test's own behind a veth pair, with an HTTP server on its address.
-const outsideSkip = skip || netnsSkipReason() || (which('pasta') ? '' : 'pasta is not installed (.ci/setup.d/aleph.sh installs passt)');
+const outsideSkip = skip || netnsSkipReason() || (which('pasta') ? '' : 'pasta is not installed (.ci/setup.d/aleph.sh installs passt)') || defaultRouteSkip();
+
+/** pasta copies the host's default-route interface into the namespace: without one it cannot start. */
+function defaultRouteSkip(): string {
+  const routes = ['-4', '-6'].map((family) => { try { return execFileSync('ip', [family, 'route', 'show', 'default'], { encoding: 'utf8' }).trim(); } catch { return ''; } });
+  return routes.some(Boolean) ? '' : 'the host has no default route (pasta needs one)';
+}
 
 describe('a sandboxed program with internet reaches outside, and still nothing of the host', { skip: outsideSkip || false }, () => {
   const id = process.pid % 10_000;
@@ -293,6 +300,31 @@ describe("a SIGKILLed node's outbound namespaces", { skip: outsideSkip || false 
       await outbound.close();
     } finally {
       await rm(runDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('internet where the node cannot give it', { skip }, () => {
+  it('the program runs in its bare namespace, and the reason is given', async () => {
+    const runDir = await mkdtemp(path.join(os.tmpdir(), 'aeis2-run-'));
+    const bin = await mkdtemp(path.join(os.tmpdir(), 'aeis2-bin-'));
+    const savedPath = process.env.PATH;
+    try {
+      // A PATH with everything but pasta.
+      for (const tool of ['ip', 'nsenter']) {
+        const found = execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
+        if (found) await symlink(found, path.join(bin, tool));
+      }
+      process.env.PATH = bin;
+      const run = await prepareSandbox({ ...sandbox!, options: [], ignoreTerm: false, internet: true }, runDir, 'aeis2-exec', ['/bin/true'], undefined);
+      assert.equal(run.internet, false);
+      assert.match(run.internetMissing ?? '', process.getuid?.() === 0 ? /pasta \(apt install passt\) not installed/ : /does not run as root/);
+      assert.ok(run.argv.includes('--unshare-net') && !run.argv.includes('--share-net'), 'bubblewrap makes its own empty namespace');
+      await run.remove();
+    } finally {
+      process.env.PATH = savedPath;
+      await rm(runDir, { recursive: true, force: true });
+      await rm(bin, { recursive: true, force: true });
     }
   });
 });

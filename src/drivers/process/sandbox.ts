@@ -65,6 +65,7 @@ export async function prepareSandbox(
   // A node that cannot give internet runs the program without (the driver logs why).
   const found = sandbox.internet ? outboundTools() : undefined;
   const tools = found && 'tools' in found ? found.tools : undefined;
+  let internetMissing = found && 'missing' in found ? found.missing : undefined;
   await mkdir(runRoot, { recursive: true, mode: 0o700 });
   await chmod(runRoot, 0o700);
   const dir = await mkdtemp(path.join(runRoot, `${executionId}-`));
@@ -73,8 +74,8 @@ export async function prepareSandbox(
     try {
       outbound = await openOutbound(tools, path.basename(dir), dir);
     } catch (error) {
-      await rm(dir, { recursive: true, force: true });
-      throw error;
+      // e.g. a host without a default route, where pasta has no interface to copy.
+      internetMissing = (error as Error).message;
     }
   }
   const binds = ['--bind', dir, SANDBOX_RUN];
@@ -93,7 +94,7 @@ export async function prepareSandbox(
     guestUrl: guestApiSocket ? `http://${SANDBOX_GUEST_API.host}:${SANDBOX_GUEST_API.port}` : '',
     guestSocket: guestApiSocket ? `${SANDBOX_RUN}/api.sock` : '',
     internet: outbound !== undefined,
-    internetMissing: found && 'missing' in found ? found.missing : undefined,
+    internetMissing,
     remove: async () => {
       await outbound?.close();
       await rm(dir, { recursive: true, force: true });
