@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real microVM tests (test/drivers/qemu*, firecracker*, net*): qemu (TCG is enough),
-# a static busybox for the guest (and on the host: `busybox nc` behind the guest
-# API's guestfwd under user-mode networking, docs/guest-api.md), iproute2/iptables
+# a static busybox for the guest, socat on the host (behind the guest API's guestfwd
+# under user-mode networking, docs/guest-api.md), iproute2/iptables
 # for tap devices and network namespaces, cpio/lz4 for images, gcc/libc6-dev for the static
 # guest agent (guest/agent, snapshot restores), and a Debian cloud kernel downloaded with
 # `apt-get download` (never installed) and unpacked into a cache kept between runs:
@@ -12,7 +12,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 apt-get install -y -qq --no-install-recommends \
-  qemu-system-x86 busybox-static iproute2 iptables cpio lz4 zstd xz-utils gcc libc6-dev >/dev/null
+  qemu-system-x86 busybox-static socat iproute2 iptables cpio lz4 zstd xz-utils gcc libc6-dev >/dev/null
 
 cache="${ALEPH_EDGE_VM_CACHE:-/var/cache/aleph-edge-test}"
 mkdir -p "$cache"

@@ -4,12 +4,15 @@
 // unix socket. Used by every driver:
 //   process driver  -> 127.0.0.1:<free port>
 //   tap networking  -> the tap's host address, accepting only the guest's address
-//   qemu user mode  -> 127.0.0.1:<free port>, reached through a guestfwd
+//   qemu user mode  -> a unix socket of the VM's own (in its 0700 folder), reached
+//                      through a guestfwd whose command connects to that socket only
 // (docs/guest-api.md). Identity is the socket the link forwards to, never anything
-// the guest sends; who may connect is checked by peer address (taps) or by the
-// connecting process (loopback: the program's process tree). Bounded: a connection cap, an idle timeout on every connection,
+// the guest sends; who may connect is checked by peer address (taps), by the
+// connecting process (loopback: the program's process tree) or by the folder's
+// permissions (unix). Bounded: a connection cap, an idle timeout on every connection,
 // a connect timeout towards the socket; close() ends everything it opened.
 
+import { chmod } from 'node:fs/promises';
 import net from 'node:net';
 import { ProcessTreePeers } from './peer.js';
 
@@ -55,38 +58,89 @@ export const GUEST_LINK_DEFAULTS = { maxConnections: 32, idleTimeoutMs: 60_000, 
 
 /** Opens the listener; rejects when the address cannot be bound. */
 export async function openGuestLink(options: GuestLinkOptions): Promise<GuestLink> {
+  const allowed = options.allowedPeers ? new Set(options.allowedPeers.map(normalizeAddress)) : undefined;
+  const peers = options.peerProcess ? new ProcessTreePeers(options.peerProcess, process.getuid?.() ?? 0) : undefined;
+  const admit = (client: net.Socket): boolean | Promise<boolean> => {
+    if (allowed && !allowed.has(normalizeAddress(client.remoteAddress ?? ''))) return false;
+    if (!peers) return true;
+    return peers.owns({ address: client.localAddress ?? '', port: client.localPort ?? 0 }, { address: client.remoteAddress ?? '', port: client.remotePort ?? 0 });
+  };
+  const link = await serveLink(options, admit, { host: options.host, port: options.port ?? 0, exclusive: true });
+  const address = link.server.address() as net.AddressInfo;
+  const host = options.host;
+  return {
+    host,
+    port: address.port,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`,
+    connections: link.connections,
+    close: link.close,
+  };
+}
+
+export interface UnixGuestLinkOptions extends Pick<GuestLinkOptions, 'socket' | 'maxConnections' | 'idleTimeoutMs' | 'connectTimeoutMs'> {
+  /**
+   * The unix socket to listen on, in a folder only the node's user can enter: whoever
+   * can open it reaches this execution's guest API (a VM's own folder, so only the
+   * command its guestfwd runs for that VM connects here).
+   */
+  path: string;
+}
+
+export interface UnixGuestLink {
+  readonly path: string;
+  connections(): number;
+  /** Stops listening, removes the socket file and closes every forwarded connection; idempotent. */
+  close(): Promise<void>;
+}
+
+/** A guest link on a unix socket of its own; rejects when the path cannot be bound. */
+export async function openUnixGuestLink(options: UnixGuestLinkOptions): Promise<UnixGuestLink> {
+  const link = await serveLink(options, () => true, { path: options.path, exclusive: true });
+  // The folder keeps others out; the socket itself is the owner's alone too.
+  await chmod(options.path, 0o600).catch(async (error: Error) => {
+    await link.close();
+    throw error;
+  });
+  return { path: options.path, connections: link.connections, close: link.close };
+}
+
+/**
+ * The forwarding both kinds of link share: admits or closes each connection before it
+ * counts (a stranger's connections never take the program's places), then pipes it to
+ * the guest API socket within the caps.
+ */
+async function serveLink(
+  options: Pick<GuestLinkOptions, 'socket' | 'maxConnections' | 'idleTimeoutMs' | 'connectTimeoutMs'>,
+  admit: (client: net.Socket) => boolean | Promise<boolean>,
+  listen: net.ListenOptions,
+): Promise<{ server: net.Server; connections(): number; close(): Promise<void> }> {
   const maxConnections = options.maxConnections ?? GUEST_LINK_DEFAULTS.maxConnections;
   const idleTimeoutMs = options.idleTimeoutMs ?? GUEST_LINK_DEFAULTS.idleTimeoutMs;
   const connectTimeoutMs = options.connectTimeoutMs ?? GUEST_LINK_DEFAULTS.connectTimeoutMs;
   if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new RangeError(`maxConnections must be a positive integer, got ${maxConnections}`);
   if (!(idleTimeoutMs > 0) || !(connectTimeoutMs > 0)) throw new RangeError('idleTimeoutMs and connectTimeoutMs must be positive');
-  const allowed = options.allowedPeers ? new Set(options.allowedPeers.map(normalizeAddress)) : undefined;
 
   const live = new Set<net.Socket>();
   let pairs = 0;
   let closing: Promise<void> | undefined;
-
   let checking = 0;
-  const peers = options.peerProcess ? new ProcessTreePeers(options.peerProcess, process.getuid?.() ?? 0) : undefined;
-  const owned = (client: net.Socket): Promise<boolean> =>
-    peers!.owns({ address: client.localAddress ?? '', port: client.localPort ?? 0 }, { address: client.remoteAddress ?? '', port: client.remotePort ?? 0 });
 
   const server = net.createServer({ pauseOnConnect: true }, (client) => {
-    if (closing || pairs + checking >= maxConnections || (allowed && !allowed.has(normalizeAddress(client.remoteAddress ?? '')))) {
+    if (closing || pairs + checking >= maxConnections) {
       client.destroy();
       return;
     }
-    if (!peers) return forward(client);
-    // Checked before the connection counts: a stranger's connections never take the program's places.
+    const verdict = admit(client);
+    if (verdict === true) return forward(client);
+    if (verdict === false) return void client.destroy();
     checking++;
     client.on('error', () => undefined);
-    owned(client).catch(() => false).then((ok) => {
+    verdict.catch(() => false).then((ok) => {
       checking--;
       if (ok && !closing && pairs < maxConnections && !client.destroyed) forward(client);
       else client.destroy();
     }, () => undefined);
   });
-
   const forward = (client: net.Socket): void => {
     const upstream = net.connect({ path: options.socket });
     live.add(client);
@@ -125,19 +179,16 @@ export async function openGuestLink(options: GuestLinkOptions): Promise<GuestLin
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host: options.host, port: options.port ?? 0, exclusive: true }, () => {
+    server.listen(listen, () => {
       server.off('error', reject);
       resolve();
     });
   });
-  const address = server.address() as net.AddressInfo;
-  const host = options.host;
   return {
-    host,
-    port: address.port,
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`,
+    server,
     connections: () => pairs,
     close: () => {
+      // A unix server unlinks its socket file when it closes.
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
         for (const socket of live) socket.destroy();

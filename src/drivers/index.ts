@@ -1,6 +1,6 @@
 export type { Driver, Instance, InstanceNetwork, Endpoint, Slot, ExitInfo, OutputStream } from './types.js';
 export { DriverStartError, formatEndpoint } from './types.js';
-export { openGuestLink, guestEnv, GUEST_LINK_DEFAULTS, GUEST_LINK_LOOPBACK, type GuestLink, type GuestLinkOptions } from './guest-link.js';
+export { openGuestLink, openUnixGuestLink, guestEnv, GUEST_LINK_DEFAULTS, GUEST_LINK_LOOPBACK, type GuestLink, type GuestLinkOptions, type UnixGuestLink, type UnixGuestLinkOptions } from './guest-link.js';
 export { ProcessDriver, type ProcessDriverOptions, type OutputLimits } from './process/index.js';
 export { waitForHttp, ReadinessTimeoutError, type WaitForHttpOptions, type ReadinessResult } from './readiness.js';
 export { createDriver, DRIVER_NAMES, type DriverName, type DriverOptions } from './factory.js';

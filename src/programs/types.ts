@@ -25,6 +25,8 @@ export interface ProcessSandbox {
    * across exec), bwrap waits instead and our server installs its own handler.
    */
   ignoreTerm: boolean;
+  /** A route out of the network namespace (the message's environment.internet), through pasta; nothing in. */
+  internet?: boolean;
 }
 
 /** What the process driver needs to serve an ASGI app with our server (guest/aleph_asgi). */

@@ -9,6 +9,7 @@ import type { Endpoint } from '../drivers/index.js';
 import type { Lease } from '../orchestrator/index.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders, upstreamRequestRawHeaders, type ForwardInfo } from './headers.js';
 import { borrow, type Loan } from './program-socket.js';
+import { ProgramResponseError, programFault, type ResponseProgress } from './program-fault.js';
 import { UpstreamPools } from './upstream-pools.js';
 
 const log = createLogger('proxy');
@@ -67,32 +68,17 @@ function target(endpoint: Endpoint): ProxyTarget {
 }
 
 /** Maps a transport error talking to the program to the client-facing error. */
-function classify(error: NodeJS.ErrnoException, exchange: Exchange): { error: EdgeError; fatal: boolean } {
+function classify(error: NodeJS.ErrnoException, exchange: Exchange, progress: ResponseProgress = NO_PROGRESS): { error: EdgeError; fatal: boolean } {
   if (exchange.timedOut || error instanceof UpstreamTimeoutError) {
     return { error: new UpstreamTimeoutError(`program did not answer within ${exchange.lease.requestTimeoutMs} ms`), fatal: false };
   }
   if (error.code === 'ECONNREFUSED' || error.code === 'ENOENT') {
     return { error: new UpstreamError('program refused the connection'), fatal: true };
   }
-  return { error: new UpstreamError(programFault(error) ?? 'program closed the connection'), fatal: false };
+  return { error: programFault(error, progress) ?? new ProgramResponseError('closed', 'program closed the connection'), fatal: false };
 }
 
-/**
- * What the program did wrong, in words its operator can act on, when undici's error
- * says so: the parser's own reason (never the program's bytes), an oversized head,
- * a body shorter than announced.
- */
-function programFault(error: Error & { code?: string }): string | undefined {
-  if (error.code === 'UND_ERR_HEADERS_OVERFLOW') return `program sent a response head larger than ${http.maxHeaderSize} bytes`;
-  // Also what a duplicate Content-Length comes to: undici reads the digits of both
-  // as one number, which the body then does not match.
-  if (error.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return 'program sent a body that does not match its Content-Length (short, or more than one Content-Length)';
-  if (error.name === 'HTTPParserError') {
-    const reason = /\(([^()]{1,120})\)/.exec(error.message)?.[1];
-    return `program sent an invalid HTTP response${reason ? ` (${reason})` : ''}`;
-  }
-  return undefined;
-}
+const NO_PROGRESS: ResponseProgress = { headReceived: false, bodyLeft: -1, chunked: false };
 
 /** A response's Content-Length as a number, or -1 when absent or not one plain value. */
 function declaredLength(header: string | string[] | undefined): number {
@@ -204,6 +190,8 @@ export class Forwarder {
         lent.delete(loan);
       };
       let bodyLeft = -1;
+      let headReceived = false;
+      let chunked = false;
       let held: Buffer | undefined;
       let heldLoan: Loan | undefined;
       let flushScheduled = false;
@@ -246,7 +234,9 @@ export class Forwarder {
             exchange.abort?.(new UpstreamError('response no longer wanted'));
             return;
           }
+          headReceived = true;
           bodyLeft = req.method === 'HEAD' ? -1 : declaredLength(headers['content-length']);
+          chunked = req.method !== 'HEAD' && /\bchunked\b/i.test(String(headers['transfer-encoding'] ?? ''));
           const out = downstreamResponseHeaders(headers, lease.hash, lease.codeRef);
           // HTTP/2 has no reason phrase.
           if (req.httpVersionMajor === 2) res.writeHead(statusCode, out);
@@ -286,11 +276,12 @@ export class Forwarder {
             exchange.settle(new BadRequestError('request cannot be forwarded'));
             return;
           }
-          const { error: edgeError, fatal } = classify(error, exchange);
+          const { error: edgeError, fatal } = classify(error, exchange, { headReceived, bodyLeft, chunked });
           lease.reportFailure(edgeError.message, fatal);
           if (res.headersSent) {
             // Too late to change the status: cut the response so the client sees it incomplete.
-            log.warn('program response cut', { hash: shortHash(lease.hash), reason: edgeError.message });
+            const fault = edgeError instanceof ProgramResponseError ? edgeError.fault : undefined;
+            log.warn('program response cut', { hash: shortHash(lease.hash), fault, reason: edgeError.message });
             cut(res);
             exchange.settle({ status: res.statusCode, complete: false });
           } else {

@@ -9,6 +9,7 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { fixtureProgram } from '../helpers/paths.js';
+import { addLogSink, shortHash, type LogRecord } from '../../src/common/index.js';
 import { programHash, startTestNode, until, type TestNode } from '../helpers/node.js';
 
 const faults = programHash('faults');
@@ -283,22 +284,59 @@ describe('rapid reset is counted per client address, across connections', () => 
 
 describe('what the program did wrong is said', () => {
   let node: TestNode;
+  const lines: LogRecord[] = [];
+  let stopCapture: () => void = () => {};
   before(async () => {
     node = await startTestNode({ programs: [{ name: 'faults', script: fixtureProgram('faults.js') }] });
+    stopCapture = addLogSink((record) => { if (record.level === 'warn') lines.push(record); });
   });
-  after(() => node.close());
+  after(async () => {
+    stopCapture();
+    await node.close();
+  });
 
-  // The 502's reason is also the edge's warning line for it (pipeline.fail logs reply.message).
-  const cases = [
-    { path: '/malformed', reason: /^502 program sent an invalid HTTP response \(Expected HTTP\/[^)]*\)$/ },
-    { path: '/big-header', reason: /^502 program sent a response head larger than \d+ bytes$/ },
-    { path: '/dup-length', reason: /^502 program sent a body that does not match its Content-Length \(short, or more than one Content-Length\)$/ },
+  /** The warning lines logged for this request's program path, waited for (they follow the response). */
+  async function warnings(component: string, message: RegExp): Promise<LogRecord[]> {
+    await until(() => lines.some((l) => l.component === component && message.test(l.message)), 10_000, `a ${component} warning matching ${message}`);
+    return lines.filter((l) => l.component === component && message.test(l.message));
+  }
+
+  // A 502: its reason is also the edge's warning line for it (pipeline.fail logs reply.message).
+  const refused = [
+    { path: '/malformed', reason: /^program sent an invalid HTTP response \(Expected HTTP\/[^)]*\)$/ },
+    { path: '/big-header', reason: /^program sent a response head larger than \d+ bytes$/ },
+    // undici reports llhttp's "Duplicate Content-Length" as a length mismatch; said as what it is.
+    { path: '/dup-length', reason: /^program sent a response head with conflicting Content-Length \(more than one, or with Transfer-Encoding\)/ },
+    { path: '/same-length', reason: /^program sent a response head with conflicting Content-Length \(more than one, or with Transfer-Encoding\)/ },
+    { path: '/te-length', reason: /^program sent a response head with conflicting Content-Length \(more than one, or with Transfer-Encoding\)/ },
   ];
-  for (const c of cases) {
-    it(`${c.path}: a 502 naming the fault, not "program closed the connection"`, async () => {
+  for (const c of refused) {
+    it(`${c.path}: a 502 and a warning naming the fault, not "program closed the connection"`, async () => {
+      lines.length = 0;
       const ending = await h1Ending(node, `/vm/${faults}${c.path}`);
       assert.equal(ending.status, 502);
-      assert.match(ending.body.trim(), c.reason);
+      assert.match(ending.body.trim(), new RegExp(`^502 ${c.reason.source.slice(1)}`));
+      const [line] = await warnings('edge', c.reason);
+      assert.equal(line!.fields.status, 502);
+      assert.equal(line!.fields.hash, shortHash(faults));
+      assert.ok(!lines.some((l) => /closed the connection$/.test(l.message)), 'no "program closed the connection" line');
+    });
+  }
+
+  // A response whose head already left: cut, and the proxy's line says how the program ended it.
+  const cut = [
+    { path: '/length-cut', fault: 'short_body', reason: /^program closed the connection 99990 bytes before the end of its Content-Length$/ },
+    { path: '/chunked-cut', fault: 'chunked_cut', reason: /^program closed the connection in the middle of a chunked body$/ },
+  ];
+  for (const c of cut) {
+    it(`${c.path}: "program response cut" names the fault`, async () => {
+      lines.length = 0;
+      const ending = await h1Ending(node, `/vm/${faults}${c.path}`);
+      assert.equal(ending.status, 200);
+      assert.equal(ending.complete, false);
+      const [line] = await warnings('proxy', /^program response cut$/);
+      assert.equal(line!.fields.fault, c.fault);
+      assert.match(String(line!.fields.reason), c.reason);
     });
   }
 });

@@ -7,16 +7,22 @@
 // `nobody`: neither program's unix sockets can be opened.
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { chmod, readdir } from 'node:fs/promises';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { chmod, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { findSandbox } from '../../src/programs/aleph/index.js';
 import { FakeAlephApi, zip } from '../fixtures/aleph-api/server.js';
 import { removeRedis, startRedis, type RedisServer } from '../guestapi/redis-harness.js';
-import { request, type TestNode } from '../helpers/node.js';
+import { alive, request, until, type TestNode } from '../helpers/node.js';
+import { netnsSkipReason } from '../drivers/qemu-guest.js';
+import { ProcessDriver } from '../../src/drivers/process/index.js';
+import { openOutbound, outboundTools } from '../../src/drivers/process/outbound.js';
+import { prepareSandbox } from '../../src/drivers/process/sandbox.js';
 import { startAlephNode } from '../programs/helpers.js';
 
 const run = promisify(execFile);
@@ -88,8 +94,9 @@ describe('a sandboxed program reaches only its own things', { skip }, () => {
     hostPort = (hostService.address() as net.AddressInfo).port;
     const code = api.addStore(probeZip());
     const runtime = api.addStore(Buffer.from('runtime (not fetched by the process driver)'));
-    a = api.addProgram({ code, runtime, variables: { NAME: 'a' } });
-    b = api.addProgram({ code, runtime, variables: { NAME: 'b' } });
+    // A asks for internet (it gets a route out where the node can give one, never the host's things), B does not.
+    a = api.addProgram({ code, runtime, variables: { NAME: 'a' }, edit: (c) => { c.environment = { ...(c.environment as object), internet: true }; } });
+    b = api.addProgram({ code, runtime, variables: { NAME: 'b' }, edit: (c) => { c.environment = { ...(c.environment as object), internet: false }; } });
     node = await startAlephNode({ api: api.url, extra: ['[guest_api]', `redis = "${redis.address}"`].join('\n') });
   });
   after(async () => {
@@ -99,15 +106,17 @@ describe('a sandboxed program reaches only its own things', { skip }, () => {
     await api.close();
   });
 
-  it('cannot reach Redis, the host loopback or the node from inside', async () => {
+  it('cannot reach Redis, the host loopback or the node from inside (with internet or without)', async () => {
     const targets: Array<[string, number, string]> = [
       ['127.0.0.1', redis.port, 'Redis'],
       ['127.0.0.1', hostPort, 'a host service on loopback'],
       ['127.0.0.1', node.httpsPort, "the node's TLS listener"],
     ];
-    for (const [host, port, what] of targets) {
-      const result = await call<Connect>(a, `/connect?host=${host}&port=${port}`);
-      assert.equal(result.connected, false, `${what} (${host}:${port}) is reachable from inside a program`);
+    for (const program of [a, b]) {
+      for (const [host, port, what] of targets) {
+        const result = await call<Connect>(program, `/connect?host=${host}&port=${port}`);
+        assert.equal(result.connected, false, `${what} (${host}:${port}) is reachable from inside a program`);
+      }
     }
     // Its network namespace holds its own sockets only: none of the host's listeners show.
     const table = (await request(node, { host: node.domain, path: `/vm/${a}/proc-net` })).body;
@@ -148,3 +157,200 @@ describe('a sandboxed program reaches only its own things', { skip }, () => {
     }
   });
 });
+
+// Outbound internet (environment.internet) under the process driver: pasta gives the
+// program's namespace a route out. CI has no internet: "outside" is a network namespace
+// of the test's own behind a veth pair, with an HTTP server on its address.
+const outsideSkip = skip || netnsSkipReason() || (which('pasta') ? '' : 'pasta is not installed (.ci/setup.d/aleph.sh installs passt)') || defaultRouteSkip();
+
+/** pasta copies the host's default-route interface into the namespace: without one it cannot start. */
+function defaultRouteSkip(): string {
+  const routes = ['-4', '-6'].map((family) => { try { return execFileSync('ip', [family, 'route', 'show', 'default'], { encoding: 'utf8' }).trim(); } catch { return ''; } });
+  return routes.some(Boolean) ? '' : 'the host has no default route (pasta needs one)';
+}
+
+describe('a sandboxed program with internet reaches outside, and still nothing of the host', { skip: outsideSkip || false }, () => {
+  const id = process.pid % 10_000;
+  const ns = `aeis2o${id}`;
+  const hostEnd = `aeis2h${id}`;
+  const outsideEnd = `aeis2p${id}`;
+  const subnet = 4 * (id % 60);
+  const outsideIp = `198.51.100.${subnet + 2}`;
+  let server: ChildProcess | undefined;
+  let api: FakeAlephApi;
+  let redis: RedisServer;
+  let node: TestNode;
+  let online: string;
+  let offline: string;
+  let www = '';
+  let closed = false;
+
+  const call = async <T>(hash: string, target: string): Promise<T> => {
+    const reply = await request(node, { host: node.domain, path: `/vm/${hash}${target}` });
+    assert.equal(reply.status, 200, reply.body);
+    return JSON.parse(reply.body) as T;
+  };
+  const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+
+  before(async () => {
+    ip('netns', 'add', ns);
+    ip('link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', outsideEnd);
+    ip('link', 'set', outsideEnd, 'netns', ns);
+    ip('addr', 'add', `198.51.100.${subnet + 1}/30`, 'dev', hostEnd);
+    ip('link', 'set', hostEnd, 'up');
+    ip('-n', ns, 'addr', 'add', `${outsideIp}/30`, 'dev', outsideEnd);
+    ip('-n', ns, 'link', 'set', outsideEnd, 'up');
+    ip('-n', ns, 'link', 'set', 'lo', 'up');
+    www = await mkdtemp(path.join(os.tmpdir(), 'aeis2-outside-'));
+    await writeFile(path.join(www, 'index.html'), 'hello from outside\n');
+    server = spawn('ip', ['netns', 'exec', ns, 'python3', '-m', 'http.server', '8000', '--bind', outsideIp, '--directory', www], { stdio: 'ignore' });
+    await until(() => new Promise<boolean>((resolve) => {
+      const probe = net.connect({ host: outsideIp, port: 8000 }, () => { probe.destroy(); resolve(true); });
+      probe.once('error', () => resolve(false));
+    }), 20_000, 'the outside server');
+
+    api = new FakeAlephApi();
+    await api.start();
+    redis = await startRedis();
+    const code = api.addStore(probeZip());
+    const runtime = api.addStore(Buffer.from('runtime (not fetched by the process driver)'));
+    const withInternet = (internet: boolean) => (c: Record<string, unknown>) => { c.environment = { ...(c.environment as object), internet }; };
+    online = api.addProgram({ code, runtime, variables: { NAME: 'online' }, edit: withInternet(true) });
+    offline = api.addProgram({ code, runtime, variables: { NAME: 'offline' }, edit: withInternet(false) });
+    node = await startAlephNode({ api: api.url, extra: ['[guest_api]', `redis = "${redis.address}"`].join('\n') });
+  });
+  after(async () => {
+    if (!closed) await node?.close();
+    if (redis) await removeRedis(redis);
+    if (www) await rm(www, { recursive: true, force: true });
+    await api?.close();
+    if (server?.pid) process.kill(server.pid, 'SIGTERM');
+    try { ip('link', 'delete', hostEnd); } catch { /* went with the namespace */ }
+    try { ip('netns', 'delete', ns); } catch { /* never made */ }
+  });
+
+  it('with internet: connects to a server outside; without: no route', async () => {
+    const got = await call<{ status?: number; body?: string; error?: string }>(online, `/get?url=${encodeURIComponent(`http://${outsideIp}:8000/`)}`);
+    assert.equal(got.body, 'hello from outside\n', JSON.stringify(got));
+    const refused = await call<Connect>(offline, `/connect?host=${outsideIp}&port=8000`);
+    assert.equal(refused.connected, false, 'a program without internet reached outside');
+    assert.equal(refused.error, 'ENETUNREACH', 'no route at all, not a timeout');
+  });
+
+  it("with internet: Redis, the node, the host's loopback and its other programs stay out of reach", async () => {
+    // Where local programs and their guest links listen on the host.
+    const services = await Promise.all(['127.0.0.1', '127.0.0.2'].map((host) => new Promise<net.Server>((resolve) => {
+      const service = net.createServer((socket) => socket.end('host secret\n'));
+      service.listen(0, host, () => resolve(service));
+    })));
+    const targets: Array<[string, number, string]> = [
+      ['127.0.0.1', redis.port, 'Redis on loopback'],
+      ['127.0.0.1', node.httpsPort, "the node's TLS listener"],
+      ...services.map((service): [string, number, string] => {
+        const { address, port } = service.address() as net.AddressInfo;
+        return [address, port, `a host service on ${address} (a local program or guest link)`];
+      }),
+    ];
+    // The host's default gateway is not mapped to the host's loopback (pasta's --no-map-gw).
+    const gateway = /default via (\S+)/.exec(ip('-4', 'route', 'show', 'default'))?.[1];
+    if (gateway) targets.push([gateway, redis.port, "Redis through the gateway's address"]);
+    for (const [host, port, what] of targets) {
+      const result = await call<Connect>(online, `/connect?host=${host}&port=${port}`);
+      assert.equal(result.connected, false, `${what} (${host}:${port}) is reachable from a program with internet`);
+    }
+    for (const service of services) service.close();
+    // The other program is only a unix socket in its own run folder: nothing in this namespace listens for it.
+    const table = (await request(node, { host: node.domain, path: `/vm/${online}/proc-net` })).body;
+    const listening = table.split('\n').slice(1).filter((line) => line.trim().split(/\s+/)[3] === '0A').map((line) => line.trim().split(/\s+/)[1]);
+    assert.deepEqual(listening.sort(), ['0100007F:1F90', '0200007F:1F91'].sort(), 'its own port and guest API relay only');
+  });
+
+  it('no port of the program is bound on the host, and its namespace and pasta go when it stops', async () => {
+    const pidFiles = await pastaPidFiles(node.dir);
+    assert.equal(pidFiles.length, 1, 'one pasta, for the program with internet');
+    const pasta = Number((await readFile(pidFiles[0]!, 'utf8')).trim());
+    assert.ok(alive(pasta), 'pasta runs while the program does');
+    // pasta binds nothing on the host for the program (-t none -u none): its own sockets are only its upstream connections.
+    assert.deepEqual(listeningInodesOf(pasta), [], 'pasta listens on no host port');
+    const namespaces = () => ip('netns', 'list').split('\n').filter((l) => l.startsWith('aleph-edge-'));
+    const before = namespaces().length;
+    assert.ok(before >= 1);
+    closed = true;
+    await node.close();
+    await until(() => !alive(pasta), 10_000, 'pasta to quit');
+    assert.equal(namespaces().length, before - 1, "the program's namespace is deleted");
+  });
+});
+
+describe("a SIGKILLed node's outbound namespaces", { skip: outsideSkip || false }, () => {
+  it('are deleted when the process driver starts again on its run folder, and their pasta quits', async () => {
+    const runDir = await mkdtemp(path.join(os.tmpdir(), 'aeis2-run-'));
+    try {
+      // What a node killed with SIGKILL leaves: a run folder, its named namespace, pasta serving it.
+      const folder = await mkdtemp(path.join(runDir, 'aeis2-exec-'));
+      const found = outboundTools();
+      assert.ok('tools' in found, 'missing' in found ? found.missing : '');
+      const outbound = await openOutbound(found.tools, path.basename(folder), folder);
+      const pasta = Number((await readFile(path.join(folder, 'pasta.pid'), 'utf8')).trim());
+      assert.ok(alive(pasta));
+      assert.ok(existsSync(outbound.netns));
+      new ProcessDriver({ stopGraceMs: 100, runDir });
+      assert.ok(!existsSync(outbound.netns), 'the namespace is deleted');
+      await until(() => !alive(pasta), 10_000, 'pasta to quit with its namespace');
+      await outbound.close();
+    } finally {
+      await rm(runDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('internet where the node cannot give it', { skip }, () => {
+  it('the program runs in its bare namespace, and the reason is given', async () => {
+    const runDir = await mkdtemp(path.join(os.tmpdir(), 'aeis2-run-'));
+    const bin = await mkdtemp(path.join(os.tmpdir(), 'aeis2-bin-'));
+    const savedPath = process.env.PATH;
+    try {
+      // A PATH with everything but pasta.
+      for (const tool of ['ip', 'nsenter']) {
+        const found = execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
+        if (found) await symlink(found, path.join(bin, tool));
+      }
+      process.env.PATH = bin;
+      const run = await prepareSandbox({ ...sandbox!, options: [], ignoreTerm: false, internet: true }, runDir, 'aeis2-exec', ['/bin/true'], undefined);
+      assert.equal(run.internet, false);
+      assert.match(run.internetMissing ?? '', process.getuid?.() === 0 ? /pasta \(apt install passt\) not installed/ : /does not run as root/);
+      assert.ok(run.argv.includes('--unshare-net') && !run.argv.includes('--share-net'), 'bubblewrap makes its own empty namespace');
+      await run.remove();
+    } finally {
+      process.env.PATH = savedPath;
+      await rm(runDir, { recursive: true, force: true });
+      await rm(bin, { recursive: true, force: true });
+    }
+  });
+});
+
+/** pasta.pid files in the node's sandbox run folders. */
+async function pastaPidFiles(nodeDir: string): Promise<string[]> {
+  const root = path.join(nodeDir, 'sandbox');
+  const found: string[] = [];
+  for (const folder of await readdir(root)) {
+    const file = path.join(root, folder, 'pasta.pid');
+    if (existsSync(file)) found.push(file);
+  }
+  return found;
+}
+
+/** Inodes of TCP sockets in LISTEN state that process `pid` holds (host namespace tables). */
+function listeningInodesOf(pid: number): string[] {
+  const held = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    const target = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+    if (target) held.add(target);
+  }
+  const rows = ['/proc/net/tcp', '/proc/net/tcp6'].flatMap((file) => readFileSync(file, 'utf8').split('\n').slice(1));
+  return rows.map((row) => row.trim().split(/\s+/)).filter((f) => f[3] === '0A' && held.has(f[9]!)).map((f) => f[9]!);
+}
+
+function which(name: string): boolean {
+  return (process.env.PATH ?? '').split(':').some((dir) => existsSync(path.join(dir, name)));
+}

@@ -121,11 +121,11 @@ function ownSocketInodes(): Set<string> {
 }
 
 /** An HTTP server on a unix socket in the guest API's place: what reaches the socket is what the guest sent. */
-export async function standInGuestApi(socket: string): Promise<{ socket: string; requests: string[]; close(): Promise<void> }> {
+export async function standInGuestApi(socket: string, answer = 'probe answered through the socket'): Promise<{ socket: string; requests: string[]; close(): Promise<void> }> {
   const requests: string[] = [];
   const server = http.createServer((req, res) => {
     requests.push(`${req.method} ${req.url}`);
-    res.end(req.url === '/cache/get/probe' ? 'probe answered through the socket\n' : 'unexpected\n');
+    res.end(req.url === '/cache/get/probe' ? `${answer}\n` : 'unexpected\n');
   });
   await new Promise<void>((resolve) => server.listen(socket, resolve));
   return { socket, requests, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };

@@ -5,12 +5,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AlephEdgeNode } from '../../src/app/index.js';
 import { setLogLevel } from '../../src/common/index.js';
 import { ConfigError, loadConfig, parseConfig } from '../../src/config/index.js';
-import { createDriver, DriverStartError, NetworkPool, waitForHttp } from '../../src/drivers/index.js';
+import { createDriver, DriverStartError, NetworkPool, waitForHttp, type Endpoint } from '../../src/drivers/index.js';
+import type { Program } from '../../src/programs/index.js';
 import { encodeCpio, envScript } from '../../src/drivers/image/index.js';
 import { moduleDepends } from '../../src/drivers/image/initramfs.js';
 import { GUEST_API_LOOPBACK, qemuArgs, QemuDriver } from '../../src/drivers/qemu/index.js';
@@ -41,9 +43,9 @@ describe('qemu command line', () => {
       machine: 'q35' as const, accel: 'tcg' as const, memoryMib: 128, vcpus: 1, kernel: '/k', initrd: '/i', kernelArgs: [],
       qmpSocket: '/q', net: { mode: 'user' as const, hostPort: 4567, internet: false, guestApiCommand: command },
     });
-    assert.match(qemuArgs(spec(['/usr/bin/busybox', 'nc', '127.0.0.2', '40001'])).join(' '),
-      / -netdev user,id=n0,restrict=on,hostfwd=tcp:127\.0\.0\.1:4567-:8080,guestfwd=tcp:10\.0\.2\.100:80-cmd:\/usr\/bin\/busybox nc 127\.0\.0\.2 40001 -device /);
-    assert.throws(() => qemuArgs(spec(['/opt/a,b/busybox', 'nc'])), /needs quoting/);
+    assert.match(qemuArgs(spec(['/usr/bin/socat', '-t', '60', 'STDIO', 'UNIX-CONNECT:/run/vm-1/guest-api.sock'])).join(' '),
+      / -netdev user,id=n0,restrict=on,hostfwd=tcp:127\.0\.0\.1:4567-:8080,guestfwd=tcp:10\.0\.2\.100:80-cmd:\/usr\/bin\/socat -t 60 STDIO UNIX-CONNECT:\/run\/vm-1\/guest-api\.sock -device /);
+    assert.throws(() => qemuArgs(spec(['/opt/a,b/socat', 'STDIO'])), /needs quoting/);
     assert.throws(() => qemuArgs(spec(['/bin/sh', '-c', 'nc x; rm -rf /'])), /needs quoting/);
   });
 
@@ -161,6 +163,33 @@ describe('qemu driver start-up checks', () => {
 
 const skip = qemuSkipReason();
 
+/** A VM program whose /cgi-bin/api calls the guest API through $ALEPH_API_HOST (qemu-guest.ts). */
+function guestApiProgram(): Program {
+  const program = makeProgram([]);
+  program.sender = '0x5a3bE3a63C3C8bD9c1B0a1F8D4b2a8E31bC0f2D1';
+  program.launch = { kind: 'vm', code: guestCode, entrypoint: '/app/start', env: { ALEPH_API_HOST: 'http://set-by-the-program' }, kernel: '', initramfs: '', internet: false };
+  return program;
+}
+let guestCode = '';
+
+/** The guest's view of its guest API: its ALEPH_* variables and, as `answer`, what the API said to its call. */
+async function guestApiCall(endpoint: Endpoint, sender: string): Promise<Record<string, string>> {
+  await waitForHttp(endpoint, { path: '/', deadline: Date.now() + 60_000 });
+  const reply = (await httpGet(endpoint, '/cgi-bin/api')).body;
+  const lines = reply.split('\n').filter((l) => l !== '');
+  const vars: Record<string, string> = Object.fromEntries(lines.filter((l) => l.startsWith('ALEPH_')).map((l) => l.split('=', 2) as [string, string]));
+  assert.equal(vars.ALEPH_ADDRESS_TO_USE, sender, reply);
+  assert.equal(vars.ALEPH_API_UNIX_SOCKET, '[]', 'no socket path inside a VM');
+  vars.answer = lines.filter((l) => !l.startsWith('ALEPH_')).join('\n');
+  return vars;
+}
+
+/** Connects to a unix socket as the local user nobody: 'connected' or the errno (13 = EACCES). */
+function nobodyConnects(path: string): string {
+  const script = 'import socket, sys\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect(sys.argv[1]); print("connected")\nexcept OSError as e:\n    print(e.errno)\n';
+  return execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '/usr/bin/python3', '-c', script, path], { encoding: 'utf8' }).trim();
+}
+
 describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 600_000 }, () => {
   let guest: GuestSetup;
   let code: string;
@@ -168,6 +197,7 @@ describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 600_
   before(async () => {
     guest = await guestSetup();
     code = await writeGuestProgram(guest.dir);
+    guestCode = code;
   });
   after(async () => {
     if (!guest) return;
@@ -301,52 +331,67 @@ describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 600_
     assert.deepEqual(await readdir(stateDir), []);
   });
 
-  it('makes the guest API reachable: user networking through a guestfwd, tap at the host address; the link goes with the VM', async () => {
-    const api = await standInGuestApi(join(guest.dir, 'guest-api.sock'));
+  it('makes the guest API reachable: tap at the host address; the link goes with the VM', { skip: netnsSkipReason() || false }, async () => {
+    const api = await standInGuestApi(join(guest.dir, 'guest-api-tap.sock'));
+    const runDir = join(guest.dir, 'api-vms');
     try {
-      const runDir = join(guest.dir, 'api-vms');
-      const variants: Array<{ name: string; skip: string; driver: () => QemuDriver; apiHost: RegExp; listenHost: string }> = [
-        {
-          name: 'user', skip: '', apiHost: /^http:\/\/10\.0\.2\.100$/, listenHost: GUEST_API_LOOPBACK,
-          driver: () => new QemuDriver({ stopGraceMs: 3000, binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir }),
-        },
-        {
-          name: 'tap', skip: netnsSkipReason(), apiHost: /^http:\/\/10\.213\.11\.9:\d+$/, listenHost: '10.213.11.9',
-          driver: () => new QemuDriver({
-            stopGraceMs: 3000, binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'tap', runDir,
-            pool: new NetworkPool({ pool: '10.213.11.8/30', prefix: 30, tapPrefix: 'aeqa', stateDir: join(guest.dir, 'api-net'), outboundInterface: '' }),
-          }),
-        },
-      ];
-      for (const v of variants) {
-        if (v.skip) {
-          process.stderr.write(`# guest API over ${v.name} networking skipped: ${v.skip}\n`);
-          continue;
-        }
-        const program = makeProgram([]);
-        program.sender = '0x5a3bE3a63C3C8bD9c1B0a1F8D4b2a8E31bC0f2D1';
-        program.launch = { kind: 'vm', code, entrypoint: '/app/start', env: { ALEPH_API_HOST: 'http://set-by-the-program' }, kernel: '', initramfs: '', internet: false };
-        const before = tcpListeners(v.listenHost, { ownOnly: true }).length;
-        const instance = await v.driver().start(program, { ...nextSlot(), guestApi: { socket: api.socket } });
-        try {
-          assert.equal(tcpListeners(v.listenHost, { ownOnly: true }).length, before + 1, `${v.name}: the link listens on ${v.listenHost}`);
-          assert.equal(instance.guestApi?.kind === 'tcp' && instance.guestApi.host, v.listenHost, 'the instance reports its guest-link listener');
-          await waitForHttp(instance.endpoint, { path: '/', deadline: Date.now() + 30_000 });
-          const reply = (await httpGet(instance.endpoint, '/cgi-bin/api')).body;
-          const vars = Object.fromEntries(reply.split('\n').filter((l) => l.startsWith('ALEPH_')).map((l) => l.split('=', 2) as [string, string]));
-          assert.match(vars.ALEPH_API_HOST ?? '', v.apiHost, reply);
-          assert.equal(vars.ALEPH_ADDRESS_TO_USE, program.sender);
-          assert.equal(vars.ALEPH_API_UNIX_SOCKET, '[]', 'no socket path inside a VM');
-          assert.match(reply, /^probe answered through the socket$/m, `${v.name}: the guest reached the guest API: ${reply}`);
-          assert.ok(api.requests.includes('GET /cache/get/probe'));
-        } finally {
-          await instance.stop();
-        }
-        assert.equal(tcpListeners(v.listenHost, { ownOnly: true }).length, before, `${v.name}: the link closed with the VM`);
+      const driver = new QemuDriver({
+        stopGraceMs: 3000, binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'tap', runDir,
+        pool: new NetworkPool({ pool: '10.213.11.8/30', prefix: 30, tapPrefix: 'aeqa', stateDir: join(guest.dir, 'api-net'), outboundInterface: '' }),
+      });
+      const program = guestApiProgram();
+      const before = tcpListeners('10.213.11.9', { ownOnly: true }).length;
+      const instance = await driver.start(program, { ...nextSlot(), guestApi: { socket: api.socket } });
+      try {
+        assert.equal(tcpListeners('10.213.11.9', { ownOnly: true }).length, before + 1, 'the link listens on the tap\'s host address');
+        assert.deepEqual(instance.guestApi, { kind: 'tcp', host: '10.213.11.9', port: (instance.guestApi as { port: number }).port });
+        const vars = await guestApiCall(instance.endpoint, program.sender!);
+        assert.match(vars.ALEPH_API_HOST ?? '', /^http:\/\/10\.213\.11\.9:\d+$/);
+        assert.ok(api.requests.includes('GET /cache/get/probe'));
+      } finally {
+        await instance.stop();
       }
+      assert.equal(tcpListeners('10.213.11.9', { ownOnly: true }).length, before, 'the link closed with the VM');
       assert.deepEqual(await readdir(runDir), []);
     } finally {
       await api.close();
+    }
+  });
+
+  it('user networking: each VM reaches its own guest API through a unix socket of its own; no loopback port, nobody is refused', async () => {
+    const apis = await Promise.all(['a', 'b'].map((name) => standInGuestApi(join(guest.dir, `guest-api-${name}.sock`), `answered by ${name}`)));
+    const runDir = join(guest.dir, 'api-user-vms');
+    try {
+      const driver = new QemuDriver({ stopGraceMs: 3000, binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir });
+      const loopbackBefore = tcpListeners(GUEST_API_LOOPBACK, { ownOnly: true }).length;
+      const program = guestApiProgram();
+      // Two VMs at once: the guests use the same address (10.0.2.100:80); each VM's forward goes to its own socket.
+      const instances = await Promise.all(apis.map((api) => driver.start(program, { ...nextSlot(), guestApi: { socket: api.socket } })));
+      try {
+        assert.equal(tcpListeners(GUEST_API_LOOPBACK, { ownOnly: true }).length, loopbackBefore, 'no loopback TCP link any local user could reach');
+        const links = instances.map((instance) => {
+          assert.equal(instance.guestApi?.kind, 'unix', 'the instance reports its unix guest link');
+          return (instance.guestApi as { path: string }).path;
+        });
+        for (const path of links) {
+          assert.ok(path.startsWith(runDir + '/'), `${path} is in the VM's own folder`);
+          assert.equal(statSync(dirname(path)).mode & 0o777, 0o700, 'the VM folder is the node user\'s alone');
+          assert.equal(statSync(path).mode & 0o777, 0o600);
+          assert.equal(nobodyConnects(path), '13', `nobody opened ${path}`);
+        }
+        const answers = await Promise.all(instances.map((instance) => guestApiCall(instance.endpoint, program.sender!)));
+        answers.forEach((vars, i) => {
+          assert.equal(vars.ALEPH_API_HOST, 'http://10.0.2.100');
+          assert.equal(vars.answer, `answered by ${['a', 'b'][i]}`, `VM ${i} reached its own guest API`);
+        });
+        for (const api of apis) assert.deepEqual(api.requests, ['GET /cache/get/probe'], 'each guest API was called by its own VM only');
+      } finally {
+        await Promise.all(instances.map((instance) => instance.stop()));
+      }
+      for (const path of [...apis.map((a) => a.socket)]) assert.ok(existsSync(path), 'the guest API sockets are not the driver\'s to remove');
+      assert.deepEqual(await readdir(runDir), [], 'the links\' sockets went with their VMs');
+    } finally {
+      await Promise.all(apis.map((api) => api.close()));
     }
   });
 
@@ -360,8 +405,8 @@ describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 600_
     assert.deepEqual(await readdir(join(guest.dir, 'failed-vms')), []);
   });
 
-  it('says what is missing when the host has no busybox for the user-mode forward', async () => {
-    const runDir = join(guest.dir, 'nobusybox-vms');
+  it('says what is missing when the host has no socat for the user-mode forward', async () => {
+    const runDir = join(guest.dir, 'nosocat-vms');
     const driver = new QemuDriver({ stopGraceMs: 100, binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir });
     const program = makeProgram([]);
     program.launch = { kind: 'vm', code, entrypoint: '/app/start', env: {}, kernel: '', initramfs: '', internet: false };
@@ -369,7 +414,7 @@ describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 600_
     process.env.PATH = join(guest.dir, 'empty-path');
     try {
       await assert.rejects(driver.start(program, { ...nextSlot(), guestApi: { socket: join(guest.dir, 'unused.sock') } }),
-        (err: Error) => err instanceof DriverStartError && /needs busybox on the host \(apt install busybox-static\)/.test(err.message));
+        (err: Error) => err instanceof DriverStartError && /needs socat on the host \(apt install socat\)/.test(err.message));
     } finally {
       process.env.PATH = path;
     }

@@ -11,6 +11,7 @@ import { buildProgramEnv } from './env.js';
 import { ProcessInstance } from './instance.js';
 import { captureOutput, DEFAULT_OUTPUT_LIMITS, LOOPBACK_HOST, pickFreePort, withFields, type OutputLimits } from '../host/index.js';
 import { ExecutionRecords } from './records.js';
+import { reapOutbound } from './outbound.js';
 import { prepareSandbox, SANDBOX_PROGRAM_HOST, SANDBOX_PROGRAM_PORT, temporaryRunRoot, type SandboxRun } from './sandbox.js';
 import { spawnProgram } from './spawn.js';
 import { ASGI_SHUTDOWN_S, stopGrace } from '../stop-grace.js';
@@ -50,7 +51,10 @@ export class ProcessDriver implements Driver {
       this.records.reap();
     }
     // Run folders a previous node left (killed with SIGKILL): their programs were just reaped.
-    if (options.runDir) rmSync(options.runDir, { recursive: true, force: true });
+    if (options.runDir) {
+      reapOutbound(options.runDir);
+      rmSync(options.runDir, { recursive: true, force: true });
+    }
   }
 
   async start(program: Program, slot: Slot): Promise<Instance> {
@@ -89,7 +93,7 @@ export class ProcessDriver implements Driver {
     // After 'spawn', errors only come from kill() on a gone process; exit handling covers it.
     child.on('error', (err) => log.debug('child process error', { error: err.message }));
 
-    log.info('program started', { endpoint: formatEndpoint(endpoint), command: (launch.command[0] ?? launch.asgi?.app ?? ''), sandboxed: launch.sandbox !== undefined, guest_api: started.guestUrl || undefined });
+    log.info('program started', { endpoint: formatEndpoint(endpoint), command: (launch.command[0] ?? launch.asgi?.app ?? ''), sandboxed: launch.sandbox !== undefined, internet: run?.internet, guest_api: started.guestUrl || undefined });
     const records = this.records;
     const onGone = () => {
       records?.remove(child.pid);
@@ -125,6 +129,7 @@ export class ProcessDriver implements Driver {
     const env = buildProgramEnv(launch, listen, process.env, {});
     const inner = launch.asgi ? asgiCommand(launch.asgi, this.options.python ?? 'python3', listen, env, launch.env.PYTHONPATH) : launch.command;
     const run = await prepareSandbox(sandbox, await this.runRoot, slot.executionId, inner, slot.guestApi?.socket);
+    if (run.internetMissing) this.log.warn('program asked for internet; it runs without', { exec: slot.executionId, reason: run.internetMissing });
     if (slot.guestApi) Object.assign(env, guestEnv(run.guestUrl, sender, run.guestSocket));
     return { env, command: run.argv, endpoint: { kind: 'unix', path: run.httpSocket }, run, guestUrl: run.guestUrl };
   }

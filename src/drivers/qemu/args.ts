@@ -84,12 +84,12 @@ export function plainPath(path: string): string {
 
 /**
  * A command for qemu's `guestfwd=...-cmd:` (libslirp splits it like a shell would and
- * runs it without a shell). Only plain words: nothing to quote, no ',' (qemu's option
- * separator) and no ':'.
+ * runs it without a shell). Only plain words: nothing to quote and no ',' (qemu's
+ * option separator). ':' is plain there: qemu takes everything after `cmd:` as the command.
  */
 function commandLine(argv: string[]): string {
   for (const arg of argv) {
-    if (!/^[\w./@=+-]+$/.test(arg)) throw new Error(`guestfwd command argument ${JSON.stringify(arg)} needs quoting`);
+    if (!/^[\w./@=+:-]+$/.test(arg)) throw new Error(`guestfwd command argument ${JSON.stringify(arg)} needs quoting`);
   }
   return argv.join(' ');
 }

@@ -24,7 +24,7 @@ import { LOOPBACK_HOST, pickFreePort, withFields } from '../host/index.js';
 import type { Program, VmLaunch } from '../../programs/index.js';
 import { DriverStartError, formatEndpoint, type Driver, type Instance, type Slot } from '../types.js';
 import { plainPath, qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
-import { openGuestLink, type GuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
+import { openUnixGuestLink, type UnixGuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
 import { QmpClient, qmpCommand } from './qmp.js';
 import { controlGuest, restoreCommands } from './control.js';
 import { startMachine } from './machine.js';
@@ -35,6 +35,8 @@ import { stopGrace } from '../stop-grace.js';
 interface QemuNetwork extends VmNetwork {
   net: QemuVmSpec['net'];
   kernelArgs: string[];
+  /** The VM's directory: made with the network, which puts the guest API's socket in it. */
+  dir: string;
 }
 
 export interface QemuDriverOptions {
@@ -143,7 +145,7 @@ export class QemuDriver implements Driver {
       log,
       initramfs: this.options.initramfs,
       network: (launch, cleanups) => this.network(program, launch, slot, cleanups),
-      directory: (_net, cleanups) => vmRunDir(this.options.runDir, slot.executionId, cleanups),
+      directory: (net) => Promise.resolve(net.dir),
       launch: async (boot) => {
         vmSpec = await this.spec(boot);
         return this.launchVm(boot, vmSpec, (line) => {
@@ -162,22 +164,24 @@ export class QemuDriver implements Driver {
 
   /** A tap from the pool, or user-mode networking with a loopback port forwarded to the guest's :8080. */
   private async network(program: Program, launch: VmLaunch, slot: Slot, cleanups: Cleanup[]): Promise<QemuNetwork> {
+    const dir = await vmRunDir(this.options.runDir, slot.executionId, cleanups);
     if (this.options.network === 'tap') {
       const tap = await tapNetwork(this.options.pool!, program, launch, slot, cleanups);
-      return { ...tap, net: { mode: 'tap', tap: tap.lease.tap }, kernelArgs: guestNetworkArgs(tap.lease) };
+      return { ...tap, dir, net: { mode: 'tap', tap: tap.lease.tap }, kernelArgs: guestNetworkArgs(tap.lease) };
     }
     const hostPort = await pickFreePort(LOOPBACK_HOST);
     const qemuNet: QemuNetwork['net'] = { mode: 'user', hostPort, internet: launch.internet };
     const net: QemuNetwork = {
       endpoint: { kind: 'tcp', host: LOOPBACK_HOST, port: hostPort },
       apiHost: '',
+      dir,
       net: qemuNet,
       kernelArgs: [`aleph.ip=${USER_NET.guest}`, `aleph.gw=${USER_NET.gateway}`, `aleph.dns=${USER_NET.dns}`],
     };
     if (slot.guestApi) {
-      const forward = await this.userNetGuestApi(slot.guestApi.socket);
-      cleanups.push(() => forward.link.close());
-      net.link = forward.link;
+      const forward = await this.userNetGuestApi(slot.guestApi.socket, join(dir, 'guest-api.sock'));
+      cleanups.push(() => forward.link.close()); // before the directory goes (cleanups run in reverse)
+      net.guestApi = { kind: 'unix', path: forward.link.path };
       qemuNet.guestApiCommand = forward.command;
       net.apiHost = `http://${USER_NET.guestApi}`;
     }
@@ -323,21 +327,22 @@ export class QemuDriver implements Driver {
   }
 
   /**
-   * The guest API under user-mode networking. 10.0.2.2 is the host's 127.0.0.1, where
-   * (with restrict=off) the guest could reach every loopback listener, other programs'
-   * links included; so the link listens on GUEST_API_LOOPBACK instead, which slirp maps
-   * to nothing, and a guestfwd hands each guest connection to 10.0.2.100:80 to
-   * `busybox nc` towards it (qemu spawns one per connection).
+   * The guest API under user-mode networking: a guestfwd hands each guest connection to
+   * 10.0.2.100:80 to `socat`, which qemu spawns per connection, towards a link on a unix
+   * socket in this VM's own 0700 folder. Only this VM's forward knows that path, and no
+   * local user can open it; a loopback TCP link cannot tell VMs apart (the forward is
+   * not a descendant of qemu, glib's spawn double-forks) and any local user can reach it.
    */
-  private async userNetGuestApi(socket: string): Promise<{ link: GuestLink; command: string[] }> {
-    const busybox = findExecutable('busybox');
-    if (!busybox) throw new DriverStartError('the guest API under user-mode networking needs busybox on the host (apt install busybox-static)');
-    const link = await openGuestLink({ socket, host: GUEST_API_LOOPBACK });
-    return { link, command: [busybox, 'nc', GUEST_API_LOOPBACK, String(link.port)] };
+  private async userNetGuestApi(socket: string, path: string): Promise<{ link: UnixGuestLink; command: string[] }> {
+    const socat = findExecutable('socat');
+    if (!socat) throw new DriverStartError('the guest API under user-mode networking needs socat on the host (apt install socat)');
+    const link = await openUnixGuestLink({ socket, path });
+    // -t: after the guest half-closes, the answer may still take a while (an Aleph API passthrough).
+    return { link, command: [socat, '-t', '60', 'STDIO', `UNIX-CONNECT:${plainPath(path)}`] };
   }
 }
 
-/** Where user-mode VMs' guest-links listen on the host (not 127.0.0.1: see userNetGuestApi). */
+/** Where loopback guest-links listen on the host (not 127.0.0.1, see guest-link.ts). */
 export const GUEST_API_LOOPBACK = GUEST_LINK_LOOPBACK;
 
 export { machineArgs, MACHINE_STOP_GRACE_MS, type MachineSpec } from './machine.js';

@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { shortHash, type Logger } from '../../common/index.js';
 import type { Program, VmLaunch } from '../../programs/index.js';
-import { guestEnv, openGuestLink, type GuestLink } from '../guest-link.js';
+import { guestEnv, openGuestLink } from '../guest-link.js';
 import { buildProgramArchive, writeConcatenated } from '../image/index.js';
 import { networkOf, type Lease, type NetworkPool } from '../net/index.js';
 import { DriverStartError, type Endpoint, type InstanceNetwork, type Slot } from '../types.js';
@@ -23,8 +23,8 @@ export interface VmNetwork {
   endpoint: Endpoint;
   /** The addresses shown in the executions lists (tap networking). */
   network?: InstanceNetwork;
-  /** The guest-link listener, when the execution has a guest API. */
-  link?: GuestLink;
+  /** Where the node serves this execution's guest API, when it has one. */
+  guestApi?: Endpoint;
   /** ALEPH_API_HOST as the guest sees it ('' = no guest API). */
   apiHost: string;
 }
@@ -84,7 +84,7 @@ export async function bootVm<N extends VmNetwork>(program: Program, slot: Slot, 
     const boot: PreparedBoot<N> = { program, launch, slot, net, dir, layout, archive, initrd, baseInitramfs, log: steps.log, cleanups };
     const vm = await steps.launch(boot);
     for (const step of cleanups.splice(0)) vm.onCleanup(step);
-    if (net.link) vm.guestApi = { kind: 'tcp', host: net.link.host, port: net.link.port };
+    if (net.guestApi) vm.guestApi = net.guestApi;
     if (net.network) vm.network = net.network;
     try {
       await steps.started(vm, boot);
@@ -114,7 +114,7 @@ export async function tapNetwork(pool: NetworkPool, program: Program, launch: Vm
   if (slot.guestApi) {
     const link = await openGuestLink({ socket: slot.guestApi.socket, host: lease.hostIp, allowedPeers: [lease.guestIp] });
     cleanups.push(() => link.close()); // before the tap goes (cleanups run in reverse)
-    net.link = link;
+    net.guestApi = { kind: 'tcp', host: link.host, port: link.port };
     net.apiHost = link.url;
   }
   return net;

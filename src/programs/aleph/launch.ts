@@ -97,7 +97,7 @@ export function processLaunch(spec: ProgramSpec, files: ProgramFiles, sandbox: S
     else options.push(volume.readOnly ? '--ro-bind' : '--bind', volume.source, volume.mount);
   }
   options.push('--chdir', CODE_MOUNT);
-  const box = { bwrap: sandbox.bwrap, options, socat: sandbox.socat, ignoreTerm: asgi };
+  const box = { bwrap: sandbox.bwrap, options, socat: sandbox.socat, ignoreTerm: asgi, internet: spec.internet };
   if (asgi) {
     // The process driver appends `<python> -m aleph_asgi ... --port $PORT` (drivers/process/asgi.ts).
     return { kind: 'process', command: [], cwd: '/', env: { ...spec.variables }, sandbox: box, asgi: { app: spec.code.entrypoint, appDir: CODE_MOUNT, guestDir: GUEST_MOUNT } };
