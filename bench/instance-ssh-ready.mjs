@@ -36,7 +36,7 @@ try {
     hash, name: 'bench', memoryMib: 1024, vcpus: 2, healthPath: '', requestTimeoutMs: 0, persistent: true,
     launch: {
       kind: 'machine', parent: image, parentFormat: 'qcow2', disk: path.join(stateDir, 'rootfs.qcow2'), sizeMib: 3072, stateDir,
-      hostname: hostnameOf(hash), authorizedKeys: [readFileSync(`${key}.pub`, 'utf8').trim()], ports: [{ port: 22, tcp: true, udp: false }], internet: false,
+      hostname: hostnameOf(hash), authorizedKeys: [readFileSync(`${key}.pub`, 'utf8').trim()], ports: [{ port: 22, tcp: true, udp: false }], internet: false, volumes: [],
     },
   };
   const ssh = (port) => run('ssh', ['-i', key, '-p', String(port), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-o', 'ConnectTimeout=20', 'root@127.0.0.1', 'hostname'], { timeout: 90_000 });

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/index.js';
 import type { MachineLaunch, Program } from '../../programs/index.js';
-import { allocatePorts, ensureMachineDisk, writeCloudInitDrive, type MachineNetwork, type MappedPorts } from '../machine/index.js';
+import { allocatePorts, ensureMachineDisk, machineDrives, volumeMounts, writeCloudInitDrive, type MachineDrive, type MachineNetwork, type MappedPorts } from '../machine/index.js';
+import { prepareDisks } from '../vm/index.js';
 import type { Lease, NetworkPool } from '../net/index.js';
 import { LOOPBACK_HOST, pickFreePort } from '../process/port.js';
 import { DriverStartError, type Endpoint, type Instance, type Slot } from '../types.js';
@@ -34,6 +35,8 @@ export interface MachineSpec {
   disk: string;
   cloudInit: string;
   qmpSocket: string;
+  /** The instance's volumes, attached after the cloud-init drive in this order. */
+  volumes: MachineDrive[];
   net:
     | { mode: 'user'; internet: boolean; httpPort: number; forwards: MappedPorts; bind: string }
     | { mode: 'tap'; tap: string };
@@ -54,8 +57,13 @@ export function machineArgs(spec: MachineSpec): string[] {
     '-device', 'virtio-blk-pci,drive=rootfs,bootindex=0',
     '-drive', `file=${file(spec.cloudInit)},if=none,id=cidata,format=raw,readonly=on`,
     '-device', 'virtio-blk-pci,drive=cidata',
-    '-qmp', `unix:${file(spec.qmpSocket)},server=on,wait=off`,
   ];
+  for (const v of spec.volumes) {
+    // format=raw: qemu never probes what an owner's blob claims to be.
+    args.push('-drive', `file=${file(v.path)},if=none,id=${v.id},format=raw,${v.readOnly ? 'readonly=on' : 'discard=unmap'}`);
+    args.push('-device', `virtio-blk-pci,drive=${v.id},serial=${v.id}`);
+  }
+  args.push('-qmp', `unix:${file(spec.qmpSocket)},server=on,wait=off`);
   if (spec.net.mode === 'user') {
     // restrict=on: no route out (the forwards still work) unless the instance may use the internet.
     const forwards = [`hostfwd=tcp:${LOOPBACK_HOST}:${spec.net.httpPort}-:80`];
@@ -91,6 +99,9 @@ export async function startMachine(ctx: MachineDriverContext, program: Program, 
     const { created } = await ensureMachineDisk(launch);
     const dir = await mkdtemp(join(ctx.runDir, `${safeName(slot.executionId)}-`));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const volumes = machineDrives(launch.volumes, dir);
+    // Held until qemu exits: a second start of the instance waits for the first to let go of its persistent volumes.
+    cleanups.push(await prepareDisks({ drives: [], files: {}, codeDir: undefined, disks: volumes.disks }));
 
     let net: MachineSpec['net'];
     let network: MachineNetwork;
@@ -113,10 +124,10 @@ export async function startMachine(ctx: MachineDriverContext, program: Program, 
       endpoint = { kind: 'tcp', host: LOOPBACK_HOST, port: httpPort };
     }
     const cloudInit = join(dir, 'cidata.iso');
-    await writeCloudInitDrive(cloudInit, { hostname: launch.hostname, authorizedKeys: launch.authorizedKeys, internet: launch.internet, network });
+    await writeCloudInitDrive(cloudInit, { hostname: launch.hostname, authorizedKeys: launch.authorizedKeys, internet: launch.internet, network, mounts: volumeMounts(volumes.drives) });
 
     const qmpSocket = join(dir, 'qmp.sock');
-    const args = machineArgs({ accel: ctx.accel, memoryMib: program.memoryMib, vcpus: program.vcpus, disk: launch.disk, cloudInit, qmpSocket, net });
+    const args = machineArgs({ accel: ctx.accel, memoryMib: program.memoryMib, vcpus: program.vcpus, disk: launch.disk, cloudInit, qmpSocket, volumes: volumes.drives, net });
     const vm = await VmProcess.spawn(ctx.binary, args, {
       endpoint,
       stopGraceMs: Math.max(ctx.stopGraceMs, MACHINE_STOP_GRACE_MS),
