@@ -183,7 +183,7 @@ describe('an Aleph instance in qemu (TCG): cloud-init, ssh, persistence, erase',
   it("sees its volumes as disks after the root disk and the cloud-init drive, mounted where the message says", async () => {
     const { stdout } = await ssh(c, sshPort, [
       'for d in vdc vdd vde; do echo "$d $(cat /sys/block/$d/serial)"; done',
-      'findmnt -no TARGET,SOURCE,FSTYPE,OPTIONS /opt/ro /mnt/scratch /var/lib/keep',
+      'for m in /opt/ro /mnt/scratch /var/lib/keep; do findmnt -no TARGET,SOURCE,FSTYPE,OPTIONS --mountpoint $m; done',
       'cat /opt/ro/hello.txt',
       'echo kept > /var/lib/keep/file; echo scratch > /mnt/scratch/file; sync',
     ].join('; '));

@@ -13,7 +13,7 @@ import type { Logger } from '../../common/index.js';
 import type { MachineLaunch, Program } from '../../programs/index.js';
 import { allocatePorts, ensureMachineDisk, machineDrives, volumeMounts, writeCloudInitDrive, type MachineDrive, type MachineNetwork, type MappedPorts } from '../machine/index.js';
 import { prepareDisks } from '../vm/index.js';
-import type { Lease, NetworkPool } from '../net/index.js';
+import { networkOf, type Lease, type NetworkPool } from '../net/index.js';
 import { LOOPBACK_HOST, pickFreePort } from '../process/port.js';
 import { DriverStartError, type Endpoint, type Instance, type Slot } from '../types.js';
 import { USER_NET, type QemuAccel } from './args.js';
@@ -107,10 +107,12 @@ export async function startMachine(ctx: MachineDriverContext, program: Program, 
     let network: MachineNetwork;
     let endpoint: Endpoint;
     let mappedPorts: MappedPorts = {};
+    let lease: Lease | undefined;
     if (ctx.pool) {
       // The instance's IPv6 is the monitor's address for its hash (vm type 3); its forwards are nftables DNAT on the uplink.
-      const lease: Lease = await ctx.pool.acquire(slot.executionId, { internet: launch.internet, hash: program.hash, vmType: 'instance', ports: launch.ports });
-      cleanups.push(() => ctx.pool!.release(lease));
+      lease = await ctx.pool.acquire(slot.executionId, { internet: launch.internet, hash: program.hash, vmType: 'instance', ports: launch.ports });
+      const held = lease;
+      cleanups.push(() => ctx.pool!.release(held));
       net = { mode: 'tap', tap: lease.tap };
       network = { ipv4: `${lease.guestIp}/${lease.prefix}`, gateway4: lease.hostIp, nameservers: MACHINE_NAMESERVERS };
       if (lease.ipv6) Object.assign(network, { ipv6: `${lease.ipv6.address}/${lease.ipv6.prefix}`, gateway6: lease.ipv6.gateway });
@@ -139,6 +141,8 @@ export async function startMachine(ctx: MachineDriverContext, program: Program, 
     });
     vm.readyWhenStarted = true;
     vm.mappedPorts = mappedPorts;
+    // The executions list's ipv4/ipv6 (the address the network's monitor pings).
+    if (lease) vm.network = networkOf(lease);
     if (!(await runningWithin(vm, qmpSocket, RUNNING_WAIT_MS))) {
       await vm.stop();
       throw new DriverStartError('qemu: the instance\'s VM did not start running');
