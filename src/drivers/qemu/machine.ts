@@ -3,8 +3,9 @@
 // parent image, with a cloud-init NoCloud drive the node makes at every boot. The
 // serial console is the instance's log; QMP asks for an ACPI shutdown on stop and
 // says when the VM runs (an instance is ready then: what it serves is its owner's
-// business). User-mode networking forwards the owner's ports from loopback host
-// ports (hostfwd), tap networking puts it on the node's address pool.
+// business). The message's volumes follow as more disks (../machine/volumes.ts).
+// User-mode networking forwards the owner's ports from loopback host ports
+// (hostfwd), tap networking puts it on the node's address pool.
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
