@@ -107,8 +107,8 @@ export type QemuMachineName = 'microvm' | 'q35';
 
 export interface QemuDriverSettings {
   binary: string; // default 'qemu-system-x86_64'
-  kernel: string; // absolute; bzImage (required when orchestrator.driver = "qemu")
-  initramfs: string; // absolute; base initramfs from the image builder (required likewise)
+  kernel: string; // absolute; bzImage for programs; '' with initramfs '' too = a node for instances only
+  initramfs: string; // absolute; base initramfs from the image builder (set with kernel, or neither)
   machine: 'auto' | QemuMachineName; // default auto: microvm with KVM, q35 with TCG (microvm has no timer to calibrate against under TCG)
   accel: 'auto' | 'kvm' | 'tcg'; // default auto: KVM when /dev/kvm is usable
   network: 'user' | 'tap'; // default user (loopback port forward); tap needs root and [drivers.network]

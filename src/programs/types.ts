@@ -87,6 +87,12 @@ export interface MachineLaunch {
   /** Ports of the VM reachable from the host; 22/tcp always. */
   ports: MachinePort[];
   internet: boolean;
+  /**
+   * The message's volumes, attached after the root disk and the cloud-init drive in
+   * the message's order: immutable (the blob, read-only), ephemeral (source '', a fresh
+   * ext4 image at every boot), persistent (`<stateDir>/<name>.img`, ext4, kept until erased).
+   */
+  volumes: AlephVmVolume[];
 }
 
 export interface MachinePort {

@@ -32,3 +32,17 @@ export function nftTables(netns: string): string[] {
   const out = execFileSync('ip', ['netns', 'exec', netns, 'nft', '-j', 'list', 'tables'], { encoding: 'utf8' });
   return (JSON.parse(out) as { nftables: Array<{ table?: { family: string; name: string } }> }).nftables.flatMap((e) => (e.table ? [`${e.table.family} ${e.table.name}`] : []));
 }
+
+/**
+ * The address the network's monitor pings for a VM, computed the way aleph-scoring
+ * does (Python, ipaddress): vm type 1 for programs, 3 for instances.
+ */
+export function monitorAddress(pool: string, hash: string, vmType: 1 | 3 = 1): string {
+  const script = [
+    'import ipaddress, sys',
+    'net = ipaddress.IPv6Network(sys.argv[1], strict=False)',
+    'h = sys.argv[2]',
+    'print(ipaddress.IPv6Address(":".join(net.exploded.split(":")[:4] + [sys.argv[3], h[0:4], h[4:8], h[8:11] + "1"])))',
+  ].join('\n');
+  return execFileSync('python3', ['-c', script, pool, hash, String(vmType)], { encoding: 'utf8' }).trim();
+}

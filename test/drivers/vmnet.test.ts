@@ -18,7 +18,7 @@ import { findExecutable } from '../../src/drivers/vm/index.js';
 import { until } from '../helpers/node.js';
 import { makeProgram, nextSlot } from './helpers.js';
 import { guestSetup, netnsSkipReason, processesWith, qemuSkipReason, writeGuestProgram, type GuestSetup } from './qemu-guest.js';
-import { nftRules, nftTable, nftTables } from './vmnet-helpers.js';
+import { monitorAddress, nftRules, nftTable, nftTables } from './vmnet-helpers.js';
 
 if (!process.env.ALEPH_EDGE_LOG) setLogLevel('warn');
 
@@ -30,17 +30,6 @@ function skipReason(): string {
   if (reason) return reason;
   for (const tool of ['nft', 'ping', 'python3']) if (!findExecutable(tool)) return `${tool} is not installed (.ci/setup.d/vmnet.sh)`;
   return '';
-}
-
-/** The monitor's address for a program, computed the way aleph-scoring does (Python, ipaddress). */
-function monitorAddress(pool: string, hash: string): string {
-  const script = [
-    'import ipaddress, sys',
-    'net = ipaddress.IPv6Network(sys.argv[1], strict=False)',
-    'h = sys.argv[2]',
-    'print(ipaddress.IPv6Address(":".join(net.exploded.split(":")[:4] + ["1", h[0:4], h[4:8], h[8:11] + "1"])))',
-  ].join('\n');
-  return execFileSync('python3', ['-c', script, pool, hash], { encoding: 'utf8' }).trim();
 }
 
 describe('VM networking: a qemu guest on a tap, seen from another namespace', { skip: skipReason() || false, timeout: 240_000 }, () => {

@@ -4,10 +4,13 @@
 // socket. One boot covers: the node makes the disk and the NoCloud drive, cloud-init
 // applies the hostname and the owner's key, `ssh -i key -p <forwarded port>` runs
 // commands in the VM, the forwarded ports show in /v2/about/executions/list, the VM
-// is not stopped for idleness, its serial console reaches its log. Then `instance
-// stop` (an ACPI shutdown the guest performs), a node restart, a second boot: the file
-// written before is still there, on the same host port. `instance erase` removes the
-// disk. A request for the instance's hash does not start it.
+// is not stopped for idleness, its serial console reaches its log, its volumes
+// (immutable from a STORE, ephemeral, persistent) are disks cloud-init mounted where
+// the message says. Then `instance stop` (an ACPI shutdown the guest performs), a node
+// restart, a second boot: the files written before on the root disk and the persistent
+// volume are still there, the ephemeral volume is empty again, on the same host port.
+// `instance erase` removes the disk and the volume. A request for the instance's hash
+// does not start it. The node has no program kernel or initramfs: instances only.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -19,7 +22,6 @@ import { after, before, describe, it } from 'node:test';
 import { AlephEdgeNode } from '../../src/app/index.js';
 import { addLogSink, setLogLevel, shortHash, type LogRecord } from '../../src/common/index.js';
 import { loadConfig } from '../../src/config/index.js';
-import { buildBaseInitramfs, ensureKernel } from '../../src/drivers/image/index.js';
 import { hostnameOf } from '../../src/programs/aleph/index.js';
 import { StatusClient } from '../../src/status/index.js';
 import { FakeAlephApi, SENDER } from '../fixtures/aleph-api/server.js';
@@ -40,8 +42,6 @@ const SSH_WAIT_MS = 45 * 60_000;
 
 interface Ctx {
   dir: string;
-  kernel: string;
-  initramfs: string;
   image: InstanceImage;
   key: string;
   publicKey: string;
@@ -57,7 +57,8 @@ async function startNode(c: Ctx, api: FakeAlephApi, name: string): Promise<TestN
     '[tls]', 'mode = "internal"', `storage = "${join(dir, 'certs')}"`,
     // A short idle timeout: an instance must outlive it. A long stop grace: the ACPI shutdown is asserted, and a loaded machine must not turn it into a forced stop.
     '[orchestrator]', 'driver = "qemu"', 'idle_timeout = "2s"', 'boot_timeout = "600s"', 'stop_grace = "600s"', 'memory_budget_mib = 4096',
-    '[drivers.qemu]', `kernel = "${c.kernel}"`, `initramfs = "${c.initramfs}"`, 'accel = "tcg"', `run_dir = "${join(c.dir, 'vms')}"`,
+    // No kernel or initramfs: a node for instances only (they boot their own).
+    '[drivers.qemu]', 'accel = "tcg"', `run_dir = "${join(c.dir, 'vms')}"`,
     '[programs]', 'source = "aleph"', `aleph_api = "${api.url}"`, `cache_dir = "${join(c.dir, 'cache')}"`,
     `volumes_dir = "${join(c.dir, 'volumes')}"`, 'download_retries = 1', 'download_timeout = "300s"', 'subscribe = false',
     '[guest_api]', 'enabled = false',
@@ -118,12 +119,9 @@ describe('an Aleph instance in qemu (TCG): cloud-init, ssh, persistence, erase',
   before(async () => {
     const dir = await mkdtemp(join(tmpdir(), 'aleph-edge-test-instance-'));
     const image = await instanceImage();
-    const kernel = await ensureKernel();
-    const initramfs = join(dir, 'initramfs.cpio');
-    await writeFile(initramfs, await buildBaseInitramfs({ modulesDir: kernel.modulesDir }));
     const key = join(dir, 'id_ed25519');
     await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'owner@test', '-f', key]);
-    c = { dir, kernel: kernel.vmlinuz, initramfs, image, key, publicKey: (await readFile(`${key}.pub`, 'utf8')).trim() };
+    c = { dir, image, key, publicKey: (await readFile(`${key}.pub`, 'utf8')).trim() };
     api = new FakeAlephApi();
     await api.start();
     const parent = api.addStoreFile(image.path, image.sha256, image.size);
@@ -133,7 +131,15 @@ describe('an Aleph instance in qemu (TCG): cloud-init, ssh, persistence, erase',
     content.authorized_keys = [c.publicKey];
     content.environment = { internet: false, aleph_api: false };
     content.resources = { vcpus: 2, memory: 1024, seconds: 30 };
-    content.volumes = [];
+    // An immutable volume: a squashfs with one file, a STORE like the parent.
+    await mkdir(join(dir, 'ro'));
+    await writeFile(join(dir, 'ro', 'hello.txt'), 'from an immutable volume\n');
+    await run('mksquashfs', [join(dir, 'ro'), join(dir, 'ro.squashfs'), '-quiet', '-noappend', '-all-root']);
+    content.volumes = [
+      { ref: api.addStore(await readFile(join(dir, 'ro.squashfs'))), use_latest: false, mount: '/opt/ro' },
+      { ephemeral: true, mount: '/mnt/scratch', size_mib: 64 },
+      { persistence: 'host', name: 'keep', mount: '/var/lib/keep', size_mib: 128 },
+    ];
     delete content.replaces;
     hash = api.addMessage('INSTANCE', content).item_hash;
     api.aggregates.set(SENDER, { 'port-forwarding': { [hash]: { ports: { '8080': { tcp: true, udp: false } } } } });
@@ -174,6 +180,20 @@ describe('an Aleph instance in qemu (TCG): cloud-init, ssh, persistence, erase',
     assert.match(stdout, /^\/dev\/vda1$/m);
   });
 
+  it("sees its volumes as disks after the root disk and the cloud-init drive, mounted where the message says", async () => {
+    const { stdout } = await ssh(c, sshPort, [
+      'for d in vdc vdd vde; do echo "$d $(cat /sys/block/$d/serial)"; done',
+      'for m in /opt/ro /mnt/scratch /var/lib/keep; do findmnt -no TARGET,SOURCE,FSTYPE,OPTIONS --mountpoint $m; done',
+      'cat /opt/ro/hello.txt',
+      'echo kept > /var/lib/keep/file; echo scratch > /mnt/scratch/file; sync',
+    ].join('; '));
+    assert.match(stdout, /^vdc vol0\nvdd vol1\nvde vol2$/m, 'in the message\'s order, each with its serial');
+    assert.match(stdout, /^\/opt\/ro\s+\/dev\/vdc\s+squashfs\s+ro,/m);
+    assert.match(stdout, /^\/mnt\/scratch\s+\/dev\/vdd\s+ext4\s+rw,/m);
+    assert.match(stdout, /^\/var\/lib\/keep\s+\/dev\/vde\s+ext4\s+rw,/m);
+    assert.match(stdout, /^from an immutable volume$/m);
+  });
+
   it('outlived the idle timeout, and its serial console reached its log', async () => {
     const execution = (await new StatusClient(node!.socket).vms()).find((e) => e.hash === hash);
     assert.equal(execution?.state, 'ready');
@@ -189,6 +209,7 @@ describe('an Aleph instance in qemu (TCG): cloud-init, ssh, persistence, erase',
     assert.ok(shutdown.some((l) => /reboot: Power down|Reached target .*Power-Off|System Power Off/.test(l)), `the guest powered itself off:\n${shutdown.slice(-10).join('\n')}`);
     assert.ok(!records.slice(before).some((r) => /did not shut down in time/.test(r.message)), 'no forced stop');
     assert.ok((await stat(join(c.dir, 'volumes', hash, 'rootfs.qcow2'))).size > 0);
+    assert.ok((await stat(join(c.dir, 'volumes', hash, 'keep.img'))).isFile(), 'the persistent volume stays');
 
     await node!.close();
     node = await startNode(c, api, 'second');
@@ -196,7 +217,9 @@ describe('an Aleph instance in qemu (TCG): cloud-init, ssh, persistence, erase',
     const listed = (await executionsList(node))[hash]!;
     assert.equal(listed.networking.mapped_ports['22']!.host, sshPort, 'the same host port after a restart');
     await sshReady(c, sshPort);
-    assert.equal((await ssh(c, sshPort, 'cat /root/marker')).stdout.trim(), 'instance-data');
+    // The volumes are mounted from fstab (cloud-init wrote it at the first boot), nofail: not before sshd, so wait for the boot to finish.
+    const { stdout } = await ssh(c, sshPort, 'systemctl is-system-running --wait >/dev/null; cat /root/marker /var/lib/keep/file; test -e /mnt/scratch/file && echo scratch-kept || echo scratch-empty', 20, SSH_WAIT_MS / 1000);
+    assert.deepEqual(stdout.trim().split('\n'), ['instance-data', 'kept', 'scratch-empty']);
   });
 
   it('`instance erase` stops it and removes its disk', async () => {

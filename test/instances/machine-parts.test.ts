@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { allocatePorts, cloudInitFiles, ensureMachineDisk, eraseMachine, writeCloudInitDrive } from '../../src/drivers/machine/index.js';
+import { allocatePorts, cloudInitFiles, ensureMachineDisk, eraseMachine, machineDrives, volumeMounts, writeCloudInitDrive } from '../../src/drivers/machine/index.js';
 import { machineArgs } from '../../src/drivers/qemu/index.js';
 import type { MachineLaunch } from '../../src/programs/index.js';
 
@@ -65,7 +65,7 @@ describe('instance disk', () => {
     const stateDir = path.join(dir, 'volumes', name);
     return {
       kind: 'machine', parent, parentFormat: 'qcow2', disk: path.join(stateDir, 'rootfs.qcow2'), sizeMib, stateDir,
-      hostname: name, authorizedKeys: [], ports: [{ port: 22, tcp: true, udp: false }], internet: false,
+      hostname: name, authorizedKeys: [], ports: [{ port: 22, tcp: true, udp: false }], internet: false, volumes: [],
     };
   }
   const info = (file: string) => JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', file], { encoding: 'utf8' })) as Record<string, unknown>;
@@ -119,6 +119,7 @@ describe('qemu command line of an instance', () => {
   it('boots the disk first, attaches the cloud-init drive read-only, forwards the ports on loopback, no reboot-exit', () => {
     const args = machineArgs({
       accel: 'tcg', memoryMib: 512, vcpus: 2, disk: '/v/rootfs.qcow2', cloudInit: '/r/cidata.iso', qmpSocket: '/r/qmp.sock',
+      volumes: [],
       net: { mode: 'user', internet: false, httpPort: 4000, bind: '127.0.0.1', forwards: { '22': { host: 4022, tcp: true, udp: false }, '53': { host: 4053, tcp: false, udp: true } } },
     });
     const line = args.join(' ');
@@ -127,5 +128,41 @@ describe('qemu command line of an instance', () => {
     assert.match(line, /file=\/r\/cidata\.iso,if=none,id=cidata,format=raw,readonly=on/);
     assert.match(line, /user,id=n0,restrict=on,hostfwd=tcp:127\.0\.0\.1:4000-:80,hostfwd=tcp:127\.0\.0\.1:4022-:22,hostfwd=udp:127\.0\.0\.1:4053-:53/);
     assert.ok(!args.includes('-kernel') && !args.includes('-no-reboot'), 'boots its own kernel; a guest reboot stays a reboot');
+  });
+});
+
+describe('instance volumes', () => {
+  const volumes: MachineLaunch['volumes'] = [
+    { mount: '/opt/data', kind: 'immutable', source: '/cache/ab/blob', sizeMib: 0, readOnly: true },
+    { mount: '/mnt/scratch', kind: 'ephemeral', source: '', sizeMib: 64, readOnly: false },
+    { mount: '/var/lib/keep', kind: 'persistent', source: '/v/hash/keep.img', sizeMib: 128, readOnly: false },
+  ];
+
+  it("are disks after the root disk and the cloud-init drive, in the message's order (the reference's), each with a serial", () => {
+    const { drives, disks } = machineDrives(volumes, '/r/vm1');
+    assert.deepEqual(drives, [
+      { id: 'vol0', path: '/cache/ab/blob', readOnly: true, device: '/dev/vdc', mount: '/opt/data' },
+      { id: 'vol1', path: '/r/vm1/vol1.img', readOnly: false, device: '/dev/vdd', mount: '/mnt/scratch' },
+      { id: 'vol2', path: '/v/hash/keep.img', readOnly: false, device: '/dev/vde', mount: '/var/lib/keep' },
+    ]);
+    // The ephemeral one is made in the VM's run folder at every boot, the persistent one once.
+    assert.deepEqual(disks, [{ path: '/r/vm1/vol1.img', sizeMib: 64, lifetime: 'boot' }, { path: '/v/hash/keep.img', sizeMib: 128, lifetime: 'persistent' }]);
+
+    const line = machineArgs({ accel: 'tcg', memoryMib: 512, vcpus: 1, disk: '/v/rootfs.qcow2', cloudInit: '/r/cidata.iso', qmpSocket: '/r/qmp.sock', volumes: drives, net: { mode: 'tap', tap: 'aein2t0' } }).join(' ');
+    const order = ['id=rootfs', 'id=cidata', 'id=vol0', 'id=vol1', 'id=vol2'].map((id) => line.indexOf(id));
+    assert.ok(order.every((at, i) => at > 0 && (i === 0 || at > order[i - 1]!)), `drives in order: ${line}`);
+    assert.match(line, /-drive file=\/cache\/ab\/blob,if=none,id=vol0,format=raw,readonly=on -device virtio-blk-pci,drive=vol0,serial=vol0/);
+    assert.match(line, /-drive file=\/v\/hash\/keep\.img,if=none,id=vol2,format=raw,discard=unmap -device virtio-blk-pci,drive=vol2,serial=vol2/);
+  });
+
+  it('are mounted by cloud-init at their mount points (read-only for immutable ones), never blocking the boot', () => {
+    const mounts = volumeMounts(machineDrives(volumes, '/r/vm1').drives);
+    const userData = yaml(cloudInitFiles({ hostname: 'h', authorizedKeys: [KEY], internet: false, network: { ipv4: '10.0.2.15/24', gateway4: '10.0.2.2', nameservers: [] }, mounts })['user-data']) as Record<string, unknown>;
+    assert.deepEqual(userData.mounts, [
+      ['/dev/vdc', '/opt/data', 'auto', 'ro,nofail', '0', '0'],
+      ['/dev/vdd', '/mnt/scratch', 'auto', 'defaults,nofail', '0', '0'],
+      ['/dev/vde', '/var/lib/keep', 'auto', 'defaults,nofail', '0', '0'],
+    ]);
+    assert.equal((yaml(cloudInitFiles({ hostname: 'h', authorizedKeys: [], internet: false, network: { ipv4: '10.0.2.15/24', gateway4: '10.0.2.2', nameservers: [] } })['user-data']) as Record<string, unknown>).mounts, undefined, 'no volumes, no mounts');
   });
 });

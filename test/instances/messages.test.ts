@@ -154,11 +154,11 @@ describe('instance parents checked by the source', () => {
     await rm(work, { recursive: true, force: true });
   });
 
-  function instance(parent: string, sizeMib: number, ports?: unknown): string {
+  function instance(parent: string, sizeMib: number, volumes: unknown[] = []): string {
     const content = fixtureContent();
     content.address = SENDER;
     content.rootfs = { parent: { ref: parent, use_latest: false }, persistence: 'host', size_mib: sizeMib };
-    content.volumes = [];
+    content.volumes = volumes;
     return api.addMessage('INSTANCE', content).item_hash;
   }
 
@@ -220,5 +220,35 @@ describe('instance parents checked by the source', () => {
     assert.equal(program.launch.hostname, hostnameOf(hash));
     assert.equal(program.launch.disk, path.join(work, 'volumes', hash, 'rootfs.qcow2'));
     assert.deepEqual(program.launch.ports, [{ port: 22, tcp: true, udp: false }, { port: 8080, tcp: true, udp: true }]);
+  });
+
+  it("resolves the instance's volumes in the message's order: the immutable one downloaded, the persistent one beside the disk", async () => {
+    const image = path.join(work, 'vol-parent.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', image, '16M']);
+    const blob = Buffer.from('an immutable volume, any bytes\n');
+    const hash = instance(api.addStore(await readFile(image)), 64, [
+      { persistence: 'host', name: 'keep', mount: '/var/lib/keep', size_mib: 32 },
+      { ref: api.addStore(blob), use_latest: false, mount: '/opt/ro' },
+      { ephemeral: true, mount: '/tmp/scratch', size_mib: 8 },
+    ]);
+    const program = await source.resolve(hash);
+    assert.equal(program.launch.kind, 'machine');
+    if (program.launch.kind !== 'machine') return;
+    const [keep, ro, scratch] = program.launch.volumes;
+    assert.deepEqual(keep, { mount: '/var/lib/keep', kind: 'persistent', source: path.join(work, 'volumes', hash, 'keep.img'), sizeMib: 32, readOnly: false });
+    assert.equal(ro?.kind, 'immutable');
+    assert.equal(ro?.readOnly, true);
+    assert.deepEqual(await readFile(ro!.source), blob, 'the STORE blob, as downloaded');
+    assert.deepEqual(scratch, { mount: '/tmp/scratch', kind: 'ephemeral', source: '', sizeMib: 8, readOnly: false });
+    // Resolving makes nothing on disk: the driver makes the images at boot.
+    assert.deepEqual(await readdir(path.join(work, 'volumes')).catch(() => []), []);
+  });
+
+  it('refuses an immutable volume that is not on the network; nothing is made', async () => {
+    const image = path.join(work, 'vol-parent2.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', image, '16M']);
+    const hash = instance(api.addStore(await readFile(image)), 64, [{ ref: 'cd'.repeat(32), use_latest: false, mount: '/opt/ro' }]);
+    await assert.rejects(source.resolve(hash), /no volume STORE message cdcdcdcdcdcd/);
+    assert.deepEqual(await readdir(path.join(work, 'volumes')).catch(() => []), []);
   });
 });

@@ -1,7 +1,9 @@
 // A whole node (qemu driver, Aleph source) asked to start instances it must refuse,
 // through the real CLI: a parent that is not a disk image, a size_mib smaller than
-// the parent. The CLI exits 1 naming the field; nothing boots, nothing is kept for
-// the next node start, no disk is made.
+// the parent, an authorized_keys entry that is not a key, a forwarded port out of
+// range in the owner's aggregate. The CLI exits 1 naming the field; nothing boots,
+// nothing is kept for the next node start, no disk is made, no host port allocated.
+// The node has no program kernel or initramfs (a node for instances only).
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -14,7 +16,6 @@ import { after, before, describe, it } from 'node:test';
 import { AlephEdgeNode } from '../../src/app/index.js';
 import { setLogLevel } from '../../src/common/index.js';
 import { loadConfig } from '../../src/config/index.js';
-import { ensureKernel } from '../../src/drivers/image/index.js';
 import { StatusClient } from '../../src/status/index.js';
 import { FakeAlephApi, SENDER } from '../fixtures/aleph-api/server.js';
 import { REPO_ROOT } from '../drivers/helpers.js';
@@ -34,15 +35,13 @@ describe('instances a node refuses to start', { skip: qemuSkipReason() || false,
     dir = await mkdtemp(join(tmpdir(), 'aleph-edge-test-instance-refused-'));
     api = new FakeAlephApi();
     await api.start();
-    const kernel = await ensureKernel();
     const config = join(dir, 'aleph-edge.toml');
     socket = join(dir, 'status.sock');
     await writeFile(config, [
       '[server]', 'domain = "edge.test"', 'https_listen = ["127.0.0.1:8443"]', 'http_listen = []', `status_socket = "${socket}"`,
       '[tls]', 'mode = "internal"', `storage = "${join(dir, 'certs')}"`,
       '[orchestrator]', 'driver = "qemu"',
-      // No VM boots here: any existing file stands for the program initramfs.
-      '[drivers.qemu]', `kernel = "${kernel.vmlinuz}"`, `initramfs = "${kernel.vmlinuz}"`, 'accel = "tcg"', `run_dir = "${join(dir, 'vms')}"`,
+      '[drivers.qemu]', 'accel = "tcg"', `run_dir = "${join(dir, 'vms')}"`,
       '[programs]', 'source = "aleph"', `aleph_api = "${api.url}"`, `cache_dir = "${join(dir, 'cache')}"`,
       `volumes_dir = "${join(dir, 'volumes')}"`, 'download_retries = 0', 'subscribe = false',
       '[guest_api]', 'enabled = false',
@@ -57,13 +56,21 @@ describe('instances a node refuses to start', { skip: qemuSkipReason() || false,
     await rm(dir, { recursive: true, force: true });
   });
 
-  function instance(parent: string, sizeMib: number): string {
+  function instance(parent: string, sizeMib: number, edit: (content: Record<string, unknown>) => void = () => {}): string {
     const fixture = JSON.parse(readFileSync(join(REPO_ROOT, 'test/fixtures/aleph-api/instance_message_from_aleph.json'), 'utf8')) as { item_content: string };
     const content = JSON.parse(fixture.item_content) as Record<string, unknown>;
     content.address = SENDER;
     content.rootfs = { parent: { ref: parent, use_latest: false }, persistence: 'host', size_mib: sizeMib };
     content.volumes = [];
+    edit(content);
     return api.addMessage('INSTANCE', content).item_hash;
+  }
+
+  /** A good parent: a qcow2 of 128 MiB. */
+  async function smallParent(): Promise<string> {
+    const image = join(dir, 'parent.qcow2');
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', image, '128M']);
+    return api.addStore(await readFile(image));
   }
 
   async function refused(hash: string, reason: RegExp): Promise<void> {
@@ -83,8 +90,23 @@ describe('instances a node refuses to start', { skip: qemuSkipReason() || false,
   });
 
   it('size_mib smaller than the parent', async () => {
-    const image = join(dir, 'parent.qcow2');
-    await run('qemu-img', ['create', '-q', '-f', 'qcow2', image, '128M']);
-    await refused(instance(api.addStore(await readFile(image)), 64), /content\.rootfs\.size_mib: 64 MiB is smaller than the parent image \(128 MiB\)/);
+    await refused(instance(await smallParent(), 64), /content\.rootfs\.size_mib: 64 MiB is smaller than the parent image \(128 MiB\)/);
+  });
+
+  it('an authorized_keys entry that is not a key', async () => {
+    const hash = instance(await smallParent(), 1024, (content) => {
+      content.authorized_keys = ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHlGJRaIv/EzNT0eNqNB5DiGEbii28Fb2zCjuO/bMu7y ok', 'command="sh" ssh-ed25519 AAAA'];
+    });
+    await refused(hash, /content\.authorized_keys\[1\]: not an SSH public key/);
+  });
+
+  it("a forwarded port out of range in the owner's aggregate", async () => {
+    const hash = instance(await smallParent(), 1024);
+    api.aggregates.set(SENDER, { 'port-forwarding': { [hash]: { ports: { '70000': { tcp: true, udp: false } } } } });
+    try {
+      await refused(hash, new RegExp(`port-forwarding\\.${hash}\\.ports\\.70000: not a port in 1\\.\\.65535`));
+    } finally {
+      api.aggregates.delete(SENDER);
+    }
   });
 });

@@ -27,6 +27,8 @@ export interface CloudInitSpec {
   /** Package updates only when the VM can reach the internet (they would time out otherwise). */
   internet: boolean;
   network: MachineNetwork;
+  /** cloud-init `mounts` (fstab fields): the instance's volumes at their mount points. */
+  mounts?: string[][];
 }
 
 export interface CloudInitFiles {
@@ -45,6 +47,7 @@ export function cloudInitFiles(spec: CloudInitSpec): CloudInitFiles {
     ssh_authorized_keys: spec.authorizedKeys,
     resize_rootfs: true,
   };
+  if (spec.mounts?.length) userData.mounts = spec.mounts;
   if (spec.internet) {
     userData.package_update = true;
     userData.packages = ['qemu-guest-agent'];

@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, shortHash, type Logger } from '../../common/index.js';
 import { kvmUsable } from '../image/index.js';
 import {
-  bootVm, checkExecutable, checkFile, findExecutable, IMAGE_HINT, setupError, snapshotKey, STOP_TIMEOUT_S, tapNetwork, VmProcess, vmRunDir,
+  bootVm, checkExecutable, checkFile, findExecutable, IMAGE_HINT, setupError, snapshotKey, STOP_TIMEOUT_S, tapNetwork, vmLaunchOf, VmProcess, vmRunDir,
   type Cleanup, type PreparedBoot, type SnapshotStore, type VmNetwork,
 } from '../vm/index.js';
 import { guestNetworkArgs, type NetworkPool } from '../net/index.js';
@@ -66,12 +66,20 @@ export const QEMU_DEFAULTS = {
 export function checkQemuOptions(options: QemuDriverOptions): string[] {
   const problems: string[] = [];
   checkExecutable(problems, 'drivers.qemu.binary', options.binary, ' (install qemu-system-x86)');
-  checkFile(problems, 'drivers.qemu.kernel', options.kernel, IMAGE_HINT);
-  checkFile(problems, 'drivers.qemu.initramfs', options.initramfs, IMAGE_HINT);
+  // Neither set: a node for instances only (they boot their own kernel); programs are refused at start.
+  if (!instancesOnly(options)) {
+    checkFile(problems, 'drivers.qemu.kernel', options.kernel, IMAGE_HINT);
+    checkFile(problems, 'drivers.qemu.initramfs', options.initramfs, IMAGE_HINT);
+  }
   if (options.runDir === '') problems.push('drivers.qemu.run_dir is not set');
   if (options.network === 'tap' && !options.pool) problems.push('drivers.qemu.network = "tap" needs a [drivers.network] pool');
   if (options.network === 'tap') checkExecutable(problems, 'drivers.qemu.network = "tap"', 'nft', ' (apt install nftables; docs/networking.md)');
   return problems;
+}
+
+/** No program kernel or initramfs configured: only instances (INSTANCE messages) run. */
+export function instancesOnly(options: Pick<QemuDriverOptions, 'kernel' | 'initramfs'>): boolean {
+  return options.kernel === '' && options.initramfs === '';
 }
 
 /** The node's version: a saved state is never restored by another one. */
@@ -114,6 +122,7 @@ export class QemuDriver implements Driver {
   constructor(private readonly options: QemuDriverOptions) {
     const problems = checkQemuOptions(options);
     if (problems.length > 0) throw setupError('qemu', problems);
+    if (instancesOnly(options)) this.log.info('no drivers.qemu.kernel and initramfs: this node runs instances only');
   }
 
   /** The accelerator in use: KVM when usable (or required), TCG otherwise. */
@@ -134,6 +143,10 @@ export class QemuDriver implements Driver {
         pool: this.options.network === 'tap' ? this.options.pool : undefined,
         log: withFields(this.log, { hash, exec: slot.executionId }), console: withFields(this.console, { hash }),
       }, program, program.launch, slot);
+    }
+    const launch = vmLaunchOf(program);
+    if (instancesOnly(this.options) && !(launch.kernel && launch.initramfs)) {
+      throw new DriverStartError('this node runs instances only: programs need drivers.qemu.kernel and drivers.qemu.initramfs');
     }
     const hash = shortHash(program.hash);
     const log = withFields(this.log, { hash, exec: slot.executionId });

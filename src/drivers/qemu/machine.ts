@@ -3,21 +3,22 @@
 // parent image, with a cloud-init NoCloud drive the node makes at every boot. The
 // serial console is the instance's log; QMP asks for an ACPI shutdown on stop and
 // says when the VM runs (an instance is ready then: what it serves is its owner's
-// business). User-mode networking forwards the owner's ports from loopback host
-// ports (hostfwd), tap networking puts it on the node's address pool.
+// business). The message's volumes follow as more disks (../machine/volumes.ts).
+// User-mode networking forwards the owner's ports from loopback host ports
+// (hostfwd), tap networking puts it on the node's address pool.
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/index.js';
 import type { MachineLaunch, Program } from '../../programs/index.js';
-import { allocatePorts, ensureMachineDisk, writeCloudInitDrive, type MachineNetwork, type MappedPorts } from '../machine/index.js';
-import type { Lease, NetworkPool } from '../net/index.js';
+import { allocatePorts, ensureMachineDisk, machineDrives, volumeMounts, writeCloudInitDrive, type MachineDrive, type MachineNetwork, type MappedPorts } from '../machine/index.js';
+import { networkOf, type Lease, type NetworkPool } from '../net/index.js';
 import { LOOPBACK_HOST, pickFreePort } from '../host/index.js';
 import { DriverStartError, type Endpoint, type Instance, type Slot } from '../types.js';
 import { USER_NET, type QemuAccel } from './args.js';
 import { QmpClient, qmpCommand } from './qmp.js';
-import { safeName, VmProcess, type Cleanup } from '../vm/index.js';
+import { prepareDisks, safeName, VmProcess, type Cleanup } from '../vm/index.js';
 
 /** A whole OS shuts down slower than a program: the reference waits 50 s too. */
 export const MACHINE_STOP_GRACE_MS = 60_000;
@@ -33,6 +34,8 @@ export interface MachineSpec {
   disk: string;
   cloudInit: string;
   qmpSocket: string;
+  /** The instance's volumes, attached after the cloud-init drive in this order. */
+  volumes: MachineDrive[];
   net:
     | { mode: 'user'; internet: boolean; httpPort: number; forwards: MappedPorts; bind: string }
     | { mode: 'tap'; tap: string };
@@ -53,8 +56,13 @@ export function machineArgs(spec: MachineSpec): string[] {
     '-device', 'virtio-blk-pci,drive=rootfs,bootindex=0',
     '-drive', `file=${file(spec.cloudInit)},if=none,id=cidata,format=raw,readonly=on`,
     '-device', 'virtio-blk-pci,drive=cidata',
-    '-qmp', `unix:${file(spec.qmpSocket)},server=on,wait=off`,
   ];
+  for (const v of spec.volumes) {
+    // format=raw: qemu never probes what an owner's blob claims to be.
+    args.push('-drive', `file=${file(v.path)},if=none,id=${v.id},format=raw,${v.readOnly ? 'readonly=on' : 'discard=unmap'}`);
+    args.push('-device', `virtio-blk-pci,drive=${v.id},serial=${v.id}`);
+  }
+  args.push('-qmp', `unix:${file(spec.qmpSocket)},server=on,wait=off`);
   if (spec.net.mode === 'user') {
     // restrict=on: no route out (the forwards still work) unless the instance may use the internet.
     const forwards = [`hostfwd=tcp:${LOOPBACK_HOST}:${spec.net.httpPort}-:80`];
@@ -90,15 +98,20 @@ export async function startMachine(ctx: MachineDriverContext, program: Program, 
     const { created } = await ensureMachineDisk(launch);
     const dir = await mkdtemp(join(ctx.runDir, `${safeName(slot.executionId)}-`));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const volumes = machineDrives(launch.volumes, dir);
+    // Held until qemu exits: a second start of the instance waits for the first to let go of its persistent volumes.
+    cleanups.push(await prepareDisks({ drives: [], files: {}, codeDir: undefined, disks: volumes.disks }));
 
     let net: MachineSpec['net'];
     let network: MachineNetwork;
     let endpoint: Endpoint;
     let mappedPorts: MappedPorts = {};
+    let lease: Lease | undefined;
     if (ctx.pool) {
       // The instance's IPv6 is the monitor's address for its hash (vm type 3); its forwards are nftables DNAT on the uplink.
-      const lease: Lease = await ctx.pool.acquire(slot.executionId, { internet: launch.internet, hash: program.hash, vmType: 'instance', ports: launch.ports });
-      cleanups.push(() => ctx.pool!.release(lease));
+      lease = await ctx.pool.acquire(slot.executionId, { internet: launch.internet, hash: program.hash, vmType: 'instance', ports: launch.ports });
+      const held = lease;
+      cleanups.push(() => ctx.pool!.release(held));
       net = { mode: 'tap', tap: lease.tap };
       network = { ipv4: `${lease.guestIp}/${lease.prefix}`, gateway4: lease.hostIp, nameservers: MACHINE_NAMESERVERS };
       if (lease.ipv6) Object.assign(network, { ipv6: `${lease.ipv6.address}/${lease.ipv6.prefix}`, gateway6: lease.ipv6.gateway });
@@ -112,10 +125,10 @@ export async function startMachine(ctx: MachineDriverContext, program: Program, 
       endpoint = { kind: 'tcp', host: LOOPBACK_HOST, port: httpPort };
     }
     const cloudInit = join(dir, 'cidata.iso');
-    await writeCloudInitDrive(cloudInit, { hostname: launch.hostname, authorizedKeys: launch.authorizedKeys, internet: launch.internet, network });
+    await writeCloudInitDrive(cloudInit, { hostname: launch.hostname, authorizedKeys: launch.authorizedKeys, internet: launch.internet, network, mounts: volumeMounts(volumes.drives) });
 
     const qmpSocket = join(dir, 'qmp.sock');
-    const args = machineArgs({ accel: ctx.accel, memoryMib: program.memoryMib, vcpus: program.vcpus, disk: launch.disk, cloudInit, qmpSocket, net });
+    const args = machineArgs({ accel: ctx.accel, memoryMib: program.memoryMib, vcpus: program.vcpus, disk: launch.disk, cloudInit, qmpSocket, volumes: volumes.drives, net });
     const vm = await VmProcess.spawn(ctx.binary, args, {
       endpoint,
       stopGraceMs: Math.max(ctx.stopGraceMs, MACHINE_STOP_GRACE_MS),
@@ -127,6 +140,8 @@ export async function startMachine(ctx: MachineDriverContext, program: Program, 
     });
     vm.readyWhenStarted = true;
     vm.mappedPorts = mappedPorts;
+    // The executions list's ipv4/ipv6 (the address the network's monitor pings).
+    if (lease) vm.network = networkOf(lease);
     if (!(await runningWithin(vm, qmpSocket, RUNNING_WAIT_MS))) {
       await vm.stop();
       throw new DriverStartError('qemu: the instance\'s VM did not start running');

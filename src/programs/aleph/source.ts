@@ -198,20 +198,7 @@ export class AlephProgramSource implements ProgramSource {
     const watch = new Set<string>([hash]);
     const pinned: string[] = [];
     try {
-      const fetchRef = async (kind: Artifact['kind'], ref: RefSpec, maxBytes: number): Promise<{ store: StoreSpec; folder: string }> => {
-        const store = await this.storeFor(ref, kind, spec.sender);
-        watch.add(ref.ref).add(store.hash);
-        // Pinned before the download: nothing this boot needs is evicted to make room for the rest.
-        this.cache.pin(store.itemHash);
-        pinned.push(store.itemHash);
-        let folder: string;
-        try {
-          folder = await this.downloader.fetch({ kind, itemType: store.itemType, itemHash: store.itemHash, maxBytes });
-        } catch (error) {
-          throw this.fetchFailure(`could not download the ${kind} (${shortHash(store.itemHash)})`, error);
-        }
-        return { store, folder };
-      };
+      const fetchRef = (kind: Artifact['kind'], ref: RefSpec, maxBytes: number) => this.fetchRef({ kind, ref, maxBytes, owner: spec.sender, watch, pinned });
       const asFolder = async (key: string, encoding: CodeEncoding, maxBytes: number, fileName?: string): Promise<string> => {
         try {
           return await unpack(this.cache, { key, encoding, fileName, maxBytes: maxBytes * UNPACK_FACTOR });
@@ -297,21 +284,32 @@ export class AlephProgramSource implements ProgramSource {
     }
   }
 
-  /** An INSTANCE: its parent image fetched and checked, mapped to a MachineLaunch. */
+  /**
+   * A STORE ref's blob in the artifact cache: the STORE message (its newest amend with
+   * use_latest) and the download. Both hashes join `watch`; the blob is pinned (and
+   * listed in `pinned`) before the download, so nothing a boot needs is evicted to
+   * make room for the rest of it.
+   */
+  private async fetchRef(o: { kind: Artifact['kind']; ref: RefSpec; maxBytes: number; owner: string; watch: Set<string>; pinned: string[] }): Promise<{ store: StoreSpec; folder: string }> {
+    const store = await this.storeFor(o.ref, o.kind, o.owner);
+    o.watch.add(o.ref.ref).add(store.hash);
+    this.cache.pin(store.itemHash);
+    o.pinned.push(store.itemHash);
+    try {
+      return { store, folder: await this.downloader.fetch({ kind: o.kind, itemType: store.itemType, itemHash: store.itemHash, maxBytes: o.maxBytes }) };
+    } catch (error) {
+      throw this.fetchFailure(`could not download the ${o.kind} (${shortHash(store.itemHash)})`, error);
+    }
+  }
+
+  /** An INSTANCE: its parent image fetched and checked, its volumes resolved, mapped to a MachineLaunch. */
   private async loadMachine(spec: InstanceSpec): Promise<Program> {
     if (this.driver !== 'qemu') throw new BootFailedError(`instances run under the qemu driver; this node's driver is "${this.driver}"`);
     const s = this.settings;
     const watch = new Set<string>([spec.hash]);
-    const store = await this.storeFor(spec.rootfs.parent, 'rootfs', spec.sender);
-    watch.add(spec.rootfs.parent.ref).add(store.hash);
-    this.cache.pin(store.itemHash);
+    const pinned: string[] = [];
     try {
-      let folder: string;
-      try {
-        folder = await this.downloader.fetch({ kind: 'rootfs', itemType: store.itemType, itemHash: store.itemHash, maxBytes: s.maxRootfsBytes });
-      } catch (error) {
-        throw this.fetchFailure(`could not download the rootfs (${shortHash(store.itemHash)})`, error);
-      }
+      const { store, folder } = await this.fetchRef({ kind: 'rootfs', ref: spec.rootfs.parent, maxBytes: s.maxRootfsBytes, owner: spec.sender, watch, pinned });
       const parent = path.join(folder, 'blob');
       let image: DiskImage;
       try {
@@ -324,8 +322,20 @@ export class AlephProgramSource implements ProgramSource {
       if (spec.rootfs.sizeMib < parentMib) {
         throw new BootFailedError(`content.rootfs.size_mib: ${spec.rootfs.sizeMib} MiB is smaller than the parent image (${parentMib} MiB)`);
       }
-      if (spec.volumes.length > 0) log.warn('instance volumes are not attached (not supported yet)', { hash: shortHash(spec.hash), volumes: spec.volumes.length });
       const stateDir = path.join(s.volumesDir, spec.hash);
+      // The guest sees the blobs as they are (raw disks): what is on them is the owner's business, as in the reference.
+      const volumes: AlephVmVolume[] = [];
+      for (const volume of spec.volumes) {
+        if (volume.kind === 'immutable') {
+          const fetched = await this.fetchRef({ kind: 'volume', ref: volume, maxBytes: s.maxVolumeBytes, owner: spec.sender, watch, pinned });
+          volumes.push({ mount: volume.mount, kind: 'immutable', source: path.join(fetched.folder, 'blob'), sizeMib: 0, readOnly: true });
+        } else if (volume.kind === 'ephemeral') {
+          volumes.push({ mount: volume.mount, kind: 'ephemeral', source: '', sizeMib: volume.sizeMib, readOnly: false });
+        } else {
+          // Next to the root disk, so erase removes it with it ("store" is kept on the host too, as with programs).
+          volumes.push({ mount: volume.mount, kind: 'persistent', source: path.join(stateDir, `${volume.name}.img`), sizeMib: volume.sizeMib, readOnly: false });
+        }
+      }
       const launch: MachineLaunch = {
         kind: 'machine',
         parent,
@@ -337,6 +347,7 @@ export class AlephProgramSource implements ProgramSource {
         authorizedKeys: [...spec.authorizedKeys],
         ports: await this.forwardedPorts(spec),
         internet: spec.internet,
+        volumes,
       };
       const program: Program = {
         hash: spec.hash, name: '', memoryMib: spec.resources.memoryMib, vcpus: spec.resources.vcpus,
@@ -346,7 +357,7 @@ export class AlephProgramSource implements ProgramSource {
       log.info('instance resolved', { hash: shortHash(spec.hash), parent: shortHash(store.itemHash), format: image.format, size_mib: spec.rootfs.sizeMib });
       return program;
     } finally {
-      this.cache.unpin(store.itemHash);
+      for (const key of pinned) this.cache.unpin(key);
     }
   }
 
