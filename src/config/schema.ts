@@ -266,6 +266,7 @@ function readOrchestrator(t: TableReader): OrchestratorSettings {
     memoryBudgetMib: t.int('memory_budget_mib', 8192, { min: 1 }),
     holdQueue: t.int('hold_queue', 100, { min: 1 }),
     stopGraceMs: t.duration('stop_grace', 5 * SECOND),
+    prewarm: t.int('prewarm', 0, { min: 0 }),
   };
   t.finish();
   return settings;

@@ -72,6 +72,7 @@ export interface OrchestratorSettings {
   memoryBudgetMib: number; // default 8192
   holdQueue: number; // default 100
   stopGraceMs: number; // default 5s: SIGTERM -> SIGKILL
+  prewarm?: number; // VMs kept booted with no program, for programs not seen yet (docs/warm-pool.md); default (and absent) 0
 }
 
 export interface LocalProgramSettings {
