@@ -467,6 +467,11 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
     accel: q.oneOf('accel', defaults.qemu.accel, ['auto', 'kvm', 'tcg'] as const),
     network: q.oneOf('network', defaults.qemu.network, ['user', 'tap'] as const),
     runDir: paths.resolve(q.checked('run_dir', defaults.qemu.runDir, nonEmpty)),
+    prewarm: {
+      runtime: paths.resolve(q.string('prewarm_runtime', '')),
+      memoryMib: q.int('prewarm_memory_mib', 128, { min: 16 }),
+      vcpus: q.int('prewarm_vcpus', 1, { min: 1 }),
+    },
   };
   q.finish();
 

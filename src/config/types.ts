@@ -114,6 +114,14 @@ export interface QemuDriverSettings {
   accel: 'auto' | 'kvm' | 'tcg'; // default auto: KVM when /dev/kvm is usable
   network: 'user' | 'tap'; // default user (loopback port forward); tap needs root and [drivers.network]
   runDir: string; // per-VM files; default /run/aleph-edge/vms
+  /** The warm pool's VMs ([orchestrator] prewarm; docs/warm-pool.md): programs of this shape can be attached to one. */
+  prewarm?: QemuPrewarmSettings;
+}
+
+export interface QemuPrewarmSettings {
+  runtime: string; // prewarm_runtime: absolute runtime squashfs the pooled VMs boot on; '' = none (programs without a runtime); default ''
+  memoryMib: number; // prewarm_memory_mib: default 128
+  vcpus: number; // prewarm_vcpus: default 1
 }
 
 export interface FirecrackerDriverSettings {

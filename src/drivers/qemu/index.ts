@@ -19,6 +19,7 @@ import { prepareDisks, vmLayout, snapshotKey, STOP_TIMEOUT_S, type SnapshotStore
 import { guestNetworkArgs, networkOf, type NetworkPool } from '../net/index.js';
 import { LOOPBACK_HOST, pickFreePort } from '../process/port.js';
 import type { Program, VmLaunch } from '../../programs/index.js';
+import type { QemuPrewarmSettings } from '../../config/index.js';
 import { DriverStartError, type Driver, type Endpoint, type Instance, type InstanceNetwork, type Slot } from '../types.js';
 import { plainPath, qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
 import { guestEnv, openGuestLink, type GuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
@@ -27,6 +28,7 @@ import { QmpClient, qmpCommand } from './qmp.js';
 import { controlGuest, restoreCommands } from './control.js';
 import { VmProcess, type Cleanup } from './vm-process.js';
 import { startMachine } from './machine.js';
+import { attachProgram, QemuWarmBooter, QemuWarmVm } from './pool.js';
 import { eraseMachine } from '../machine/index.js';
 import { stopGrace } from '../stop-grace.js';
 
@@ -44,6 +46,8 @@ export interface QemuDriverOptions {
   pool?: NetworkPool;
   /** Save VMs once ready and restore them instead of booting (docs/snapshots.md); absent = always boot. */
   snapshots?: SnapshotStore;
+  /** The shape of warm-pool VMs ([orchestrator] prewarm, docs/warm-pool.md); absent = no pool. */
+  prewarm?: QemuPrewarmSettings;
 }
 
 export const QEMU_DEFAULTS = {
@@ -101,10 +105,17 @@ export class QemuDriver implements Driver {
   private readonly console = createLogger('vm');
   private accel: Promise<QemuAccel> | undefined;
   private warnedMicrovmTcg = false;
+  /** Warm-pool VMs: under user-mode networking only (a tap lease is per program, by its hash). */
+  readonly prewarm?: QemuWarmBooter;
 
   constructor(private readonly options: QemuDriverOptions) {
     const problems = checkQemuOptions(options);
     if (problems.length > 0) throw setupError('qemu', problems);
+    if (options.prewarm && options.network === 'user') {
+      this.prewarm = new QemuWarmBooter({
+        ...options, shape: options.prewarm, accel: () => this.resolveAccel(), log: this.log, console: this.console,
+      });
+    }
   }
 
   /** The accelerator in use: KVM when usable (or required), TCG otherwise. */
@@ -127,6 +138,12 @@ export class QemuDriver implements Driver {
       }, program, program.launch, slot);
     }
     const launch = vmLaunchOf(program);
+    // A warm VM, unless a saved state of this program may be restored (faster still).
+    if (slot.warm instanceof QemuWarmVm && slot.warm.fits(program) && !(await this.options.snapshots?.hasLabel(snapshotLabel(program)))) {
+      return attachProgram(slot.warm, program, slot, {
+        guestApi: (socket) => this.userNetGuestApi(socket), startedMarker: GUEST_STARTED_MARKER, codeKind, log: this.log,
+      });
+    }
     const hash = shortHash(program.hash);
     const log = withFields(this.log, { hash, exec: slot.executionId });
     const cleanups: Cleanup[] = [];
@@ -321,7 +338,7 @@ export class QemuDriver implements Driver {
       return;
     }
     const t0 = performance.now();
-    const entry = await snapshot.store.save(snapshot.key, `qemu ${program.hash}`, async (statePath) => {
+    const entry = await snapshot.store.save(snapshot.key, snapshotLabel(program), async (statePath) => {
       const client = await QmpClient.connect(qmpSocket);
       try {
         await client.execute('migrate', { uri: `exec:cat > ${plainPath(statePath)}` });
@@ -357,6 +374,11 @@ export class QemuDriver implements Driver {
 
 /** Where user-mode VMs' guest-links listen on the host (not 127.0.0.1: see userNetGuestApi). */
 export const GUEST_API_LOOPBACK = GUEST_LINK_LOOPBACK;
+
+/** The label of a program's saved states (any version): a cold start with one may restore rather than take a warm VM. */
+function snapshotLabel(program: Program): string {
+  return `qemu ${program.hash}`;
+}
 
 export function vmLaunchOf(program: Program): VmLaunch {
   if (program.launch.kind !== 'vm') {
