@@ -455,7 +455,7 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
   if (!d) return undefined;
   const defaults = defaultDriversSettings();
   const p = d.table('process');
-  const processSettings: DriversSettings['process'] = { python: p.checked('python', defaults.process.python, nonEmpty) };
+  const processSettings: DriversSettings['process'] = { python: p.checked('python', defaults.process.python, nonEmpty), forkServer: p.bool('fork_server', false) };
   if (processSettings.python.includes('/')) processSettings.python = paths.resolve(processSettings.python);
   p.finish();
   const q = d.table('qemu');

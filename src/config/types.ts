@@ -151,6 +151,7 @@ export interface NetworkDriverSettings {
 
 export interface ProcessDriverSettings {
   python: string; // interpreter for ASGI programs; default 'python3' (PATH); a path with '/' is resolved against the config file
+  forkServer?: boolean; // fork_server: local ASGI programs are forked from a pre-imported interpreter (docs/drivers.md); default (and absent) false
 }
 
 /** [drivers.snapshots]: VM state saved once a program is ready, restored instead of booting (docs/snapshots.md). */
