@@ -1,14 +1,17 @@
-// VM cold start, driver start() to the first HTTP response, qemu under TCG (or KVM
-// when usable): a binary program (busybox httpd from the initramfs) and an ASGI
-// program (FastAPI on the built Debian runtime, code and volumes on drives),
-// alternately, VM_BENCH_ROUNDS rounds (default 3). Prints each figure, the medians
-// and the load average (on a shared machine the load dominates TCG figures).
-// Then boot against snapshot restore (docs/snapshots.md) for the binary program and
-// the FastAPI program without writable volumes (those always boot): one boot saves
-// the state, then VM_BENCH_ROUNDS restores; the ratio restore/boot is the figure.
+// VM cold starts, driver start() to the first HTTP response, qemu under TCG (or KVM
+// when usable), three ways for three programs (issue 23):
+//   boot     a fresh VM boots the kernel, the init mounts the drives, the program starts;
+//   restore  the VM's state saved once the program was ready is loaded (docs/snapshots.md);
+//   pool     the program is attached to a VM booted beforehand with no program
+//            (docs/warm-pool.md; that VM's own boot is not counted, it happened before).
+// Programs: binary (busybox httpd from the initramfs, no runtime), asgi (a plain ASGI
+// app on the built Debian runtime) and fastapi (the FastAPI test app on the runtime,
+// with an immutable and a data volume: read-only ones, so that it may be restored).
+// Prints each figure, then median and p90 per program and way, the snapshot's size
+// and save time, and the CPU an idle warm VM costs. VM_BENCH_ROUNDS rounds (default 5).
 //   node bench/vm-cold-start.mjs      (after npm run build and .ci/setup.d/runtime.sh)
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,9 +21,20 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const D = path.join(ROOT, 'dist/src');
 const { buildBaseInitramfs, buildGuestAgent, ensureKernel, ensureRuntime } = await import(`${D}/drivers/image/index.js`);
 const { SnapshotStore } = await import(`${D}/drivers/vm/index.js`);
-const { createLogger } = await import(`${D}/common/index.js`);
+const { createLogger, setLogLevel } = await import(`${D}/common/index.js`);
 const { QemuDriver, waitForHttp } = await import(`${D}/drivers/index.js`);
-const rounds = Number(process.env.VM_BENCH_ROUNDS ?? 3);
+const rounds = Number(process.env.VM_BENCH_ROUNDS ?? 5);
+if (!process.env.ALEPH_EDGE_LOG) setLogLevel('warn');
+
+const squashfs = (src, out) => execFileSync('mksquashfs', [src, out, '-quiet', '-noappend', '-all-root']);
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const p90 = (xs) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.9) - 1)];
+const get = (ep, p) => new Promise((resolve, reject) => http.get({ host: ep.host, port: ep.port, path: p }, (r) => { r.resume(); r.on('end', () => resolve(r.statusCode)); }).on('error', reject));
+/** CPU seconds a process used so far (utime + stime), from /proc. */
+const cpuSeconds = (pid) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+};
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'aleph-edge-bench-vm-'));
 try {
@@ -29,92 +43,119 @@ try {
   const initramfs = path.join(dir, 'initramfs');
   const agent = await buildGuestAgent(path.join(dir, 'aleph-agent'));
   writeFileSync(initramfs, await buildBaseInitramfs({ modulesDir: kernel.modulesDir, agent }));
+
   const site = path.join(dir, 'site');
   mkdirSync(path.join(site, 'www'), { recursive: true });
   writeFileSync(path.join(site, 'start'), '#!/bin/sh\nexec httpd -f -p 8080 -h /app/www\n');
   chmodSync(path.join(site, 'start'), 0o755);
   writeFileSync(path.join(site, 'www', 'index.html'), 'hello\n');
-  const code = path.join(dir, 'code.squashfs');
-  execFileSync('mksquashfs', [path.join(ROOT, 'test/fixtures/asgi-app'), code, '-quiet', '-noappend', '-all-root']);
-  const venvDir = path.join(dir, 'venv');
-  mkdirSync(venvDir);
-  writeFileSync(path.join(venvDir, 'hello'), 'immutable\n');
-  const dataDir = path.join(dir, 'data');
-  mkdirSync(dataDir);
-  writeFileSync(path.join(dataDir, 'data.txt'), 'data\n');
-  for (const d of ['venv', 'data']) execFileSync('mksquashfs', [path.join(dir, d), path.join(dir, `${d}.squashfs`), '-quiet', '-noappend', '-all-root']);
+  const plain = path.join(dir, 'plain');
+  mkdirSync(plain);
+  writeFileSync(path.join(plain, 'main.py'), [
+    'async def app(scope, receive, send):',
+    '    if scope["type"] != "http":',
+    '        return',
+    '    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})',
+    '    await send({"type": "http.response.body", "body": b"hello"})',
+    '',
+  ].join('\n'));
+  squashfs(plain, path.join(dir, 'plain.squashfs'));
+  squashfs(path.join(ROOT, 'test/fixtures/asgi-app'), path.join(dir, 'fastapi.squashfs'));
+  for (const [name, file, text] of [['venv', 'hello', 'immutable\n'], ['data', 'data.txt', 'data\n']]) {
+    mkdirSync(path.join(dir, name));
+    writeFileSync(path.join(dir, name, file), text);
+    squashfs(path.join(dir, name), path.join(dir, `${name}.squashfs`));
+  }
 
-  const driver = new QemuDriver({ stopGraceMs: 12_000, binary: 'qemu-system-x86_64', kernel: kernel.vmlinuz, initramfs, machine: 'auto', accel: 'auto', network: 'user', runDir: path.join(dir, 'vms') });
   const base = { name: 'bench', vcpus: 1, healthPath: '', requestTimeoutMs: 0 };
+  const vm = { kind: 'vm', entrypoint: '', env: {}, kernel: '', initramfs: '', internet: false };
   const programs = {
-    binary: { ...base, hash: '01'.repeat(32), memoryMib: 128, launch: { kind: 'vm', code: site, entrypoint: '/app/start', env: {}, kernel: '', initramfs: '', internet: false } },
+    binary: { ...base, hash: '01'.repeat(32), memoryMib: 128, launch: { ...vm, code: site, entrypoint: '/app/start' } },
     asgi: {
       ...base, hash: '02'.repeat(32), memoryMib: 256,
+      launch: { ...vm, code: path.join(dir, 'plain.squashfs'), aleph: { interface: 'asgi', asgiApp: 'main:app', runtime, volumes: [] } },
+    },
+    fastapi: {
+      ...base, hash: '03'.repeat(32), memoryMib: 256,
       launch: {
-        kind: 'vm', code, entrypoint: '', env: {}, kernel: '', initramfs: '', internet: false,
+        ...vm, code: path.join(dir, 'fastapi.squashfs'),
         aleph: { interface: 'asgi', asgiApp: 'main:app', runtime, volumes: [
           { mount: '/data', kind: 'data', source: path.join(dir, 'data.squashfs'), sizeMib: 0, readOnly: true },
           { mount: '/opt/venv', kind: 'immutable', source: path.join(dir, 'venv.squashfs'), sizeMib: 0, readOnly: true },
-          { mount: '/var/lib/example', kind: 'persistent', source: path.join(dir, 'volumes', 'data.img'), sizeMib: 4, readOnly: false },
-          { mount: '/scratch', kind: 'ephemeral', source: '', sizeMib: 2, readOnly: false },
         ] },
       },
     },
   };
-  const get = (ep, p) => new Promise((resolve, reject) => http.get({ host: ep.host, port: ep.port, path: p }, (r) => { r.resume(); r.on('end', () => resolve(r.statusCode)); }).on('error', reject));
-  const results = { binary: [], asgi: [] };
-  for (let round = 0; round < rounds; round++) {
-    for (const [kind, program] of Object.entries(programs)) {
-      const load = os.loadavg()[0].toFixed(1);
-      const t0 = performance.now();
-      const instance = await driver.start(program, { executionId: `bench-${kind}-${round}` });
-      try {
-        await waitForHttp(instance.endpoint, { path: '/', deadline: Date.now() + 300_000 });
-        const status = await get(instance.endpoint, '/');
-        const ms = Math.round(performance.now() - t0);
-        results[kind].push(ms);
-        console.log(`${kind} round ${round + 1}: ${ms} ms to the first response (status ${status}, load ${load})`);
-      } finally {
-        await instance.stop();
-      }
-    }
-  }
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  const p90 = (xs) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * 0.9))];
-  console.log(`median cold start: binary ${median(results.binary)} ms, asgi ${median(results.asgi)} ms (load now ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}, ${os.cpus().length} cores)`);
 
-  // Boot against restore.
+  const common = { stopGraceMs: 12_000, binary: 'qemu-system-x86_64', kernel: kernel.vmlinuz, initramfs, machine: 'auto', accel: 'auto', network: 'user', runDir: path.join(dir, 'vms') };
   const store = new SnapshotStore(path.join(dir, 'snapshots'), 8 * 1024 ** 3, createLogger('bench.snapshots'));
-  const snapDriver = new QemuDriver({ stopGraceMs: 12_000, binary: 'qemu-system-x86_64', kernel: kernel.vmlinuz, initramfs, machine: 'auto', accel: 'auto', network: 'user', runDir: path.join(dir, 'vms'), snapshots: store });
-  const readOnly = {
-    binary: { ...programs.binary, hash: '03'.repeat(32) },
-    fastapi: { ...programs.asgi, hash: '04'.repeat(32), launch: { ...programs.asgi.launch, aleph: { ...programs.asgi.launch.aleph, volumes: programs.asgi.launch.aleph.volumes.filter((v) => v.readOnly) } } },
-  };
-  const timeToAnswer = async (program, id) => {
+  const bootDriver = new QemuDriver(common);
+  const snapDriver = new QemuDriver({ ...common, snapshots: store });
+  let executions = 0;
+  const timeToAnswer = async (driver, program, slot = {}) => {
     const t0 = performance.now();
-    const instance = await snapDriver.start(program, { executionId: id });
-    await waitForHttp(instance.endpoint, { path: '/', deadline: Date.now() + 300_000 });
+    const instance = await driver.start(program, { executionId: `bench-${++executions}`, ...slot });
+    await waitForHttp(instance.endpoint, { path: '/', deadline: Date.now() + 600_000 });
     await get(instance.endpoint, '/');
     return { instance, ms: Math.round(performance.now() - t0) };
   };
-  for (const [kind, program] of Object.entries(readOnly)) {
-    const booted = await timeToAnswer(program, `bench-boot-${kind}`);
+  const line = (kind, way, xs, extra = '') =>
+    console.log(`${kind.padEnd(8)} ${way.padEnd(8)} median ${String(median(xs)).padStart(6)} ms  p90 ${String(p90(xs)).padStart(6)} ms  (${xs.join(', ')})${extra}`);
+  const summary = [];
+
+  for (const [kind, program] of Object.entries(programs)) {
+    // boot
+    const boots = [];
+    for (let round = 0; round < rounds; round++) {
+      const { instance, ms } = await timeToAnswer(bootDriver, program);
+      boots.push(ms);
+      console.log(`${kind} boot ${round + 1}: ${ms} ms (load ${os.loadavg()[0].toFixed(1)})`);
+      await instance.stop();
+    }
+    // restore: one boot saves the state, then every round restores it
+    const saved = await timeToAnswer(snapDriver, program);
     const before = (await store.list()).length;
     const t0 = performance.now();
-    booted.instance.ready();
+    saved.instance.ready();
     while ((await store.list()).length === before) await new Promise((r) => setTimeout(r, 100));
     const saveMs = Math.round(performance.now() - t0);
-    const bytes = (await store.list()).reduce((sum, e) => sum + e.bytes, 0);
-    await booted.instance.stop();
+    const bytes = (await store.list()).find((e) => e.usedAt >= 0 && e.bytes > 0)?.bytes ?? 0;
+    await saved.instance.stop();
     const restores = [];
     for (let round = 0; round < rounds; round++) {
-      const restored = await timeToAnswer(program, `bench-restore-${kind}-${round}`);
-      if (!restored.instance.restored) throw new Error(`${kind}: round ${round + 1} booted instead of restoring`);
-      restores.push(restored.ms);
-      await restored.instance.stop();
+      const { instance, ms } = await timeToAnswer(snapDriver, program);
+      if (!instance.restored) throw new Error(`${kind}: round ${round + 1} booted instead of restoring`);
+      restores.push(ms);
+      console.log(`${kind} restore ${round + 1}: ${ms} ms (load ${os.loadavg()[0].toFixed(1)})`);
+      await instance.stop();
     }
-    console.log(`${kind}: boot ${booted.ms} ms; restore median ${median(restores)} ms, p90 ${p90(restores)} ms (${restores.join(', ')}); restore/boot ${(median(restores) / booted.ms).toFixed(2)}x; state ${(bytes / 1024 ** 2).toFixed(0)} MiB saved in ${saveMs} ms (load ${os.loadavg()[0].toFixed(1)})`);
+    for (const e of await store.list()) await store.remove(e.key);
+    // pool: a VM of the program's shape booted beforehand (not counted), then attached
+    const poolDriver = new QemuDriver({ ...common, prewarm: { runtime: program.launch.aleph?.runtime ?? '', memoryMib: program.memoryMib, vcpus: program.vcpus } });
+    const attaches = [];
+    let idleCpu = '';
+    for (let round = 0; round < rounds; round++) {
+      const warm = await poolDriver.prewarm.boot(new AbortController().signal);
+      if (round === 0) {
+        // What a warm VM costs while it waits: CPU over 10 s.
+        const c0 = cpuSeconds(warm.vm.pid);
+        await new Promise((r) => setTimeout(r, 10_000));
+        idleCpu = `; an idle warm VM uses ${(((cpuSeconds(warm.vm.pid) - c0) / 10) * 100).toFixed(1)}% of a core`;
+      }
+      const { instance, ms } = await timeToAnswer(poolDriver, program, { warm });
+      if (!instance.fromPool) throw new Error(`${kind}: round ${round + 1} did not use the warm VM`);
+      attaches.push(ms);
+      console.log(`${kind} pool ${round + 1}: ${ms} ms (load ${os.loadavg()[0].toFixed(1)})`);
+      await instance.stop();
+    }
+    summary.push(() => {
+      line(kind, 'boot', boots);
+      line(kind, 'restore', restores, `; restore/boot ${(median(restores) / median(boots)).toFixed(2)}; state ${(bytes / 1024 ** 2).toFixed(0)} MiB saved in ${saveMs} ms`);
+      line(kind, 'pool', attaches, `; pool/boot ${(median(attaches) / median(boots)).toFixed(2)}${idleCpu}`);
+    });
   }
+  console.log(`\n${rounds} round(s); load now ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}, ${os.cpus().length} cores`);
+  for (const print of summary) print();
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

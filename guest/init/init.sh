@@ -18,9 +18,10 @@ for m in $(cat /etc/aleph/modules); do insmod "/lib/modules/aleph/$m.ko" 2>/dev/
 # The node's control channel (clock and entropy after a restore from a snapshot).
 [ -x /bin/aleph-agent ] && /bin/aleph-agent &
 
-ip=; gw=; dns=; ip6=; gw6=
+ip=; gw=; dns=; ip6=; gw6=; pool=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
+    aleph.pool=1) pool=1 ;;
     aleph.ip=*) ip="${arg#aleph.ip=}" ;;
     aleph.gw=*) gw="${arg#aleph.gw=}" ;;
     aleph.ip6=*) ip6="${arg#aleph.ip6=}" ;;
@@ -28,6 +29,29 @@ for arg in $(cat /proc/cmdline); do
     aleph.dns=*) dns="${arg#aleph.dns=}" ;;
   esac
 done
+
+wait_dev() { n=0; while [ ! -e "$1" ] && [ $n -lt 1000 ]; do usleep 20000; n=$((n+1)); done; }
+# The node of the drive whose serial is $1 (qemu sets the drive id as serial).
+serial_node() {
+  for s in /sys/block/vd*/serial; do
+    [ -f "$s" ] && [ "$(cat "$s" 2>/dev/null)" = "$1" ] && { d="${s%/serial}"; echo "/dev/${d##*/}"; return 0; }
+  done
+  return 1
+}
+
+# A warm-pool VM (aleph.pool=1) boots with no program and waits here until the node
+# hot-plugs one: its NIC, its drives, and last a drive with serial "program" holding
+# the per-program archive (/etc/aleph/*, /app), unpacked over / as the initramfs
+# would have been. From there on it is an ordinary boot. docs/warm-pool.md.
+if [ -n "$pool" ]; then
+  trap 'say "stopped while waiting for a program"; sync; reboot -f' INT TERM
+  say "waiting for a program"
+  until program="$(serial_node program)"; do usleep 20000; done
+  wait_dev "$program"
+  ( cd / && cpio -i -d -u < "$program" 2>/dev/null ) || fail "cannot unpack the program from $program"
+  trap - INT TERM
+  say "program attached"
+fi
 
 ip link set lo up
 n=0
@@ -42,17 +66,16 @@ else
   say "no network device (eth0)"
 fi
 
-wait_dev() { n=0; while [ ! -e "$1" ] && [ $n -lt 1000 ]; do usleep 20000; n=$((n+1)); done; }
-
 # A drive named in /etc/aleph/mounts by its id and its expected node: the node whose
 # serial is the id when the VMM sets serials (qemu), else the expected one (the
 # VMM attaches drives in the listed order).
 device_of() {
+  # Hot-plugged drives (a warm-pool VM) appear in no set order: wait for the serial.
+  if [ -n "$pool" ]; then
+    n=0; while [ $n -lt 1000 ]; do serial_node "$1" && return; usleep 20000; n=$((n+1)); done
+  fi
   wait_dev "/dev/$2"
-  for s in /sys/block/vd*/serial; do
-    [ -f "$s" ] && [ "$(cat "$s" 2>/dev/null)" = "$1" ] && { d="${s%/serial}"; echo "/dev/${d##*/}"; return; }
-  done
-  echo "/dev/$2"
+  serial_node "$1" || echo "/dev/$2"
 }
 
 # /etc/aleph/mounts: "<id> <device> <mount point> <fstype> <mode>" per line, in

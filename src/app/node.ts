@@ -287,6 +287,7 @@ export class AlephEdgeNode {
       throw error;
     }
     await this.orchestrator.resumeKept();
+    this.orchestrator.prewarm();
   }
 
   /** The node's domain, or a host routing to a hash the program source knows as a program. */

@@ -266,6 +266,7 @@ function readOrchestrator(t: TableReader): OrchestratorSettings {
     memoryBudgetMib: t.int('memory_budget_mib', 8192, { min: 1 }),
     holdQueue: t.int('hold_queue', 100, { min: 1 }),
     stopGraceMs: t.duration('stop_grace', 5 * SECOND),
+    prewarm: t.int('prewarm', 0, { min: 0 }),
   };
   t.finish();
   return settings;
@@ -454,7 +455,7 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
   if (!d) return undefined;
   const defaults = defaultDriversSettings();
   const p = d.table('process');
-  const processSettings: DriversSettings['process'] = { python: p.checked('python', defaults.process.python, nonEmpty) };
+  const processSettings: DriversSettings['process'] = { python: p.checked('python', defaults.process.python, nonEmpty), forkServer: p.bool('fork_server', false) };
   if (processSettings.python.includes('/')) processSettings.python = paths.resolve(processSettings.python);
   p.finish();
   const q = d.table('qemu');
@@ -466,6 +467,11 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
     accel: q.oneOf('accel', defaults.qemu.accel, ['auto', 'kvm', 'tcg'] as const),
     network: q.oneOf('network', defaults.qemu.network, ['user', 'tap'] as const),
     runDir: paths.resolve(q.checked('run_dir', defaults.qemu.runDir, nonEmpty)),
+    prewarm: {
+      runtime: paths.resolve(q.string('prewarm_runtime', '')),
+      memoryMib: q.int('prewarm_memory_mib', 128, { min: 16 }),
+      vcpus: q.int('prewarm_vcpus', 1, { min: 1 }),
+    },
   };
   q.finish();
 

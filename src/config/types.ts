@@ -72,6 +72,7 @@ export interface OrchestratorSettings {
   memoryBudgetMib: number; // default 8192
   holdQueue: number; // default 100
   stopGraceMs: number; // default 5s: SIGTERM -> SIGKILL
+  prewarm?: number; // VMs kept booted with no program, for programs not seen yet (docs/warm-pool.md); default (and absent) 0
 }
 
 export interface LocalProgramSettings {
@@ -113,6 +114,14 @@ export interface QemuDriverSettings {
   accel: 'auto' | 'kvm' | 'tcg'; // default auto: KVM when /dev/kvm is usable
   network: 'user' | 'tap'; // default user (loopback port forward); tap needs root and [drivers.network]
   runDir: string; // per-VM files; default /run/aleph-edge/vms
+  /** The warm pool's VMs ([orchestrator] prewarm; docs/warm-pool.md): programs of this shape can be attached to one. */
+  prewarm?: QemuPrewarmSettings;
+}
+
+export interface QemuPrewarmSettings {
+  runtime: string; // prewarm_runtime: absolute runtime squashfs the pooled VMs boot on; '' = none (programs without a runtime); default ''
+  memoryMib: number; // prewarm_memory_mib: default 128
+  vcpus: number; // prewarm_vcpus: default 1
 }
 
 export interface FirecrackerDriverSettings {
@@ -142,6 +151,7 @@ export interface NetworkDriverSettings {
 
 export interface ProcessDriverSettings {
   python: string; // interpreter for ASGI programs; default 'python3' (PATH); a path with '/' is resolved against the config file
+  forkServer?: boolean; // fork_server: local ASGI programs are forked from a pre-imported interpreter (docs/drivers.md); default (and absent) false
 }
 
 /** [drivers.snapshots]: VM state saved once a program is ready, restored instead of booting (docs/snapshots.md). */

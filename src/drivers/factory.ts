@@ -23,7 +23,10 @@ export type DriverOptions = ProcessDriverOptions & {
 export function createDriver(name: DriverName, opts: DriverOptions): Driver {
   switch (name) {
     case 'process':
-      return new ProcessDriver({ ...opts, python: opts.python ?? (opts.drivers ?? defaultDriversSettings()).process.python });
+    {
+      const settings = (opts.drivers ?? defaultDriversSettings()).process;
+      return new ProcessDriver({ ...opts, python: opts.python ?? settings.python, forkServer: opts.forkServer ?? settings.forkServer });
+    }
     case 'qemu': {
       const { qemu, network, snapshots } = opts.drivers ?? defaultDriversSettings();
       return new QemuDriver({

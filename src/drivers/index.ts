@@ -1,4 +1,4 @@
-export type { Driver, Instance, InstanceNetwork, Endpoint, Slot, ExitInfo, OutputStream } from './types.js';
+export type { Driver, Instance, InstanceNetwork, Endpoint, Slot, ExitInfo, OutputStream, WarmVm, WarmBooter } from './types.js';
 export { DriverStartError, formatEndpoint } from './types.js';
 export { openGuestLink, openUnixGuestLink, guestEnv, GUEST_LINK_DEFAULTS, GUEST_LINK_LOOPBACK, type GuestLink, type GuestLinkOptions, type UnixGuestLink, type UnixGuestLinkOptions } from './guest-link.js';
 export { ProcessDriver, type ProcessDriverOptions, type OutputLimits } from './process/index.js';

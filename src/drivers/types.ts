@@ -21,6 +21,37 @@ export interface Slot {
    * limit. The orchestrator keeps them per program for its owner.
    */
   output?: (stream: OutputStream, line: string) => void;
+  /**
+   * A VM from the warm pool the orchestrator set aside for this execution (its size
+   * fits the program). The driver attaches the program to it and sets its `claimed`,
+   * or leaves it (a saved state to restore beats the pool): the orchestrator then
+   * takes it back. Absent when the pool has none that fits.
+   */
+  warm?: WarmVm;
+}
+
+/**
+ * A VM booted with no program, waiting in the warm pool (docs/warm-pool.md). Used
+ * once: a VM a program was attached to never returns to the pool.
+ */
+export interface WarmVm {
+  readonly memoryMib: number;
+  /** True once a program was attached (then its Instance owns the VM). */
+  readonly claimed: boolean;
+  /** Whether this program can be attached (same runtime, memory, vCPUs...). */
+  fits(program: Program): boolean;
+  /** Ends the unused VM; idempotent. */
+  stop(): Promise<void>;
+  /** Settles once the VM has exited, for whatever reason. Never rejects. */
+  exited: Promise<ExitInfo>;
+}
+
+/** What a driver that can keep VMs warm offers the orchestrator's pool. */
+export interface WarmBooter {
+  /** The memory each pooled VM holds (admission counts it). */
+  readonly memoryMib: number;
+  /** Boots one VM with no program; resolves once it waits for one. The signal kills it. */
+  boot(signal: AbortSignal): Promise<WarmVm>;
 }
 
 export type OutputStream = 'stdout' | 'stderr';
@@ -45,6 +76,8 @@ export interface Instance {
   ready?(): void;
   /** True when this instance was restored from saved state rather than booted. */
   restored?: boolean;
+  /** True when the program was attached to a warm-pool VM (Slot.warm) rather than booted. */
+  fromPool?: boolean;
   /** The VM's own addresses and forwarded ports (tap networking), for the node API's executions lists. */
   network?: InstanceNetwork;
   /** Stops the program (graceful, then forced after the grace period); idempotent. */
@@ -80,6 +113,8 @@ export interface Driver {
    * nothing leave it out.
    */
   erase?(program: Program): Promise<boolean>;
+  /** Present when this driver, as configured, can keep VMs warm for programs not seen yet. */
+  readonly prewarm?: WarmBooter;
 }
 
 /** The driver could not launch the program (missing binary, bad image...). */

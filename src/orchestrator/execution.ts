@@ -1,5 +1,5 @@
 import type { Timer } from '../common/index.js';
-import type { Instance } from '../drivers/index.js';
+import type { Instance, WarmVm } from '../drivers/index.js';
 import { formatEndpoint } from '../drivers/index.js';
 import type { Program } from '../programs/index.js';
 import type { ExecutionInfo, ExecutionState, GuestSession } from './types.js';
@@ -24,6 +24,8 @@ export class Execution {
   state: ExecutionState = 'starting';
   program: Program | undefined;
   instance: Instance | undefined;
+  /** A warm-pool VM set aside for this boot, until the driver claims it or it goes back. */
+  warm: WarmVm | undefined;
   /** The guest API session, while the execution lives. */
   guest: GuestSession | undefined;
   private guestClosed: Promise<void> | undefined;

@@ -13,6 +13,8 @@ export function orchestratorMetrics(registry: MetricsRegistry) {
     stops: registry.counter('aleph_edge_execution_stops_total', 'Executions stopped, by reason'),
     transitions: registry.counter('aleph_edge_execution_transitions_total', 'Execution state transitions, by target state'),
     executions: registry.gauge('aleph_edge_executions', 'Executions by state'),
+    warmVms: registry.gauge('aleph_edge_warm_vms', 'Warm-pool VMs with no program yet, by state (ready, booting)'),
+    warmTakes: registry.counter('aleph_edge_warm_vm_attaches_total', 'Programs started on a warm-pool VM'),
   };
 }
 

@@ -8,6 +8,7 @@ import { Execution, type BootOrigin } from './execution.js';
 import { Keeper, type KeepReason, type KeptProgram } from './keeper.js';
 import { ProgramLogs, type LogEntry, type LogLimits, type LogListener } from './logs.js';
 import { orchestratorMetrics, type OrchestratorMetrics } from './metrics.js';
+import { WarmPool } from './warm-pool.js';
 import type { ExecutionGateway, ExecutionInfo, ExecutionState, GuestServices, Lease } from './types.js';
 
 /** Resolves once the program answers at its endpoint; rejects when the signal aborts. */
@@ -68,6 +69,10 @@ export class Orchestrator implements ExecutionGateway {
   private readonly output: ProgramLogs;
   /** Boots waiting in admit() for room. */
   private readonly capacityWaiters = new Set<() => void>();
+  /** Boots inside admit(): while any is, the warm pool takes no room. */
+  private admitting = 0;
+  /** VMs booted with no program (settings.prewarm), when the driver can keep them. */
+  private readonly pool: WarmPool | undefined;
 
   constructor(deps: OrchestratorDeps) {
     this.settings = deps.settings;
@@ -86,6 +91,18 @@ export class Orchestrator implements ExecutionGateway {
       retryInMs: (hash) => this.backoff.blocked(hash)?.remainingMs,
       clock: this.clock,
     });
+    if (this.driver.prewarm) {
+      this.pool = new WarmPool({
+        booter: this.driver.prewarm,
+        clock: this.clock,
+        target: () => (this.draining ? 0 : this.settings.prewarm ?? 0),
+        room: (memoryMib) => this.admitting === 0 && this.fits(1, memoryMib),
+        over: () => !this.fits(0, 0),
+        changed: () => this.capacityChanged(),
+      });
+      const pool = this.pool;
+      this.metrics.warmVms.collect(() => [[{ state: 'ready' }, pool.ready], [{ state: 'booting' }, pool.starting]]);
+    }
     this.metrics.executions.collect(() => {
       const counts = new Map<ExecutionState, number>();
       for (const e of this.all()) counts.set(e.state, (counts.get(e.state) ?? 0) + 1);
@@ -181,6 +198,12 @@ export class Orchestrator implements ExecutionGateway {
   /** Applies new settings (reload). Running executions keep going under the new limits. */
   updateSettings(settings: OrchestratorSettings): void {
     this.settings = settings;
+    this.pool?.refill();
+  }
+
+  /** At node start: boots the warm pool (settings.prewarm VMs, as far as the budget allows). */
+  prewarm(): void {
+    this.pool?.refill();
   }
 
   /** Refuses new work, lets in-flight requests finish until the deadline, stops everything. */
@@ -188,7 +211,7 @@ export class Orchestrator implements ExecutionGateway {
     this.draining = true;
     this.keeper.close();
     const deadline = this.clock.now() + deadlineMs;
-    await Promise.all([...this.current.values()].map((e) => this.retire(e, 'drain', deadline)));
+    await Promise.all([this.pool?.close(), ...[...this.current.values()].map((e) => this.retire(e, 'drain', deadline))]);
     await Promise.all([...this.retiring].map((e) => e.stopping));
   }
 
@@ -199,6 +222,7 @@ export class Orchestrator implements ExecutionGateway {
   hurry(): void {
     this.draining = true;
     this.keeper.close();
+    void this.pool?.close();
     for (const execution of [...this.current.values()]) void this.retire(execution, 'drain', this.clock.now());
     for (const execution of this.retiring) for (const wake of execution.idleWaiters.splice(0)) wake();
   }
@@ -352,13 +376,22 @@ export class Orchestrator implements ExecutionGateway {
       if (program.launch.kind === 'machine' && execution.origin === 'request') {
         throw new NotFoundError('this hash is an instance that is not running here (instances are started by their allocation, not by requests)');
       }
-      await this.admit(execution, signal);
+      // A warm VM this program fits is set aside before admission: its memory, counted by
+      // the pool until now, is the execution's from here on (admission needs no more room).
+      if (this.pool && program.launch.kind !== 'machine') execution.warm = this.pool.take(program);
+      this.admitting++;
+      try {
+        await this.admit(execution, signal);
+      } finally {
+        this.admitting--;
+      }
       // The wait for room is bounded on its own (ADMISSION_WAIT_MS): boot_timeout counts from here.
       timer.cancel();
       timer = this.clock.after(this.settings.bootTimeoutMs, () => execution.bootAbort.abort(new BootTimeout()));
       log.info('program starting', { hash: shortHash(hash), name: program.name || undefined, driver: this.driver.name, id: execution.id });
       this.bootCounts.set(hash, (this.bootCounts.get(hash) ?? 0) + 1);
       const slot: Slot = { executionId: execution.id, output: (stream, line) => this.output.append(hash, execution.id, stream, line) };
+      if (execution.warm) slot.warm = execution.warm;
       if (this.guest) {
         const opening = this.guest.open(program, execution.id);
         // A session opened after a timeout must not stay open.
@@ -376,6 +409,8 @@ export class Orchestrator implements ExecutionGateway {
       started.then((instance) => { if (signal.aborted) void instance.stop(); }, () => {});
       const instance = await waitFor(started, signal);
       execution.instance = instance;
+      this.returnWarm(execution);
+      if (instance.fromPool) this.metrics.warmTakes.inc();
       void instance.exited.then((exit) => {
         void execution.closeGuest();
         if (!exit.requested) this.onUnexpectedExit(execution, exit.code, exit.signal);
@@ -424,6 +459,7 @@ export class Orchestrator implements ExecutionGateway {
     if (this.current.get(hash) === execution) this.current.delete(hash);
     const cause = execution.bootAbort.signal.aborted ? execution.bootAbort.signal.reason : error;
     if (execution.state === 'starting') execution.transition('failed');
+    this.returnWarm(execution);
     // Kill a half-started program before anyone retries.
     if (execution.instance) {
       this.retiring.add(execution);
@@ -462,12 +498,13 @@ export class Orchestrator implements ExecutionGateway {
     }
     for (;;) {
       // Boots still resolving their program or waiting here hold nothing yet: only admitted ones count.
-      const others = this.all().filter((e) => e !== execution && e.admitted);
-      const memory = others.reduce((sum, e) => sum + e.memoryMib, 0);
-      if (others.length + 1 <= this.settings.maxVms && memory + need <= this.settings.memoryBudgetMib) {
+      if (this.fits(1, need, execution)) {
         execution.admitted = true;
         return;
       }
+      // Warm VMs serve no one yet: they go before any program.
+      if (await this.pool?.evictOne()) continue;
+      const others = this.all().filter((e) => e !== execution && e.admitted);
       // Idle, or held only by workers' lingering leases; never one with a request in flight, never a kept one.
       const victim = others.filter((e) => (e.idle || e.onlyLingering) && !this.pinned(e)).sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0];
       if (!victim) {
@@ -523,6 +560,28 @@ export class Orchestrator implements ExecutionGateway {
     const waiters = [...this.capacityWaiters];
     this.capacityWaiters.clear();
     for (const wake of waiters) wake();
+    // Room nobody waits for goes to the warm pool (a waiting boot refills it once admitted).
+    if (waiters.length === 0) this.pool?.refill();
+  }
+
+  /**
+   * Whether `vms` more VMs of `memoryMib` in all fit under max_vms and the memory
+   * budget, next to every admitted execution (but `except`) and the warm pool.
+   */
+  private fits(vms: number, memoryMib: number, except?: Execution): boolean {
+    const admitted = this.all().filter((e) => e !== except && e.admitted);
+    const memory = admitted.reduce((sum, e) => sum + e.memoryMib, 0) + (this.pool?.memoryMib ?? 0);
+    return admitted.length + (this.pool?.count ?? 0) + vms <= this.settings.maxVms && memory + memoryMib <= this.settings.memoryBudgetMib;
+  }
+
+  /** After the driver's start: a warm VM set aside for this execution and not used goes back to the pool. */
+  private returnWarm(execution: Execution): void {
+    const warm = execution.warm;
+    execution.warm = undefined;
+    if (!warm) return;
+    // Used: the pool refills now that the program's VM is its own (not earlier: an unused one comes back).
+    if (warm.claimed) this.pool?.refill();
+    else this.pool?.giveBack(warm);
   }
 
   /** Resolves at the next capacity change or at `until`; rejects when the boot is aborted. */

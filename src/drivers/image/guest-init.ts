@@ -3,6 +3,8 @@
 // docs/guest.md):
 //   kernel arguments  aleph.ip=<addr>/<prefix>  aleph.gw=<addr>  aleph.dns=<addr>
 //                     aleph.ip6=<addr>/124  aleph.gw6=<addr>  (the VM's IPv6, src/drivers/net/ipv6.ts)
+//                     aleph.pool=1: a warm-pool VM, which waits for a hot-plugged drive with serial
+//                     "program" (the per-program archive), unpacks it over / and boots on (docs/warm-pool.md)
 //                     (no root=: the kernel boots our initramfs; no drive is the root device)
 //   drives            virtio-blk, in the order of src/drivers/vm/layout.ts (vda, vdb, ...),
 //                     each named in /etc/aleph/mounts; qemu also sets the drive id as serial

@@ -14,6 +14,8 @@ import { ExecutionRecords } from './records.js';
 import { reapOutbound } from './outbound.js';
 import { prepareSandbox, SANDBOX_PROGRAM_HOST, SANDBOX_PROGRAM_PORT, temporaryRunRoot, type SandboxRun } from './sandbox.js';
 import { spawnProgram } from './spawn.js';
+import { ForkServer, programPid } from './fork-server.js';
+import type { Readable } from 'node:stream';
 import { ASGI_SHUTDOWN_S, stopGrace } from '../stop-grace.js';
 
 export interface ProcessDriverOptions {
@@ -31,6 +33,8 @@ export interface ProcessDriverOptions {
   python?: string;
   /** Parent of sandboxed executions' run folders (their unix sockets); default a fresh temporary folder. */
   runDir?: string;
+  /** Local ASGI programs are forked from a pre-imported interpreter (drivers.process.fork_server). */
+  forkServer?: boolean;
 }
 
 export class ProcessDriver implements Driver {
@@ -40,6 +44,7 @@ export class ProcessDriver implements Driver {
   private readonly outputLimits: OutputLimits;
   private readonly records: ExecutionRecords | undefined;
   private runRoot: Promise<string> | undefined;
+  private readonly forkServer: ForkServer | undefined;
 
   constructor(private readonly options: ProcessDriverOptions) {
     if (!Number.isFinite(options.stopGraceMs) || options.stopGraceMs < 0) {
@@ -55,6 +60,7 @@ export class ProcessDriver implements Driver {
       reapOutbound(options.runDir);
       rmSync(options.runDir, { recursive: true, force: true });
     }
+    if (options.forkServer) this.forkServer = new ForkServer(options.python ?? 'python3', this.log.child('forkserver'));
   }
 
   async start(program: Program, slot: Slot): Promise<Instance> {
@@ -66,16 +72,18 @@ export class ProcessDriver implements Driver {
     // The program's pid, once spawned: its guest link accepts only its process tree.
     const owner: { pid?: number } = {};
     const started = launch.sandbox ? await this.sandboxed(launch, launch.sandbox, slot, program.sender ?? '') : await this.local(launch, slot, program.sender ?? '', owner);
-    const { env, command, endpoint, link, run } = started;
+    const { env, command, endpoint, link, run, forked } = started;
     let child;
     try {
-      child = await spawnProgram({ ...launch, command }, env);
+      child = await spawnProgram({ ...launch, command }, env, { fd3: forked });
     } catch (error) {
       await link?.close();
       await run?.remove();
       throw error;
     }
     owner.pid = child.pid;
+    // Forked: the program is the fork server's child, not the client's; its tree is the one to accept.
+    if (forked) void programPid(child.stdio[3] as Readable).then((pid) => { if (pid) owner.pid = pid; });
     this.records?.add(child.pid, program.hash);
 
     const log: Logger = withFields(this.log, { hash, exec: slot.executionId, pid: child.pid });
@@ -118,8 +126,14 @@ export class ProcessDriver implements Driver {
     }
     const listen = { host: LOOPBACK_HOST, port };
     const env = buildProgramEnv(launch, listen, process.env, guest);
-    const command = launch.asgi ? [...launch.command, ...asgiCommand(launch.asgi, this.options.python ?? 'python3', listen, env, launch.env.PYTHONPATH)] : launch.command;
-    return { env, command, endpoint: { kind: 'tcp', host: LOOPBACK_HOST, port }, link, guestUrl: link?.url ?? '' };
+    const asgi = launch.asgi ? asgiCommand(launch.asgi, this.options.python ?? 'python3', listen, env, launch.env.PYTHONPATH) : undefined;
+    const endpoint: Endpoint = { kind: 'tcp', host: LOOPBACK_HOST, port };
+    // asgiCommand is [python, -m, aleph_asgi, ...its arguments]; a wrapper command (launch.command) is run as given.
+    if (asgi && this.forkServer && launch.command.length === 0) {
+      return { env, command: this.forkServer.command(asgi.slice(3)), endpoint, link, guestUrl: link?.url ?? '', forked: true };
+    }
+    const command = asgi ? [...launch.command, ...asgi] : launch.command;
+    return { env, command, endpoint, link, guestUrl: link?.url ?? '' };
   }
 
   /** A program in bubblewrap with its own network namespace (sandbox.ts). */
@@ -142,6 +156,8 @@ interface Prepared {
   link?: GuestLink;
   run?: SandboxRun;
   guestUrl: string;
+  /** Started through the fork server (fork-server.ts). */
+  forked?: boolean;
 }
 
 export type { OutputLimits } from '../host/index.js';

@@ -11,7 +11,7 @@ export type SpawnedChild = ChildProcess & { pid: number };
  * Resolves once the OS has started the process (the 'spawn' event), so the caller
  * knows the pid; rejects with DriverStartError when it could not be started.
  */
-export async function spawnProgram(launch: ProcessLaunch, env: Record<string, string>): Promise<SpawnedChild> {
+export async function spawnProgram(launch: ProcessLaunch, env: Record<string, string>, options: { fd3?: boolean } = {}): Promise<SpawnedChild> {
   const [file, ...args] = launch.command;
   if (file === undefined || file === '') throw new DriverStartError('empty command');
 
@@ -22,7 +22,8 @@ export async function spawnProgram(launch: ProcessLaunch, env: Record<string, st
       env,
       // Own process group: stop() signals the program and everything it forked.
       detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      // fd 3: where a fork-server client tells the program's pid (fork-server.ts).
+      stdio: options.fd3 ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
     });
   } catch (err) {
     // Synchronous throws are argument problems (e.g. NUL bytes in argv).

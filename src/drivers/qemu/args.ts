@@ -19,7 +19,11 @@ export interface QemuVmSpec {
     // host 127.0.0.1:hostPort -> guest :8080; guestApiCommand: what a guest connection to
     // USER_NET.guestApi:80 is handed to (qemu spawns it per connection, stdin/stdout = the connection).
     | { mode: 'user'; hostPort: number; internet: boolean; guestApiCommand?: string[] }
-    | { mode: 'tap'; tap: string };
+    | { mode: 'tap'; tap: string }
+    // A warm-pool VM: its NIC is hot-plugged with its program (src/drivers/qemu/pool.ts).
+    | { mode: 'none' };
+  /** Empty PCIe root ports (q35) for devices hot-plugged later (a warm-pool VM's program). */
+  hotplugPorts?: number;
   /** virtio-blk disks in guest order (vda, vdb, ...), from src/drivers/vm/layout.ts; the id is also the serial. */
   drives?: Array<{ id: string; path: string; readOnly: boolean }>;
   /** The guest control channel (virtio-serial port org.aleph.ctl) as a unix socket on the host: VMs that may be snapshotted have one. */
@@ -27,6 +31,9 @@ export interface QemuVmSpec {
   /** Start from this saved state (a migration stream) instead of booting: the device set must be the one it was saved with. */
   incoming?: string;
 }
+
+/** Hot-plug root ports are named <this><n> (the bus of a device_add). */
+export const HOTPLUG_PORT = 'hp';
 
 /** Guest address under qemu user-mode networking (slirp defaults). */
 export const USER_NET = { guest: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3', guestApi: '10.0.2.100' } as const;
@@ -56,10 +63,10 @@ export function qemuArgs(spec: QemuVmSpec): string[] {
     // guestfwd is allowed under restrict=on: the guest reaches this one address and nothing else.
     if (spec.net.guestApiCommand) netdev += `,guestfwd=tcp:${USER_NET.guestApi}:80-cmd:${commandLine(spec.net.guestApiCommand)}`;
     args.push('-netdev', netdev);
-  } else {
+  } else if (spec.net.mode === 'tap') {
     args.push('-netdev', `tap,id=n0,ifname=${spec.net.tap},script=no,downscript=no`);
   }
-  args.push('-device', `${device('virtio-net-pci', 'virtio-net-device')},netdev=n0`);
+  if (spec.net.mode !== 'none') args.push('-device', `${device('virtio-net-pci', 'virtio-net-device')},netdev=n0`);
   for (const drive of spec.drives ?? []) {
     // qemu's option syntax: a ',' in a value is written ',,'.
     const file = drive.path.replaceAll(',', ',,');
@@ -71,6 +78,7 @@ export function qemuArgs(spec: QemuVmSpec): string[] {
     args.push('-device', device('virtio-serial-pci', 'virtio-serial-device'));
     args.push('-device', `virtserialport,chardev=actl,name=${CONTROL_PORT_NAME}`);
   }
+  for (let i = 0; i < (spec.hotplugPorts ?? 0); i++) args.push('-device', `pcie-root-port,id=${HOTPLUG_PORT}${i},chassis=${i + 1}`);
   // exec: runs through /bin/sh: only plain paths (checked by the caller with plainPath).
   if (spec.incoming) args.push('-incoming', `exec:cat ${plainPath(spec.incoming)}`);
   return args;
@@ -87,7 +95,7 @@ export function plainPath(path: string): string {
  * runs it without a shell). Only plain words: nothing to quote and no ',' (qemu's
  * option separator). ':' is plain there: qemu takes everything after `cmd:` as the command.
  */
-function commandLine(argv: string[]): string {
+export function commandLine(argv: string[]): string {
   for (const arg of argv) {
     if (!/^[\w./@=+:-]+$/.test(arg)) throw new Error(`guestfwd command argument ${JSON.stringify(arg)} needs quoting`);
   }

@@ -16,18 +16,20 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, shortHash, type Logger } from '../../common/index.js';
 import { kvmUsable } from '../image/index.js';
 import {
-  bootVm, checkExecutable, checkFile, findExecutable, IMAGE_HINT, setupError, snapshotKey, STOP_TIMEOUT_S, tapNetwork, vmLaunchOf, VmProcess, vmRunDir,
+  bootVm, checkExecutable, checkFile, codeKind, findExecutable, IMAGE_HINT, setupError, snapshotKey, STOP_TIMEOUT_S, tapNetwork, vmLaunchOf, VmProcess, vmRunDir,
   type Cleanup, type PreparedBoot, type SnapshotStore, type VmNetwork,
 } from '../vm/index.js';
 import { guestNetworkArgs, type NetworkPool } from '../net/index.js';
 import { LOOPBACK_HOST, pickFreePort, withFields } from '../host/index.js';
 import type { Program, VmLaunch } from '../../programs/index.js';
+import type { QemuPrewarmSettings } from '../../config/index.js';
 import { DriverStartError, formatEndpoint, type Driver, type Instance, type Slot } from '../types.js';
 import { plainPath, qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
 import { openUnixGuestLink, type UnixGuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
 import { QmpClient, qmpCommand } from './qmp.js';
 import { controlGuest, restoreCommands } from './control.js';
 import { startMachine } from './machine.js';
+import { attachProgram, QemuWarmBooter, QemuWarmVm } from './pool.js';
 import { eraseMachine } from '../machine/index.js';
 import { stopGrace } from '../stop-grace.js';
 
@@ -53,6 +55,8 @@ export interface QemuDriverOptions {
   pool?: NetworkPool;
   /** Save VMs once ready and restore them instead of booting (docs/snapshots.md); absent = always boot. */
   snapshots?: SnapshotStore;
+  /** The shape of warm-pool VMs ([orchestrator] prewarm, docs/warm-pool.md); absent = no pool. */
+  prewarm?: QemuPrewarmSettings;
 }
 
 export const QEMU_DEFAULTS = {
@@ -118,10 +122,17 @@ export class QemuDriver implements Driver {
   private readonly console = createLogger('vm');
   private accel: Promise<QemuAccel> | undefined;
   private warnedMicrovmTcg = false;
+  /** Warm-pool VMs: under user-mode networking only (a tap lease is per program, by its hash). */
+  readonly prewarm?: QemuWarmBooter;
 
   constructor(private readonly options: QemuDriverOptions) {
     const problems = checkQemuOptions(options);
     if (problems.length > 0) throw setupError('qemu', problems);
+    if (options.prewarm && options.network === 'user') {
+      this.prewarm = new QemuWarmBooter({
+        ...options, shape: options.prewarm, accel: () => this.resolveAccel(), log: this.log, console: this.console,
+      });
+    }
     if (instancesOnly(options)) this.log.info('no drivers.qemu.kernel and initramfs: this node runs instances only');
   }
 
@@ -147,6 +158,12 @@ export class QemuDriver implements Driver {
     const launch = vmLaunchOf(program);
     if (instancesOnly(this.options) && !(launch.kernel && launch.initramfs)) {
       throw new DriverStartError('this node runs instances only: programs need drivers.qemu.kernel and drivers.qemu.initramfs');
+    }
+    // A warm VM, unless a saved state of this program may be restored (faster still).
+    if (slot.warm instanceof QemuWarmVm && slot.warm.fits(program) && !(await this.options.snapshots?.hasLabel(snapshotLabel(program)))) {
+      return attachProgram(slot.warm, program, slot, {
+        guestApi: (socket, path) => this.userNetGuestApi(socket, path), startedMarker: GUEST_STARTED_MARKER, codeKind, log: this.log,
+      });
     }
     const hash = shortHash(program.hash);
     const log = withFields(this.log, { hash, exec: slot.executionId });
@@ -320,7 +337,7 @@ export class QemuDriver implements Driver {
       return;
     }
     const t0 = performance.now();
-    const entry = await snapshot.store.save(snapshot.key, `qemu ${program.hash}`, async (statePath) => {
+    const entry = await snapshot.store.save(snapshot.key, snapshotLabel(program), async (statePath) => {
       const client = await QmpClient.connect(qmpSocket);
       try {
         await client.execute('migrate', { uri: `exec:cat > ${plainPath(statePath)}` });
@@ -357,6 +374,11 @@ export class QemuDriver implements Driver {
 
 /** Where loopback guest-links listen on the host (not 127.0.0.1, see guest-link.ts). */
 export const GUEST_API_LOOPBACK = GUEST_LINK_LOOPBACK;
+
+/** The label of a program's saved states (any version): a cold start with one may restore rather than take a warm VM. */
+function snapshotLabel(program: Program): string {
+  return `qemu ${program.hash}`;
+}
 
 export { machineArgs, MACHINE_STOP_GRACE_MS, type MachineSpec } from './machine.js';
 export { qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';

@@ -83,6 +83,18 @@ export class SnapshotStore {
     if (KEY.test(key)) await rm(join(this.dir, key), { recursive: true, force: true });
   }
 
+  /** Whether some entry was saved under this label (any version of a program: a cold start may restore). */
+  async hasLabel(label: string): Promise<boolean> {
+    for (const { key } of await this.list()) {
+      try {
+        if ((JSON.parse(await readFile(join(this.dir, key, 'meta.json'), 'utf8')) as Meta).label === label) return true;
+      } catch {
+        // being written or removed
+      }
+    }
+    return false;
+  }
+
   /** Entries with their size and last use, most recently used first. */
   async list(): Promise<Array<{ key: string; bytes: number; usedAt: number }>> {
     const names = await readdir(this.dir).catch(() => [] as string[]);

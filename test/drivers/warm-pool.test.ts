@@ -1,0 +1,166 @@
+// The warm pool with real VMs (qemu TCG, docs/warm-pool.md): the orchestrator keeps a
+// VM booted with no program; a program never seen is attached to it (NIC, code and
+// volume drives hot-plugged over QMP) and answers with its own code and volume; the
+// pool refills; the next program gets another VM, where nothing of the first is; a
+// budget with no room left keeps the pool empty. Two VMs at most run at once.
+
+import { strict as assert } from 'node:assert';
+import { after, before, describe, it } from 'node:test';
+import { execFileSync } from 'node:child_process';
+import { chmod, copyFile, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { NotFoundError, setLogLevel } from '../../src/common/index.js';
+import { QemuDriver, waitForHttp } from '../../src/drivers/index.js';
+import { qemuArgs } from '../../src/drivers/qemu/index.js';
+import { MetricsRegistry } from '../../src/metrics/index.js';
+import { Orchestrator, type ReadinessProbe } from '../../src/orchestrator/index.js';
+import type { Program, ProgramSource } from '../../src/programs/index.js';
+import { guestSetup, processesWith, qemuSkipReason, type GuestSetup } from './qemu-guest.js';
+import { httpGet } from './helpers.js';
+import { until } from '../helpers/node.js';
+
+if (!process.env.ALEPH_EDGE_LOG) setLogLevel('silent');
+
+const skip = qemuSkipReason();
+const probe: ReadinessProbe = async (endpoint, { path, signal }) => {
+  await waitForHttp(endpoint, { path, signal, deadline: Number.MAX_SAFE_INTEGER });
+};
+
+async function squashfs(dir: string, name: string, files: Record<string, string | { text: string; mode: number }>): Promise<string> {
+  const src = join(dir, `${name}.d`);
+  for (const [path, content] of Object.entries(files)) {
+    await mkdir(join(src, path, '..'), { recursive: true });
+    const { text, mode } = typeof content === 'string' ? { text: content, mode: 0o644 } : content;
+    await writeFile(join(src, path), text);
+    await chmod(join(src, path), mode);
+  }
+  const image = join(dir, `${name}.squashfs`);
+  execFileSync('mksquashfs', [src, image, '-noappend', '-quiet', '-all-root']);
+  return image;
+}
+
+/** A runtime of a static busybox only: enough for a shell script and httpd, and small. */
+async function busyboxRuntime(dir: string): Promise<string> {
+  const root = join(dir, 'runtime.d');
+  await mkdir(join(root, 'bin'), { recursive: true });
+  await copyFile('/bin/busybox', join(root, 'bin', 'busybox'));
+  for (const applet of ['sh', 'httpd', 'ls', 'cat', 'echo']) await symlink('busybox', join(root, 'bin', applet));
+  const image = join(dir, 'runtime.squashfs');
+  execFileSync('mksquashfs', [root, image, '-noappend', '-quiet', '-all-root']);
+  return image;
+}
+
+describe('warm VM command line', () => {
+  it('has no NIC and empty root ports to hot-plug into', () => {
+    const args = qemuArgs({
+      machine: 'q35', accel: 'tcg', memoryMib: 128, vcpus: 1, kernel: '/k', initrd: '/i', kernelArgs: ['aleph.pool=1'],
+      qmpSocket: '/q.sock', net: { mode: 'none' }, drives: [{ id: 'runtime', path: '/rt.squashfs', readOnly: true }], hotplugPorts: 3,
+    }).join(' ');
+    assert.doesNotMatch(args, /-netdev|virtio-net/);
+    assert.match(args, /-device pcie-root-port,id=hp0,chassis=1 -device pcie-root-port,id=hp1,chassis=2 -device pcie-root-port,id=hp2,chassis=3/);
+    assert.match(args, /serial=runtime/);
+    assert.match(args, /aleph\.pool=1/);
+  });
+});
+
+describe('warm pool (qemu)', { skip: skip || false, timeout: 900_000 }, () => {
+  let setup: GuestSetup;
+  let runtime: string;
+  const programs = new Map<string, Program>();
+
+  /** A program on the busybox runtime: its code says its name, its volume too; it leaves a file in its own /tmp. */
+  async function addProgram(name: string, hash: string): Promise<void> {
+    const code = await squashfs(setup.dir, `code-${name}`, {
+      start: { text: `#!/bin/sh\necho "secret of ${name}" > /tmp/left-by-${name}\nexec httpd -f -p 8080 -h /opt/code/www\n`, mode: 0o755 },
+      'www/index.html': `code of ${name}\n`,
+      'www/cgi-bin/look': { text: '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\necho "volume: $(cat /data/content)"\necho "tmp: $(ls /tmp)"\necho "host: $(cat /etc/hostname)"\n', mode: 0o755 },
+    });
+    const volume = await squashfs(setup.dir, `volume-${name}`, { content: `volume of ${name}` });
+    programs.set(hash, {
+      hash, name, memoryMib: 128, vcpus: 1, healthPath: '', requestTimeoutMs: 0,
+      launch: {
+        kind: 'vm', code, entrypoint: '/opt/code/start', env: {}, kernel: '', initramfs: '', internet: false,
+        aleph: { interface: 'binary', asgiApp: '', runtime, volumes: [{ mount: '/data', kind: 'immutable', source: volume, sizeMib: 0, readOnly: true }] },
+      },
+    });
+  }
+
+  const source: ProgramSource = {
+    resolve: async (hash) => {
+      const program = programs.get(hash);
+      if (!program) throw new NotFoundError('unknown program');
+      return program;
+    },
+    known: () => [...programs.values()],
+    exists: async (hash) => programs.has(hash),
+  };
+
+  before(async () => {
+    setup = await guestSetup();
+    runtime = await busyboxRuntime(setup.dir);
+    await addProgram('alpha', 'a1'.repeat(32));
+    await addProgram('beta', 'b2'.repeat(32));
+  });
+
+  after(async () => {
+    if (setup) await rm(setup.dir, { recursive: true, force: true });
+  });
+
+  it('serves never-seen programs from warm VMs with their own code and volume, refills, and keeps to the budget', async () => {
+    const runDir = join(setup.dir, 'vms');
+    const driver = new QemuDriver({
+      stopGraceMs: 5_000, binary: 'qemu-system-x86_64', kernel: setup.kernel.vmlinuz, initramfs: setup.initramfs,
+      machine: 'auto', accel: 'auto', network: 'user', runDir,
+      prewarm: { runtime, memoryMib: 128, vcpus: 1 },
+    });
+    const metrics = new MetricsRegistry();
+    // Room for two 128 MiB VMs: with both programs running, none for the pool.
+    const o = new Orchestrator({
+      settings: {
+        driver: 'qemu', idleTimeoutMs: 3_600_000, bootTimeoutMs: 300_000, requestTimeoutMs: 30_000,
+        maxVms: 8, memoryBudgetMib: 256, holdQueue: 10, stopGraceMs: 5_000, prewarm: 1,
+      },
+      programs: source, driver, probe, metrics,
+    });
+    const gauge = (state: string) => Number(new RegExp(`aleph_edge_warm_vms\\{state="${state}"\\} (\\d+)`).exec(metrics.render())?.[1] ?? 'NaN');
+    const attaches = () => Number(/aleph_edge_warm_vm_attaches_total (\d+)/.exec(metrics.render())?.[1] ?? '0');
+    const qemus = () => processesWith(runDir).length;
+    try {
+      o.prewarm();
+      assert.equal(gauge('booting'), 1);
+      await until(() => gauge('ready') === 1, 300_000, 'a warm VM');
+
+      const alpha = await o.acquire('a1'.repeat(32));
+      assert.equal(attaches(), 1, 'alpha was attached to the warm VM, not booted');
+      assert.equal((await httpGet(alpha.endpoint, '/')).body, 'code of alpha\n');
+      const lookA = (await httpGet(alpha.endpoint, '/cgi-bin/look')).body;
+      assert.match(lookA, /^volume: volume of alpha$/m);
+      assert.match(lookA, /^tmp: left-by-alpha$/m);
+      assert.match(lookA, /^host: [a-z2-7]{52}$/m, 'the program\'s own hostname');
+      alpha.release();
+
+      // Refilled in the background: alpha's VM plus a new warm one (256 MiB) fit.
+      await until(() => gauge('ready') === 1, 300_000, 'the pool refilled');
+      assert.equal(qemus(), 2);
+
+      const beta = await o.acquire('b2'.repeat(32));
+      assert.equal(attaches(), 2);
+      // Both programs hold the budget: the pool starts nothing (it is refilled, if at all, right after an attach).
+      assert.equal(gauge('booting') + gauge('ready'), 0, 'no warm VM over the budget');
+      assert.equal((await httpGet(beta.endpoint, '/')).body, 'code of beta\n');
+      const lookB = (await httpGet(beta.endpoint, '/cgi-bin/look')).body;
+      assert.match(lookB, /^volume: volume of beta$/m);
+      assert.match(lookB, /^tmp: left-by-beta$/m, 'nothing alpha left is there');
+      assert.doesNotMatch(lookB, /alpha/);
+      beta.release();
+      assert.equal(qemus(), 2);
+
+      // alpha's VM is gone with alpha (used once): the room goes back to the pool.
+      assert.equal(await o.stop('a1'.repeat(32)), true);
+      assert.equal(gauge('booting') + gauge('ready'), 1, 'the pool takes the freed room');
+    } finally {
+      await o.drain(10_000);
+    }
+    await until(() => qemus() === 0, 60_000, 'every qemu gone after the drain');
+  });
+});
