@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { hostPort } from '../common/index.js';
 import type { ListenAddress } from '../config/index.js';
+import { listenError } from '../edge/index.js';
 
 /**
  * Workers bind with SO_REUSEPORT, which the kernel also grants to a second process
@@ -16,9 +17,7 @@ export async function probeAddresses(kind: string, addresses: ListenAddress[]): 
       server.once('error', reject);
       server.listen({ host: address.host, port: address.port, ipv6Only: address.host.includes(':'), exclusive: true }, () => resolve());
     }).catch((error: NodeJS.ErrnoException) => {
-      const hint = error.code === 'EACCES' ? ' (ports below 1024 need root, CAP_NET_BIND_SERVICE or systemd socket activation)'
-        : error.code === 'EADDRINUSE' ? ' (another process is listening there)' : '';
-      throw new Error(`cannot listen on ${kind} ${hostPort(address.host, address.port)}: ${error.code ?? error.message}${hint}`);
+      throw listenError(kind, hostPort(address.host, address.port), error);
     });
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
