@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { hostPort } from '../common/index.js';
 import type { ListenAddress } from '../config/index.js';
+import { listenError } from '../edge/index.js';
 
 /** What the primary holds while its workers listen: released by close() or by its death. */
 export interface AddressClaims {
@@ -56,9 +57,7 @@ async function probe(kind: string, address: ListenAddress): Promise<void> {
     server.once('error', reject);
     server.listen({ host: address.host, port: address.port, ipv6Only: address.host.includes(':'), exclusive: true }, () => resolve());
   }).catch((error: NodeJS.ErrnoException) => {
-    const hint = error.code === 'EACCES' ? ' (ports below 1024 need root, CAP_NET_BIND_SERVICE or systemd socket activation)'
-      : error.code === 'EADDRINUSE' ? ' (another process is listening there)' : '';
-    throw new Error(`cannot listen on ${kind} ${label(address)}: ${error.code ?? error.message}${hint}`);
+    throw listenError(kind, label(address), error);
   });
   await new Promise<void>((resolve) => server.close(() => resolve()));
 }

@@ -255,9 +255,7 @@ export class Edge {
       log.info('SO_REUSEPORT not available, sharing the listening socket', { listener: label, error: error.code ?? error.message });
       return bind(false);
     }).catch((error: NodeJS.ErrnoException) => {
-      const hint = error.code === 'EACCES' ? ' (ports below 1024 need root, CAP_NET_BIND_SERVICE or systemd socket activation)'
-        : error.code === 'EADDRINUSE' ? ' (another process is listening there)' : '';
-      throw new Error(`cannot listen on ${kind} ${label}: ${error.code ?? error.message}${hint}`);
+      throw listenError(kind, label, error);
     });
     const listener: Listener = { kind, server, fd: 'fd' in target ? target.fd : undefined };
     server.on('error', (error) => log.error('listener error', { ...infoOf(listener), error: error.message }));
@@ -387,6 +385,13 @@ function alpnSelector(enabled: HttpProtocol[], acme: boolean) {
 function checkingInterval(limits: ServerSettings['limits']): number {
   const timeouts = [limits.headersTimeoutMs, limits.requestTimeoutMs].filter((t) => t > 0);
   return Math.max(250, Math.min(1000, ...timeouts.map((t) => t / 4)));
+}
+
+/** A bind that failed, in words an operator can act on (`where`: `host:port` or `fd:N`). */
+export function listenError(kind: string, where: string, error: NodeJS.ErrnoException): Error {
+  const hint = error.code === 'EACCES' ? ' (ports below 1024 need root, CAP_NET_BIND_SERVICE or systemd socket activation)'
+    : error.code === 'EADDRINUSE' ? ' (another process is listening there)' : '';
+  return new Error(`cannot listen on ${kind} ${where}: ${error.code ?? error.message}${hint}`);
 }
 
 function infoOf(listener: Listener): ListenerInfo {

@@ -1,4 +1,4 @@
-export { Edge } from './edge.js';
+export { Edge, listenError } from './edge.js';
 export type { EdgeDeps, ListenerInfo } from './edge.js';
 export type { RouteTable } from './pipeline.js';
 export { inheritedSockets } from './systemd.js';

@@ -161,6 +161,18 @@ export class MetricsRegistry {
     return this.register(name, () => new Histogram(name, help, buckets), 'histogram');
   }
 
+  /**
+   * One series' value, read as data: a counter's or gauge's value, a histogram's count;
+   * 0 when the family or the label set is absent.
+   */
+  value(name: string, labels: Labels = {}): number {
+    const family = this.families.get(name)?.snapshot();
+    if (!family) return 0;
+    const key = labelKey(labels);
+    if (family.type === 'histogram') return family.series.find((s) => labelKey(s.labels) === key)?.count ?? 0;
+    return family.series.find((s) => labelKey(s.labels) === key)?.value ?? 0;
+  }
+
   /** Every family's current state, as data. */
   snapshot(): FamilySnapshot[] {
     return [...this.families.values()].map((family) => family.snapshot());

@@ -31,6 +31,11 @@ describe('multi-core: worker processes serve, the primary orchestrates', () => {
     const status = await new StatusClient(node.socket).status();
     assert.equal(status.workers?.length, 2);
     for (const worker of status.workers!) assert.ok(worker.pid && alive(worker.pid));
+    // As the workers bound them, sent to the primary as data.
+    assert.deepEqual(status.listeners, [
+      { protocol: 'https', address: '127.0.0.1', port: node.httpsPort },
+      { protocol: 'http', address: '127.0.0.1', port: node.httpPort },
+    ]);
   });
 
   it('routes by path and by label through the workers, to one execution', async () => {

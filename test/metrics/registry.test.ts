@@ -49,6 +49,15 @@ describe('metrics as data', () => {
     assert.equal(sampled.get(), 7);
     dropped = 8;
     assert.equal(sampled.total(), 8);
+    // By name, as tests and summaries read them: any family, any label order.
+    registry.gauge('aleph_edge_test_gauge', 'Sampled').collect(() => [[{ pool: 'b', kind: 'a' }, 3]]);
+    registry.histogram('aleph_edge_test_seconds', 'Timed', [1]).observe(0.5, { class: '2xx' });
+    assert.equal(registry.value('aleph_edge_test_total', { b: '2', a: '1' }), 4);
+    assert.equal(registry.value('aleph_edge_sampled_total'), 8);
+    assert.equal(registry.value('aleph_edge_test_gauge', { kind: 'a', pool: 'b' }), 3);
+    assert.equal(registry.value('aleph_edge_test_seconds', { class: '2xx' }), 1);
+    assert.equal(registry.value('aleph_edge_test_seconds', { class: '5xx' }), 0);
+    assert.equal(registry.value('aleph_edge_never_registered_total'), 0);
   });
 
   it('a snapshot is plain data (what a worker sends over IPC), its labels in one order', () => {

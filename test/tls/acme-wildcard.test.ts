@@ -68,7 +68,7 @@ describe('wildcard certificate by DNS-01 exec hook', () => {
       const hookLog = await readFile(process.env.HOOK_LOG!, 'utf8');
       assert.match(hookLog, new RegExp(`^present _acme-challenge\\.${DOMAIN.replace('.', '\\.')} \\S+$`, 'm'));
       assert.match(hookLog, /^cleanup _acme-challenge\./m);
-      assert.match(n.node.metrics.render(), /aleph_edge_acme_orders_succeeded_total\{challenge="dns-01"\} 1/);
+      assert.equal(n.node.metrics.value('aleph_edge_acme_orders_succeeded_total', { challenge: 'dns-01' }), 1);
     } finally {
       await n.close();
     }
@@ -84,12 +84,12 @@ describe('wildcard certificate by DNS-01 exec hook', () => {
       tls: ['[tls.wildcard]', 'enabled = true', `dns_hook = "${failing}"`],
     });
     try {
-      await until(async () => /aleph_edge_acme_orders_failed_total\{challenge="dns-01"\} 1/.test(n.node.metrics.render()), 10_000, 'the failed order');
+      await until(async () => n.node.metrics.value('aleph_edge_acme_orders_failed_total', { challenge: 'dns-01' }) === 1, 10_000, 'the failed order');
       const covered = await handshake(n.httpsPort, `abc.${DOMAIN}`, root);
       assert.equal(covered.ok, false);
       // Counted once the failure has come back through the manager (backoff noted),
       // which on a loaded machine can be after the order's own counter.
-      await until(async () => /aleph_edge_cert_renewals_total\{result="failed"\} 1/.test(n.node.metrics.render()), 10_000, 'the failed renewal');
+      await until(async () => n.node.metrics.value('aleph_edge_cert_renewals_total', { result: 'failed' }) === 1, 10_000, 'the failed renewal');
     } finally {
       await n.close();
     }

@@ -27,8 +27,7 @@ describe('acme mode against Pebble', () => {
     }
   }
 
-  const succeeded = (n: AcmeNode, challenge: string) =>
-    Number(n.node.metrics.render().match(new RegExp(`aleph_edge_acme_orders_succeeded_total\\{challenge="${challenge}"\\} (\\d+)`))?.[1] ?? 0);
+  const succeeded = (n: AcmeNode, challenge: string) => n.node.metrics.value('aleph_edge_acme_orders_succeeded_total', { challenge });
 
   it('first HTTPS request to a new program host gets a Pebble-issued chain (tls-alpn-01 first)', async () => {
     await withNode('first', { hosts: ['app.first.test'] }, async (n) => {
@@ -81,8 +80,7 @@ describe('acme mode against Pebble', () => {
       const before = pebble.orders();
       const reply = await httpsGet(n.httpsPort, 'app.fallback.test', root);
       assert.equal(reply.status, 200);
-      const metrics = n.node.metrics.render();
-      assert.match(metrics, /aleph_edge_acme_orders_failed_total\{challenge="http-01"\} 1/);
+      assert.equal(n.node.metrics.value('aleph_edge_acme_orders_failed_total', { challenge: 'http-01' }), 1);
       assert.equal(succeeded(n, 'tls-alpn-01'), 1);
       assert.equal(pebble.orders() - before, 2);
     });
@@ -112,7 +110,7 @@ describe('acme mode against Pebble', () => {
       // The node keeps serving a real host meanwhile.
       assert.equal((await httpsGet(n.httpsPort, 'app.abuse.test', root)).status, 200);
       assert.equal(pebble.orders() - before, 1, 'only the real host was ordered');
-      assert.match(n.node.metrics.render(), /aleph_edge_cert_policy_denials_total 500/);
+      assert.equal(n.node.metrics.value('aleph_edge_cert_policy_denials_total'), 500);
       const growth = process.memoryUsage().heapUsed - heapBefore;
       assert.ok(growth < 64 * 1024 * 1024, `heap grew ${growth} bytes`);
       const stored = (await readdir(path.join(storage, issuerNameFor(pebble.directory)))).filter((name) => !name.startsWith('_'));

@@ -57,8 +57,8 @@ describe('certificate manager (internal mode, real handshakes)', () => {
     assert.equal(result.keyType, 'ec');
     assert.equal(result.curve, 'prime256v1');
     assert.deepEqual(a.issuer.calls, ['app.example.org']);
-    assert.match(a.metrics.render(), /aleph_edge_certs_issued_total\{issuer="internal"\} 1/);
-    assert.match(a.metrics.render(), /aleph_edge_certs_cached 1/);
+    assert.equal(a.metrics.value('aleph_edge_certs_issued_total', { issuer: 'internal' }), 1);
+    assert.equal(a.metrics.value('aleph_edge_certs_cached'), 1);
 
     // Cached: no new mint, same certificate; mixed case and a trailing dot normalize to the same host.
     const again = await handshake(a.server.port, 'APP.example.org.', a.caPem);
@@ -102,7 +102,7 @@ describe('certificate manager (internal mode, real handshakes)', () => {
     const s = await setup({ allow: (host) => host !== 'denied.example.org' });
     await assert.rejects(handshake(s.server.port, 'denied.example.org', s.caPem));
     assert.equal(s.issuer.calls.length, 0);
-    assert.match(s.metrics.render(), /aleph_edge_cert_policy_denials_total 1/);
+    assert.equal(s.metrics.value('aleph_edge_cert_policy_denials_total'), 1);
     assert.deepEqual(await listFiles(path.join(s.storage, 'internal')), ['ca.crt', 'ca.key']);
     // The node keeps serving allowed hosts.
     const ok = await handshake(s.server.port, 'allowed.example.org', s.caPem);

@@ -29,11 +29,6 @@ async function handshakeAll(port: number, hosts: string[], ca: string): Promise<
   return ok;
 }
 
-function sample(text: string, name: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.slice(name.length + 1)) : 0;
-}
-
 describe('acme: on-demand certificates only for programs that exist (Pebble)', () => {
   let env: Parameters<Parameters<typeof usePebble>[2]>[0];
   usePebble('aleph-edge-on-demand-', {}, (e) => (env = e));
@@ -48,9 +43,8 @@ describe('acme: on-demand certificates only for programs that exist (Pebble)', (
       const served = await handshakeAll(n.httpsPort, randomLabels(200, DOMAIN), root);
       assert.equal(served, 0);
       assert.equal(pebble.orders() - before, 0, 'orders for labels of programs that do not exist');
-      const metrics = n.node.metrics.render();
-      assert.equal(sample(metrics, 'aleph_edge_cert_policy_denials_total'), 200);
-      assert.equal(sample(metrics, 'aleph_edge_cert_rate_limited_total'), 0);
+      assert.equal(n.node.metrics.value('aleph_edge_cert_policy_denials_total'), 200);
+      assert.equal(n.node.metrics.value('aleph_edge_cert_rate_limited_total'), 0);
 
       const real = `${hashToLabel(HELLO_HASH)}.${DOMAIN}`;
       const first = await handshake(n.httpsPort, real, root);
@@ -80,17 +74,15 @@ describe('internal CA: the same policy and rate limit', () => {
       assert.equal(await handshakeAll(node.httpsPort, randomLabels(50, node.domain), node.ca), 0);
       // A static route to a hash with no program is refused too.
       assert.equal((await handshake(node.httpsPort, 'nothing.example.test', node.ca)).ok, false);
-      let metrics = node.node.metrics.render();
-      assert.equal(sample(metrics, 'aleph_edge_cert_policy_denials_total'), 51);
-      assert.match(metrics, /aleph_edge_certs_issued_total\{issuer="internal"\} 1\n/, 'only the domain\'s certificate was minted');
+      assert.equal(node.node.metrics.value('aleph_edge_cert_policy_denials_total'), 51);
+      assert.equal(node.node.metrics.value('aleph_edge_certs_issued_total', { issuer: 'internal' }), 1, 'only the domain\'s certificate was minted');
 
       const real = `${hashToLabel(programHash('sockets'))}.${node.domain}`;
       assert.equal((await handshake(node.httpsPort, real, node.ca)).ok, true);
       // With the domain and the label, three routed hosts use up the default burst of 5.
       for (const host of ['a.example.test', 'b.example.test', 'c.example.test']) assert.equal((await handshake(node.httpsPort, host, node.ca)).ok, true, host);
       assert.equal((await handshake(node.httpsPort, 'c.example.test', node.ca)).ok, true, 'a minted certificate is served again without a token');
-      metrics = node.node.metrics.render();
-      assert.match(metrics, /aleph_edge_certs_issued_total\{issuer="internal"\} 5/);
+      assert.equal(node.node.metrics.value('aleph_edge_certs_issued_total', { issuer: 'internal' }), 5);
     } finally {
       await node.close();
     }
@@ -109,7 +101,7 @@ describe('internal CA: the same policy and rate limit', () => {
       const results = [];
       for (const host of hosts) results.push((await handshake(node.httpsPort, host, node.ca)).ok);
       assert.deepEqual(results, [true, true, false]);
-      assert.match(node.node.metrics.render(), /aleph_edge_cert_rate_limited_total 1/);
+      assert.equal(node.node.metrics.value('aleph_edge_cert_rate_limited_total'), 1);
     } finally {
       await node.close();
     }
