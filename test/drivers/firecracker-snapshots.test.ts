@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +23,7 @@ import { NetworkPool } from '../../src/drivers/net/index.js';
 import { SnapshotStore } from '../../src/drivers/vm/index.js';
 import { until } from '../helpers/node.js';
 import { ROOT } from '../helpers/paths.js';
-import { fakeKernel } from './firecracker-helpers.js';
+import { fakeKernel, loggingFakeFirecracker } from './firecracker-helpers.js';
 import { httpGet, makeProgram, nextSlot } from './helpers.js';
 import { netnsSkipReason, writeGuestProgram } from './qemu-guest.js';
 
@@ -172,10 +172,7 @@ describe('Firecracker snapshots through the driver (fake firecracker)', { skip: 
       { type: 'file', path: 'bin/aleph-agent', mode: 0o755, data: Buffer.from('agent\n') },
     ]));
     code = await writeGuestProgram(dir);
-    apiLog = join(dir, 'api.log');
-    await mkdir(join(dir, 'bin'));
-    binary = join(dir, 'bin', 'firecracker');
-    await writeFile(binary, `#!/bin/sh\nexport FAKE_FIRECRACKER_LOG=${JSON.stringify(apiLog)}\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(FAKE)} "$@"\n`, { mode: 0o755 });
+    ({ binary, apiLog } = await loggingFakeFirecracker(dir));
   });
   after(async () => {
     await rm(dir, { recursive: true, force: true });

@@ -31,6 +31,8 @@ import {
   type PreparedBoot, type SnapshotStore, type VmNetwork,
 } from '../vm/index.js';
 import { firecrackerSnapshotKey, restoreSnapshot, saveSnapshot } from './snapshots.js';
+import { guestMac, startFirecrackerMachine } from './machine.js';
+import { eraseMachine } from '../machine/index.js';
 import { withFields } from '../host/index.js';
 import { DriverStartError, type Driver, type Instance, type Slot } from '../types.js';
 import { FirecrackerApi } from './api.js';
@@ -214,6 +216,14 @@ export class FirecrackerDriver implements Driver {
     const hash = shortHash(program.hash);
     const log = withFields(this.log, { hash, exec: slot.executionId });
     const jailed = this.options.jailer !== '';
+    if (program.launch.kind === 'machine') {
+      // Not yet under the jailer: the writable disk would have to be linked into the chroot and owned by the jail uid.
+      if (jailed) throw new DriverStartError('firecracker: instances (INSTANCE messages) do not run under the jailer yet; use the qemu driver or drivers.firecracker.jailer = ""');
+      return startFirecrackerMachine({
+        firecracker: this.firecrackerPath, kernel: this.options.kernel, runDir: this.options.runDir, arch: this.arch, apiTimeoutMs: this.options.apiTimeoutMs,
+        stopGraceMs: this.options.stopGraceMs, extraBootArgs: this.options.extraBootArgs, pool: this.options.pool!, log, console: withFields(this.console, { hash }),
+      }, program, program.launch, slot);
+    }
     let jail: JailSpec | undefined;
     let api!: FirecrackerApi;
     let config!: FirecrackerConfig;
@@ -302,6 +312,12 @@ export class FirecrackerDriver implements Driver {
         log.info('vm started', { pid: vm.pid, jailed, id: boot.net.id, tap: boot.net.lease.tap, endpoint: `${boot.net.lease.guestIp}:8080`, memory_mib: program.memoryMib, vcpus: program.vcpus });
       },
     });
+  }
+
+  /** Erases an instance's disk and state (the owner's erase); it must not be running. */
+  async erase(program: Program): Promise<boolean> {
+    if (program.launch.kind !== 'machine') return false;
+    return eraseMachine(program.launch);
   }
 
   /**
@@ -421,7 +437,7 @@ export function firecrackerConfig(vm: {
     drives: vm.drives.map((d) => ({ drive_id: d.id, path_on_host: d.path, is_root_device: false, is_read_only: d.readOnly })),
     machine: { vcpu_count: vm.vcpus, mem_size_mib: vm.memoryMib, smt: false },
     // A locally administered MAC derived from the slot, stable across reuse.
-    network: { iface_id: 'eth0', host_dev_name: vm.tap, guest_mac: `06:00:ac:10:${((vm.slot >> 8) & 255).toString(16).padStart(2, '0')}:${(vm.slot & 255).toString(16).padStart(2, '0')}` },
+    network: { iface_id: 'eth0', host_dev_name: vm.tap, guest_mac: guestMac(vm.slot) },
   };
   if (vm.vsock) config.vsock = { guest_cid: 3, uds_path: vm.vsock };
   return config;
@@ -429,4 +445,5 @@ export function firecrackerConfig(vm: {
 
 export { FirecrackerApi, FirecrackerApiError } from './api.js';
 export { netCommand, snapshotLoadBody } from './snapshots.js';
+export { ensureRawDisk, machineBootArgs, rawDiskOf } from './machine.js';
 export { cgroup2Mount, cgroupDir, chrootDir, chrootRoot, jailerArgs, linkIntoJail, prepareChroot, removeJail, resolveExecFile, JAILED_API_SOCKET, type JailSpec } from './jailer.js';
