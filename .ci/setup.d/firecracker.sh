@@ -2,7 +2,8 @@
 # The Firecracker fakes (test/fixtures/firecracker/): the fake firecracker opens its
 # tap with TUNSETIFF through /usr/bin/python3 (as the jail uid, so a tap owned by
 # another user fails as with the real one); the fake jailer makes the jail's device
-# nodes with mknod (coreutils). iproute2 and busybox come from vm.sh.
+# nodes with mknod (coreutils). iproute2 and busybox come from vm.sh; the Firecracker
+# instance test's qemu-img, genisoimage (isoinfo) and e2fsprogs from instances.sh.
 # Idempotent and quiet on success.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive

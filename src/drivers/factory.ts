@@ -37,8 +37,13 @@ export function createDriver(name: DriverName, opts: DriverOptions): Driver {
       });
     }
     case 'firecracker': {
-      const { firecracker, network } = opts.drivers ?? defaultDriversSettings();
-      return new FirecrackerDriver({ ...firecracker, stopGraceMs: opts.stopGraceMs, pool: new NetworkPool(network) });
+      const { firecracker, network, snapshots } = opts.drivers ?? defaultDriversSettings();
+      return new FirecrackerDriver({
+        ...firecracker,
+        stopGraceMs: opts.stopGraceMs,
+        pool: new NetworkPool(network),
+        snapshots: snapshots.enabled ? new SnapshotStore(snapshots.dir, snapshots.maxBytes, createLogger('snapshots')) : undefined,
+      });
     }
     default:
       throw new Error(`unknown driver ${JSON.stringify(name as string)} (expected one of ${DRIVER_NAMES.join(', ')})`);

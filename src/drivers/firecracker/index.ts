@@ -12,7 +12,9 @@
 // refuses it), then SIGTERM/SIGKILL; the tap lease, per-VM files, the chroot and
 // the cgroup are freed on exit. See docs/firecracker.md.
 
+import { createHash } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import {
   createLogger,
@@ -26,8 +28,11 @@ import type { Lease, NetworkPool } from '../net/index.js';
 import type { Program } from '../../programs/index.js';
 import {
   bootVm, checkExecutable, checkFile, findExecutable, IMAGE_HINT, setupError, STOP_TIMEOUT_S, tapNetwork, VmProcess, vmRunDir,
-  type PreparedBoot, type VmNetwork,
+  type PreparedBoot, type SnapshotStore, type VmNetwork,
 } from '../vm/index.js';
+import { firecrackerSnapshotKey, restoreSnapshot, saveSnapshot } from './snapshots.js';
+import { guestMac, startFirecrackerMachine } from './machine.js';
+import { eraseMachine } from '../machine/index.js';
 import { withFields } from '../host/index.js';
 import { DriverStartError, type Driver, type Instance, type Slot } from '../types.js';
 import { FirecrackerApi } from './api.js';
@@ -54,8 +59,10 @@ export interface FirecrackerDriverOptions {
   /** Appended to the kernel command line (checked by the config: no root=, init=, aleph.*). */
   extraBootArgs: string;
   pool: NetworkPool | undefined;
-  /** Attach a vsock device (guest CID 3) with its socket next to the API socket. */
+  /** Attach a vsock device (guest CID 3) with its socket next to the API socket (always, with snapshots). */
   vsock?: boolean;
+  /** Save VMs once ready and restore them instead of booting (docs/snapshots.md); absent = always boot. */
+  snapshots?: SnapshotStore;
   /** The host architecture Firecracker runs on; default: this process's. */
   arch?: FirecrackerArch;
 }
@@ -209,6 +216,14 @@ export class FirecrackerDriver implements Driver {
     const hash = shortHash(program.hash);
     const log = withFields(this.log, { hash, exec: slot.executionId });
     const jailed = this.options.jailer !== '';
+    if (program.launch.kind === 'machine') {
+      // Not yet under the jailer: the writable disk would have to be linked into the chroot and owned by the jail uid.
+      if (jailed) throw new DriverStartError('firecracker: instances (INSTANCE messages) do not run under the jailer yet; use the qemu driver or drivers.firecracker.jailer = ""');
+      return startFirecrackerMachine({
+        firecracker: this.firecrackerPath, kernel: this.options.kernel, runDir: this.options.runDir, arch: this.arch, apiTimeoutMs: this.options.apiTimeoutMs,
+        stopGraceMs: this.options.stopGraceMs, extraBootArgs: this.options.extraBootArgs, pool: this.options.pool!, log, console: withFields(this.console, { hash }),
+      }, program, program.launch, slot);
+    }
     let jail: JailSpec | undefined;
     let api!: FirecrackerApi;
     let config!: FirecrackerConfig;
@@ -252,10 +267,10 @@ export class FirecrackerDriver implements Driver {
           guestIp: `${lease.guestIp}/${lease.prefix}`,
           gateway: lease.hostIp,
           ...(lease.ipv6 ? { ipv6: { address: `${lease.ipv6.address}/${lease.ipv6.prefix}`, gateway: lease.ipv6.gateway } } : {}),
-          vsock: this.options.vsock ? paths.vsock : undefined,
+          vsock: this.options.vsock || this.options.snapshots ? paths.vsock : undefined,
         });
         api = new FirecrackerApi(paths.apiOnHost, this.options.apiTimeoutMs);
-        return VmProcess.spawn(jail ? this.options.jailer : this.firecrackerPath, jail ? jailerArgs(jail) : ['--api-sock', paths.api, '--id', boot.net.id], {
+        const spawnVm = () => VmProcess.spawn(jail ? this.options.jailer : this.firecrackerPath, jail ? jailerArgs(jail) : ['--api-sock', paths.api, '--id', boot.net.id], {
           endpoint: boot.net.endpoint,
           output: slot.output,
           // The guest init's own stop-timeout for this program (13 s for ASGI) fits in the grace.
@@ -265,8 +280,28 @@ export class FirecrackerDriver implements Driver {
           // aarch64 has no i8042 (the API answers 400): SIGTERM, then SIGKILL after stop_grace.
           hooks: this.arch === 'x86_64' ? { graceful: async () => void (await api.put('/actions', { action_type: 'SendCtrlAltDel' })) } : {},
         });
+        const snapshot = await this.snapshotOf(boot, config, kernel, !!jail);
+        const saved = snapshot ? await snapshot.store.find(snapshot.key) : undefined;
+        if (snapshot && saved) {
+          const vm = await spawnVm();
+          if (await restoreSnapshot(vm, api, saved, boot.net.lease, config.vsock!.uds_path, log)) {
+            vm.restored = true;
+            return vm;
+          }
+          await vm.kill();
+          await snapshot.store.remove(snapshot.key);
+          // A fresh process for the boot: the sockets of the one that failed go first.
+          await Promise.all([rm(paths.apiOnHost, { force: true }), rm(config.vsock!.uds_path, { force: true })]);
+        }
+        const vm = await spawnVm();
+        if (snapshot) vm.ready = () => void saveSnapshot(snapshot.store, snapshot.key, `firecracker ${program.hash}`, api, config.vsock!.uds_path, log);
+        return vm;
       },
       started: async (vm, boot) => {
+        if (vm.restored) {
+          log.info('vm restored', { pid: vm.pid, id: boot.net.id, tap: boot.net.lease.tap, endpoint: `${boot.net.lease.guestIp}:8080` });
+          return;
+        }
         await api.waitReady(vm.exited);
         await api.put('/boot-source', config.bootSource);
         for (const drive of config.drives) await api.put(`/drives/${drive.drive_id}`, drive);
@@ -277,6 +312,35 @@ export class FirecrackerDriver implements Driver {
         log.info('vm started', { pid: vm.pid, jailed, id: boot.net.id, tap: boot.net.lease.tap, endpoint: `${boot.net.lease.guestIp}:8080`, memory_mib: program.memoryMib, vcpus: program.vcpus });
       },
     });
+  }
+
+  /** Erases an instance's disk and state (the owner's erase); it must not be running. */
+  async erase(program: Program): Promise<boolean> {
+    if (program.launch.kind !== 'machine') return false;
+    return eraseMachine(program.launch);
+  }
+
+  /**
+   * The snapshot this VM may be saved as and restored from, or undefined where a saved
+   * state could go stale: writable drives (seen through another life's page cache), the
+   * guest API (its address is per life and frozen in the guest's environment) and the
+   * jail (the state and memory files would have to cross into the chroot) always boot.
+   */
+  private async snapshotOf(boot: PreparedBoot<FirecrackerNetwork>, config: FirecrackerConfig, kernel: string, jailed: boolean): Promise<{ store: SnapshotStore; key: string } | undefined> {
+    const store = this.options.snapshots;
+    if (!store || jailed || boot.net.guestApi || !boot.layout.drives.every((d) => d.readOnly)) return undefined;
+    const key = await firecrackerSnapshotKey({
+      firecracker: this.firecrackerPath,
+      kernel,
+      baseInitramfs: boot.baseInitramfs,
+      archiveSha256: createHash('sha256').update(boot.archive).digest('hex'),
+      drives: boot.layout.drives,
+      vcpus: config.machine.vcpu_count,
+      memoryMib: config.machine.mem_size_mib,
+      arch: this.arch,
+      bootArgs: config.bootSource.boot_args,
+    });
+    return { store, key };
   }
 
   /**
@@ -373,11 +437,13 @@ export function firecrackerConfig(vm: {
     drives: vm.drives.map((d) => ({ drive_id: d.id, path_on_host: d.path, is_root_device: false, is_read_only: d.readOnly })),
     machine: { vcpu_count: vm.vcpus, mem_size_mib: vm.memoryMib, smt: false },
     // A locally administered MAC derived from the slot, stable across reuse.
-    network: { iface_id: 'eth0', host_dev_name: vm.tap, guest_mac: `06:00:ac:10:${((vm.slot >> 8) & 255).toString(16).padStart(2, '0')}:${(vm.slot & 255).toString(16).padStart(2, '0')}` },
+    network: { iface_id: 'eth0', host_dev_name: vm.tap, guest_mac: guestMac(vm.slot) },
   };
   if (vm.vsock) config.vsock = { guest_cid: 3, uds_path: vm.vsock };
   return config;
 }
 
 export { FirecrackerApi, FirecrackerApiError } from './api.js';
+export { netCommand, snapshotLoadBody } from './snapshots.js';
+export { ensureRawDisk, machineBootArgs, rawDiskOf } from './machine.js';
 export { cgroup2Mount, cgroupDir, chrootDir, chrootRoot, jailerArgs, linkIntoJail, prepareChroot, removeJail, resolveExecFile, JAILED_API_SOCKET, type JailSpec } from './jailer.js';

@@ -21,7 +21,7 @@
 //   /etc/aleph/hostname      the hostname (the base32 label of the program hash)
 //   /etc/aleph/stop-timeout  seconds between SIGTERM and SIGKILL at shutdown (default 2)
 //   /opt/aleph-guest  guest/'s Python packages (the ASGI server), bind-mounted read-only
-//   /bin/aleph-agent  (optional) answers the node on the virtio-serial port org.aleph.ctl: after a
+//   /bin/aleph-agent  (optional) answers the node on the virtio-serial port org.aleph.ctl (qemu) or vsock port 1024 (Firecracker): after a
 //                     restore from a snapshot, the clock and a kernel reseed (docs/snapshots.md)
 //   readiness         the host decides: the first HTTP answer on :8080 means ready
 //   shutdown          SIGINT to PID 1 (Ctrl-Alt-Del, or the ACPI power button via acpid) -> SIGTERM
@@ -55,7 +55,10 @@ export const GUEST_MODULES = [
   'net_failover',
   'virtio_net',
   'virtio_blk',
-  'virtio_console', // the control channel of VMs that may be snapshotted (guest/agent)
+  'virtio_console', // the control channel of VMs that may be snapshotted (guest/agent), under qemu
+  'vsock', // ... and under Firecracker, its vsock
+  'vmw_vsock_virtio_transport_common',
+  'vmw_vsock_virtio_transport',
   'evdev',
   'button',
   'squashfs',

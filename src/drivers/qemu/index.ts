@@ -9,14 +9,13 @@
 // quit, then SIGKILL; the per-VM directory and the tap lease are freed on exit.
 
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, shortHash, type Logger } from '../../common/index.js';
 import { kvmUsable } from '../image/index.js';
 import {
-  bootVm, checkExecutable, checkFile, codeKind, findExecutable, IMAGE_HINT, setupError, snapshotKey, STOP_TIMEOUT_S, tapNetwork, vmLaunchOf, VmProcess, vmRunDir,
+  bootVm, checkExecutable, checkFile, codeKind, controlGuest, fileIdentity, findExecutable, IMAGE_HINT, NODE_VERSION, restoreCommands, setupError, snapshotKey, STOP_TIMEOUT_S, tapNetwork, vmLaunchOf, VmProcess, vmRunDir,
   type Cleanup, type PreparedBoot, type SnapshotStore, type VmNetwork,
 } from '../vm/index.js';
 import { guestNetworkArgs, type NetworkPool } from '../net/index.js';
@@ -27,7 +26,6 @@ import { DriverStartError, formatEndpoint, type Driver, type Instance, type Slot
 import { plainPath, qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
 import { openUnixGuestLink, type UnixGuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
 import { QmpClient, qmpCommand } from './qmp.js';
-import { controlGuest, restoreCommands } from './control.js';
 import { startMachine } from './machine.js';
 import { attachProgram, QemuWarmBooter, QemuWarmVm } from './pool.js';
 import { eraseMachine } from '../machine/index.js';
@@ -86,8 +84,6 @@ export function instancesOnly(options: Pick<QemuDriverOptions, 'kernel' | 'initr
   return options.kernel === '' && options.initramfs === '';
 }
 
-/** The node's version: a saved state is never restored by another one. */
-const NODE_VERSION = (JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 /** How long a restore may take to load and to hear from the guest agent. */
 const RESTORE_WAIT_MS = 20_000;
 
@@ -286,10 +282,7 @@ export class QemuDriver implements Driver {
    * key, so an amended program, a new runtime or other resources never meet an old state.
    */
   private async snapshotKeyOf(spec: QemuVmSpec, baseInitramfs: string, archive: Buffer, guestApi: boolean): Promise<string> {
-    const identity = async (path: string) => {
-      const s = await stat(path);
-      return { path, size: s.size, mtime: s.mtimeMs, ino: s.ino };
-    };
+    const identity = fileIdentity;
     return snapshotKey({
       node: NODE_VERSION,
       qemu: await identity(findExecutable(this.options.binary) ?? this.options.binary),
@@ -316,7 +309,7 @@ export class QemuDriver implements Driver {
     try {
       const running = await vm.whileRunning(waitRunning(spec.qmpSocket, RESTORE_WAIT_MS));
       if (!running) throw new Error('qemu exited while loading the saved state');
-      await controlGuest(control, restoreCommands(), RESTORE_WAIT_MS);
+      await controlGuest({ kind: 'serial', path: control }, restoreCommands(), RESTORE_WAIT_MS);
       vm.restored = true;
       return vm;
     } catch (err) {
@@ -331,7 +324,7 @@ export class QemuDriver implements Driver {
   private async saveSnapshot(snapshot: { store: SnapshotStore; key: string; control: string }, qmpSocket: string, program: Program, log: Logger): Promise<void> {
     try {
       // Only a guest whose agent answers can be restored correctly (clock, entropy).
-      await controlGuest(snapshot.control, [`time ${Math.floor(Date.now() / 1000)} 0`], RESTORE_WAIT_MS);
+      await controlGuest({ kind: 'serial', path: snapshot.control }, [`time ${Math.floor(Date.now() / 1000)} 0`], RESTORE_WAIT_MS);
     } catch (err) {
       log.warn('no snapshot: the guest agent does not answer (an initramfs built without aleph-agent?)', { error: (err as Error).message });
       return;

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/index.js';
 import type { MachineLaunch, Program } from '../../programs/index.js';
-import { allocatePorts, ensureMachineDisk, machineDrives, volumeMounts, writeCloudInitDrive, type MachineDrive, type MachineNetwork, type MappedPorts } from '../machine/index.js';
+import { allocatePorts, ensureMachineDisk, machineDrives, machineTap, MACHINE_STOP_GRACE_MS, volumeMounts, writeCloudInitDrive, type MachineDrive, type MachineNetwork, type MappedPorts } from '../machine/index.js';
 import { networkOf, type Lease, type NetworkPool } from '../net/index.js';
 import { LOOPBACK_HOST, pickFreePort } from '../host/index.js';
 import { DriverStartError, type Endpoint, type Instance, type Slot } from '../types.js';
@@ -20,10 +20,7 @@ import { USER_NET, type QemuAccel } from './args.js';
 import { QmpClient, qmpCommand } from './qmp.js';
 import { prepareDisks, safeName, VmProcess, type Cleanup } from '../vm/index.js';
 
-/** A whole OS shuts down slower than a program: the reference waits 50 s too. */
-export const MACHINE_STOP_GRACE_MS = 60_000;
-/** Nameservers given to instances on a tap (user-mode networking has its own resolver). */
-export const MACHINE_NAMESERVERS = ['9.9.9.9', '1.1.1.1'];
+export { MACHINE_NAMESERVERS, MACHINE_STOP_GRACE_MS } from '../machine/index.js';
 /** How long qemu has to open its QMP socket and report the VM running. */
 const RUNNING_WAIT_MS = 20_000;
 
@@ -108,15 +105,9 @@ export async function startMachine(ctx: MachineDriverContext, program: Program, 
     let mappedPorts: MappedPorts = {};
     let lease: Lease | undefined;
     if (ctx.pool) {
-      // The instance's IPv6 is the monitor's address for its hash (vm type 3); its forwards are nftables DNAT on the uplink.
-      lease = await ctx.pool.acquire(slot.executionId, { internet: launch.internet, hash: program.hash, vmType: 'instance', ports: launch.ports });
-      const held = lease;
-      cleanups.push(() => ctx.pool!.release(held));
-      net = { mode: 'tap', tap: lease.tap };
-      network = { ipv4: `${lease.guestIp}/${lease.prefix}`, gateway4: lease.hostIp, nameservers: MACHINE_NAMESERVERS };
-      if (lease.ipv6) Object.assign(network, { ipv6: `${lease.ipv6.address}/${lease.ipv6.prefix}`, gateway6: lease.ipv6.gateway });
-      mappedPorts = lease.ports;
-      endpoint = { kind: 'tcp', host: lease.guestIp, port: 80 };
+      const tap = await machineTap(ctx.pool, program, launch, slot, (step) => cleanups.push(step));
+      ({ network, endpoint, mappedPorts, lease } = tap);
+      net = { mode: 'tap', tap: tap.lease.tap };
     } else {
       mappedPorts = await allocatePorts(launch.stateDir, launch.ports, LOOPBACK_HOST);
       const httpPort = await pickFreePort(LOOPBACK_HOST);

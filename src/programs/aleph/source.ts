@@ -304,7 +304,7 @@ export class AlephProgramSource implements ProgramSource {
 
   /** An INSTANCE: its parent image fetched and checked, its volumes resolved, mapped to a MachineLaunch. */
   private async loadMachine(spec: InstanceSpec): Promise<Program> {
-    if (this.driver !== 'qemu') throw new BootFailedError(`instances run under the qemu driver; this node's driver is "${this.driver}"`);
+    if (this.driver !== 'qemu' && this.driver !== 'firecracker') throw new BootFailedError(`instances run under the qemu or firecracker driver; this node's driver is "${this.driver}"`);
     const s = this.settings;
     const watch = new Set<string>([spec.hash]);
     const pinned: string[] = [];
