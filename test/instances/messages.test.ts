@@ -251,4 +251,15 @@ describe('instance parents checked by the source', () => {
     await assert.rejects(source.resolve(hash), /no volume STORE message cdcdcdcdcdcd/);
     assert.deepEqual(await readdir(path.join(work, 'volumes')).catch(() => []), []);
   });
+
+  it('resolves instances under the firecracker driver too, and refuses them under the process driver', async () => {
+    const image = path.join(work, 'fc.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', image, '16M']);
+    const hash = instance(api.addStore(await readFile(image)), 64);
+    const settings = { ...defaultAlephSettings(), cacheDir: path.join(work, 'cache'), volumesDir: path.join(work, 'volumes'), downloadRetries: 0 };
+    const firecracker = await AlephProgramSource.create({ api: api.url, settings, driver: 'firecracker', retryBaseMs: 10 });
+    assert.equal((await firecracker.resolve(hash)).launch.kind, 'machine');
+    const processOnly = await AlephProgramSource.create({ api: api.url, settings, driver: 'process', retryBaseMs: 10 });
+    await assert.rejects(processOnly.resolve(hash), (e: unknown) => e instanceof BootFailedError && /instances run under the qemu or firecracker driver; this node's driver is "process"/.test(e.message));
+  });
 });
