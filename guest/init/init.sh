@@ -32,9 +32,11 @@ done
 
 wait_dev() { n=0; while [ ! -e "$1" ] && [ $n -lt 1000 ]; do usleep 20000; n=$((n+1)); done; }
 # The node of the drive whose serial is $1 (qemu sets the drive id as serial).
+# Shell built-ins only (no fork): a warm VM polls this while it waits, under TCG too.
 serial_node() {
   for s in /sys/block/vd*/serial; do
-    [ -f "$s" ] && [ "$(cat "$s" 2>/dev/null)" = "$1" ] && { d="${s%/serial}"; echo "/dev/${d##*/}"; return 0; }
+    serial=; [ -f "$s" ] && read -r serial < "$s" 2>/dev/null
+    [ "$serial" = "$1" ] && { d="${s%/serial}"; node="/dev/${d##*/}"; return 0; }
   done
   return 1
 }
@@ -45,8 +47,24 @@ serial_node() {
 # would have been. From there on it is an ordinary boot. docs/warm-pool.md.
 if [ -n "$pool" ]; then
   trap 'say "stopped while waiting for a program"; sync; reboot -f' INT TERM
+  # Woken by block device uevents (busybox uevent on the kernel's netlink socket) rather
+  # than polling, which costs a TCG guest a tenth of a core. The pipe is held open
+  # read-write here, so a helper never blocks and no event is lost; a check every 5 s
+  # anyway (an event before the watcher listened).
+  mkfifo /run/aleph-hotplug && exec 3<>/run/aleph-hotplug
+  printf '#!/bin/sh\n[ "$SUBSYSTEM" = block ] && echo "$ACTION" > /run/aleph-hotplug\n' > /run/aleph-hotplug.sh
+  chmod 755 /run/aleph-hotplug.sh
+  uevent /run/aleph-hotplug.sh & watcher=$!
   say "waiting for a program"
-  until program="$(serial_node program)"; do usleep 20000; done
+  until serial_node program; do
+    read -r -t 5 _ <&3 || true
+    # A drive came (the code or a volume first): the program's follows; its serial may
+    # show a moment after its event. Poll for a second, then block again.
+    n=0; until serial_node program || [ $n -ge 20 ]; do usleep 50000; n=$((n+1)); done
+  done
+  kill "$watcher" 2>/dev/null
+  exec 3<&-
+  program="$node"
   wait_dev "$program"
   ( cd / && cpio -i -d -u < "$program" 2>/dev/null ) || fail "cannot unpack the program from $program"
   trap - INT TERM
@@ -72,10 +90,10 @@ fi
 device_of() {
   # Hot-plugged drives (a warm-pool VM) appear in no set order: wait for the serial.
   if [ -n "$pool" ]; then
-    n=0; while [ $n -lt 1000 ]; do serial_node "$1" && return; usleep 20000; n=$((n+1)); done
+    n=0; while [ $n -lt 1000 ]; do serial_node "$1" && { echo "$node"; return; }; usleep 20000; n=$((n+1)); done
   fi
   wait_dev "/dev/$2"
-  serial_node "$1" || echo "/dev/$2"
+  if serial_node "$1"; then echo "$node"; else echo "/dev/$2"; fi
 }
 
 # /etc/aleph/mounts: "<id> <device> <mount point> <fstype> <mode>" per line, in
