@@ -98,6 +98,7 @@ describe('defaults', () => {
         memoryBudgetMib: 8192,
         holdQueue: 100,
         stopGraceMs: 5_000,
+        prewarm: 0,
       },
       programs: { source: 'local', alephApi: 'https://api2.aleph.im', local: [] },
       routes: [],
@@ -184,6 +185,7 @@ max_vms = 8
 memory_budget_mib = 2048
 hold_queue = 5
 stop_grace = "2s"
+prewarm = 1
 [programs]
 source = "aleph"
 aleph_api = "https://api.example.org"
@@ -235,6 +237,7 @@ lookup_timeout = "500ms"
       memoryBudgetMib: 2048,
       holdQueue: 5,
       stopGraceMs: 2000,
+      prewarm: 1,
     });
     assert.equal(settings.programs.source, 'aleph');
     assert.deepEqual(settings.routes, [{ host: 'app.example.com', program: HASH_B }]);

@@ -7,13 +7,17 @@
 import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
 import { execFileSync } from 'node:child_process';
-import { chmod, copyFile, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NotFoundError, setLogLevel } from '../../src/common/index.js';
 import { QemuDriver, waitForHttp } from '../../src/drivers/index.js';
 import { qemuArgs } from '../../src/drivers/qemu/index.js';
 import { MetricsRegistry } from '../../src/metrics/index.js';
-import { Orchestrator, type ReadinessProbe } from '../../src/orchestrator/index.js';
+import { Orchestrator, type GuestServices, type ReadinessProbe } from '../../src/orchestrator/index.js';
+import { SnapshotStore } from '../../src/drivers/vm/index.js';
+import { createLogger } from '../../src/common/index.js';
+import http from 'node:http';
 import type { Program, ProgramSource } from '../../src/programs/index.js';
 import { guestSetup, processesWith, qemuSkipReason, type GuestSetup } from './qemu-guest.js';
 import { httpGet } from './helpers.js';
@@ -44,7 +48,7 @@ async function busyboxRuntime(dir: string): Promise<string> {
   const root = join(dir, 'runtime.d');
   await mkdir(join(root, 'bin'), { recursive: true });
   await copyFile('/bin/busybox', join(root, 'bin', 'busybox'));
-  for (const applet of ['sh', 'httpd', 'ls', 'cat', 'echo']) await symlink('busybox', join(root, 'bin', applet));
+  for (const applet of ['sh', 'httpd', 'ls', 'cat', 'echo', 'wget']) await symlink('busybox', join(root, 'bin', applet));
   const image = join(dir, 'runtime.squashfs');
   execFileSync('mksquashfs', [root, image, '-noappend', '-quiet', '-all-root']);
   return image;
@@ -63,6 +67,21 @@ describe('warm VM command line', () => {
   });
 });
 
+describe('snapshot labels (restore beats the pool)', () => {
+  it('tells whether any state was saved for a program', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'aewp-snap-'));
+    try {
+      const store = new SnapshotStore(dir, 1 << 20, createLogger('test.snapshots'));
+      assert.equal(await store.hasLabel(`qemu ${'a'.repeat(64)}`), false);
+      await store.save('1'.repeat(64), `qemu ${'a'.repeat(64)}`, (path) => writeFile(path, 'state'));
+      assert.equal(await store.hasLabel(`qemu ${'a'.repeat(64)}`), true);
+      assert.equal(await store.hasLabel(`qemu ${'b'.repeat(64)}`), false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('warm pool (qemu)', { skip: skip || false, timeout: 900_000 }, () => {
   let setup: GuestSetup;
   let runtime: string;
@@ -73,7 +92,7 @@ describe('warm pool (qemu)', { skip: skip || false, timeout: 900_000 }, () => {
     const code = await squashfs(setup.dir, `code-${name}`, {
       start: { text: `#!/bin/sh\necho "secret of ${name}" > /tmp/left-by-${name}\nexec httpd -f -p 8080 -h /opt/code/www\n`, mode: 0o755 },
       'www/index.html': `code of ${name}\n`,
-      'www/cgi-bin/look': { text: '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\necho "volume: $(cat /data/content)"\necho "tmp: $(ls /tmp)"\necho "host: $(cat /etc/hostname)"\n', mode: 0o755 },
+      'www/cgi-bin/look': { text: '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\necho "volume: $(cat /data/content)"\necho "tmp: $(ls /tmp)"\necho "host: $(cat /etc/hostname)"\necho "api: $(wget -q -O- "$ALEPH_API_HOST/who" 2>&1)"\n', mode: 0o755 },
     });
     const volume = await squashfs(setup.dir, `volume-${name}`, { content: `volume of ${name}` });
     programs.set(hash, {
@@ -114,13 +133,23 @@ describe('warm pool (qemu)', { skip: skip || false, timeout: 900_000 }, () => {
       prewarm: { runtime, memoryMib: 128, vcpus: 1 },
     });
     const metrics = new MetricsRegistry();
+    // Each execution's own guest API: a server on a socket of its own that names the program.
+    let sessions = 0;
+    const guest: GuestServices = {
+      open: async (program) => {
+        const socket = join(setup.dir, `guest-${++sessions}.sock`);
+        const server = http.createServer((_req, res) => res.end(`guest API of ${program.name}`));
+        await new Promise<void>((resolve) => server.listen(socket, resolve));
+        return { socket, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+      },
+    };
     // Room for two 128 MiB VMs: with both programs running, none for the pool.
     const o = new Orchestrator({
       settings: {
         driver: 'qemu', idleTimeoutMs: 3_600_000, bootTimeoutMs: 300_000, requestTimeoutMs: 30_000,
         maxVms: 8, memoryBudgetMib: 256, holdQueue: 10, stopGraceMs: 5_000, prewarm: 1,
       },
-      programs: source, driver, probe, metrics,
+      programs: source, driver, probe, metrics, guest,
     });
     const gauge = (state: string) => Number(new RegExp(`aleph_edge_warm_vms\\{state="${state}"\\} (\\d+)`).exec(metrics.render())?.[1] ?? 'NaN');
     const attaches = () => Number(/aleph_edge_warm_vm_attaches_total (\d+)/.exec(metrics.render())?.[1] ?? '0');
@@ -137,6 +166,7 @@ describe('warm pool (qemu)', { skip: skip || false, timeout: 900_000 }, () => {
       assert.match(lookA, /^volume: volume of alpha$/m);
       assert.match(lookA, /^tmp: left-by-alpha$/m);
       assert.match(lookA, /^host: [a-z2-7]{52}$/m, 'the program\'s own hostname');
+      assert.match(lookA, /^api: guest API of alpha$/m, 'its own guest API, through the hot-plugged NIC\'s guestfwd');
       alpha.release();
 
       // Refilled in the background: alpha's VM plus a new warm one (256 MiB) fit.
@@ -151,6 +181,7 @@ describe('warm pool (qemu)', { skip: skip || false, timeout: 900_000 }, () => {
       const lookB = (await httpGet(beta.endpoint, '/cgi-bin/look')).body;
       assert.match(lookB, /^volume: volume of beta$/m);
       assert.match(lookB, /^tmp: left-by-beta$/m, 'nothing alpha left is there');
+      assert.match(lookB, /^api: guest API of beta$/m);
       assert.doesNotMatch(lookB, /alpha/);
       beta.release();
       assert.equal(qemus(), 2);

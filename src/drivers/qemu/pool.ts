@@ -190,6 +190,7 @@ export async function attachProgram(warm: QemuWarmVm, program: Program, slot: Sl
   const launch = program.launch as VmLaunch;
   const log = withFields(ctx.log, { hash: shortHash(program.hash), exec: slot.executionId });
   const { vm } = warm;
+  const t0 = performance.now();
   try {
     const hostPort = await pickFreePort(LOOPBACK_HOST);
     const endpoint: Endpoint = { kind: 'tcp', host: LOOPBACK_HOST, port: hostPort };
@@ -239,10 +240,14 @@ export async function attachProgram(warm: QemuWarmVm, program: Program, slot: Sl
     } finally {
       qmp.close();
     }
+    const pluggedMs = Math.round(performance.now() - t0);
     if (!(await started)) throw new DriverStartError(`the warm VM did not start the program within ${ATTACH_WAIT_MS} ms`);
     const instance = new AttachedVm(vm, endpoint);
     if (link) instance.guestApi = { kind: 'unix', path: link.path };
-    log.info('program attached to a warm vm', { pid: vm.pid, drives: layout.drives.length, endpoint: `${endpoint.host}:${endpoint.port}` });
+    log.info('program attached to a warm vm', {
+      pid: vm.pid, drives: layout.drives.length, endpoint: `${endpoint.host}:${endpoint.port}`,
+      plugged_ms: pluggedMs, started_ms: Math.round(performance.now() - t0),
+    });
     return instance;
   } catch (err) {
     await vm.kill();
