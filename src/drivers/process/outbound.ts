@@ -81,12 +81,16 @@ export async function openOutbound(tools: OutboundTools, name: string, runDir: s
     closed ??= (async () => {
       const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
       await run(tools.ip, ['netns', 'delete', netnsName]).catch(() => undefined);
-      // pasta quits when its namespace is deleted; this is the safety net.
+      // pasta quits when its namespace is deleted; this is the safety net, for that
+      // pasta only (a pid read from a file may have been reused meanwhile).
       if (Number.isInteger(pid) && pid > 1) {
-        try {
-          process.kill(pid, 'SIGTERM');
-        } catch {
-          // gone already
+        const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+        if (cmdline.split('\0').includes(netnsName)) {
+          try {
+            process.kill(pid, 'SIGTERM');
+          } catch {
+            // gone already
+          }
         }
       }
     })();
