@@ -43,8 +43,8 @@ describe('qemu command line', () => {
       machine: 'q35' as const, accel: 'tcg' as const, memoryMib: 128, vcpus: 1, kernel: '/k', initrd: '/i', kernelArgs: [],
       qmpSocket: '/q', net: { mode: 'user' as const, hostPort: 4567, internet: false, guestApiCommand: command },
     });
-    assert.match(qemuArgs(spec(['/usr/bin/socat', '-t', '60', 'STDIO', 'UNIX-CONNECT:/run/vm-1/guest-api.sock'])).join(' '),
-      / -netdev user,id=n0,restrict=on,hostfwd=tcp:127\.0\.0\.1:4567-:8080,guestfwd=tcp:10\.0\.2\.100:80-cmd:\/usr\/bin\/socat -t 60 STDIO UNIX-CONNECT:\/run\/vm-1\/guest-api\.sock -device /);
+    assert.match(qemuArgs(spec(['/usr/bin/socat', '-t', '5', 'STDIO', 'UNIX-CONNECT:/run/vm-1/guest-api.sock'])).join(' '),
+      / -netdev user,id=n0,restrict=on,hostfwd=tcp:127\.0\.0\.1:4567-:8080,guestfwd=tcp:10\.0\.2\.100:80-cmd:\/usr\/bin\/socat -t 5 STDIO UNIX-CONNECT:\/run\/vm-1\/guest-api\.sock -device /);
     assert.throws(() => qemuArgs(spec(['/opt/a,b/socat', 'STDIO'])), /needs quoting/);
     assert.throws(() => qemuArgs(spec(['/bin/sh', '-c', 'nc x; rm -rf /'])), /needs quoting/);
   });

@@ -351,8 +351,9 @@ export class QemuDriver implements Driver {
     const socat = findExecutable('socat');
     if (!socat) throw new DriverStartError('the guest API under user-mode networking needs socat on the host (apt install socat)');
     const link = await openUnixGuestLink({ socket, path });
-    // -t: after the guest half-closes, the answer may still take a while (an Aleph API passthrough).
-    return { link, command: [socat, '-t', '60', 'STDIO', `UNIX-CONNECT:${plainPath(path)}`] };
+    // -t 5: once one side has closed, the other gets 5 s to finish (an answer to a guest that
+    // half-closed after its request), and no more: a socat per connection is a host process.
+    return { link, command: [socat, '-t', '5', 'STDIO', `UNIX-CONNECT:${plainPath(path)}`] };
   }
 }
 
