@@ -12,7 +12,7 @@ import { ProcessInstance } from './instance.js';
 import { captureOutput, DEFAULT_OUTPUT_LIMITS, type OutputLimits } from './output.js';
 import { LOOPBACK_HOST, pickFreePort } from './port.js';
 import { ExecutionRecords } from './records.js';
-import { reapOutbound } from './outbound.js';
+import { reapOutbound } from '../outbound.js';
 import { prepareSandbox, SANDBOX_PROGRAM_HOST, SANDBOX_PROGRAM_PORT, temporaryRunRoot, type SandboxRun } from './sandbox.js';
 import { spawnProgram } from './spawn.js';
 import { ASGI_SHUTDOWN_S, stopGrace } from '../stop-grace.js';

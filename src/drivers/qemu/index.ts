@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, shortHash, type Logger } from '../../common/index.js';
 import { buildProgramArchive, kvmUsable, writeConcatenated } from '../image/index.js';
@@ -22,6 +22,7 @@ import type { Program, VmLaunch } from '../../programs/index.js';
 import { DriverStartError, type Driver, type Endpoint, type Instance, type InstanceNetwork, type Slot } from '../types.js';
 import { plainPath, qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
 import { guestEnv, openGuestLink, openUnixGuestLink, type UnixGuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
+import { openOutbound, outboundTools } from '../outbound.js';
 import { checkExecutable, checkFile, findExecutable, IMAGE_HINT, safeName, setupError, withFields } from './checks.js';
 import { QmpClient, qmpCommand } from './qmp.js';
 import { controlGuest, restoreCommands } from './control.js';
@@ -144,6 +145,7 @@ export class QemuDriver implements Driver {
       let apiHost = '';
       let guestApi: Endpoint | undefined;
       let network: InstanceNetwork | undefined;
+      let vmm = { file: this.options.binary, prefix: [] as string[] };
       if (this.options.network === 'tap') {
         // A program's IPv6 is the monitor's microvm address for its hash (vm type 1).
         const lease = await this.options.pool!.acquire(slot.executionId, { internet: launch.internet, hash: program.hash, vmType: program.persistent ? 'persistent_program' : 'microvm' });
@@ -164,6 +166,7 @@ export class QemuDriver implements Driver {
         net = { mode: 'user', hostPort, internet: launch.internet };
         endpoint = { kind: 'tcp', host: LOOPBACK_HOST, port: hostPort };
         kernelArgs.push(`aleph.ip=${USER_NET.guest}`, `aleph.gw=${USER_NET.gateway}`, `aleph.dns=${USER_NET.dns}`);
+        if (launch.internet) vmm = await this.userNetOutbound(hostPort, dir, cleanups, log);
         if (slot.guestApi) {
           const forward = await this.userNetGuestApi(slot.guestApi.socket, join(dir, 'guest-api.sock'));
           cleanups.push(() => forward.link.close());
@@ -214,7 +217,7 @@ export class QemuDriver implements Driver {
       if (snapshot) spec.control = snapshot.control;
       const stopGraceMs = stopGrace(this.options.stopGraceMs, STOP_TIMEOUT_S[launch.aleph?.interface ?? 'binary']);
       const spawnVm = (args: string[], onConsole?: (line: string) => void) =>
-        VmProcess.spawn(this.options.binary, args, {
+        VmProcess.spawn(vmm.file, [...vmm.prefix, ...args], {
           onConsole,
           endpoint,
           output: slot.output,
@@ -338,6 +341,31 @@ export class QemuDriver implements Driver {
       }
     });
     if (entry) log.info('snapshot saved', { key: entry.key.slice(0, 12), bytes: entry.size, save_ms: Math.round(performance.now() - t0) });
+  }
+
+  /**
+   * Internet under user-mode networking without the host's loopback: slirp maps 10.0.2.2
+   * to the host's 127.0.0.1 (Redis, local programs, other VMs' forwarded ports) and
+   * QEMU 7.2 cannot turn that off, so qemu runs in a network namespace of its own with a
+   * route out through pasta (../outbound.ts), where 127.0.0.1 holds only its own port
+   * forward; pasta binds that port on the host's 127.0.0.1 for the node. A node that
+   * cannot (not root, no pasta) runs qemu as before, and says what the guest can reach.
+   */
+  private async userNetOutbound(hostPort: number, dir: string, cleanups: Cleanup[], log: Logger): Promise<{ file: string; prefix: string[] }> {
+    const found = outboundTools();
+    const direct = { file: this.options.binary, prefix: [] };
+    if ('missing' in found) {
+      log.warn('user-mode VM with internet reaches the host\'s loopback at 10.0.2.2', { reason: found.missing });
+      return direct;
+    }
+    try {
+      const outbound = await openOutbound(found.tools, basename(dir), dir, { loopbackTcpPort: hostPort });
+      cleanups.push(() => outbound.close());
+      return { file: found.tools.nsenter, prefix: [`--net=${outbound.netns}`, this.options.binary] };
+    } catch (error) {
+      log.warn('user-mode VM with internet reaches the host\'s loopback at 10.0.2.2', { reason: (error as Error).message });
+      return direct;
+    }
   }
 
   /**
