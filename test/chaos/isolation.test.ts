@@ -7,9 +7,9 @@
 // `nobody`: neither program's unix sockets can be opened.
 
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { chmod, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,8 +20,9 @@ import { FakeAlephApi, zip } from '../fixtures/aleph-api/server.js';
 import { removeRedis, startRedis, type RedisServer } from '../guestapi/redis-harness.js';
 import { alive, request, until, type TestNode } from '../helpers/node.js';
 import { netnsSkipReason } from '../drivers/qemu-guest.js';
+import { defaultGateway, pastaSkipReason, startOutside, type Outside } from '../helpers/outside.js';
 import { ProcessDriver } from '../../src/drivers/process/index.js';
-import { openOutbound, outboundTools } from '../../src/drivers/process/outbound.js';
+import { openOutbound, outboundTools } from '../../src/drivers/outbound.js';
 import { prepareSandbox } from '../../src/drivers/process/sandbox.js';
 import { startAlephNode } from '../programs/helpers.js';
 
@@ -161,28 +162,16 @@ describe('a sandboxed program reaches only its own things', { skip }, () => {
 // Outbound internet (environment.internet) under the process driver: pasta gives the
 // program's namespace a route out. CI has no internet: "outside" is a network namespace
 // of the test's own behind a veth pair, with an HTTP server on its address.
-const outsideSkip = skip || netnsSkipReason() || (which('pasta') ? '' : 'pasta is not installed (.ci/setup.d/aleph.sh installs passt)') || defaultRouteSkip();
-
-/** pasta copies the host's default-route interface into the namespace: without one it cannot start. */
-function defaultRouteSkip(): string {
-  const routes = ['-4', '-6'].map((family) => { try { return execFileSync('ip', [family, 'route', 'show', 'default'], { encoding: 'utf8' }).trim(); } catch { return ''; } });
-  return routes.some(Boolean) ? '' : 'the host has no default route (pasta needs one)';
-}
+const outsideSkip = skip || netnsSkipReason() || pastaSkipReason();
 
 describe('a sandboxed program with internet reaches outside, and still nothing of the host', { skip: outsideSkip || false }, () => {
-  const id = process.pid % 10_000;
-  const ns = `aeis2o${id}`;
-  const hostEnd = `aeis2h${id}`;
-  const outsideEnd = `aeis2p${id}`;
-  const subnet = 4 * (id % 60);
-  const outsideIp = `198.51.100.${subnet + 2}`;
-  let server: ChildProcess | undefined;
+  let outside: Outside | undefined;
+  let outsideIp = '';
   let api: FakeAlephApi;
   let redis: RedisServer;
   let node: TestNode;
   let online: string;
   let offline: string;
-  let www = '';
   let closed = false;
 
   const call = async <T>(hash: string, target: string): Promise<T> => {
@@ -193,21 +182,8 @@ describe('a sandboxed program with internet reaches outside, and still nothing o
   const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
 
   before(async () => {
-    ip('netns', 'add', ns);
-    ip('link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', outsideEnd);
-    ip('link', 'set', outsideEnd, 'netns', ns);
-    ip('addr', 'add', `198.51.100.${subnet + 1}/30`, 'dev', hostEnd);
-    ip('link', 'set', hostEnd, 'up');
-    ip('-n', ns, 'addr', 'add', `${outsideIp}/30`, 'dev', outsideEnd);
-    ip('-n', ns, 'link', 'set', outsideEnd, 'up');
-    ip('-n', ns, 'link', 'set', 'lo', 'up');
-    www = await mkdtemp(path.join(os.tmpdir(), 'aeis2-outside-'));
-    await writeFile(path.join(www, 'index.html'), 'hello from outside\n');
-    server = spawn('ip', ['netns', 'exec', ns, 'python3', '-m', 'http.server', '8000', '--bind', outsideIp, '--directory', www], { stdio: 'ignore' });
-    await until(() => new Promise<boolean>((resolve) => {
-      const probe = net.connect({ host: outsideIp, port: 8000 }, () => { probe.destroy(); resolve(true); });
-      probe.once('error', () => resolve(false));
-    }), 20_000, 'the outside server');
+    outside = await startOutside('aeis2', '198.51.100');
+    outsideIp = outside.ip;
 
     api = new FakeAlephApi();
     await api.start();
@@ -222,11 +198,8 @@ describe('a sandboxed program with internet reaches outside, and still nothing o
   after(async () => {
     if (!closed) await node?.close();
     if (redis) await removeRedis(redis);
-    if (www) await rm(www, { recursive: true, force: true });
     await api?.close();
-    if (server?.pid) process.kill(server.pid, 'SIGTERM');
-    try { ip('link', 'delete', hostEnd); } catch { /* went with the namespace */ }
-    try { ip('netns', 'delete', ns); } catch { /* never made */ }
+    await outside?.close();
   });
 
   it('with internet: connects to a server outside; without: no route', async () => {
@@ -252,7 +225,7 @@ describe('a sandboxed program with internet reaches outside, and still nothing o
       }),
     ];
     // The host's default gateway is not mapped to the host's loopback (pasta's --no-map-gw).
-    const gateway = /default via (\S+)/.exec(ip('-4', 'route', 'show', 'default'))?.[1];
+    const gateway = defaultGateway();
     if (gateway) targets.push([gateway, redis.port, "Redis through the gateway's address"]);
     for (const [host, port, what] of targets) {
       const result = await call<Connect>(online, `/connect?host=${host}&port=${port}`);
@@ -351,6 +324,3 @@ function listeningInodesOf(pid: number): string[] {
   return rows.map((row) => row.trim().split(/\s+/)).filter((f) => f[3] === '0A' && held.has(f[9]!)).map((f) => f[9]!);
 }
 
-function which(name: string): boolean {
-  return (process.env.PATH ?? '').split(':').some((dir) => existsSync(path.join(dir, name)));
-}

@@ -54,6 +54,9 @@ export async function writeGuestProgram(dir: string): Promise<string> {
   // The guest API as the program sees it: its variables, and a call through $ALEPH_API_HOST.
   await writeFile(join(code, 'www', 'cgi-bin', 'api'), '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\necho "ALEPH_API_HOST=$ALEPH_API_HOST"\necho "ALEPH_ADDRESS_TO_USE=$ALEPH_ADDRESS_TO_USE"\necho "ALEPH_API_UNIX_SOCKET=[$ALEPH_API_UNIX_SOCKET]"\nbusybox wget -q -O- "$ALEPH_API_HOST/cache/get/probe" 2>&1\n');
   await chmod(join(code, 'www', 'cgi-bin', 'api'), 0o755);
+  // A TCP connection from inside the guest to $QUERY_STRING (host:port): "connected" and what the peer sent, or nc's error.
+  await writeFile(join(code, 'www', 'cgi-bin', 'connect'), '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\nif busybox nc -w 5 "${QUERY_STRING%:*}" "${QUERY_STRING##*:}" </dev/null >/tmp/peer 2>&1; then echo connected; fi\ncat /tmp/peer\n');
+  await chmod(join(code, 'www', 'cgi-bin', 'connect'), 0o755);
   return code;
 }
 

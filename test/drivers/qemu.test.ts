@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
+import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AlephEdgeNode } from '../../src/app/index.js';
@@ -18,6 +19,7 @@ import { moduleDepends } from '../../src/drivers/image/initramfs.js';
 import { GUEST_API_LOOPBACK, qemuArgs, QemuDriver } from '../../src/drivers/qemu/index.js';
 import { programHash, request, until, type TestNode } from '../helpers/node.js';
 import { httpGet, makeProgram, nextSlot } from './helpers.js';
+import { pastaSkipReason, startOutside } from '../helpers/outside.js';
 import { guestSetup, netnsSkipReason, processesWith, qemuSkipReason, standInGuestApi, tcpListeners, writeGuestProgram, type GuestSetup } from './qemu-guest.js';
 
 if (!process.env.ALEPH_EDGE_LOG) setLogLevel('warn');
@@ -43,8 +45,8 @@ describe('qemu command line', () => {
       machine: 'q35' as const, accel: 'tcg' as const, memoryMib: 128, vcpus: 1, kernel: '/k', initrd: '/i', kernelArgs: [],
       qmpSocket: '/q', net: { mode: 'user' as const, hostPort: 4567, internet: false, guestApiCommand: command },
     });
-    assert.match(qemuArgs(spec(['/usr/bin/socat', '-t', '60', 'STDIO', 'UNIX-CONNECT:/run/vm-1/guest-api.sock'])).join(' '),
-      / -netdev user,id=n0,restrict=on,hostfwd=tcp:127\.0\.0\.1:4567-:8080,guestfwd=tcp:10\.0\.2\.100:80-cmd:\/usr\/bin\/socat -t 60 STDIO UNIX-CONNECT:\/run\/vm-1\/guest-api\.sock -device /);
+    assert.match(qemuArgs(spec(['/usr/bin/socat', '-t', '5', 'STDIO', 'UNIX-CONNECT:/run/vm-1/guest-api.sock'])).join(' '),
+      / -netdev user,id=n0,restrict=on,hostfwd=tcp:127\.0\.0\.1:4567-:8080,guestfwd=tcp:10\.0\.2\.100:80-cmd:\/usr\/bin\/socat -t 5 STDIO UNIX-CONNECT:\/run\/vm-1\/guest-api\.sock -device /);
     assert.throws(() => qemuArgs(spec(['/opt/a,b/socat', 'STDIO'])), /needs quoting/);
     assert.throws(() => qemuArgs(spec(['/bin/sh', '-c', 'nc x; rm -rf /'])), /needs quoting/);
   });
@@ -392,6 +394,39 @@ describe('qemu driver, real VMs under TCG', { skip: skip || false, timeout: 600_
       assert.deepEqual(await readdir(runDir), [], 'the links\' sockets went with their VMs');
     } finally {
       await Promise.all(apis.map((api) => api.close()));
+    }
+  });
+
+  it("user networking with internet: reaches outside, never the host's loopback at 10.0.2.2; the node still reaches it", { skip: netnsSkipReason() || pastaSkipReason() || false }, async () => {
+    const outside = await startOutside('aeis2q', '203.0.113');
+    // A service on the host's loopback, as Redis, a local program or another VM's forwarded port would be.
+    const secret = net.createServer((socket) => socket.end('host loopback secret\n'));
+    await new Promise<void>((resolve) => secret.listen(0, '127.0.0.1', resolve));
+    const secretPort = (secret.address() as net.AddressInfo).port;
+    const runDir = join(guest.dir, 'internet-vms');
+    const namespaces = () => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((line) => line.split(' ')[0]);
+    let folder: string | undefined;
+    try {
+      const driver = new QemuDriver({ stopGraceMs: 3000, binary: 'qemu-system-x86_64', kernel: guest.kernel.vmlinuz, initramfs: guest.initramfs, machine: 'auto', accel: 'tcg', network: 'user', runDir });
+      const program = makeProgram([]);
+      program.launch = { kind: 'vm', code, entrypoint: '/app/start', env: {}, kernel: '', initramfs: '', internet: true };
+      const instance = await driver.start(program, nextSlot());
+      try {
+        await waitForHttp(instance.endpoint, { path: '/', deadline: Date.now() + 60_000 });
+        const connect = async (host: string, port: number) => (await httpGet(instance.endpoint, `/cgi-bin/connect?${host}:${port}`)).body;
+        assert.match(await connect(outside.ip, outside.port), /^connected$/m, 'the guest reaches outside');
+        assert.doesNotMatch(await connect('10.0.2.2', secretPort), /host loopback secret/, "the guest read a service on the host's loopback");
+        assert.equal((await httpGet(instance.endpoint, '/index.html')).body, 'hello from the guest\n', 'the node reaches the VM through its forwarded port');
+        [folder] = await readdir(runDir);
+        assert.ok(namespaces().includes(`aleph-edge-${folder}`), 'qemu runs in a namespace of its own');
+      } finally {
+        await instance.stop();
+      }
+      assert.deepEqual(await readdir(runDir), []);
+      assert.ok(!namespaces().includes(`aleph-edge-${folder}`), "the VM's namespace went with it");
+    } finally {
+      secret.close();
+      await outside.close();
     }
   });
 

@@ -3,7 +3,10 @@
 // /var/lib/example) on the stand-in Aleph API, booted by the qemu driver under TCG,
 // checked through /status/check/fastapi with node.check_program naming it. Its probe
 // targets are servers of this test, reached from the guest through QEMU's user-mode
-// network (10.0.2.2 is the host's loopback); its guest API (messages, cache) goes
+// network (10.0.2.2 is the host's loopback; where qemu gets its own namespace behind
+// pasta instead, root with pasta, the internet and IPv4 probes go to a server in an
+// "outside" namespace, as the host's loopback is out of the guest's reach there);
+// its guest API (messages, cache) goes
 // through QEMU's guestfwd to the node, with a redis-server of the test's own.
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -16,7 +19,8 @@ import { loadConfig } from '../../src/config/index.js';
 import { buildBaseInitramfs, ensureKernel, ensureRuntime } from '../../src/drivers/image/index.js';
 import { FakeAlephApi, zip } from '../fixtures/aleph-api/server.js';
 import { removeRedis, startRedis, type RedisServer } from '../guestapi/redis-harness.js';
-import { processesWith, qemuSkipReason } from '../drivers/qemu-guest.js';
+import { netnsSkipReason, processesWith, qemuSkipReason } from '../drivers/qemu-guest.js';
+import { pastaSkipReason, startOutside, type Outside } from '../helpers/outside.js';
 import { request, type TestNode } from '../helpers/node.js';
 import { qemuAlephConfig } from '../helpers/qemu-aleph-config.js';
 import { ROOT } from '../helpers/paths.js';
@@ -34,6 +38,7 @@ describe('the diagnostic program in a qemu VM (TCG), checked by the node', { ski
   let redis: RedisServer;
   let node: TestNode | undefined;
   let hash: string;
+  let outside: Outside | undefined;
 
   before(async () => {
     // Built by .ci/setup.d/runtime.sh (minutes): never here, so a missing one fails clearly.
@@ -43,6 +48,9 @@ describe('the diagnostic program in a qemu VM (TCG), checked by the node', { ski
     const initramfs = join(dir, 'initramfs.cpio');
     await writeFile(initramfs, await buildBaseInitramfs({ modulesDir: kernel.modulesDir }));
     targets = await startProbeTargets();
+    // With internet on a root node with pasta, 10.0.2.2 is the VM's own namespace (docs/security.md).
+    if (!netnsSkipReason() && !pastaSkipReason()) outside = await startOutside('aeis2d', '198.18.0');
+    const v4Target = outside ? `${outside.ip}:${outside.port}` : `${SLIRP_HOST}:${targets.v4Port}`;
     redis = await startRedis();
     api = new FakeAlephApi();
     await api.start();
@@ -52,8 +60,8 @@ describe('the diagnostic program in a qemu VM (TCG), checked by the node', { ski
       code, runtime, encoding: 'zip', entrypoint: 'main:app', memory: 256,
       volumes: [{ mount: '/var/lib/example', name: 'state', persistence: 'host', size_mib: 4 }],
       variables: {
-        DIAGNOSTIC_INTERNET_URL: `http://${SLIRP_HOST}:${targets.v4Port}/`,
-        DIAGNOSTIC_IPV4_TARGET: `${SLIRP_HOST}:${targets.v4Port}`,
+        DIAGNOSTIC_INTERNET_URL: `http://${v4Target}/`,
+        DIAGNOSTIC_IPV4_TARGET: v4Target,
         DIAGNOSTIC_DNS_HOSTNAME: 'localhost', // the guest init writes it for 127.0.0.1 and ::1
         DIAGNOSTIC_MESSAGE_HASH: runtime, // /messages and /get_a_message read the runtime's STORE message
       },
@@ -81,6 +89,7 @@ describe('the diagnostic program in a qemu VM (TCG), checked by the node', { ski
     await node?.close();
     await api?.close();
     await targets?.close();
+    await outside?.close();
     if (redis) await removeRedis(redis);
     if (!dir) return;
     for (const pid of processesWith(dir)) process.kill(pid, 'SIGKILL');

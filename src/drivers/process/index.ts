@@ -11,7 +11,7 @@ import { buildProgramEnv } from './env.js';
 import { ProcessInstance } from './instance.js';
 import { captureOutput, DEFAULT_OUTPUT_LIMITS, LOOPBACK_HOST, pickFreePort, withFields, type OutputLimits } from '../host/index.js';
 import { ExecutionRecords } from './records.js';
-import { reapOutbound } from './outbound.js';
+import { reapOutbound } from '../outbound.js';
 import { prepareSandbox, SANDBOX_PROGRAM_HOST, SANDBOX_PROGRAM_PORT, temporaryRunRoot, type SandboxRun } from './sandbox.js';
 import { spawnProgram } from './spawn.js';
 import { ForkServer, programPid } from './fork-server.js';

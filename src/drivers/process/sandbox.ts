@@ -9,13 +9,13 @@
 // The program can listen on the same fixed port as every other (each has its own
 // namespace), so no host port is picked and none can be taken by another process.
 // A program with environment.internet also gets a route out through pasta
-// (outbound.ts): its namespace is then a named one that bubblewrap enters.
+// (../outbound.ts): its namespace is then a named one that bubblewrap enters.
 
 import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ProcessSandbox } from '../../programs/index.js';
-import { openOutbound, outboundTools, type Outbound } from './outbound.js';
+import { openOutbound, outboundTools, type Outbound } from '../outbound.js';
 
 /** Where the run folder appears inside the sandbox. */
 export const SANDBOX_RUN = '/run/aleph-edge';

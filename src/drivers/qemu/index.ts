@@ -10,7 +10,7 @@
 
 import { createHash } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, shortHash, type Logger } from '../../common/index.js';
 import { kvmUsable } from '../image/index.js';
@@ -25,6 +25,7 @@ import type { QemuPrewarmSettings } from '../../config/index.js';
 import { DriverStartError, formatEndpoint, type Driver, type Instance, type Slot } from '../types.js';
 import { plainPath, qemuArgs, USER_NET, type QemuAccel, type QemuMachine, type QemuVmSpec } from './args.js';
 import { openUnixGuestLink, type UnixGuestLink, GUEST_LINK_LOOPBACK } from '../guest-link.js';
+import { openOutbound, outboundTools } from '../outbound.js';
 import { QmpClient, qmpCommand } from './qmp.js';
 import { startMachine } from './machine.js';
 import { attachProgram, QemuWarmBooter, QemuWarmVm } from './pool.js';
@@ -37,6 +38,8 @@ interface QemuNetwork extends VmNetwork {
   kernelArgs: string[];
   /** The VM's directory: made with the network, which puts the guest API's socket in it. */
   dir: string;
+  /** How qemu is started: directly, or through nsenter into its own network namespace. */
+  vmm: { file: string; prefix: string[] };
 }
 
 export interface QemuDriverOptions {
@@ -155,8 +158,10 @@ export class QemuDriver implements Driver {
     if (instancesOnly(this.options) && !(launch.kernel && launch.initramfs)) {
       throw new DriverStartError('this node runs instances only: programs need drivers.qemu.kernel and drivers.qemu.initramfs');
     }
-    // A warm VM, unless a saved state of this program may be restored (faster still).
-    if (slot.warm instanceof QemuWarmVm && slot.warm.fits(program) && !(await this.options.snapshots?.hasLabel(snapshotLabel(program)))) {
+    // A warm VM, unless a saved state of this program may be restored (faster still). Not for
+    // a program with internet: a warm qemu runs outside the namespace that keeps such a
+    // guest off the host's loopback (userNetOutbound), so that program boots.
+    if (slot.warm instanceof QemuWarmVm && !launch.internet && slot.warm.fits(program) && !(await this.options.snapshots?.hasLabel(snapshotLabel(program)))) {
       return attachProgram(slot.warm, program, slot, {
         guestApi: (socket, path) => this.userNetGuestApi(socket, path), startedMarker: GUEST_STARTED_MARKER, codeKind, log: this.log,
       });
@@ -193,7 +198,7 @@ export class QemuDriver implements Driver {
     const dir = await vmRunDir(this.options.runDir, slot.executionId, cleanups);
     if (this.options.network === 'tap') {
       const tap = await tapNetwork(this.options.pool!, program, launch, slot, cleanups);
-      return { ...tap, dir, net: { mode: 'tap', tap: tap.lease.tap }, kernelArgs: guestNetworkArgs(tap.lease) };
+      return { ...tap, dir, vmm: { file: this.options.binary, prefix: [] }, net: { mode: 'tap', tap: tap.lease.tap }, kernelArgs: guestNetworkArgs(tap.lease) };
     }
     const hostPort = await pickFreePort(LOOPBACK_HOST);
     const qemuNet: QemuNetwork['net'] = { mode: 'user', hostPort, internet: launch.internet };
@@ -201,6 +206,7 @@ export class QemuDriver implements Driver {
       endpoint: { kind: 'tcp', host: LOOPBACK_HOST, port: hostPort },
       apiHost: '',
       dir,
+      vmm: launch.internet ? await this.userNetOutbound(hostPort, dir, cleanups, this.log) : { file: this.options.binary, prefix: [] },
       net: qemuNet,
       kernelArgs: [`aleph.ip=${USER_NET.guest}`, `aleph.gw=${USER_NET.gateway}`, `aleph.dns=${USER_NET.dns}`],
     };
@@ -249,7 +255,7 @@ export class QemuDriver implements Driver {
     if (snapshot) spec.control = snapshot.control;
     const stopGraceMs = stopGrace(this.options.stopGraceMs, STOP_TIMEOUT_S[launch.aleph?.interface ?? 'binary']);
     const spawnVm = (args: string[], console?: (line: string) => void) =>
-      VmProcess.spawn(this.options.binary, args, {
+      VmProcess.spawn(boot.net.vmm.file, [...boot.net.vmm.prefix, ...args], {
         onConsole: console,
         endpoint: boot.net.endpoint,
         output: boot.slot.output,
@@ -350,6 +356,31 @@ export class QemuDriver implements Driver {
   }
 
   /**
+   * Internet under user-mode networking without the host's loopback: slirp maps 10.0.2.2
+   * to the host's 127.0.0.1 (Redis, local programs, other VMs' forwarded ports) and
+   * QEMU 7.2 cannot turn that off, so qemu runs in a network namespace of its own with a
+   * route out through pasta (../outbound.ts), where 127.0.0.1 holds only its own port
+   * forward; pasta binds that port on the host's 127.0.0.1 for the node. A node that
+   * cannot (not root, no pasta) runs qemu as before, and says what the guest can reach.
+   */
+  private async userNetOutbound(hostPort: number, dir: string, cleanups: Cleanup[], log: Logger): Promise<{ file: string; prefix: string[] }> {
+    const found = outboundTools();
+    const direct = { file: this.options.binary, prefix: [] };
+    if ('missing' in found) {
+      log.warn('user-mode VM with internet reaches the host\'s loopback at 10.0.2.2', { reason: found.missing });
+      return direct;
+    }
+    try {
+      const outbound = await openOutbound(found.tools, basename(dir), dir, { loopbackTcpPort: hostPort });
+      cleanups.push(() => outbound.close());
+      return { file: found.tools.nsenter, prefix: [`--net=${outbound.netns}`, this.options.binary] };
+    } catch (error) {
+      log.warn('user-mode VM with internet reaches the host\'s loopback at 10.0.2.2', { reason: (error as Error).message });
+      return direct;
+    }
+  }
+
+  /**
    * The guest API under user-mode networking: a guestfwd hands each guest connection to
    * 10.0.2.100:80 to `socat`, which qemu spawns per connection, towards a link on a unix
    * socket in this VM's own 0700 folder. Only this VM's forward knows that path, and no
@@ -360,8 +391,9 @@ export class QemuDriver implements Driver {
     const socat = findExecutable('socat');
     if (!socat) throw new DriverStartError('the guest API under user-mode networking needs socat on the host (apt install socat)');
     const link = await openUnixGuestLink({ socket, path });
-    // -t: after the guest half-closes, the answer may still take a while (an Aleph API passthrough).
-    return { link, command: [socat, '-t', '60', 'STDIO', `UNIX-CONNECT:${plainPath(path)}`] };
+    // -t 5: once one side has closed, the other gets 5 s to finish (an answer to a guest that
+    // half-closed after its request), and no more: a socat per connection is a host process.
+    return { link, command: [socat, '-t', '5', 'STDIO', `UNIX-CONNECT:${plainPath(path)}`] };
   }
 }
 

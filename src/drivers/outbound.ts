@@ -1,9 +1,13 @@
-// Outbound internet for a sandboxed program whose message asks for it
-// (environment.internet): its network namespace gets a route out through `pasta`
+// Outbound internet for a program whose message asks for it (environment.internet),
+// without the host's loopback: a sandboxed process, or the qemu process of a user-mode
+// VM (whose slirp would otherwise map 10.0.2.2 to the host's 127.0.0.1). Its network
+// namespace gets a route out through `pasta`
 // (Debian's passt), which carries the namespace's TCP/UDP connections as the host's
 // own sockets. Nothing comes in and nothing of the host's loopback is reachable:
 //   -t none -u none   no host port forwarded into the namespace (pasta's default
-//                     would bind every port the program listens on, on the host)
+//                     would bind every port the program listens on, on the host);
+//                     a VM's forwarded port is the one exception: 127.0.0.1:<port>
+//                     on the host, spliced to the namespace's loopback
 //   -T none -U none   no namespace port forwarded to the host's loopback (pasta's
 //                     default would let the program reach Redis, guest links, ...)
 //   --no-map-gw       the gateway address is not the host's 127.0.0.1
@@ -12,7 +16,7 @@
 //
 // pasta, run by root, cannot open /proc/<pid>/ns/net of another process (it drops
 // its capabilities first), so the namespace is a named one (`ip netns add`) that
-// bubblewrap enters through nsenter, and pasta is run as root (`--runas 0`, still
+// bubblewrap (or qemu) enters through nsenter, and pasta is run as root (`--runas 0`, still
 // in its own seccomp/namespace jail) to join it. Only a root node does this.
 
 import { execFile, execFileSync } from 'node:child_process';
@@ -20,7 +24,7 @@ import { accessSync, constants, readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { DriverStartError } from '../types.js';
+import { DriverStartError } from './types.js';
 
 const run = promisify(execFile);
 
@@ -69,8 +73,10 @@ export function outboundTools(): { tools: OutboundTools } | { missing: string } 
 /**
  * Creates the named namespace `<prefix><name>` and connects it with pasta; resolves
  * once pasta has configured it (pasta forks into the background after that).
+ * `loopbackTcpPort`: bound on the host's 127.0.0.1 only, to the same port on the
+ * namespace's loopback (how the node reaches a user-mode VM's forwarded port).
  */
-export async function openOutbound(tools: OutboundTools, name: string, runDir: string): Promise<Outbound> {
+export async function openOutbound(tools: OutboundTools, name: string, runDir: string, options: { loopbackTcpPort?: number } = {}): Promise<Outbound> {
   const netnsName = `${OUTBOUND_NETNS_PREFIX}${name}`;
   await run(tools.ip, ['netns', 'add', netnsName]).catch((error: Error & { stderr?: string }) => {
     throw new DriverStartError(`cannot create the program's network namespace: ${(error.stderr ?? error.message).trim()}`);
@@ -81,12 +87,16 @@ export async function openOutbound(tools: OutboundTools, name: string, runDir: s
     closed ??= (async () => {
       const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
       await run(tools.ip, ['netns', 'delete', netnsName]).catch(() => undefined);
-      // pasta quits when its namespace is deleted; this is the safety net.
+      // pasta quits when its namespace is deleted; this is the safety net, for that
+      // pasta only (a pid read from a file may have been reused meanwhile).
       if (Number.isInteger(pid) && pid > 1) {
-        try {
-          process.kill(pid, 'SIGTERM');
-        } catch {
-          // gone already
+        const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+        if (cmdline.split('\0').includes(netnsName)) {
+          try {
+            process.kill(pid, 'SIGTERM');
+          } catch {
+            // gone already
+          }
         }
       }
     })();
@@ -95,7 +105,8 @@ export async function openOutbound(tools: OutboundTools, name: string, runDir: s
   try {
     await run(tools.pasta, [
       '--runas', '0', '--quiet', '--config-net',
-      '-t', 'none', '-u', 'none', '-T', 'none', '-U', 'none', '--no-map-gw',
+      '-t', options.loopbackTcpPort ? `127.0.0.1/${options.loopbackTcpPort}` : 'none',
+      '-u', 'none', '-T', 'none', '-U', 'none', '--no-map-gw',
       '--pid', pidFile, '--netns', netnsName,
     ], { timeout: 10_000 });
   } catch (error) {
