@@ -98,6 +98,9 @@ async function sshReady(c: Ctx, port: number): Promise<string> {
   return hostname;
 }
 
+/** The volumes' mounts as the guest's kernel has them: "<mount point> <device> <type> <options>". */
+const VOLUME_MOUNTS = `awk '$1 ~ /^\\/dev\\/vd[c-e]$/ { print $2, $1, $3, $4 }' /proc/mounts`;
+
 type Mapped = Record<string, { host: number; tcp: boolean; udp: boolean }>;
 
 async function executionsList(node: TestNode): Promise<Record<string, { vm_type: string; running: boolean; networking: { mapped_ports: Mapped } }>> {
@@ -183,14 +186,14 @@ describe('an Aleph instance in qemu (TCG): cloud-init, ssh, persistence, erase',
   it("sees its volumes as disks after the root disk and the cloud-init drive, mounted where the message says", async () => {
     const { stdout } = await ssh(c, sshPort, [
       'for d in vdc vdd vde; do echo "$d $(cat /sys/block/$d/serial)"; done',
-      'for m in /opt/ro /mnt/scratch /var/lib/keep; do findmnt -no TARGET,SOURCE,FSTYPE,OPTIONS --mountpoint $m; done',
+      VOLUME_MOUNTS,
       'cat /opt/ro/hello.txt',
       'echo kept > /var/lib/keep/file; echo scratch > /mnt/scratch/file; sync',
     ].join('; '));
     assert.match(stdout, /^vdc vol0\nvdd vol1\nvde vol2$/m, 'in the message\'s order, each with its serial');
-    assert.match(stdout, /^\/opt\/ro\s+\/dev\/vdc\s+squashfs\s+ro,/m);
-    assert.match(stdout, /^\/mnt\/scratch\s+\/dev\/vdd\s+ext4\s+rw,/m);
-    assert.match(stdout, /^\/var\/lib\/keep\s+\/dev\/vde\s+ext4\s+rw,/m);
+    assert.match(stdout, /^\/opt\/ro \/dev\/vdc squashfs ro,/m, stdout);
+    assert.match(stdout, /^\/mnt\/scratch \/dev\/vdd ext4 rw,/m, stdout);
+    assert.match(stdout, /^\/var\/lib\/keep \/dev\/vde ext4 rw,/m, stdout);
     assert.match(stdout, /^from an immutable volume$/m);
   });
 
@@ -218,8 +221,14 @@ describe('an Aleph instance in qemu (TCG): cloud-init, ssh, persistence, erase',
     assert.equal(listed.networking.mapped_ports['22']!.host, sshPort, 'the same host port after a restart');
     await sshReady(c, sshPort);
     // The volumes are mounted from fstab (cloud-init wrote it at the first boot), nofail: not before sshd, so wait for the boot to finish.
-    const { stdout } = await ssh(c, sshPort, 'systemctl is-system-running --wait >/dev/null; cat /root/marker /var/lib/keep/file; test -e /mnt/scratch/file && echo scratch-kept || echo scratch-empty', 20, SSH_WAIT_MS / 1000);
-    assert.deepEqual(stdout.trim().split('\n'), ['instance-data', 'kept', 'scratch-empty']);
+    const { stdout } = await ssh(c, sshPort, [
+      'systemctl is-system-running --wait >/dev/null',
+      'cat /root/marker /var/lib/keep/file; test -e /mnt/scratch/file && echo scratch-kept || echo scratch-empty',
+      // What the guest saw, for a failure's message.
+      `echo ---; ${VOLUME_MOUNTS}; grep vd /etc/fstab; systemctl --failed --no-legend`,
+    ].join('; '), 20, SSH_WAIT_MS / 1000);
+    const [found, seen] = stdout.split('---\n');
+    assert.deepEqual(found!.trim().split('\n'), ['instance-data', 'kept', 'scratch-empty'], seen);
   });
 
   it('`instance erase` stops it and removes its disk', async () => {

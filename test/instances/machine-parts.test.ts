@@ -159,9 +159,9 @@ describe('instance volumes', () => {
     const mounts = volumeMounts(machineDrives(volumes, '/r/vm1').drives);
     const userData = yaml(cloudInitFiles({ hostname: 'h', authorizedKeys: [KEY], internet: false, network: { ipv4: '10.0.2.15/24', gateway4: '10.0.2.2', nameservers: [] }, mounts })['user-data']) as Record<string, unknown>;
     assert.deepEqual(userData.mounts, [
-      ['/dev/vdc', '/opt/data', 'auto', 'ro,nofail', '0', '0'],
-      ['/dev/vdd', '/mnt/scratch', 'auto', 'defaults,nofail', '0', '0'],
-      ['/dev/vde', '/var/lib/keep', 'auto', 'defaults,nofail', '0', '0'],
+      ['/dev/vdc', '/opt/data', 'auto', 'ro,nofail,x-systemd.device-timeout=0', '0', '0'],
+      ['/dev/vdd', '/mnt/scratch', 'auto', 'defaults,nofail,x-systemd.device-timeout=0', '0', '0'],
+      ['/dev/vde', '/var/lib/keep', 'auto', 'defaults,nofail,x-systemd.device-timeout=0', '0', '0'],
     ]);
     assert.equal((yaml(cloudInitFiles({ hostname: 'h', authorizedKeys: [], internet: false, network: { ipv4: '10.0.2.15/24', gateway4: '10.0.2.2', nameservers: [] } })['user-data']) as Record<string, unknown>).mounts, undefined, 'no volumes, no mounts');
   });

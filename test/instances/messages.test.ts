@@ -87,7 +87,7 @@ describe('INSTANCE messages', () => {
     fails(() => parseInstanceMessage(message, hash), /^content\.authorized_keys\[0\]: expected a string/);
   });
 
-  it('refuses a rootfs without a usable size or parent, and confidential instances', () => {
+  it('refuses a rootfs without a usable size or parent, confidential instances, and volumes that collide', () => {
     const cases: Array<[(c: Record<string, unknown>) => void, RegExp]> = [
       [(c) => delete (c.rootfs as Record<string, unknown>).size_mib, /^content\.rootfs\.size_mib: is required/],
       [(c) => ((c.rootfs as Record<string, unknown>).size_mib = 0), /^content\.rootfs\.size_mib: 0 is out of range/],
@@ -96,6 +96,13 @@ describe('INSTANCE messages', () => {
       [(c) => ((c.rootfs as Record<string, unknown>).persistence = 'cloud'), /^content\.rootfs\.persistence: unsupported "cloud"/],
       [(c) => delete c.rootfs, /^content\.rootfs: expected an object/],
       [(c) => ((c.environment as Record<string, unknown>).trusted_execution = { firmware: 'x' }), /^content\.environment\.trusted_execution: confidential instances/],
+      // Volumes: one host image per persistent name, one volume per mount point.
+      [(c) => (c.volumes = [
+        { persistence: 'host', name: 'data', mount: '/a', size_mib: 8 },
+        { persistence: 'host', name: 'data', mount: '/b', size_mib: 8 },
+      ]), /^content\.volumes\[1\]\.name: "data" is used by another persistent volume/],
+      [(c) => (c.volumes = [{ ephemeral: true, mount: '/a', size_mib: 8 }, { ephemeral: true, mount: '/a', size_mib: 8 }]), /^content\.volumes: mount point \/a used twice/],
+      [(c) => (c.volumes = [{ ephemeral: true, mount: '/a' }]), /^content\.volumes\[0\]\.size_mib: is required/],
     ];
     for (const [edit, field] of cases) {
       const content = fixtureContent();

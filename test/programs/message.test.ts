@@ -47,6 +47,7 @@ describe('Aleph messages', () => {
       [(c) => { c.resources.memory = -1; }, /content\.resources\.memory: -1 is out of range/],
       [(c) => { c.volumes[0].mount = '/opt/../etc'; }, /content\.volumes\[0\]\.mount: .* is not a normalized absolute mount point/],
       [(c) => { c.variables = { 'BAD-NAME': 'x' }; }, /content\.variables\.BAD-NAME: not a valid variable name/],
+      [(c) => { c.volumes = [{ persistence: 'host', name: 'v', mount: '/a', size_mib: 1 }, { persistence: 'host', name: 'v', mount: '/b', size_mib: 1 }]; }, /content\.volumes\[1\]\.name: "v" is used by another persistent volume/],
       [(c) => { delete c.runtime; }, /content\.runtime: expected an object/],
       [(c) => { c.code.interface = 'asgi'; c.code.entrypoint = 'main:app; rm -rf'; }, /content\.code\.entrypoint: must be "module:attribute" for an ASGI program/],
     ];

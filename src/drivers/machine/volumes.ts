@@ -41,9 +41,14 @@ export function machineDrives(volumes: AlephVmVolume[], runDir: string): { drive
 }
 
 /**
- * cloud-init `mounts` entries (fstab fields) mounting each volume at the message's
- * mount point; nofail: a volume without a filesystem the guest knows never blocks its boot.
+ * fstab options of every volume: nofail, so a volume without a filesystem the guest
+ * knows never blocks its boot; no device timeout (0 = none in systemd), because the
+ * disk is always attached but a slow boot (TCG on a loaded host) announces it after
+ * systemd's default 90 s, which left later boots without their volumes.
  */
+const MOUNT_OPTIONS = 'nofail,x-systemd.device-timeout=0';
+
+/** cloud-init `mounts` entries (fstab fields) mounting each volume at the message's mount point. */
 export function volumeMounts(drives: MachineDrive[]): string[][] {
-  return drives.map((d) => [d.device, d.mount, 'auto', d.readOnly ? 'ro,nofail' : 'defaults,nofail', '0', '0']);
+  return drives.map((d) => [d.device, d.mount, 'auto', `${d.readOnly ? 'ro' : 'defaults'},${MOUNT_OPTIONS}`, '0', '0']);
 }

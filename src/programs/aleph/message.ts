@@ -205,6 +205,26 @@ function volumeSpec(c: Fields, raw: unknown, index: number): VolumeSpec {
   return v.fail('mount', 'a volume needs a ref, ephemeral = true or a persistence');
 }
 
+/**
+ * The message's volumes: no mount point twice (counting `otherMounts`), no persistent
+ * volume name twice (one name is one image on the host: two drives would share it).
+ */
+function volumesOf(c: Fields, otherMounts: string[]): VolumeSpec[] {
+  const volumes = c.array('volumes').map((raw, index) => volumeSpec(c, raw, index));
+  const mounts = new Set<string>();
+  for (const m of [...volumes.map((v) => v.mount), ...otherMounts]) {
+    if (mounts.has(m)) c.fail('volumes', `mount point ${m} used twice`);
+    mounts.add(m);
+  }
+  const names = new Set<string>();
+  for (const [index, v] of volumes.entries()) {
+    if (v.kind !== 'persistent') continue;
+    if (names.has(v.name)) c.fail(`volumes[${index}].name`, `"${v.name}" is used by another persistent volume`);
+    names.add(v.name);
+  }
+  return volumes;
+}
+
 function variablesOf(c: Fields): Record<string, string> {
   const variables: Record<string, string> = {};
   const vars = c.optObject('variables');
@@ -244,12 +264,7 @@ export function parseProgramMessage(message: unknown, hash: string): ProgramSpec
   const d = c.optObject('data');
   const data: DataSpec | undefined = d ? { ...d.refSpec(), encoding: d.encoding('encoding'), mount: d.mount('mount') } : undefined;
 
-  const volumes = c.array('volumes').map((raw, index) => volumeSpec(c, raw, index));
-  const mounts = new Set<string>();
-  for (const m of [...volumes.map((v) => v.mount), ...(data ? [data.mount] : [])]) {
-    if (mounts.has(m)) c.fail('volumes', `mount point ${m} used twice`);
-    mounts.add(m);
-  }
+  const volumes = volumesOf(c, data ? [data.mount] : []);
 
   const variables = variablesOf(c);
 
@@ -338,12 +353,7 @@ export function parseInstanceMessage(message: unknown, hash: string): InstanceSp
     return entry.trim();
   });
 
-  const volumes = c.array('volumes').map((raw, index) => volumeSpec(c, raw, index));
-  const mounts = new Set<string>();
-  for (const v of volumes) {
-    if (mounts.has(v.mount)) c.fail('volumes', `mount point ${v.mount} used twice`);
-    mounts.add(v.mount);
-  }
+  const volumes = volumesOf(c, []);
 
   const env = c.optObject('environment');
   if (env?.has('trusted_execution')) env.fail('trusted_execution', 'confidential instances are not supported on this node');
