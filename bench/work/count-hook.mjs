@@ -1,0 +1,28 @@
+// Preloaded into a peer's processes (node --import) by bench/work-per-request.mjs:
+// counts what each request makes Node do, which does not depend on how busy the
+// machine is: async resources by type (promises, timers, ticks, immediates, socket
+// writes), event listeners added, 'request' events, and the process's CPU time.
+// SIGUSR2 writes a snapshot to $BENCH_COUNT_DIR/<pid>.json.
+import { createHook } from 'node:async_hooks';
+import { EventEmitter } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+const counts = Object.create(null);
+createHook({ init(_id, type) { counts[type] = (counts[type] ?? 0) + 1; } }).enable();
+let listeners = 0;
+let requests = 0;
+const { on, once, prependListener, emit } = EventEmitter.prototype;
+EventEmitter.prototype.on = EventEmitter.prototype.addListener = function (...args) { listeners++; return on.apply(this, args); };
+EventEmitter.prototype.once = function (...args) { listeners++; return once.apply(this, args); };
+EventEmitter.prototype.prependListener = function (...args) { listeners++; return prependListener.apply(this, args); };
+EventEmitter.prototype.emit = function (name, ...args) {
+  if (name === 'request') requests++;
+  return emit.call(this, name, ...args);
+};
+const dir = process.env.BENCH_COUNT_DIR;
+process.on('SIGUSR2', () => {
+  if (!dir) return;
+  const cpu = process.cpuUsage();
+  writeFileSync(path.join(dir, `${process.pid}.json`), JSON.stringify({ pid: process.pid, argv: process.argv.slice(1), counts, listeners, requests, cpu_us: cpu.user + cpu.system }));
+});
