@@ -11,11 +11,24 @@ import path from 'node:path';
 const counts = Object.create(null);
 createHook({ init(_id, type) { counts[type] = (counts[type] ?? 0) + 1; } }).enable();
 let listeners = 0;
+// Listeners added by event name (the table shows them as `on:<event>`).
+const byEvent = Object.create(null);
+// BENCH_COUNT_STACKS=close: listeners for that event are counted by who added them.
+const stacksFor = process.env.BENCH_COUNT_STACKS;
+const added = (name) => {
+  listeners++;
+  let key = `on:${String(name)}`;
+  if (stacksFor === String(name)) {
+    const frames = (new Error().stack ?? '').split('\n').slice(3, 6).map((f) => f.trim().replace(/^at /, '').replace(/\(.*\/(dist\/src|node_modules)\//, '($1/'));
+    key += ` <- ${frames.join(' <- ')}`;
+  }
+  byEvent[key] = (byEvent[key] ?? 0) + 1;
+};
 let requests = 0;
-const { on, once, prependListener, emit } = EventEmitter.prototype;
-EventEmitter.prototype.on = EventEmitter.prototype.addListener = function (...args) { listeners++; return on.apply(this, args); };
-EventEmitter.prototype.once = function (...args) { listeners++; return once.apply(this, args); };
-EventEmitter.prototype.prependListener = function (...args) { listeners++; return prependListener.apply(this, args); };
+const { on, prependListener, emit } = EventEmitter.prototype;
+EventEmitter.prototype.on = EventEmitter.prototype.addListener = function (...args) { added(args[0]); return on.apply(this, args); };
+// once() adds through on(): counted there.
+EventEmitter.prototype.prependListener = function (...args) { added(args[0]); return prependListener.apply(this, args); };
 EventEmitter.prototype.emit = function (name, ...args) {
   if (name === 'request') requests++;
   return emit.call(this, name, ...args);
@@ -24,5 +37,5 @@ const dir = process.env.BENCH_COUNT_DIR;
 process.on('SIGUSR2', () => {
   if (!dir) return;
   const cpu = process.cpuUsage();
-  writeFileSync(path.join(dir, `${process.pid}.json`), JSON.stringify({ pid: process.pid, argv: process.argv.slice(1), counts, listeners, requests, cpu_us: cpu.user + cpu.system }));
+  writeFileSync(path.join(dir, `${process.pid}.json`), JSON.stringify({ pid: process.pid, argv: process.argv.slice(1), counts: { ...counts, ...byEvent }, listeners, requests, cpu_us: cpu.user + cpu.system }));
 });
