@@ -33,6 +33,14 @@ EventEmitter.prototype.emit = function (name, ...args) {
   if (name === 'request') requests++;
   return emit.call(this, name, ...args);
 };
+// Messages to the primary (cluster workers): each is a JSON write and a parse on the other side.
+if (process.send) {
+  const send = process.send.bind(process);
+  process.send = (...args) => {
+    counts['ipc:send'] = (counts['ipc:send'] ?? 0) + 1;
+    return send(...args);
+  };
+}
 const dir = process.env.BENCH_COUNT_DIR;
 process.on('SIGUSR2', () => {
   if (!dir) return;
