@@ -18,7 +18,7 @@
 //   BENCH_WORKLOADS=...  comma list of workload ids (see WORKLOADS below)
 //   BENCH_EDGE_LOG=warn  aleph-edge's log level (warn: no per-request log line, like the peers' defaults)
 //   BENCH_EDGE_WORKERS=N sets server.workers in aleph-edge's config (default: the build's default)
-//   BENCH_EDGE_NODE_ARGS  node flags for aleph-edge; BENCH_EDGE_VARIANTS adds aleph-edge peers
+//   BENCH_EDGE_NODE_ARGS  node flags for aleph-edge (BENCH_FLOOR_NODE_ARGS: for node-floor); BENCH_EDGE_VARIANTS adds aleph-edge peers
 //                        for an A/B in one run (see edgeVariants in lib/peers.mjs)
 //   BENCH_KEEP=1         keep the work folder (configs, logs) and print where
 //   BENCH_QUIET_BUSY=0.15, BENCH_QUIET_WAIT=10: before each run, wait up to 10 s for the

@@ -53,7 +53,7 @@ export function get(port, pathname, ca, agent = false) {
       res.setEncoding('utf8');
       res.on('data', (c) => (body += c));
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
-    }).on('error', reject).setTimeout(15_000, function timedOut() {
+    }).on('error', reject).setTimeout(90_000, function timedOut() {
       this.destroy(new Error(`GET ${pathname} on :${port} timed out`));
     });
   });
@@ -77,7 +77,7 @@ export async function startEdge({ dir, cert, caPem, logLevel, name = 'aleph-edge
   const first = await get(port, '/', caPem);
   if (first.status !== 200) throw new Error(`aleph-edge answered ${first.status} for the upstream: ${first.body}`);
   const socket = path.join(dir, 'status.sock');
-  await until(() => existsSync(socket), 15_000, 'the status socket');
+  await until(() => existsSync(socket), 90_000, 'the status socket');
   const vms = JSON.parse((await statusRequest(socket, 'GET', '/vms')).body);
   const vm = vms.find((v) => v.hash === UPSTREAM_HASH);
   const match = /^127\.0\.0\.1:(\d+)$/.exec(vm?.endpoint ?? '');
@@ -105,7 +105,8 @@ export async function startNodeFloor({ dir, cert, upstreamPort, workers }) {
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const script = path.join(ROOT, 'bench/upstream/node-floor.mjs');
-  const proc = startProcess('node-floor', process.execPath, [script, String(port), String(upstreamPort), cert.cert, cert.key, String(workers)], {
+  // BENCH_FLOOR_NODE_ARGS: node flags for node-floor (its profile next to aleph-edge's, e.g. --cpu-prof).
+  const proc = startProcess('node-floor', process.execPath, [...splitArgs(process.env.BENCH_FLOOR_NODE_ARGS), script, String(port), String(upstreamPort), cert.cert, cert.key, String(workers)], {
     log: createWriteStream(path.join(dir, 'node-floor.log')),
   });
   await waitForPort(port, proc);
@@ -195,7 +196,7 @@ export function directPeer(upstreamPort) {
   return { name: 'direct', port: upstreamPort, tls: false, stop: async () => {} };
 }
 
-function childPids(pid) {
+export function childPids(pid) {
   const out = [];
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();

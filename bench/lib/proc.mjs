@@ -45,8 +45,11 @@ export function startProcess(name, command, args, { env, log, cwd } = {}) {
   };
 }
 
-/** Resolves once something accepts TCP connections on the port; rejects if `proc` exits or the deadline passes. */
-export async function waitForPort(port, proc, timeoutMs = 15_000) {
+/**
+ * Resolves once something accepts TCP connections on the port; rejects if `proc` exits or the deadline passes.
+ * The deadline is a ceiling for a peer that never starts: on a loaded machine (load average 25) a node took over 15 s.
+ */
+export async function waitForPort(port, proc, timeoutMs = 90_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (proc && (proc.child.exitCode !== null || proc.child.signalCode !== null)) {

@@ -10,11 +10,23 @@ interface SharedLease {
   served: number;
   /** No new users: the execution retired or failed; released when its users are done. */
   stale: boolean;
-  /** Set while unused and kept for the next request (linger). */
+  /** Ends the linger: re-armed (refresh) at each release, a no-op while the lease is in use. */
   lingering: NodeJS.Timeout | undefined;
+  /** Tells the primary the lease is lingering, once it has been unused for LINGER_NOTICE_MS. */
+  notice: NodeJS.Timeout | undefined;
+  /** The primary was told it lingers (and must hear when it is in use again). */
+  noticed: boolean;
   idleSince: number;
   released: boolean;
 }
+
+/**
+ * How long a lease sits unused before the primary hears that it lingers. Telling it at
+ * every release cost two IPC messages per request whenever requests came one at a
+ * time (the paced workload; the primary alone spent 100-400 µs per request on them,
+ * docs/benchmarks.md); a request that follows within this needs none.
+ */
+const LINGER_NOTICE_MS = 50;
 
 /**
  * ExecutionGateway of a worker. The primary's orchestrator answers the first
@@ -36,7 +48,7 @@ export class RemoteGateway implements ExecutionGateway {
     if (warm) return warm;
     this.roundTrips.inc();
     const wire = await this.channel.call<WireLease>({ type: 'acquire', hash }, signal);
-    const lease: SharedLease = { wire, users: 0, served: 0, stale: false, lingering: undefined, idleSince: 0, released: false };
+    const lease: SharedLease = { wire, users: 0, served: 0, stale: false, lingering: undefined, notice: undefined, noticed: false, idleSince: 0, released: false };
     // Concurrent first requests may each get a lease; the newest is shared, the others end with their users.
     const previous = this.shared.get(hash);
     this.shared.set(hash, lease);
@@ -57,9 +69,10 @@ export class RemoteGateway implements ExecutionGateway {
 
   private use(lease: SharedLease): Lease {
     lease.users++;
-    if (lease.lingering) {
-      clearTimeout(lease.lingering);
-      lease.lingering = undefined;
+    // The timers stay armed (a fresh timer per request cost more than letting them
+    // fire into a lease in use, which they ignore).
+    if (lease.noticed) {
+      lease.noticed = false;
       this.channel.notify({ type: 'linger', leaseId: lease.wire.leaseId, lingering: false });
     }
     let released = false;
@@ -77,10 +90,20 @@ export class RemoteGateway implements ExecutionGateway {
         if (lease.users > 0) return;
         lease.idleSince = Date.now();
         if (lease.stale || wire.lingerMs <= 0) return this.retire(lease);
-        lease.lingering = setTimeout(() => this.retire(lease), wire.lingerMs);
-        lease.lingering.unref();
+        if (lease.lingering) {
+          lease.lingering.refresh();
+          lease.notice!.refresh();
+          return;
+        }
+        lease.lingering = setTimeout(() => {
+          if (lease.users === 0) this.retire(lease);
+        }, wire.lingerMs).unref();
         // Not busy any more: the primary may take the execution back (it retires it, and we give this back).
-        this.channel.notify({ type: 'linger', leaseId: wire.leaseId, lingering: true });
+        lease.notice = setTimeout(() => {
+          if (lease.users > 0 || lease.noticed || lease.released) return;
+          lease.noticed = true;
+          this.channel.notify({ type: 'linger', leaseId: wire.leaseId, lingering: true });
+        }, Math.min(LINGER_NOTICE_MS, wire.lingerMs)).unref();
       },
       reportFailure: (reason, fatal) => {
         // Whatever went wrong, the next request asks the primary again.
@@ -97,6 +120,7 @@ export class RemoteGateway implements ExecutionGateway {
     if (lease.users > 0 || lease.released) return;
     lease.released = true;
     clearTimeout(lease.lingering);
+    clearTimeout(lease.notice);
     this.channel.notify({ type: 'release', leaseId: lease.wire.leaseId, requests: lease.served, idleMs: Date.now() - lease.idleSince });
   }
 }

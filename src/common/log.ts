@@ -183,6 +183,11 @@ export function addLogSink(sink: LogSink): () => void {
   return () => sinks.delete(sink);
 }
 
+/** Whether a record of this level goes anywhere: lets a hot path skip building it. */
+export function logEnabled(level: LogLevel): boolean {
+  return ORDER[level] >= threshold || sinks.size > 0;
+}
+
 export function setLogLevel(level: LogLevel | 'silent'): void {
   threshold = ORDER[level];
 }

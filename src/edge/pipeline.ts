@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
-import { BadRequestError, PayloadTooLargeError, createLogger, shortHash } from '../common/index.js';
+import { BadRequestError, PayloadTooLargeError, createLogger, logEnabled, shortHash } from '../common/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
 import type { ForwardInfo, Forwarder } from '../proxy/index.js';
@@ -94,9 +94,12 @@ export class Pipeline {
       const status = res.headersSent ? res.statusCode : 0;
       this.requests.inc({ class: statusClass(status) });
       this.duration.observe(seconds, { class: statusClass(status) });
-      access.info(`${req.method} ${host}${redactTarget(target)}`, {
-        hash: hash ? shortHash(hash) : undefined, status, ms: Math.round(seconds * 1000), cut: res.writableFinished ? undefined : true,
-      });
+      // Below the log level (warn, error) the line goes nowhere: not built for every request.
+      if (logEnabled('info')) {
+        access.info(`${req.method} ${host}${redactTarget(target)}`, {
+          hash: hash ? shortHash(hash) : undefined, status, ms: Math.round(seconds * 1000), cut: res.writableFinished ? undefined : true,
+        });
+      }
     });
     let lease: Lease | undefined;
     this.nodeDomain.apply(host, res);

@@ -25,6 +25,12 @@ import net from 'node:net';
 import type { buildConnector } from 'undici';
 
 const READ_BUFFER_BYTES = 64 * 1024;
+/**
+ * A read this small that is not known body is copied out of the read buffer, which
+ * then takes the next read: a small response's head and body cost a copy into Node's
+ * shared pool, instead of the head scan, a buffer record and a settle tick per read.
+ */
+const SMALL_READ_BYTES = 4 * 1024;
 /** Free buffers an endpoint keeps; more are left to the GC. */
 const FREE_BUFFERS_PER_ENDPOINT = 8;
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -72,11 +78,17 @@ class BufferedReader {
    */
   bodyLeft = -1;
   private settleScheduled = false;
+  /** The last read was copied out: the current buffer takes the next read too. */
+  private keepCurrent = false;
 
   constructor(private readonly free: FreeBuffers) {}
 
   /** `onread.buffer`: called before the first read, then after every read. */
   nextBuffer(): Buffer {
+    if (this.keepCurrent && this.current) {
+      this.keepCurrent = false;
+      return this.current.bytes;
+    }
     const bytes = this.free.take() ?? allocate();
     const record: ReadBuffer = { bytes, reader: this, lent: 0, queued: false };
     buffers.set(bytes.buffer, record);
@@ -89,6 +101,15 @@ class BufferedReader {
     readBufferStats.reads++;
     const record = this.current;
     const queuedBefore = this.socket.readableLength;
+    // Not in a body of known length (whose reads are reused below) and nothing queued:
+    // the copy is all undici ever sees of this read. bodyLeft stays as it is (<= 0),
+    // which only ever makes the next read's decision more conservative.
+    if (length <= SMALL_READ_BYTES && this.bodyLeft <= 0 && queuedBefore === 0 && record?.bytes === bytes) {
+      this.keepCurrent = true;
+      const copy = Buffer.allocUnsafe(length);
+      bytes.copy(copy, 0, 0, length);
+      return this.socket.push(copy);
+    }
     let reusable = this.bodyLeft > 0 && length <= this.bodyLeft - queuedBefore;
     if (!reusable) {
       this.bodyLeft = -1;
