@@ -385,6 +385,8 @@ export class Orchestrator implements ExecutionGateway {
       } finally {
         this.admitting--;
       }
+      // Room left after this admission goes to the pool (with a warm VM set aside, after the start: it may come back).
+      if (!execution.warm) this.pool?.refill();
       // The wait for room is bounded on its own (ADMISSION_WAIT_MS): boot_timeout counts from here.
       timer.cancel();
       timer = this.clock.after(this.settings.bootTimeoutMs, () => execution.bootAbort.abort(new BootTimeout()));
@@ -560,7 +562,7 @@ export class Orchestrator implements ExecutionGateway {
     const waiters = [...this.capacityWaiters];
     this.capacityWaiters.clear();
     for (const wake of waiters) wake();
-    // Room nobody waits for goes to the warm pool (a waiting boot refills it once admitted).
+    // Room nobody waits for goes to the warm pool (a waiting boot refills it once admitted, runBoot).
     if (waiters.length === 0) this.pool?.refill();
   }
 

@@ -125,6 +125,31 @@ describe('warm pool (fake clock, fake driver)', () => {
     assert.equal(driver.of(hashOf(1))[0]!.running, true);
   });
 
+  it('refills with the room a waiting boot leaves once admitted, not before it', async () => {
+    const { clock, driver, o } = setup({
+      programs: [{ n: 1, memoryMib: 128 }, { n: 2, memoryMib: 128 }, { n: 3, memoryMib: 64 }],
+      settings: { prewarm: 1, memoryBudgetMib: 256 },
+    });
+    const busy1 = await o.acquire(hashOf(1));
+    const busy2 = await o.acquire(hashOf(2));
+    o.prewarm();
+    await clock.advance(0);
+    assert.equal(driver.waitingWarm().length, 0, 'no room: 128 + 128 = 256 (the one booted next to the first program was stopped for the second)');
+    const boots = driver.warmBoots;
+    const third = o.acquire(hashOf(3)); // waits: both programs serve a request
+    await clock.advance(1_000);
+    assert.equal(driver.warmBoots, boots);
+    busy1.release(); // idle now: the waiting boot evicts it; the pool must not take that room first
+    await clock.advance(0);
+    const lease = await third;
+    assert.equal(driver.of(hashOf(1))[0]!.running, false);
+    assert.equal(driver.of(hashOf(3))[0]!.fromPool, false);
+    assert.equal(driver.warmBoots, boots + 1, 'the 64 MiB left went to the pool, after the waiting boot got its room');
+    assert.equal(driver.waitingWarm().length, 1);
+    lease.release();
+    busy2.release();
+  });
+
   it('gives a warm VM back when the driver restores the program from a saved state instead', async () => {
     const { clock, driver, o } = setup({ programs: [{ n: 1, memoryMib: 64 }], settings: { prewarm: 1 } });
     driver.behave(hashOf(1), { restores: true });
