@@ -75,7 +75,10 @@ describe('unfinished TLS handshakes', () => {
 
     // Another client (another source address: the cap is per address) is served meanwhile.
     const codes = new Map<number | string, number>();
-    const deadline = performance.now() + (TIMEOUT_S + 2) * 1000;
+    // Generous: the node closes each socket when its handshake_timeout fires, but a loaded
+    // machine runs those timers late (seen: the last close 8 s after a 2 s timeout). Nothing
+    // but the node closes these sockets, so every close still proves the timeout.
+    const deadline = performance.now() + (TIMEOUT_S + 30) * 1000;
     let back = false;
     while (performance.now() < deadline) {
       let key: number | string;
@@ -99,7 +102,7 @@ describe('unfinished TLS handshakes', () => {
     for (const socket of sockets) socket.destroy();
     assert.ok(refusedAtOnce > 0, 'connections over the per-address cap are refused at once');
     assert.equal(closedAt.size, sockets.length, 'every unfinished handshake was closed by the node');
-    assert.ok(back, `worker fds back to ${baseline} within ${TIMEOUT_S + 2} s (now ${after})`);
+    assert.ok(back, `worker fds back to ${baseline} within ${TIMEOUT_S + 30} s (now ${after})`);
     assert.deepEqual([...codes.keys()], [200]);
   });
 
