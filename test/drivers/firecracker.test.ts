@@ -169,6 +169,20 @@ async function wrapper(dir: string, name: string, target: string, env: Record<st
   return file;
 }
 
+/**
+ * The fake firecrackers this test started: those whose environment names its log file.
+ * The fake's path alone would also match another test file's VMs running alongside.
+ */
+function fakesLogging(log: string): number[] {
+  return processesWith(FAKE).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`FAKE_FIRECRACKER_LOG=${log}`);
+    } catch {
+      return false;
+    }
+  });
+}
+
 function apiCalls(file: string): Array<{ method: string; path: string; body: Record<string, unknown>; status: number; cmdline?: string }> {
   return readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 }
@@ -236,7 +250,7 @@ describe('firecracker driver with the fake firecracker', { skip: skip || false, 
       assert.match(env.body, /GREETING=hello through firecracker/);
       assert.deepEqual(taps('aefc'), ['aefc0']);
 
-      await until(() => processesWith(FAKE).length === 0, 10_000, 'the VM to stop after idle_timeout');
+      await until(() => fakesLogging(apiLog).length === 0, 10_000, 'the VM to stop after idle_timeout');
       await until(() => taps('aefc').length === 0, 5_000, 'the tap device to be removed');
       await until(async () => (await readdir(runDir)).length === 0, 5_000, 'the per-VM directory to be removed');
     } finally {
@@ -374,7 +388,7 @@ describe('firecracker driver with the fake firecracker', { skip: skip || false, 
     assert.ok(!existsSync(jailDir), 'the chroot is removed on stop');
     assert.ok(!existsSync(cgroup), 'the cgroup is removed on stop');
     assert.deepEqual(taps('aefj'), []);
-    assert.deepEqual(processesWith(FAKE), []);
+    assert.deepEqual(fakesLogging(apiLog), []);
     assert.deepEqual(apiCalls(apiLog).filter((c) => c.method && c.status !== 204 && c.status !== 200), [], 'every API call succeeded');
   });
 
