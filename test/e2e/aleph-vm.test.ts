@@ -26,7 +26,7 @@ import { FakeAlephApi, SENDER, zip } from '../fixtures/aleph-api/server.js';
 import { removeRedis, startRedis, type RedisServer } from '../guestapi/redis-harness.js';
 import { REPO_ROOT } from '../drivers/helpers.js';
 import { processesWith, qemuSkipReason } from '../drivers/qemu-guest.js';
-import { request, type TestNode } from '../helpers/node.js';
+import { request, until, type TestNode } from '../helpers/node.js';
 import { qemuAlephConfig } from '../helpers/qemu-aleph-config.js';
 
 if (!process.env.ALEPH_EDGE_LOG) setLogLevel('warn');
