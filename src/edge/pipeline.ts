@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { BadRequestError, PayloadTooLargeError, createLogger, logEnabled, shortHash } from '../common/index.js';
 import type { MetricsRegistry } from '../metrics/index.js';
 import type { ExecutionGateway, Lease } from '../orchestrator/index.js';
-import type { ForwardInfo, Forwarder } from '../proxy/index.js';
+import type { ForwardInfo, ForwardLimits, Forwarder } from '../proxy/index.js';
 import { mountPrefix, type Route, type RouteRequest } from '../routing/index.js';
 import { replyFor, writeHttpError, writeSocketError, type ErrorReply } from './errors.js';
 import { NodePages } from '../nodeapi/index.js';
@@ -14,6 +14,18 @@ import { NodeDomainHeaders } from './node-domain.js';
 /** What the pipeline needs of routing; swapped whole on reload. */
 export interface RouteTable {
   route(request: RouteRequest): Promise<Route>;
+  /** The route when known without waiting; undefined when only `route` can tell. Throws what `route` rejects with. */
+  routeNow(request: RouteRequest): Route | undefined;
+}
+
+/** One request as the pipeline tracks it until its response closes. */
+interface RequestRecord {
+  readonly started: number;
+  readonly host: string;
+  readonly target: string;
+  readonly proto: ForwardInfo['proto'];
+  /** The program, once routing named one. */
+  hash: string | undefined;
 }
 
 export interface PipelineDeps {
@@ -55,9 +67,11 @@ export class Pipeline {
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
   private readonly nodeDomain: NodeDomainHeaders;
+  private readonly limits: ForwardLimits;
 
   constructor(private readonly deps: PipelineDeps) {
     this.routes = deps.routes;
+    this.limits = { maxBodyBytes: deps.maxBodyBytes, sendTimeoutMs: deps.sendTimeoutMs };
     this.nodeDomain = new NodeDomainHeaders(deps.domain, deps.hsts ?? '');
     this.requests = deps.metrics.counter('aleph_edge_requests_total', 'Requests answered, by status class');
     this.duration = deps.metrics.histogram('aleph_edge_request_duration_seconds', 'Request duration, by status class', DURATION_BUCKETS);
@@ -81,31 +95,47 @@ export class Pipeline {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, proto: ForwardInfo['proto']): Promise<void> {
-    const started = performance.now();
-    // HTTP/2 names the authority in a pseudo-header (a Host header, if sent, must agree: RFC 9113 8.3.1).
-    const host = req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? '';
-    const target = req.url ?? '';
-    let hash: string | undefined;
+  /**
+   * One HTTP request. A warm program on a route known without waiting (every rule but
+   * a TXT lookup), the common case, is served with no promise and no await; the rest
+   * (node pages, TXT routes, programs to boot) go through `serveWaiting`.
+   */
+  handle(req: IncomingMessage, res: ServerResponse, proto: ForwardInfo['proto']): void {
+    const request: RequestRecord = {
+      started: performance.now(),
+      // HTTP/2 names the authority in a pseudo-header (a Host header, if sent, must agree: RFC 9113 8.3.1).
+      host: req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? '',
+      target: req.url ?? '',
+      hash: undefined,
+      proto,
+    };
     this.begin();
-    res.once('close', () => {
-      this.end();
-      const seconds = (performance.now() - started) / 1000;
-      const status = res.headersSent ? res.statusCode : 0;
-      this.requests.inc({ class: statusClass(status) });
-      this.duration.observe(seconds, { class: statusClass(status) });
-      // Below the log level (warn, error) the line goes nowhere: not built for every request.
-      if (logEnabled('info')) {
-        access.info(`${req.method} ${host}${redactTarget(target)}`, {
-          hash: hash ? shortHash(hash) : undefined, status, ms: Math.round(seconds * 1000), cut: res.writableFinished ? undefined : true,
-        });
-      }
-    });
-    let lease: Lease | undefined;
-    this.nodeDomain.apply(host, res);
+    res.once('close', () => this.finish(req, res, request));
+    this.nodeDomain.apply(request.host, res);
+    let route: Route | undefined;
     try {
       this.checkBodySize(req);
-      const route = await this.routes.route({ host, path: target });
+      route = this.routes.routeNow({ host: request.host, path: request.target });
+    } catch (error) {
+      this.refuse(res, error, undefined);
+      return;
+    }
+    if (route?.kind === 'program') {
+      request.hash = route.hash;
+      const lease = this.deps.gateway.leaseIfReady(route.hash);
+      if (lease) {
+        this.forward(req, res, request, route, lease);
+        return;
+      }
+    }
+    void this.serveWaiting(req, res, request, route);
+  }
+
+  /** The rest of `handle`: a TXT route to look up, a node page, or a program to wait for. */
+  private async serveWaiting(req: IncomingMessage, res: ServerResponse, request: RequestRecord, known: Route | undefined): Promise<void> {
+    let lease: Lease | undefined;
+    try {
+      const route = known ?? await this.routes.route({ host: request.host, path: request.target });
       if (route.kind === 'node') {
         if (route.page === 'control' && this.deps.control) {
           for (const [name, value] of Object.entries(this.deps.pages.identityHeaders)) res.setHeader(name, value);
@@ -115,10 +145,10 @@ export class Pipeline {
         }
         return;
       }
-      hash = route.hash;
-      // Warm program: no promise, no abort signal. Otherwise wait, giving up if the client leaves.
+      request.hash = route.hash;
       lease = this.deps.gateway.leaseIfReady(route.hash);
       if (!lease) {
+        // Wait for the program, giving up if the client leaves.
         const gone = leaveSignal(res);
         try {
           lease = await this.deps.gateway.acquire(route.hash, gone.signal);
@@ -127,14 +157,44 @@ export class Pipeline {
         }
       }
       if (res.destroyed) return; // the client left while the program booted
-      await this.deps.forwarder.web(req, res, lease, { path: route.path, clientIp: clientIp(req), proto, host, prefix: mountPrefix(route) }, { maxBodyBytes: this.deps.maxBodyBytes, sendTimeoutMs: this.deps.sendTimeoutMs });
+      const taken = lease;
+      lease = undefined; // forward releases it
+      this.forward(req, res, request, route, taken);
     } catch (error) {
-      if (res.destroyed) return;
-      // Errors are the node's own answers, whatever the route.
-      if (!res.headersSent) for (const [name, value] of Object.entries(this.deps.pages.identityHeaders)) res.setHeader(name, value);
-      this.fail(res, replyFor(error), hash);
+      this.refuse(res, error, request.hash);
     } finally {
       lease?.release();
+    }
+  }
+
+  /** Proxies to the program; the lease is released when the exchange ends. */
+  private forward(req: IncomingMessage, res: ServerResponse, request: RequestRecord, route: Route & { kind: 'program' }, lease: Lease): void {
+    const info: ForwardInfo = { path: route.path, clientIp: clientIp(req), proto: request.proto, host: request.host, prefix: mountPrefix(route) };
+    this.deps.forwarder.relay(req, res, lease, info, this.limits, (outcome) => {
+      lease.release();
+      if (outcome instanceof Error) this.refuse(res, outcome, route.hash);
+    });
+  }
+
+  /** An error reply, unless the client is gone. Errors are the node's own answers, whatever the route. */
+  private refuse(res: ServerResponse, error: unknown, hash: string | undefined): void {
+    if (res.destroyed) return;
+    if (!res.headersSent) for (const [name, value] of Object.entries(this.deps.pages.identityHeaders)) res.setHeader(name, value);
+    this.fail(res, replyFor(error), hash);
+  }
+
+  /** Metrics and the access line, once the response is closed. */
+  private finish(req: IncomingMessage, res: ServerResponse, request: RequestRecord): void {
+    this.end();
+    const seconds = (performance.now() - request.started) / 1000;
+    const status = res.headersSent ? res.statusCode : 0;
+    this.requests.inc({ class: statusClass(status) });
+    this.duration.observe(seconds, { class: statusClass(status) });
+    // Below the log level (warn, error) the line goes nowhere: not built for every request.
+    if (logEnabled('info')) {
+      access.info(`${req.method} ${request.host}${redactTarget(request.target)}`, {
+        hash: request.hash ? shortHash(request.hash) : undefined, status, ms: Math.round(seconds * 1000), cut: res.writableFinished ? undefined : true,
+      });
     }
   }
 

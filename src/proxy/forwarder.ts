@@ -20,6 +20,13 @@ export interface ForwarderOptions {
 }
 
 /** How an exchange ended once something was sent to the client. */
+/** Per-exchange limits the edge enforces while forwarding. */
+export interface ForwardLimits {
+  maxBodyBytes?: number;
+  /** A response its client stops reading is cut after this (0: never). */
+  sendTimeoutMs?: number;
+}
+
 export interface ForwardOutcome {
   status: number;
   /** False when the exchange was cut (client or program went away mid-response). */
@@ -53,7 +60,7 @@ interface Exchange {
   lease: Lease;
   /** True once the exchange's outcome is decided. */
   settled: boolean;
-  settle(outcome: ForwardOutcome | EdgeError): void;
+  settle(outcome: ForwardOutcome | Error): void;
   timer: NodeJS.Timeout | undefined;
   timedOut: boolean;
   /** Cuts the upstream side (HTTP: the undici request; WebSocket: the upgrade request). */
@@ -142,161 +149,181 @@ export class Forwarder {
    * Forwards one HTTP exchange. Resolves when it ends; rejects with an EdgeError
    * only when nothing has been sent to the client yet (edge/ writes the error).
    */
-  web(req: IncomingMessage, res: ServerResponse, lease: Lease, info: ForwardInfo, limits: { maxBodyBytes?: number; sendTimeoutMs?: number } = {}): Promise<ForwardOutcome> {
+  web(req: IncomingMessage, res: ServerResponse, lease: Lease, info: ForwardInfo, limits: ForwardLimits = {}): Promise<ForwardOutcome> {
     return new Promise((resolve, reject) => {
-      const exchange = this.begin(lease, (outcome) => {
-        if (outcome instanceof EdgeError) reject(outcome);
+      this.relay(req, res, lease, info, limits, (outcome) => {
+        if (outcome instanceof Error) reject(outcome);
         else resolve(outcome);
       });
-      let body = requestBody(req);
-      const max = limits.maxBodyBytes ?? 0;
-      // A declared Content-Length was checked by edge/; a chunked body is counted as it streams.
-      if (body && max > 0 && req.headers['content-length'] === undefined) {
-        const limited = new BodyLimit(max, () => {
-          if (exchange.settled) return;
-          req.unpipe(limited);
-          // Settled before the abort, so the abort is not taken for the program's failure.
-          if (res.headersSent) {
+    });
+  }
+
+  /**
+   * `web` without a promise: `done` is called once, with the outcome, or with the
+   * error (an EdgeError, or whatever failed unexpectedly) when nothing was sent to the
+   * client yet. The edge's path for warm programs uses it: no promise per request.
+   */
+  relay(req: IncomingMessage, res: ServerResponse, lease: Lease, info: ForwardInfo, limits: ForwardLimits, done: (outcome: ForwardOutcome | Error) => void): void {
+    let exchange: Exchange | undefined;
+    try {
+      exchange = this.begin(lease, done);
+      this.dispatch(req, res, lease, info, limits, exchange);
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      if (exchange) exchange.settle(failure);
+      else done(failure);
+    }
+  }
+
+  private dispatch(req: IncomingMessage, res: ServerResponse, lease: Lease, info: ForwardInfo, limits: ForwardLimits, exchange: Exchange): void {
+    let body = requestBody(req);
+    const max = limits.maxBodyBytes ?? 0;
+    // A declared Content-Length was checked by edge/; a chunked body is counted as it streams.
+    if (body && max > 0 && req.headers['content-length'] === undefined) {
+      const limited = new BodyLimit(max, () => {
+        if (exchange.settled) return;
+        req.unpipe(limited);
+        // Settled before the abort, so the abort is not taken for the program's failure.
+        if (res.headersSent) {
+          exchange.settle({ status: res.statusCode, complete: false });
+          cut(res);
+        } else {
+          exchange.settle(new PayloadTooLargeError(`request body larger than ${max} bytes`));
+        }
+        exchange.abort?.(new PayloadTooLargeError('request body too large'));
+      });
+      body = req.pipe(limited);
+    }
+    // Body chunks are borrowed from the program socket's read buffer until written
+    // out (see program-socket.ts); a response cut short gives back whatever it held.
+    const lent = new Set<Loan>();
+    // Send timeout: a client that takes none of the waiting bytes for this long (h2
+    // window never opened, HTTP/1.1 socket never read) would hold the program's
+    // connection for as long as it liked.
+    let stalled: NodeJS.Timeout | undefined;
+    const sendTimeoutMs = limits.sendTimeoutMs ?? 0;
+    res.once('close', () => {
+      clearTimeout(stalled);
+      for (const loan of lent) loan.give();
+      lent.clear();
+      exchange.settle({ status: res.statusCode, complete: res.writableFinished });
+      // The client left (or the response was cut): stop talking to the program.
+      // Settled first, so the abort is not mistaken for the program's failure.
+      if (!res.writableFinished) exchange.abort?.(new UpstreamError('client went away'));
+    });
+    req.once('error', () => exchange.abort?.(new UpstreamError('client request failed')));
+
+    const giveBack = (loan: Loan) => () => {
+      loan.give();
+      lent.delete(loan);
+    };
+    let bodyLeft = -1;
+    let headReceived = false;
+    let chunked = false;
+    let held: Buffer | undefined;
+    let heldLoan: Loan | undefined;
+    let flushScheduled = false;
+    const write = (controller: Dispatcher.DispatchController) => {
+      const chunk = held!;
+      const loan = heldLoan!;
+      held = undefined;
+      heldLoan = undefined;
+      if (!res.write(chunk, giveBack(loan))) {
+        controller.pause();
+        if (sendTimeoutMs > 0) {
+          stalled = setTimeout(() => {
+            if (exchange.settled) return;
+            log.info('client read nothing for send_timeout: response cut', { hash: shortHash(lease.hash), timeout_ms: sendTimeoutMs, client: req.socket?.remoteAddress });
             exchange.settle({ status: res.statusCode, complete: false });
             cut(res);
-          } else {
-            exchange.settle(new PayloadTooLargeError(`request body larger than ${max} bytes`));
-          }
-          exchange.abort?.(new PayloadTooLargeError('request body too large'));
+            exchange.abort?.(new UpstreamError('client stopped reading'));
+          }, sendTimeoutMs);
+        }
+        res.once('drain', () => {
+          clearTimeout(stalled);
+          controller.resume();
         });
-        body = req.pipe(limited);
       }
-      // Body chunks are borrowed from the program socket's read buffer until written
-      // out (see program-socket.ts); a response cut short gives back whatever it held.
-      const lent = new Set<Loan>();
-      // Send timeout: a client that takes none of the waiting bytes for this long (h2
-      // window never opened, HTTP/1.1 socket never read) would hold the program's
-      // connection for as long as it liked.
-      let stalled: NodeJS.Timeout | undefined;
-      const sendTimeoutMs = limits.sendTimeoutMs ?? 0;
-      res.once('close', () => {
-        clearTimeout(stalled);
-        for (const loan of lent) loan.give();
-        lent.clear();
-        exchange.settle({ status: res.statusCode, complete: res.writableFinished });
-        // The client left (or the response was cut): stop talking to the program.
-        // Settled first, so the abort is not mistaken for the program's failure.
-        if (!res.writableFinished) exchange.abort?.(new UpstreamError('client went away'));
-      });
-      req.once('error', () => exchange.abort?.(new UpstreamError('client request failed')));
-
-      const giveBack = (loan: Loan) => () => {
-        loan.give();
-        lent.delete(loan);
-      };
-      let bodyLeft = -1;
-      let headReceived = false;
-      let chunked = false;
-      let held: Buffer | undefined;
-      let heldLoan: Loan | undefined;
-      let flushScheduled = false;
-      const write = (controller: Dispatcher.DispatchController) => {
-        const chunk = held!;
-        const loan = heldLoan!;
-        held = undefined;
-        heldLoan = undefined;
-        if (!res.write(chunk, giveBack(loan))) {
-          controller.pause();
-          if (sendTimeoutMs > 0) {
-            stalled = setTimeout(() => {
-              if (exchange.settled) return;
-              log.info('client read nothing for send_timeout: response cut', { hash: shortHash(lease.hash), timeout_ms: sendTimeoutMs, client: req.socket?.remoteAddress });
-              exchange.settle({ status: res.statusCode, complete: false });
-              cut(res);
-              exchange.abort?.(new UpstreamError('client stopped reading'));
-            }, sendTimeoutMs);
-          }
-          res.once('drain', () => {
-            clearTimeout(stalled);
-            controller.resume();
+    };
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart: (controller) => {
+        exchange.abort = (reason) => {
+          if (controller.aborted) return;
+          controller.abort(reason);
+          this.pools.abortedOn(pool);
+        };
+        // Decided before a connection was free (timeout, body too large, client gone): nobody wants it.
+        if (exchange.settled) exchange.abort(new UpstreamError('exchange already ended'));
+      },
+      onResponseStart: (controller, statusCode, headers, statusMessage) => {
+        if (statusCode < 200) return; // interim responses (100, 103) are not relayed
+        clearTimeout(exchange.timer);
+        if (exchange.settled || res.destroyed) {
+          exchange.abort?.(new UpstreamError('response no longer wanted'));
+          return;
+        }
+        headReceived = true;
+        bodyLeft = req.method === 'HEAD' ? -1 : declaredLength(headers['content-length']);
+        chunked = req.method !== 'HEAD' && /\bchunked\b/i.test(String(headers['transfer-encoding'] ?? ''));
+        const out = downstreamResponseHeaders(headers, lease.hash, lease.codeRef);
+        // HTTP/2 has no reason phrase.
+        if (req.httpVersionMajor === 2) res.writeHead(statusCode, out);
+        else res.writeHead(statusCode, statusMessage, out);
+      },
+      onResponseData: (controller, chunk) => {
+        if (res.destroyed) return exchange.abort?.(new UpstreamError('client went away'));
+        if (bodyLeft >= 0) bodyLeft = Math.max(-1, bodyLeft - chunk.length);
+        const loan = borrow(chunk, bodyLeft);
+        lent.add(loan);
+        // A chunk is held until the end of the tick: when the response ends in the
+        // same read (most small responses), head, body and end leave in one write.
+        if (held) write(controller);
+        held = chunk;
+        heldLoan = loan;
+        if (!flushScheduled) {
+          flushScheduled = true;
+          process.nextTick(() => {
+            flushScheduled = false;
+            if (held && !res.destroyed) write(controller);
           });
         }
-      };
-      const handler: Dispatcher.DispatchHandler = {
-        onRequestStart: (controller) => {
-          exchange.abort = (reason) => {
-            if (controller.aborted) return;
-            controller.abort(reason);
-            this.pools.abortedOn(pool);
-          };
-          // Decided before a connection was free (timeout, body too large, client gone): nobody wants it.
-          if (exchange.settled) exchange.abort(new UpstreamError('exchange already ended'));
-        },
-        onResponseStart: (controller, statusCode, headers, statusMessage) => {
-          if (statusCode < 200) return; // interim responses (100, 103) are not relayed
-          clearTimeout(exchange.timer);
-          if (exchange.settled || res.destroyed) {
-            exchange.abort?.(new UpstreamError('response no longer wanted'));
-            return;
-          }
-          headReceived = true;
-          bodyLeft = req.method === 'HEAD' ? -1 : declaredLength(headers['content-length']);
-          chunked = req.method !== 'HEAD' && /\bchunked\b/i.test(String(headers['transfer-encoding'] ?? ''));
-          const out = downstreamResponseHeaders(headers, lease.hash, lease.codeRef);
-          // HTTP/2 has no reason phrase.
-          if (req.httpVersionMajor === 2) res.writeHead(statusCode, out);
-          else res.writeHead(statusCode, statusMessage, out);
-        },
-        onResponseData: (controller, chunk) => {
-          if (res.destroyed) return exchange.abort?.(new UpstreamError('client went away'));
-          if (bodyLeft >= 0) bodyLeft = Math.max(-1, bodyLeft - chunk.length);
-          const loan = borrow(chunk, bodyLeft);
-          lent.add(loan);
-          // A chunk is held until the end of the tick: when the response ends in the
-          // same read (most small responses), head, body and end leave in one write.
-          if (held) write(controller);
-          held = chunk;
-          heldLoan = loan;
-          if (!flushScheduled) {
-            flushScheduled = true;
-            process.nextTick(() => {
-              flushScheduled = false;
-              if (held && !res.destroyed) write(controller);
-            });
-          }
-        },
-        onResponseEnd: () => {
-          const last = held;
-          const loan = heldLoan;
-          held = undefined;
-          heldLoan = undefined;
-          if (last) res.end(last, giveBack(loan!));
-          else res.end();
-        },
-        onResponseError: (_controller, error: Error & { code?: string }) => {
-          // We cut it ourselves (timeout, body too large, client gone): already settled.
-          if (exchange.settled) return;
-          if (error.code === 'UND_ERR_INVALID_ARG' && !res.headersSent) {
-            // A request undici refuses to send as is (e.g. a header it does not allow).
-            exchange.settle(new BadRequestError('request cannot be forwarded'));
-            return;
-          }
-          const { error: edgeError, fatal } = classify(error, exchange, { headReceived, bodyLeft, chunked });
-          lease.reportFailure(edgeError.message, fatal);
-          if (res.headersSent) {
-            // Too late to change the status: cut the response so the client sees it incomplete.
-            const fault = edgeError instanceof ProgramResponseError ? edgeError.fault : undefined;
-            log.warn('program response cut', { hash: shortHash(lease.hash), fault, reason: edgeError.message });
-            cut(res);
-            exchange.settle({ status: res.statusCode, complete: false });
-          } else {
-            exchange.settle(edgeError);
-          }
-        },
-      };
-      const pool = this.pools.for(lease.endpoint);
-      pool.dispatch({
-        method: req.method as Dispatcher.HttpMethod,
-        path: info.path,
-        headers: upstreamRequestRawHeaders(req, info),
-        body,
-      }, handler);
-    });
+      },
+      onResponseEnd: () => {
+        const last = held;
+        const loan = heldLoan;
+        held = undefined;
+        heldLoan = undefined;
+        if (last) res.end(last, giveBack(loan!));
+        else res.end();
+      },
+      onResponseError: (_controller, error: Error & { code?: string }) => {
+        // We cut it ourselves (timeout, body too large, client gone): already settled.
+        if (exchange.settled) return;
+        if (error.code === 'UND_ERR_INVALID_ARG' && !res.headersSent) {
+          // A request undici refuses to send as is (e.g. a header it does not allow).
+          exchange.settle(new BadRequestError('request cannot be forwarded'));
+          return;
+        }
+        const { error: edgeError, fatal } = classify(error, exchange, { headReceived, bodyLeft, chunked });
+        lease.reportFailure(edgeError.message, fatal);
+        if (res.headersSent) {
+          // Too late to change the status: cut the response so the client sees it incomplete.
+          const fault = edgeError instanceof ProgramResponseError ? edgeError.fault : undefined;
+          log.warn('program response cut', { hash: shortHash(lease.hash), fault, reason: edgeError.message });
+          cut(res);
+          exchange.settle({ status: res.statusCode, complete: false });
+        } else {
+          exchange.settle(edgeError);
+        }
+      },
+    };
+    const pool = this.pools.for(lease.endpoint);
+    pool.dispatch({
+      method: req.method as Dispatcher.HttpMethod,
+      path: info.path,
+      headers: upstreamRequestRawHeaders(req, info),
+      body,
+    }, handler);
   }
 
   /**
@@ -306,7 +333,7 @@ export class Forwarder {
   ws(req: IncomingMessage, socket: Duplex, head: Buffer, lease: Lease, info: ForwardInfo): Promise<ForwardOutcome> {
     return new Promise((resolve, reject) => {
       const exchange = this.begin(lease, (outcome) => {
-        if (outcome instanceof EdgeError) reject(outcome);
+        if (outcome instanceof Error) reject(outcome);
         else resolve(outcome);
       });
       // What http-proxy-3 sends: a view of the client's request with the program's
@@ -340,7 +367,7 @@ export class Forwarder {
   wsOverH2(req: IncomingMessage, stream: ServerHttp2Stream, lease: Lease, info: ForwardInfo): Promise<ForwardOutcome> {
     return new Promise((resolve, reject) => {
       const exchange = this.begin(lease, (outcome) => {
-        if (outcome instanceof EdgeError) reject(outcome);
+        if (outcome instanceof Error) reject(outcome);
         else resolve(outcome);
       });
       const incoming: http.IncomingHttpHeaders = {};
@@ -412,7 +439,7 @@ export class Forwarder {
     this.agent.destroy();
   }
 
-  private begin(lease: Lease, done: (outcome: ForwardOutcome | EdgeError) => void): Exchange {
+  private begin(lease: Lease, done: (outcome: ForwardOutcome | Error) => void): Exchange {
     const exchange: Exchange = {
       lease,
       settled: false,

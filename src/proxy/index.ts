@@ -1,3 +1,3 @@
 export { Forwarder } from './forwarder.js';
-export type { ForwarderOptions, ForwardOutcome } from './forwarder.js';
+export type { ForwarderOptions, ForwardLimits, ForwardOutcome } from './forwarder.js';
 export type { ForwardInfo } from './headers.js';

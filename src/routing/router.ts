@@ -73,14 +73,36 @@ export class Router {
    * (400: bad Host, bad target, malformed hash) or NotFoundError (404: no route).
    */
   async route(req: RouteRequest): Promise<Route> {
+    const known = this.routeNow(req);
+    if (known !== undefined) return known;
+    // Only a TXT record can tell (rule 4); routeNow checked host and target.
+    const host = parseHost(req.host);
     try {
-      const route = await this.resolve(req);
-      this.counter?.inc(VIA_LABELS[route.kind === 'node' ? 'node' : route.via]);
+      const route = await this.txtRoute(host, originForm(req.path, host));
+      if (route === undefined) throw noProgram(host);
+      this.counter?.inc(VIA_LABELS.txt);
       return route;
+    } catch (err) {
+      this.counter?.inc(VIA_LABELS.not_found);
+      throw err;
+    }
+  }
+
+  /**
+   * The route when it is known without waiting: every rule but a TXT lookup. The
+   * edge's path for warm programs takes no promise this way. Undefined when only
+   * `route()` can tell; throws what `route()` would reject with.
+   */
+  routeNow(req: RouteRequest): Route | undefined {
+    let route: Route | undefined;
+    try {
+      route = this.resolveNow(req);
     } catch (err) {
       this.counter?.inc(VIA_LABELS[err instanceof BadRequestError ? 'bad_request' : 'not_found']);
       throw err;
     }
+    if (route !== undefined) this.counter?.inc(VIA_LABELS[route.kind === 'node' ? 'node' : route.via]);
+    return route;
   }
 
   /**
@@ -112,18 +134,26 @@ export class Router {
     }
   }
 
-  private async resolve(req: RouteRequest): Promise<Route> {
+  /** Rules 1-3 and 5; undefined when rule 4 (a TXT lookup) decides. */
+  private resolveNow(req: RouteRequest): Route | undefined {
     const host = parseHost(req.host);
     const target = originForm(req.path, host);
     checkTarget(target);
     if (host === this.domain) return routeDomainPath(target);
-    const route = await this.hostRoute(host, target);
+    const route = this.hostRouteNow(host, target);
+    if (route === 'txt') return undefined;
     if (route === undefined) throw noProgram(host);
     return route;
   }
 
   /** Rules 2-4 for a host other than the domain; undefined means no route (rule 5). */
   private async hostRoute(host: string, path: string): Promise<Route | undefined> {
+    const route = this.hostRouteNow(host, path);
+    return route === 'txt' ? this.txtRoute(host, path) : route;
+  }
+
+  /** Rules 2-3; 'txt' when only the TXT record (rule 4) can tell. */
+  private hostRouteNow(host: string, path: string): Route | 'txt' | undefined {
     const underDomain = host.endsWith(this.domainSuffix);
     if (underDomain) {
       const labelLength = host.length - this.domainSuffix.length;
@@ -139,7 +169,7 @@ export class Router {
 
     // Our own subdomains are ours to answer: no DNS round trip for them.
     if (underDomain || this.txt === undefined || isIpLiteral(host)) return undefined;
-    return this.txtRoute(host, path);
+    return 'txt';
   }
 
   private async txtRoute(host: string, path: string): Promise<Route | undefined> {

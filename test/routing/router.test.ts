@@ -275,3 +275,46 @@ describe('routesTo (TLS on-demand policy)', () => {
     }
   });
 });
+
+describe('routeNow (the edge path without a promise)', () => {
+  const requests = [
+    { host: DOMAIN, path: `/vm/${H}/x?y=1` },
+    { host: DOMAIN, path: '/about/usage/system' },
+    { host: `${hashToLabel(H)}.${DOMAIN}`, path: '/a' },
+    { host: 'app.example.com', path: '/b' },
+    { host: `www.${DOMAIN}`, path: '/' },
+    { host: '192.0.2.1', path: '/' },
+    { host: DOMAIN, path: '/vm/xyz/' },
+    { host: 'a/b', path: '/' },
+    { host: 'app.example.com', path: '/../etc' },
+  ];
+
+  it('answers as route() does for every rule but a TXT lookup, counting each request once', async () => {
+    for (const request of requests) {
+      const viaRoute = makeRouter();
+      const viaNow = makeRouter();
+      const expected = await viaRoute.router.route(request).then((route) => ({ route }), (error: Error) => ({ error: [error.constructor.name, error.message] }));
+      let actual: { route: Route | undefined } | { error: string[] };
+      try {
+        actual = { route: viaNow.router.routeNow(request) };
+      } catch (error) {
+        actual = { error: [(error as Error).constructor.name, (error as Error).message] };
+      }
+      assert.deepEqual(actual, expected, `${request.host}${request.path}`);
+      assert.equal(await viaNow.metrics.render(), await viaRoute.metrics.render(), `counted once: ${request.host}`);
+      assert.deepEqual(viaNow.txt.asked, []);
+    }
+  });
+
+  it('is undefined where only the TXT record can tell, and route() then counts it once', async () => {
+    const { router, txt, metrics } = makeRouter(new FakeTxt({ 'custom.example.net': TXT_HASH }));
+    assert.equal(router.routeNow({ host: 'custom.example.net', path: '/' }), undefined);
+    assert.equal(router.routeNow({ host: 'none.example.net', path: '/' }), undefined);
+    assert.deepEqual(txt.asked, []);
+    assert.equal(metrics.value('aleph_edge_route_total', { via: 'txt' }), 0);
+    assert.deepEqual(await router.route({ host: 'custom.example.net', path: '/q' }), program(TXT_HASH, '/q', 'txt'));
+    await rejectsWith(router.route({ host: 'none.example.net', path: '/' }), NotFoundError, 'no program for host none.example.net');
+    assert.equal(metrics.value('aleph_edge_route_total', { via: 'txt' }), 1);
+    assert.equal(metrics.value('aleph_edge_route_total', { via: 'not_found' }), 1);
+  });
+});
