@@ -8,7 +8,8 @@
 // app on the built Debian runtime) and fastapi (the FastAPI test app on the runtime,
 // with an immutable and a data volume: read-only ones, so that it may be restored).
 // Prints each figure, then median and p90 per program and way, the snapshot's size
-// and save time, and the CPU an idle warm VM costs. VM_BENCH_ROUNDS rounds (default 5).
+// and save time, and the CPU an idle warm VM costs. VM_BENCH_ROUNDS rounds (default 5);
+// VM_BENCH_ONLY=binary,asgi,fastapi picks programs; VM_BENCH_PRELOAD (below).
 //   node bench/vm-cold-start.mjs      (after npm run build and .ci/setup.d/runtime.sh)
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,6 +25,10 @@ const { SnapshotStore } = await import(`${D}/drivers/vm/index.js`);
 const { createLogger, setLogLevel } = await import(`${D}/common/index.js`);
 const { QemuDriver, waitForHttp } = await import(`${D}/drivers/index.js`);
 const rounds = Number(process.env.VM_BENCH_ROUNDS ?? 5);
+// What a warm VM's Python imports before a program comes ([drivers.qemu] prewarm_preload;
+// VM_BENCH_PRELOAD="" for none, as before that setting existed).
+const PRELOAD = (process.env.VM_BENCH_PRELOAD ?? 'fastapi').split(',').filter(Boolean);
+const ONLY = (process.env.VM_BENCH_ONLY ?? '').split(',').filter(Boolean);
 if (!process.env.ALEPH_EDGE_LOG) setLogLevel('warn');
 
 const squashfs = (src, out) => execFileSync('mksquashfs', [src, out, '-quiet', '-noappend', '-all-root']);
@@ -104,6 +109,7 @@ try {
   const summary = [];
 
   for (const [kind, program] of Object.entries(programs)) {
+    if (ONLY.length > 0 && !ONLY.includes(kind)) continue;
     // boot
     const boots = [];
     for (let round = 0; round < rounds; round++) {
@@ -131,7 +137,7 @@ try {
     }
     for (const e of await store.list()) await store.remove(e.key);
     // pool: a VM of the program's shape booted beforehand (not counted), then attached
-    const poolDriver = new QemuDriver({ ...common, prewarm: { runtime: program.launch.aleph?.runtime ?? '', memoryMib: program.memoryMib, vcpus: program.vcpus } });
+    const poolDriver = new QemuDriver({ ...common, prewarm: { runtime: program.launch.aleph?.runtime ?? '', memoryMib: program.memoryMib, vcpus: program.vcpus, preload: PRELOAD } });
     const attaches = [];
     let idleCpu = '';
     for (let round = 0; round < rounds; round++) {

@@ -18,7 +18,6 @@ when its stdin closes (the node went away).
 """
 
 import array
-import importlib
 import json
 import os
 import selectors
@@ -27,17 +26,6 @@ import socket
 import sys
 
 MAX_REQUEST = 1 << 20
-
-
-def preimport(modules: list[str]) -> list[str]:
-    loaded = []
-    for name in modules:
-        try:
-            importlib.import_module(name)
-            loaded.append(name)
-        except ImportError:
-            pass  # not installed here: programs that need it import it themselves
-    return loaded
 
 
 def receive(conn: socket.socket) -> tuple[dict, list[int]]:
@@ -104,6 +92,8 @@ def main() -> int:
     listener.listen(64)
     listener.setblocking(False)
     import aleph_asgi.__main__  # noqa: F401 - the server itself, pre-imported
+    from aleph_preload.imports import preimport
+
     loaded = preimport(modules)
     children: dict[int, socket.socket] = {}  # child pid -> its client's connection
     wake_r, wake_w = os.pipe()

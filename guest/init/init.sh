@@ -18,10 +18,11 @@ for m in $(cat /etc/aleph/modules); do insmod "/lib/modules/aleph/$m.ko" 2>/dev/
 # The node's control channel (clock and entropy after a restore from a snapshot).
 [ -x /bin/aleph-agent ] && /bin/aleph-agent &
 
-ip=; gw=; dns=; ip6=; gw6=; pool=
+ip=; gw=; dns=; ip6=; gw6=; pool=; preload=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     aleph.pool=1) pool=1 ;;
+    aleph.preload=*) preload="${arg#aleph.preload=}" ;;
     aleph.ip=*) ip="${arg#aleph.ip=}" ;;
     aleph.gw=*) gw="${arg#aleph.gw=}" ;;
     aleph.ip6=*) ip6="${arg#aleph.ip6=}" ;;
@@ -41,6 +42,81 @@ serial_node() {
   return 1
 }
 
+# The runtime ($1, of type $2) as the program's root: read-only under a tmpfs overlay
+# at /newroot.
+root=
+mount_root() {
+  mkdir -p /mnt/runtime /mnt/rootrw /newroot
+  mount -t "$2" -o ro "$1" /mnt/runtime || return 1
+  mount -t tmpfs -o mode=0755 tmpfs /mnt/rootrw
+  mkdir -p /mnt/rootrw/upper /mnt/rootrw/work
+  mount -t overlay overlay -o lowerdir=/mnt/runtime,upperdir=/mnt/rootrw/upper,workdir=/mnt/rootrw/work /newroot || return 1
+  root=/newroot
+}
+
+# The program's view of the root: /proc, /sys, /dev, /run of its own, our guest files
+# at /opt/aleph-guest (read-only) and a busybox for the launcher.
+prepare_root() {
+  for d in proc sys dev run tmp opt/aleph-guest etc; do mkdir -p "$root/$d"; done
+  mount -t proc proc "$root/proc"
+  mount -t sysfs sysfs "$root/sys"
+  mount -o bind /dev "$root/dev"
+  mount -o bind /dev/pts "$root/dev/pts"
+  mkdir -p "$root/dev/shm" && mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
+  mount -t tmpfs -o mode=0755 tmpfs "$root/run"
+  chmod 1777 "$root/tmp"
+  if [ -d /opt/aleph-guest ]; then
+    mount -o bind /opt/aleph-guest "$root/opt/aleph-guest" && mount -o remount,bind,ro "$root/opt/aleph-guest"
+  fi
+  mkdir -p "$root/run/aleph" && cp /bin/busybox "$root/run/aleph/busybox"
+}
+
+# A warm VM's preloaded Python (aleph.preload=<modules>, guest/aleph_preload): started
+# on the runtime before any program, it imports those modules and waits; once a
+# program is attached it becomes that program, or refuses (then the program starts
+# as after a boot). docs/warm-pool.md.
+preload_pid=
+preload_dir=
+start_preload() {
+  serial_node runtime || { say "no runtime drive: no preloaded Python"; return; }
+  mount_root "$node" squashfs && prepare_root || { say "cannot mount the runtime for the preloaded Python"; return; }
+  preload_dir="$root/run/aleph/preload"
+  mkdir -p "$preload_dir" && mkfifo "$preload_dir/go"
+  chroot "$root" /run/aleph/busybox env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/root LANG=C.UTF-8 PYTHONPATH=/opt/aleph-guest \
+    python3 -m aleph_preload /run/aleph/preload $(echo "$preload" | tr , ' ') &
+  preload_pid=$!
+  until [ -f "$preload_dir/ready" ]; do
+    kill -0 "$preload_pid" 2>/dev/null || { say "the preloaded Python exited"; preload_pid=; return; }
+    read -r -t 0.05 _ <&3 || true
+  done
+  say "preloaded $(cat "$preload_dir/ready")"
+}
+
+# Hands the attached program ($@, in $cwd, with this shell's environment) to the
+# preloaded Python. Sets pid when it took the program.
+hand_to_preload() {
+  printf '%s\n' "$@" > "$preload_dir/entry"
+  echo "$cwd" > "$preload_dir/cwd"
+  export -p > "$preload_dir/env"
+  # Read-write: never blocks, whether or not the Python still reads.
+  echo go 1<>"$preload_dir/go"
+  until [ -f "$preload_dir/answer" ]; do
+    kill -0 "$preload_pid" 2>/dev/null || break
+    read -r -t 0.05 _ <&3 || true
+  done
+  answer=; [ -f "$preload_dir/answer" ] && read -r answer < "$preload_dir/answer"
+  if [ "$answer" = taken ]; then
+    pid=$preload_pid
+    say "the preloaded Python took the program"
+  else
+    say "the preloaded Python did not take the program (${answer:-it exited}): starting it"
+    kill -KILL "$preload_pid" 2>/dev/null; wait "$preload_pid" 2>/dev/null
+  fi
+  rm -rf "$preload_dir"
+  preload_pid=
+}
+
 # A warm-pool VM (aleph.pool=1) boots with no program and waits here until the node
 # hot-plugs one: its NIC, its drives, and last a drive with serial "program" holding
 # the per-program archive (/etc/aleph/*, /app), unpacked over / as the initramfs
@@ -51,10 +127,10 @@ if [ -n "$pool" ]; then
   # sleep; serial_node uses built-ins only): an idle TCG guest that forked a sleep every
   # 50 ms spent a tenth of a core on it.
   mkfifo /run/aleph-wait && exec 3<>/run/aleph-wait
+  [ -n "$preload" ] && start_preload
   say "waiting for a program"
   until serial_node program; do read -r -t 0.2 _ <&3 || true; done
-  exec 3<&-
-  rm -f /run/aleph-wait
+  [ -n "$preload_pid" ] || { exec 3<&-; rm -f /run/aleph-wait; }
   program="$node"
   wait_dev "$program"
   ( cd / && cpio -i -d -u < "$program" 2>/dev/null ) || fail "cannot unpack the program from $program"
@@ -91,20 +167,18 @@ device_of() {
 # order (the runtime first). mode: root (the runtime: read-only, under a tmpfs
 # overlay that becomes the program's /), ro, rw, overlay (read-only image under a
 # tmpfs overlay: writable, reset at each boot).
-root=
 mounted=
 if [ -f /etc/aleph/mounts ]; then
   while read -r id dev target fstype mode; do
     case "$id" in ''|'#'*) continue ;; esac
     node="$(device_of "$id" "$dev")"
     if [ "$mode" = root ]; then
-      mkdir -p /mnt/runtime /mnt/rootrw /newroot
-      mount -t "$fstype" -o ro "$node" /mnt/runtime || fail "cannot mount the runtime ($id on $node)"
-      mount -t tmpfs -o mode=0755 tmpfs /mnt/rootrw
-      mkdir -p /mnt/rootrw/upper /mnt/rootrw/work
-      mount -t overlay overlay -o lowerdir=/mnt/runtime,upperdir=/mnt/rootrw/upper,workdir=/mnt/rootrw/work /newroot \
-        || fail "cannot mount the root overlay"
-      root=/newroot
+      # A warm VM with a preloaded Python has its root already: the pool's runtime,
+      # which the node checked is this program's.
+      if [ -z "$root" ]; then
+        mount_root "$node" "$fstype" || fail "cannot mount the runtime ($id on $node) as the root"
+        prepare_root
+      fi
       continue
     fi
     at="$root$target"
@@ -130,20 +204,6 @@ hostname=aleph
 hostname "$hostname"
 
 if [ -n "$root" ]; then
-  # The program's view: the runtime with /proc, /sys, /dev, /run of its own, our
-  # guest files at /opt/aleph-guest (read-only) and a busybox for the launcher.
-  for d in proc sys dev run tmp opt/aleph-guest etc; do mkdir -p "$root/$d"; done
-  mount -t proc proc "$root/proc"
-  mount -t sysfs sysfs "$root/sys"
-  mount -o bind /dev "$root/dev"
-  mount -o bind /dev/pts "$root/dev/pts"
-  mkdir -p "$root/dev/shm" && mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
-  mount -t tmpfs -o mode=0755 tmpfs "$root/run"
-  chmod 1777 "$root/tmp"
-  if [ -d /opt/aleph-guest ]; then
-    mount -o bind /opt/aleph-guest "$root/opt/aleph-guest" && mount -o remount,bind,ro "$root/opt/aleph-guest"
-  fi
-  mkdir -p "$root/run/aleph" && cp /bin/busybox "$root/run/aleph/busybox"
   echo "$hostname" > "$root/etc/hostname"
   printf '127.0.0.1 localhost\n127.0.1.1 %s\n::1 localhost\n' "$hostname" > "$root/etc/hosts"
   [ -n "$dns" ] && { rm -f "$root/etc/resolv.conf"; echo "nameserver $dns" > "$root/etc/resolv.conf"; }
@@ -185,15 +245,23 @@ stop_program() {
   ( sleep "$stop_timeout"; say "program did not stop within ${stop_timeout}s, killing it"; kill -KILL -1 ) &
 }
 trap stop_program INT TERM
-if [ -n "$root" ]; then
+if [ -n "$preload_pid" ]; then
+  hand_to_preload "$@"
+  exec 3<&-
+  rm -f /run/aleph-wait
+fi
+if [ -n "$pid" ]; then
+  : # the preloaded Python is the program
+elif [ -n "$root" ]; then
   # chroot, not switch_root: PID 1 stays here, so it can unmount the volumes (the
   # ext4 ones cleanly) whatever the runtime contains.
   chroot "$root" /run/aleph/busybox sh -c 'cd "$0" 2>/dev/null || cd /; exec "$@"' "$cwd" "$@" &
+  pid=$!
 else
   cd "$cwd" 2>/dev/null || cd /
   "$@" &
+  pid=$!
 fi
-pid=$!
 status=0
 while kill -0 "$pid" 2>/dev/null; do wait "$pid"; status=$?; done
 wait "$pid" 2>/dev/null; last=$?; [ "$last" -ne 127 ] && status=$last

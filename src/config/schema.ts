@@ -471,6 +471,7 @@ function readDrivers(root: TableReader, paths: PathResolver): DriversSettings | 
       runtime: paths.resolve(q.string('prewarm_runtime', '')),
       memoryMib: q.int('prewarm_memory_mib', 128, { min: 16 }),
       vcpus: q.int('prewarm_vcpus', 1, { min: 1 }),
+      preload: q.checkedArray('prewarm_preload', ['fastapi'], pythonModule),
     },
   };
   q.finish();
@@ -760,4 +761,11 @@ function checkHash(text: string): Checked<string> {
 
 function nonEmpty(text: string): Checked<string> {
   return text === '' ? { ok: false, message: 'must not be empty' } : { ok: true, value: text };
+}
+
+/** A Python module name for the warm pool's preloaded interpreter (it goes on the guest kernel's command line). */
+function pythonModule(text: string): Checked<string> {
+  return /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/.test(text) && text.length <= 100
+    ? { ok: true, value: text }
+    : { ok: false, message: `"${text}" is not a Python module name` };
 }

@@ -122,6 +122,8 @@ export interface QemuPrewarmSettings {
   runtime: string; // prewarm_runtime: absolute runtime squashfs the pooled VMs boot on; '' = none (programs without a runtime); default ''
   memoryMib: number; // prewarm_memory_mib: default 128
   vcpus: number; // prewarm_vcpus: default 1
+  /** prewarm_preload: modules a warm VM's Python imports before any program (docs/warm-pool.md); default ["fastapi"]; [] = no preloaded Python */
+  preload: string[];
 }
 
 export interface FirecrackerDriverSettings {

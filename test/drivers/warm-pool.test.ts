@@ -23,6 +23,7 @@ import type { Program, ProgramSource } from '../../src/programs/index.js';
 import { guestSetup, processesWith, qemuSkipReason, type GuestSetup } from './qemu-guest.js';
 import { httpGet } from './helpers.js';
 import { until } from '../helpers/node.js';
+import { ensureRuntime } from '../../src/drivers/image/index.js';
 
 if (!process.env.ALEPH_EDGE_LOG) setLogLevel('silent');
 
@@ -53,6 +54,19 @@ async function busyboxRuntime(dir: string): Promise<string> {
   const image = join(dir, 'runtime.squashfs');
   execFileSync('mksquashfs', [root, image, '-noappend', '-quiet', '-all-root']);
   return image;
+}
+
+/** The programs of a map, as the orchestrator asks for them. */
+function sourceOf(programs: Map<string, Program>): ProgramSource {
+  return {
+    resolve: async (hash) => {
+      const program = programs.get(hash);
+      if (!program) throw new NotFoundError('unknown program');
+      return program;
+    },
+    known: () => [...programs.values()],
+    exists: async (hash) => programs.has(hash),
+  };
 }
 
 describe('warm VM command line', () => {
@@ -105,15 +119,7 @@ describe('warm pool (qemu)', { skip: skip || false, timeout: 900_000 }, () => {
     });
   }
 
-  const source: ProgramSource = {
-    resolve: async (hash) => {
-      const program = programs.get(hash);
-      if (!program) throw new NotFoundError('unknown program');
-      return program;
-    },
-    known: () => [...programs.values()],
-    exists: async (hash) => programs.has(hash),
-  };
+  const source = sourceOf(programs);
 
   before(async () => {
     setup = await guestSetup();
@@ -131,7 +137,9 @@ describe('warm pool (qemu)', { skip: skip || false, timeout: 900_000 }, () => {
     const driver = new QemuDriver({
       stopGraceMs: 5_000, binary: 'qemu-system-x86_64', kernel: setup.kernel.vmlinuz, initramfs: setup.initramfs,
       machine: 'auto', accel: 'auto', network: 'user', runDir,
-      prewarm: { runtime, memoryMib: 128, vcpus: 1 },
+      // The busybox runtime has no python3: the warm VM's preloaded Python exits at
+      // once and programs start as after a boot (the fallback, proven here).
+      prewarm: { runtime, memoryMib: 128, vcpus: 1, preload: ['fastapi'] },
     });
     const metrics = new MetricsRegistry();
     // Each execution's own guest API: a server on a socket of its own that names the program.
@@ -202,5 +210,90 @@ describe('warm pool (qemu)', { skip: skip || false, timeout: 900_000 }, () => {
       await o.drain(10_000);
     }
     await until(() => qemus() === 0, 60_000, 'every qemu gone after the drain');
+  });
+});
+
+describe('warm pool with a preloaded Python (qemu, the built runtime)', { skip: skip || false, timeout: 900_000 }, () => {
+  let setup: GuestSetup;
+  let runtime: string;
+
+  before(async () => {
+    setup = await guestSetup();
+    // Built by .ci/setup.d/runtime.sh (minutes): never here, so a missing one fails clearly.
+    runtime = await ensureRuntime(undefined, undefined, undefined, true);
+  });
+
+  after(async () => {
+    if (setup) await rm(setup.dir, { recursive: true, force: true });
+  });
+
+  /** A FastAPI program: says its name, a variable of its own and where it runs. */
+  async function fastapiProgram(name: string, hash: string, extraEnv: Record<string, string> = {}): Promise<Program> {
+    const code = await squashfs(setup.dir, `code-${name}`, {
+      'main.py': [
+        'import os, sys',
+        'from fastapi import FastAPI',
+        'app = FastAPI()',
+        '@app.get("/")',
+        'def root():',
+        `    return {"name": "${name}", "secret": os.environ.get("SECRET"), "cwd": os.getcwd(), "path0": sys.path[0], "host": os.uname().nodename}`,
+        '',
+      ].join('\n'),
+    });
+    return {
+      hash, name, memoryMib: 256, vcpus: 1, healthPath: '', requestTimeoutMs: 0,
+      launch: {
+        kind: 'vm', code, entrypoint: '', env: { SECRET: `secret of ${name}`, ...extraEnv }, kernel: '', initramfs: '', internet: false,
+        aleph: { interface: 'asgi', asgiApp: 'main:app', runtime, volumes: [] },
+      },
+    };
+  }
+
+  it('a FastAPI program is taken by the Python that imported FastAPI before it came; one that sets PYTHONHASHSEED is started afresh', async () => {
+    const runDir = join(setup.dir, 'vms');
+    const driver = new QemuDriver({
+      stopGraceMs: 5_000, binary: 'qemu-system-x86_64', kernel: setup.kernel.vmlinuz, initramfs: setup.initramfs,
+      machine: 'auto', accel: 'auto', network: 'user', runDir,
+      prewarm: { runtime, memoryMib: 256, vcpus: 1, preload: ['fastapi'] },
+    });
+    const programs = new Map<string, Program>();
+    programs.set('c3'.repeat(32), await fastapiProgram('gamma', 'c3'.repeat(32)));
+    programs.set('d4'.repeat(32), await fastapiProgram('delta', 'd4'.repeat(32), { PYTHONHASHSEED: '0' }));
+    const source = sourceOf(programs);
+    const metrics = new MetricsRegistry();
+    const o = new Orchestrator({
+      settings: {
+        driver: 'qemu', idleTimeoutMs: 3_600_000, bootTimeoutMs: 600_000, requestTimeoutMs: 30_000,
+        maxVms: 2, memoryBudgetMib: 512, holdQueue: 10, stopGraceMs: 5_000, prewarm: 1,
+      },
+      programs: source, driver, probe, metrics,
+    });
+    const gauge = (state: string) => Number(new RegExp(`aleph_edge_warm_vms\\{state="${state}"\\} (\\d+)`).exec(metrics.render())?.[1] ?? 'NaN');
+    const attaches = () => Number(/aleph_edge_warm_vm_attaches_total (\d+)/.exec(metrics.render())?.[1] ?? '0');
+    const console = (hash: string) => o.logs(hash).map((e) => e.line).join('\n');
+    try {
+      o.prewarm();
+      await until(() => gauge('ready') === 1, 600_000, 'a warm VM with FastAPI imported');
+
+      const gamma = await o.acquire('c3'.repeat(32));
+      assert.equal(attaches(), 1, 'gamma was attached to the warm VM');
+      const answer = JSON.parse((await httpGet(gamma.endpoint, '/')).body) as Record<string, string>;
+      assert.deepEqual(answer, { name: 'gamma', secret: 'secret of gamma', cwd: '/opt/code', path0: '/opt/code', host: answer.host });
+      assert.match(answer.host!, /^[a-z2-7]{52}$/, 'its own hostname');
+      assert.match(console('c3'.repeat(32)), /the preloaded Python took the program/);
+      gamma.release();
+      assert.equal(await o.stop('c3'.repeat(32)), true);
+
+      await until(() => gauge('ready') === 1, 600_000, 'the pool refilled');
+      const delta = await o.acquire('d4'.repeat(32));
+      assert.equal(attaches(), 2, 'delta was attached to a warm VM too');
+      const second = JSON.parse((await httpGet(delta.endpoint, '/')).body) as Record<string, string>;
+      assert.equal(second.name, 'delta');
+      assert.equal(second.secret, 'secret of delta');
+      assert.match(console('d4'.repeat(32)), /the preloaded Python did not take the program \(refused PYTHONHASHSEED is read at interpreter start\)/);
+      delta.release();
+    } finally {
+      await o.drain(10_000);
+    }
   });
 });

@@ -5,6 +5,9 @@
 //                     aleph.ip6=<addr>/124  aleph.gw6=<addr>  (the VM's IPv6, src/drivers/net/ipv6.ts)
 //                     aleph.pool=1: a warm-pool VM, which waits for a hot-plugged drive with serial
 //                     "program" (the per-program archive), unpacks it over / and boots on (docs/warm-pool.md)
+//                     aleph.preload=<module,...>: with aleph.pool=1 and a runtime drive, a Python on the
+//                     runtime imports these while the VM waits and becomes the program when it is
+//                     `python3 -m aleph_asgi` and sees nothing a fresh start would not (guest/aleph_preload)
 //                     (no root=: the kernel boots our initramfs; no drive is the root device)
 //   drives            virtio-blk, in the order of src/drivers/vm/layout.ts (vda, vdb, ...),
 //                     each named in /etc/aleph/mounts; qemu also sets the drive id as serial

@@ -63,7 +63,7 @@ export class QemuWarmBooter implements WarmBooter {
 
   async boot(signal: AbortSignal): Promise<WarmVm> {
     const { ctx } = this;
-    const { runtime, memoryMib, vcpus } = ctx.shape;
+    const { runtime, memoryMib, vcpus, preload } = ctx.shape;
     if (signal.aborted) throw signal.reason;
     if (runtime && !(await isSquashfs(runtime))) throw new DriverStartError(`drivers.qemu.prewarm_runtime ${runtime} is not a squashfs image`);
     await mkdir(ctx.runDir, { recursive: true, mode: 0o700 });
@@ -78,7 +78,11 @@ export class QemuWarmBooter implements WarmBooter {
       vcpus,
       kernel: ctx.kernel,
       initrd: ctx.initramfs,
-      kernelArgs: ['aleph.pool=1', `aleph.ip=${USER_NET.guest}`, `aleph.gw=${USER_NET.gateway}`, `aleph.dns=${USER_NET.dns}`],
+      kernelArgs: [
+        'aleph.pool=1', `aleph.ip=${USER_NET.guest}`, `aleph.gw=${USER_NET.gateway}`, `aleph.dns=${USER_NET.dns}`,
+        // A Python on the runtime imports these before any program (guest/aleph_preload).
+        ...(runtime && preload.length > 0 ? [`aleph.preload=${preload.join(',')}`] : []),
+      ],
       qmpSocket,
       net: { mode: 'none' },
       drives: runtime ? [{ id: 'runtime', path: runtime, readOnly: true }] : [],
