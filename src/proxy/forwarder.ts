@@ -85,6 +85,14 @@ function classify(error: NodeJS.ErrnoException, exchange: Exchange, progress: Re
   return { error: programFault(error, progress) ?? new ProgramResponseError('closed', 'program closed the connection'), fatal: false };
 }
 
+/**
+ * Methods a request may be sent again with when the program closed the connection
+ * without answering it: idempotent ones (RFC 9110 9.2.2), and only without a body.
+ */
+const RESENDABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/** undici's codes for a connection closed (or reset) under a request. */
+const CLOSED = new Set(['UND_ERR_SOCKET', 'ECONNRESET']);
+
 const NO_PROGRESS: ResponseProgress = { headReceived: false, bodyLeft: -1, chunked: false };
 
 /** A response's Content-Length as a number, or -1 when absent or not one plain value. */
@@ -219,6 +227,7 @@ export class Forwarder {
     };
     let bodyLeft = -1;
     let headReceived = false;
+    let resent = false;
     let chunked = false;
     let held: Buffer | undefined;
     let heldLoan: Loan | undefined;
@@ -299,6 +308,14 @@ export class Forwarder {
       onResponseError: (_controller, error: Error & { code?: string }) => {
         // We cut it ourselves (timeout, body too large, client gone): already settled.
         if (exchange.settled) return;
+        if (!headReceived && !resent && body === null && RESENDABLE.has(req.method ?? '') && CLOSED.has(error.code ?? '')) {
+          // Closed with nothing answered: a kept-alive connection the program hung up
+          // on as this request went out. Sent once more (the pool opens a connection
+          // for it if none is left).
+          resent = true;
+          pool.dispatch(options, handler);
+          return;
+        }
         if (error.code === 'UND_ERR_INVALID_ARG' && !res.headersSent) {
           // A request undici refuses to send as is (e.g. a header it does not allow).
           exchange.settle(new BadRequestError('request cannot be forwarded'));
@@ -318,12 +335,13 @@ export class Forwarder {
       },
     };
     const pool = this.pools.for(lease.endpoint);
-    pool.dispatch({
+    const options: Dispatcher.DispatchOptions = {
       method: req.method as Dispatcher.HttpMethod,
       path: info.path,
       headers: upstreamRequestRawHeaders(req, info),
       body,
-    }, handler);
+    };
+    pool.dispatch(options, handler);
   }
 
   /**

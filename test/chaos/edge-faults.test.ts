@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { fixtureProgram } from '../helpers/paths.js';
 import { addLogSink, shortHash, type LogRecord } from '../../src/common/index.js';
-import { programHash, startTestNode, until, type TestNode } from '../helpers/node.js';
+import { programHash, request, startTestNode, until, type TestNode } from '../helpers/node.js';
 
 const faults = programHash('faults');
 
@@ -339,4 +339,33 @@ describe('what the program did wrong is said', () => {
       assert.match(String(line!.fields.reason), c.reason);
     });
   }
+});
+
+describe('a program connection closed unanswered', () => {
+  let node: TestNode;
+  before(async () => {
+    node = await startTestNode({ programs: [{ name: 'faults', script: fixtureProgram('faults.js') }] });
+  });
+  after(async () => node.close());
+
+  const opened = async () => (JSON.parse((await request(node, { host: node.domain, path: `/vm/${faults}/connections` })).body) as { opened: number }).opened;
+
+  // A program may close a kept-alive connection just as the next request goes out on it
+  // (uvicorn does after an app's exception, without Connection: close). Nothing of that
+  // request was answered: an idempotent one without a body is sent again, once, on a
+  // new connection (RFC 9110 9.2.2), as nginx and Go's HTTP client do.
+  it('a GET is sent again on a new connection; a POST with a body is not (502)', async () => {
+    const before = await opened();
+    // The pooled connection the program will hang up on is the one reused next.
+    assert.equal((await request(node, { host: node.domain, path: `/vm/${faults}/then-hang-up` })).status, 200);
+    const again = await request(node, { host: node.domain, path: `/vm/${faults}/after` });
+    assert.equal(again.status, 200, again.body);
+    assert.equal(again.body, 'ok');
+    assert.ok((await opened()) > before, 'answered on a new connection');
+
+    assert.equal((await request(node, { host: node.domain, path: `/vm/${faults}/then-hang-up` })).status, 200);
+    const post = await request(node, { host: node.domain, path: `/vm/${faults}/after`, method: 'POST', body: 'data' });
+    assert.equal(post.status, 502, 'a request with a body is never sent twice');
+    assert.match(post.body, /program closed the connection/);
+  });
 });
