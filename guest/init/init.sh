@@ -55,8 +55,11 @@ mount_root() {
 }
 
 # The program's view of the root: /proc, /sys, /dev, /run of its own, our guest files
-# at /opt/aleph-guest (read-only) and a busybox for the launcher.
+# at /opt/aleph-guest (read-only) and a busybox for the launcher. On a boot, after the
+# volumes (mounted over them, a volume would hide these).
+prepared=
 prepare_root() {
+  prepared=1
   for d in proc sys dev run tmp opt/aleph-guest etc; do mkdir -p "$root/$d"; done
   mount -t proc proc "$root/proc"
   mount -t sysfs sysfs "$root/sys"
@@ -175,10 +178,7 @@ if [ -f /etc/aleph/mounts ]; then
     if [ "$mode" = root ]; then
       # A warm VM with a preloaded Python has its root already: the pool's runtime,
       # which the node checked is this program's.
-      if [ -z "$root" ]; then
-        mount_root "$node" "$fstype" || fail "cannot mount the runtime ($id on $node) as the root"
-        prepare_root
-      fi
+      [ -n "$root" ] || mount_root "$node" "$fstype" || fail "cannot mount the runtime ($id on $node) as the root"
       continue
     fi
     at="$root$target"
@@ -204,6 +204,7 @@ hostname=aleph
 hostname "$hostname"
 
 if [ -n "$root" ]; then
+  [ -n "$prepared" ] || prepare_root
   echo "$hostname" > "$root/etc/hostname"
   printf '127.0.0.1 localhost\n127.0.1.1 %s\n::1 localhost\n' "$hostname" > "$root/etc/hosts"
   [ -n "$dns" ] && { rm -f "$root/etc/resolv.conf"; echo "nameserver $dns" > "$root/etc/resolv.conf"; }

@@ -146,7 +146,8 @@ export class Pipeline {
         return;
       }
       request.hash = route.hash;
-      lease = this.deps.gateway.leaseIfReady(route.hash);
+      // A route handle() knew already found no warm lease there; a TXT route may.
+      if (!known) lease = this.deps.gateway.leaseIfReady(route.hash);
       if (!lease) {
         // Wait for the program, giving up if the client leaves.
         const gone = leaveSignal(res);

@@ -19,7 +19,6 @@ export interface ForwarderOptions {
   freeSocketTimeoutMs?: number;
 }
 
-/** How an exchange ended once something was sent to the client. */
 /** Per-exchange limits the edge enforces while forwarding. */
 export interface ForwardLimits {
   maxBodyBytes?: number;
@@ -27,6 +26,7 @@ export interface ForwardLimits {
   sendTimeoutMs?: number;
 }
 
+/** How an exchange ended once something was sent to the client. */
 export interface ForwardOutcome {
   status: number;
   /** False when the exchange was cut (client or program went away mid-response). */
@@ -154,22 +154,10 @@ export class Forwarder {
   }
 
   /**
-   * Forwards one HTTP exchange. Resolves when it ends; rejects with an EdgeError
-   * only when nothing has been sent to the client yet (edge/ writes the error).
-   */
-  web(req: IncomingMessage, res: ServerResponse, lease: Lease, info: ForwardInfo, limits: ForwardLimits = {}): Promise<ForwardOutcome> {
-    return new Promise((resolve, reject) => {
-      this.relay(req, res, lease, info, limits, (outcome) => {
-        if (outcome instanceof Error) reject(outcome);
-        else resolve(outcome);
-      });
-    });
-  }
-
-  /**
-   * `web` without a promise: `done` is called once, with the outcome, or with the
-   * error (an EdgeError, or whatever failed unexpectedly) when nothing was sent to the
-   * client yet. The edge's path for warm programs uses it: no promise per request.
+   * Forwards one HTTP exchange, with callbacks only (no promise per request). `done` is
+   * called once: with the outcome when it ends, or with the error (an EdgeError, or
+   * whatever failed unexpectedly) when nothing was sent to the client yet (edge/ writes
+   * the error).
    */
   relay(req: IncomingMessage, res: ServerResponse, lease: Lease, info: ForwardInfo, limits: ForwardLimits, done: (outcome: ForwardOutcome | Error) => void): void {
     let exchange: Exchange | undefined;

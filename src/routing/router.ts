@@ -19,6 +19,13 @@ export interface RouterOptions {
   metrics?: MetricsRegistry;
 }
 
+/** A request only the `_aleph-id` TXT record of its (checked) host can route. */
+interface TxtPending {
+  kind: 'txt';
+  host: string;
+  path: string;
+}
+
 export type HostTarget = { kind: 'node' } | { kind: 'program'; hash: string };
 
 /** Label values of aleph_edge_route_total. */
@@ -73,13 +80,11 @@ export class Router {
    * (400: bad Host, bad target, malformed hash) or NotFoundError (404: no route).
    */
   async route(req: RouteRequest): Promise<Route> {
-    const known = this.routeNow(req);
-    if (known !== undefined) return known;
-    // Only a TXT record can tell (rule 4); routeNow checked host and target.
-    const host = parseHost(req.host);
+    const decided = this.decideNow(req);
+    if (decided.kind !== 'txt') return decided;
     try {
-      const route = await this.txtRoute(host, originForm(req.path, host));
-      if (route === undefined) throw noProgram(host);
+      const route = await this.txtRoute(decided.host, decided.path);
+      if (route === undefined) throw noProgram(decided.host);
       this.counter?.inc(VIA_LABELS.txt);
       return route;
     } catch (err) {
@@ -94,15 +99,8 @@ export class Router {
    * `route()` can tell; throws what `route()` would reject with.
    */
   routeNow(req: RouteRequest): Route | undefined {
-    let route: Route | undefined;
-    try {
-      route = this.resolveNow(req);
-    } catch (err) {
-      this.counter?.inc(VIA_LABELS[err instanceof BadRequestError ? 'bad_request' : 'not_found']);
-      throw err;
-    }
-    if (route !== undefined) this.counter?.inc(VIA_LABELS[route.kind === 'node' ? 'node' : route.via]);
-    return route;
+    const decided = this.decideNow(req);
+    return decided.kind === 'txt' ? undefined : decided;
   }
 
   /**
@@ -134,16 +132,29 @@ export class Router {
     }
   }
 
-  /** Rules 1-3 and 5; undefined when rule 4 (a TXT lookup) decides. */
-  private resolveNow(req: RouteRequest): Route | undefined {
-    const host = parseHost(req.host);
-    const target = originForm(req.path, host);
-    checkTarget(target);
-    if (host === this.domain) return routeDomainPath(target);
-    const route = this.hostRouteNow(host, target);
-    if (route === 'txt') return undefined;
-    if (route === undefined) throw noProgram(host);
-    return route;
+  /**
+   * Rules 1-3 and 5, counted; a TXT lookup to make (rule 4: the checked host and target)
+   * is left to the caller, which counts its outcome.
+   */
+  private decideNow(req: RouteRequest): Route | TxtPending {
+    let decided: Route | TxtPending;
+    try {
+      const host = parseHost(req.host);
+      const target = originForm(req.path, host);
+      checkTarget(target);
+      if (host === this.domain) {
+        decided = routeDomainPath(target);
+      } else {
+        const route = this.hostRouteNow(host, target);
+        if (route === undefined) throw noProgram(host);
+        decided = route === 'txt' ? { kind: 'txt', host, path: target } : route;
+      }
+    } catch (err) {
+      this.counter?.inc(VIA_LABELS[err instanceof BadRequestError ? 'bad_request' : 'not_found']);
+      throw err;
+    }
+    if (decided.kind !== 'txt') this.counter?.inc(VIA_LABELS[decided.kind === 'node' ? 'node' : decided.via]);
+    return decided;
   }
 
   /** Rules 2-4 for a host other than the domain; undefined means no route (rule 5). */

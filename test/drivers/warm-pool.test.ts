@@ -24,6 +24,7 @@ import { guestSetup, processesWith, qemuSkipReason, type GuestSetup } from './qe
 import { httpGet } from './helpers.js';
 import { until } from '../helpers/node.js';
 import { ensureRuntime } from '../../src/drivers/image/index.js';
+import type { QemuPrewarmSettings } from '../../src/config/index.js';
 
 if (!process.env.ALEPH_EDGE_LOG) setLogLevel('silent');
 
@@ -54,6 +55,14 @@ async function busyboxRuntime(dir: string): Promise<string> {
   const image = join(dir, 'runtime.squashfs');
   execFileSync('mksquashfs', [root, image, '-noappend', '-quiet', '-all-root']);
   return image;
+}
+
+/** A qemu driver (user networking) whose warm VMs have this shape. */
+function pooledDriver(setup: GuestSetup, runDir: string, prewarm: QemuPrewarmSettings): QemuDriver {
+  return new QemuDriver({
+    stopGraceMs: 5_000, binary: 'qemu-system-x86_64', kernel: setup.kernel.vmlinuz, initramfs: setup.initramfs,
+    machine: 'auto', accel: 'auto', network: 'user', runDir, prewarm,
+  });
 }
 
 /** The programs of a map, as the orchestrator asks for them. */
@@ -134,13 +143,9 @@ describe('warm pool (qemu)', { skip: skip || false, timeout: 900_000 }, () => {
 
   it('serves never-seen programs from warm VMs with their own code and volume, refills, and keeps to the budget', async () => {
     const runDir = join(setup.dir, 'vms');
-    const driver = new QemuDriver({
-      stopGraceMs: 5_000, binary: 'qemu-system-x86_64', kernel: setup.kernel.vmlinuz, initramfs: setup.initramfs,
-      machine: 'auto', accel: 'auto', network: 'user', runDir,
-      // The busybox runtime has no python3: the warm VM's preloaded Python exits at
-      // once and programs start as after a boot (the fallback, proven here).
-      prewarm: { runtime, memoryMib: 128, vcpus: 1, preload: ['fastapi'] },
-    });
+    // The busybox runtime has no python3: the warm VM's preloaded Python exits at
+    // once and programs start as after a boot (the fallback, proven here).
+    const driver = pooledDriver(setup, runDir, { runtime, memoryMib: 128, vcpus: 1, preload: ['fastapi'] });
     const metrics = new MetricsRegistry();
     // Each execution's own guest API: a server on a socket of its own that names the program.
     let sessions = 0;
@@ -251,11 +256,7 @@ describe('warm pool with a preloaded Python (qemu, the built runtime)', { skip: 
 
   it('a FastAPI program is taken by the Python that imported FastAPI before it came; one that sets PYTHONHASHSEED is started afresh', async () => {
     const runDir = join(setup.dir, 'vms');
-    const driver = new QemuDriver({
-      stopGraceMs: 5_000, binary: 'qemu-system-x86_64', kernel: setup.kernel.vmlinuz, initramfs: setup.initramfs,
-      machine: 'auto', accel: 'auto', network: 'user', runDir,
-      prewarm: { runtime, memoryMib: 256, vcpus: 1, preload: ['fastapi'] },
-    });
+    const driver = pooledDriver(setup, runDir, { runtime, memoryMib: 256, vcpus: 1, preload: ['fastapi'] });
     const programs = new Map<string, Program>();
     programs.set('c3'.repeat(32), await fastapiProgram('gamma', 'c3'.repeat(32)));
     programs.set('d4'.repeat(32), await fastapiProgram('delta', 'd4'.repeat(32), { PYTHONHASHSEED: '0' }));
